@@ -1,0 +1,3 @@
+"""tasks-server: execute HTTP requests later, durably."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tasks_server.cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""Reading JSON request bodies within ``MAX_SIZE_BODY_REQUEST``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from tasks_server.api.errors import ApiError
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; 413 as soon as more than `limit` bytes arrive, 400 when not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413)
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Malformed JSON body: {exc}") from None

@@ -1,0 +1,22 @@
+"""What the lifespan opens and the routes use: built once per app, found on request.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from tasks_server.api.auth import Authenticator
+from tasks_server.settings import Settings
+from tasks_server.store.db import Database
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    auth: Authenticator
+
+
+def services(request: Request) -> Services:
+    return request.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,150 @@
+"""Every setting of the service, read once from the environment (and an optional `.env`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import zoneinfo
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from croniter import croniter
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class BackupMethod(StrEnum):
+    LOCAL = "LOCAL"
+    OBJECT_STORAGE = "OBJECT_STORAGE"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Names and defaults are the original server's environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(9220, ge=0, le=65535)
+    tz: str = "UTC"
+    path_sqlite: Path = Path(".database/tasks.db")
+    cipher_key: str | None = None
+    log: bool = True
+    log_tz: str | None = None
+    cluster_mode: bool = False
+    max_instances: Annotated[int, NoDecode] = 1
+
+    backup_cron_pattern_sqlite: str = "0 0 * * *"
+    backup_cron_tz_sqlite: str | None = None
+    backup_method_sqlite: BackupMethod = BackupMethod.LOCAL
+    backup_path_dir_sqlite: Path = Path(".backup")
+    backup_object_storage_endpoint: str | None = None
+    backup_object_storage_bucket_name: str | None = None
+    backup_object_storage_path: str = ""
+    backup_object_storage_access_key: str | None = None
+    backup_object_storage_secret_key: str | None = None
+    backup_retention: int = Field(0, ge=0)
+    s3_region: str | None = None
+    aws_region: str | None = None
+
+    connectivity_hostname: str = ""
+    connectivity_check_interval: int = Field(5000, ge=100)
+
+    max_size_body_request: int = Field(32768, ge=1024)
+    max_size_data_response: int = Field(32768, ge=1)
+    max_throttle_request: int = Field(0, ge=0)
+    max_throttle_time_window: int = Field(0, ge=0)
+    max_tasks_in_queue: int = Field(1000, ge=1)
+
+    path_tls_cert: Path | None = None
+    path_tls_key: Path | None = None
+    path_tls_ca: Path | None = None
+    swagger_ui: bool = False
+    certs_dir: Path | None = None
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = []
+
+    @field_validator("max_instances", mode="before")
+    @classmethod
+    def _instances(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() == "MAX":
+            return os.cpu_count() or 1
+        return value
+
+    @field_validator("max_instances")
+    @classmethod
+    def _instances_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a number ≥ 1 or MAX")
+        return value
+
+    @field_validator("tz", "log_tz", "backup_cron_tz_sqlite")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("backup_cron_pattern_sqlite")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r}")
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _forwarded(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_valid(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if (self.path_tls_cert is None) != (self.path_tls_key is None):
+            raise ValueError("PATH_TLS_CERT and PATH_TLS_KEY must be set together")
+        return self
+
+    @property
+    def backup_tz(self) -> str:
+        return self.backup_cron_tz_sqlite or self.tz
+
+    @property
+    def s3_region_name(self) -> str | None:
+        return self.s3_region or self.aws_region
+
+    @property
+    def throttle_enabled(self) -> bool:
+        return self.max_throttle_request > 0 and self.max_throttle_time_window > 0
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings or raise SettingsError naming the first bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            message = f"{str(error['loc'][0]).upper()}: {message}"
+        raise SettingsError(f"invalid setting {message}") from None

@@ -1,0 +1,165 @@
+"""SQLite connections, migrations and the single writer with group commit.
+
+SQLite has one writer at a time, and with ``synchronous=FULL`` every commit is an fsync.
+All writes of this process therefore go through one connection owned by one task: the
+write units queued while a commit is under way are run together in the next transaction,
+so many requests share one fsync. A unit's future resolves only after its COMMIT, which is
+what lets a route acknowledge a write as durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from tasks_server.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteUnit = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+_MAX_BATCH = 512
+
+
+class DatabaseTooNew(RuntimeError):
+    """The database was written by a newer version of tasks-server."""
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """Open and prepare a connection: the one place pragmas are set."""
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA busy_timeout = 10000")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Apply pending migrations in order; return the schema version."""
+    (version,) = await (await conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+    if version > len(MIGRATIONS):
+        raise DatabaseTooNew(
+            f"database schema version {version} is newer than this tasks-server "
+            f"supports ({len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {number}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        log.info("database migrated to version %d", number)
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> Iterable[str]:
+    return (part.strip() for part in script.split(";") if part.strip())
+
+
+class Database:
+    """The store's connections: one writer (group commit) and one reader (WAL snapshot reads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[WriteUnit[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await _connect(self.path)
+        await migrate(self._writer)
+        self._reader = await _connect(self.path)
+        self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def write(self, unit: WriteUnit[T]) -> T:
+        """Run `unit` in a write transaction; return its result once durably committed."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("database is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((unit, future))
+        return await asyncio.shield(future)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "database is not open"
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, batch: list[tuple[WriteUnit[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._transaction([unit for unit, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc=exc)
+                return
+            # One unit failed: nothing was committed. Run each alone so only it fails.
+            for item in batch:
+                await self._run_batch([item])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            _settle(future, result=result)
+
+    async def _transaction(self, units: list[WriteUnit[Any]]) -> list[Any]:
+        conn = self._writer
+        assert conn is not None
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [await unit(conn) for unit in units]
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        return results
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

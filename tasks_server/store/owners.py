@@ -1,0 +1,83 @@
+"""Owner rows: creation, lookup of key digests, deletion."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from enum import Enum, auto
+
+import aiosqlite
+
+from tasks_server.store.db import Database
+
+ACTIVE_STATES = ("RUNNING", "PAUSED")
+
+INSERT_OWNER = """
+INSERT INTO owners (id, name, key_digest, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING RETURNING id
+"""
+SELECT_KEY_DIGEST = "SELECT key_digest FROM owners WHERE id = ?"
+SELECT_OWNER = """
+SELECT id, name, created_at,
+       (SELECT count(*) FROM queues
+         WHERE owner_id = owners.id AND state IN ('RUNNING', 'PAUSED')) AS active
+  FROM owners WHERE id = ? AND name = ?
+"""
+COUNT_ACTIVE = "SELECT count(*) FROM queues WHERE owner_id = ? AND state IN ('RUNNING', 'PAUSED')"
+DELETE_OWNER = "DELETE FROM owners WHERE id = ? AND name = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRecord:
+    id: str
+    name: str
+    created_at: int
+    tasks_in_queue: int
+
+
+class DeleteOutcome(Enum):
+    DELETED = auto()
+    NOT_FOUND = auto()
+    HAS_TASKS = auto()
+
+
+async def create_owner(
+    db: Database, *, owner_id: str, name: str, key_digest: bytes, created_at: int
+) -> bool:
+    """Insert the owner; False when the name is taken."""
+
+    async def unit(conn: aiosqlite.Connection) -> bool:
+        rows = await conn.execute_fetchall(INSERT_OWNER, (owner_id, name, key_digest, created_at))
+        return bool(rows)
+
+    return await db.write(unit)
+
+
+async def key_digest(db: Database, owner_id: str) -> bytes | None:
+    row = await db.fetchone(SELECT_KEY_DIGEST, (owner_id,))
+    return None if row is None else bytes(row[0])
+
+
+async def get_owner(db: Database, owner_id: str, name: str) -> OwnerRecord | None:
+    row = await db.fetchone(SELECT_OWNER, (owner_id, name))
+    return None if row is None else _record(row)
+
+
+async def delete_owner(db: Database, owner_id: str, name: str) -> DeleteOutcome:
+    """Delete the owner (and its finished tasks) unless it still has queued tasks."""
+
+    async def unit(conn: aiosqlite.Connection) -> DeleteOutcome:
+        (active,) = (await conn.execute_fetchall(COUNT_ACTIVE, (owner_id,)))[0]  # type: ignore[index]
+        if active:
+            exists = await conn.execute_fetchall(SELECT_OWNER, (owner_id, name))
+            return DeleteOutcome.HAS_TASKS if exists else DeleteOutcome.NOT_FOUND
+        cursor = await conn.execute(DELETE_OWNER, (owner_id, name))
+        return DeleteOutcome.DELETED if cursor.rowcount else DeleteOutcome.NOT_FOUND
+
+    return await db.write(unit)
+
+
+def _record(row: sqlite3.Row) -> OwnerRecord:
+    return OwnerRecord(
+        id=row["id"], name=row["name"], created_at=row["created_at"], tasks_in_queue=row["active"]
+    )

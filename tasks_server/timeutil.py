@@ -1,0 +1,57 @@
+"""Wall-clock time as Unix epoch milliseconds (UTC), and parsing of user-given instants."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from dateutil import parser
+from dateutil import tz as dateutil_tz
+
+MAX_INSTANT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FORMATS = 'epoch milliseconds, ISO 8601 or a date such as "Dec 12 2012 12:12:12 AM +07:00"'
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _zone_of(name: str | None, offset: int | None) -> tzinfo | None:
+    """dateutil's ``tzinfos`` hook: numeric offsets (and UTC/GMT/Z) only, never a guess."""
+    if offset is not None:
+        return dateutil_tz.tzoffset(name, offset)
+    if name is not None:
+        # Abbreviations are ambiguous (CST, IST…); dateutil would silently drop them.
+        raise ValueError(f"unknown time zone {name!r} in date: use a numeric offset like +07:00")
+    return None
+
+
+def parse_instant(value: int | str, tz: str) -> int:
+    """Epoch ms UTC from epoch ms (an int or a string of digits) or a date string.
+
+    A date string without a zone is read in the IANA zone `tz`; so are missing date parts
+    (``"10:00"`` is today at 10:00 there). Raises ValueError on anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected {_FORMATS}")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            value = int(text)
+        else:
+            zone = ZoneInfo(tz)
+            today = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+            try:
+                parsed = parser.parse(text, default=today.replace(tzinfo=None), tzinfos=_zone_of)
+            except (parser.ParserError, OverflowError):
+                raise ValueError(f"{value!r} is not a date: expected {_FORMATS}") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=zone)
+            value = (parsed - _EPOCH) // _MS
+    if not 0 <= value <= MAX_INSTANT_MS:
+        raise ValueError(f"{value} is outside 1970-01-01 … 9999-12-31 (epoch milliseconds)")
+    return value

@@ -1,0 +1,74 @@
+"""Fixtures shared by every test: settings on a temp database, the app with its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from tasks_server.app import create_app
+from tasks_server.services import Services
+from tasks_server.settings import Settings
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's .env or environment settings."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> MakeSettings:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"path_sqlite": tmp_path / "db" / "tasks.db", "log": False}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: MakeSettings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(settings) as c:
+        yield c
+
+
+class open_client:
+    """An httpx client over ASGI with the app's lifespan running."""
+
+    def __init__(self, settings: Settings, client_addr: str = "127.0.0.1") -> None:
+        self.app = create_app(settings)
+        self.client_addr = client_addr
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._manager = LifespanManager(self.app)
+        await self._manager.__aenter__()
+        self.services: Services = self._manager._state["services"]
+        transport = httpx.ASGITransport(app=self._manager.app, client=(self.client_addr, 5000))
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://tasks")
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._manager.__aexit__(*exc)
+
+
+async def register_owner(client: httpx.AsyncClient, name: str = "owner-one") -> dict[str, str]:
+    """Register an owner; return the auth headers for it."""
+    response = await client.post("/v1/owners/register", json={"name": name})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return {"Authorization": f"Bearer {body['key']}", "X-Tasks-Owner-Id": body["id"]}
