@@ -1,0 +1,246 @@
+"""libcurl on the asyncio loop: ``CurlTransport`` drives one ``pycurl.CurlMulti``.
+
+libcurl tells us which sockets to watch (``M_SOCKETFUNCTION``) and when it next needs a
+timeout tick (``M_TIMERFUNCTION``); we map those onto ``loop.add_reader/add_writer`` and one
+``loop.call_later`` handle, and call ``socket_action`` when the loop reports readiness. No
+threads and no polling, so thousands of slow targets cost sockets, not threads. Never call
+libcurl from inside its own callbacks: the timer is always deferred to the loop.
+
+A ``CurlShare`` carries the DNS cache, TLS sessions and the connection pool, so repeated
+targets reuse connections. libcurl only reuses a pooled connection when its TLS, proxy and
+auth settings match the new request, so sharing across owners leaks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pycurl
+
+from .errors import ResponseTooLarge, error_from_curl
+from .transport import CurlResponse
+
+__all__ = ["CurlTransport"]
+
+logger = logging.getLogger(__name__)
+
+_SHARED_DATA = ("LOCK_DATA_DNS", "LOCK_DATA_SSL_SESSION", "LOCK_DATA_CONNECT")
+
+
+class _Transfer:
+    """One request in flight: its future and the body collected so far, capped."""
+
+    __slots__ = ("chunks", "future", "max_body_bytes", "received", "too_large")
+
+    def __init__(self, future: asyncio.Future[CurlResponse], max_body_bytes: int) -> None:
+        self.future = future
+        self.max_body_bytes = max_body_bytes
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.too_large = False
+
+    def write(self, chunk: bytes) -> int | None:
+        """WRITEFUNCTION: keep the chunk, or abort the transfer once past the cap."""
+        if self.received + len(chunk) > self.max_body_bytes:
+            self.too_large = True
+            return 0  # a short count makes libcurl stop with CURLE_WRITE_ERROR
+        self.received += len(chunk)
+        self.chunks.append(chunk)
+        return None
+
+
+class CurlTransport:
+    """``Transport`` over libcurl's multi-socket interface, bound to the loop of first use."""
+
+    def __init__(self, *, pool_size: int = 64, max_connects: int | None = None) -> None:
+        """``pool_size`` idle easy handles are kept for reuse; ``max_connects`` bounds the
+        idle connection pool (libcurl's default: 4 x the transfers in flight)."""
+        self._pool_size = pool_size
+        self._idle: list[pycurl.Curl] = []
+        self._transfers: dict[pycurl.Curl, _Transfer] = {}
+        self._watched: dict[int, int] = {}  # fd -> POLL_IN/POLL_OUT bits registered on the loop
+        self._timer: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._share = pycurl.CurlShare()
+        for name in _SHARED_DATA:
+            if hasattr(pycurl, name):  # LOCK_DATA_CONNECT needs libcurl >= 7.57
+                self._share.setopt(pycurl.SH_SHARE, getattr(pycurl, name))
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        if max_connects is not None:
+            self._multi.setopt(pycurl.M_MAXCONNECTS, max_connects)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._transfers)
+
+    async def send(
+        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int
+    ) -> CurlResponse:
+        """Perform one request; see ``transport.Transport.send``.
+
+        Raises ``AttemptTimeout``, ``ResponseTooLarge`` or ``TransportError``. When the
+        awaiting task is cancelled the handle leaves the multi at once (an unfinished
+        HTTP/1 connection is closed, so the target sees the disconnect).
+        """
+        if self._closed:
+            raise RuntimeError("CurlTransport is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("CurlTransport is bound to another event loop")
+
+        curl = self._idle.pop() if self._idle else self._new_handle()
+        transfer = _Transfer(loop.create_future(), max_body_bytes)
+        try:
+            for option, value in options:
+                curl.setopt(option, value)
+            curl.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            curl.setopt(pycurl.NOSIGNAL, 1)
+            self._multi.add_handle(curl)
+        except pycurl.error as exc:  # an option or value this libcurl refuses
+            self._release(curl)
+            code, message = exc.args if len(exc.args) == 2 else (pycurl.E_FAILED_INIT, str(exc))
+            raise error_from_curl(code, message) from None
+        except BaseException:
+            self._release(curl)
+            raise
+        self._transfers[curl] = transfer
+        try:
+            return await transfer.future
+        finally:
+            if self._transfers.get(curl) is transfer:  # still running: we were cancelled
+                del self._transfers[curl]
+                self._multi.remove_handle(curl)
+                self._release(curl)
+            elif transfer.future.done() and not transfer.future.cancelled():
+                transfer.future.exception()  # finished as we were cancelled: mark retrieved
+
+    async def aclose(self) -> None:
+        """Abort every transfer (their senders get ``CancelledError``) and free libcurl."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transfers, self._transfers = self._transfers, {}
+        for curl, transfer in transfers.items():
+            self._multi.remove_handle(curl)
+            transfer.future.cancel("transport closed")
+            curl.close()
+        for curl in self._idle:
+            curl.close()
+        self._idle.clear()
+        self._multi.close()
+        # Unwatch before the share closes the pooled sockets: a closed fd still registered
+        # on the loop would break the next socket that gets its number.
+        for fd in list(self._watched):
+            self._watch(fd, 0)
+        self._share.close()
+
+    # libcurl callbacks: must not call back into libcurl.
+
+    def _on_socket(self, what: int, fd: int, _multi: pycurl.CurlMulti, _socketp: Any) -> None:
+        want = 0 if what == pycurl.POLL_REMOVE or self._closed else what & pycurl.POLL_INOUT
+        self._watch(fd, want)
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout_ms < 0 or self._closed or self._loop is None:
+            return
+        if timeout_ms == 0:
+            self._timer = self._loop.call_soon(self._on_timeout)
+        else:
+            self._timer = self._loop.call_later(timeout_ms / 1000, self._on_timeout)
+
+    # Loop callbacks.
+
+    def _watch(self, fd: int, want: int) -> None:
+        assert self._loop is not None
+        have = self._watched.get(fd, 0)
+        if (have ^ want) & pycurl.POLL_IN:
+            if want & pycurl.POLL_IN:
+                self._loop.add_reader(fd, self._action, fd, pycurl.CSELECT_IN)
+            else:
+                self._loop.remove_reader(fd)
+        if (have ^ want) & pycurl.POLL_OUT:
+            if want & pycurl.POLL_OUT:
+                self._loop.add_writer(fd, self._action, fd, pycurl.CSELECT_OUT)
+            else:
+                self._loop.remove_writer(fd)
+        if want:
+            self._watched[fd] = want
+        else:
+            self._watched.pop(fd, None)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        self._action(pycurl.SOCKET_TIMEOUT, 0)
+
+    def _action(self, fd: int, mask: int) -> None:
+        if self._closed:
+            return
+        while True:
+            try:
+                self._multi.socket_action(fd, mask)
+            except pycurl.error as exc:
+                if exc.args[0] == pycurl.E_CALL_MULTI_PERFORM:  # pre-7.20 libcurl: go again
+                    continue
+                # A multi-level failure: nothing in flight can make progress any more.
+                logger.error("curl_multi_socket_action failed: %s", exc)
+                for curl in list(self._transfers):
+                    self._finish(curl, pycurl.E_FAILED_INIT, f"libcurl multi error: {exc}")
+                return
+            break
+        while True:
+            queued, done, failed = self._multi.info_read()
+            for curl in done:
+                self._finish(curl, 0, "")
+            for curl, code, message in failed:
+                self._finish(curl, code, message)
+            if not queued:
+                break
+
+    def _finish(self, curl: pycurl.Curl, code: int, message: str) -> None:
+        self._multi.remove_handle(curl)
+        transfer = self._transfers.pop(curl, None)
+        if transfer is not None and not transfer.future.done():
+            future = transfer.future
+            if transfer.too_large:
+                cap = transfer.max_body_bytes
+                future.set_exception(ResponseTooLarge(f"Response body exceeds {cap} bytes"))
+            elif code:
+                future.set_exception(error_from_curl(code, message))
+            else:
+                future.set_result(
+                    CurlResponse(
+                        status_code=curl.getinfo(pycurl.RESPONSE_CODE),
+                        body=b"".join(transfer.chunks),
+                        total_time_ms=curl.getinfo(pycurl.TOTAL_TIME_T) / 1000,
+                        effective_url=curl.getinfo(pycurl.EFFECTIVE_URL),
+                    )
+                )
+        self._release(curl)
+
+    def _new_handle(self) -> pycurl.Curl:
+        curl = pycurl.Curl()
+        # Once per handle: reset() keeps the share, and pycurl refuses to set it twice.
+        curl.setopt(pycurl.SHARE, self._share)
+        return curl
+
+    def _release(self, curl: pycurl.Curl) -> None:
+        """Return a finished handle to the pool (reset drops options and callbacks)."""
+        if self._closed or len(self._idle) >= self._pool_size:
+            curl.close()
+        else:
+            curl.reset()
+            self._idle.append(curl)
