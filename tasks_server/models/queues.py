@@ -1,0 +1,553 @@
+"""Task ("queue") registration (SPEC §2), its responses, and the list query.
+
+Request models take camelCase keys only, refuse unknown keys and do not coerce types.
+Validation reads three optional keys from the pydantic context::
+
+    QueueRegistration.model_validate(body, context={"now": ms, "tz": "UTC", "check_future": True})
+
+``now`` (epoch ms, default: the clock) anchors the execution time, ``tz`` (IANA zone, default
+UTC) reads date strings without a zone, and ``check_future`` (default true) requires
+``executeAt`` to be in the future; the server turns it off when it re-validates a stored
+request. The JSON dump (``mode="json", by_alias=True, exclude_none=True``) validates again to
+an equal model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import ipaddress
+import math
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from tasks_server import timeutil
+
+KEY_PATTERN = r"^[A-Za-z0-9$_.\-\[\]]{1,64}$"
+DEFAULT_USER_AGENT = "Tasks-Server/1.0 (compatible; Linux x86_64; +http://tasks-server)"
+MAX_DELAY_MS = 315_360_000_000  # 10 years: executionDelay, retryInterval, retryMaxInterval
+MAX_RETRY = 1000
+MAX_TIMEOUT_MS = 3_600_000
+MIN_GAP_MS = 1000  # retryAt and timeoutAt come at least this long after the execution time
+MAX_JSON_DEPTH = 3
+SECRET = "***"
+
+_KEY = re.compile(KEY_PATTERN)
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+_BROWSER_ONLY = ("credentials", "referrerPolicy", "mode")
+# Header, query and proxy-header names whose values are redacted from /config.
+_SENSITIVE_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|signature", re.I)
+
+
+# --- field validators ---------------------------------------------------------------------
+
+
+def _single_line(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain line breaks or NUL characters")
+    return value
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    expected = f"must be an absolute {' or '.join(schemes)} URL"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("a URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{expected} ({exc})") from None
+    if parts.scheme.lower() not in schemes or not parts.hostname or port == 0:
+        raise ValueError(expected)
+    return value
+
+
+def _target_url(value: str) -> str:
+    if value.endswith(("/", "?")):
+        raise ValueError('must not end with "/" or "?"')
+    return _url(value, ("http", "https"))
+
+
+def _referer(value: str) -> str:
+    return "AUTO" if value.upper() == "AUTO" else _url(value, ("http", "https"))
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def _host(value: str) -> str:
+    try:
+        return _ip(value)
+    except ValueError:
+        if _HOSTNAME.fullmatch(value):
+            return value
+        raise ValueError(f"{value!r} is not a host name or an IP address") from None
+
+
+def _base64(value: str) -> str:
+    compact = "".join(value.split())  # `base64` wraps its output; the line breaks mean nothing
+    try:
+        decoded = base64.b64decode(compact, validate=True)
+    except binascii.Error:
+        raise ValueError("must be base64") from None
+    if not decoded:
+        raise ValueError("must not be empty")
+    return compact
+
+
+def _hsts(value: object) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _base64(value)
+    raise ValueError("must be true, false or the base64 of an HSTS cache file")
+
+
+def _json_object(value: dict[str, Any], path: str = "", depth: int = 1) -> dict[str, Any]:
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"key {where!r} must match {KEY_PATTERN}")
+        if isinstance(item, dict):
+            if depth == MAX_JSON_DEPTH:
+                raise ValueError(f"{where!r}: objects nest at most {MAX_JSON_DEPTH} levels deep")
+            _json_object(item, where, depth + 1)
+        elif isinstance(item, str):
+            if len(item) > 4096:
+                raise ValueError(f"{where!r}: strings are at most 4096 characters")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where!r}: numbers must be finite")
+        elif item is not None and not isinstance(item, int | float):
+            raise ValueError(f"{where!r}: values are strings, numbers, booleans, null or objects")
+    return value
+
+
+def _cookie_value(value: str) -> str:
+    if ";" in value:
+        raise ValueError('must not contain ";"')
+    return _single_line(value)
+
+
+def _instant(value: Any, info: ValidationInfo) -> int:
+    return timeutil.parse_instant(value, (info.context or {}).get("tz", "UTC"))
+
+
+def _shape(value: Any) -> str | None:
+    return {str: "text", list: "list", dict: "object"}.get(type(value))
+
+
+def _now(info: ValidationInfo) -> int:
+    now = (info.context or {}).get("now")
+    return timeutil.now_ms() if now is None else int(now)
+
+
+def _start(execute_at: int | None, execution_delay: int, now: int) -> int:
+    return execute_at if execute_at is not None else now + execution_delay
+
+
+# --- reusable types -----------------------------------------------------------------------
+
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+HeaderValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_single_line)
+]
+Headers = dict[Key, HeaderValue]
+Query = dict[Key, Annotated[str, StringConstraints(min_length=1, max_length=1024)]]
+Metadata = Annotated[
+    dict[Key, Annotated[str, StringConstraints(min_length=1, max_length=512)]],
+    Field(min_length=1, max_length=8),
+]
+TargetUrl = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_target_url)]
+HttpsUrl = Annotated[
+    str, StringConstraints(max_length=1024), AfterValidator(lambda v: _url(v, ("https",)))
+]
+Method = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)]
+IpAddress = Annotated[str, AfterValidator(_ip)]
+Host = Annotated[str, AfterValidator(_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Base64 = Annotated[str, AfterValidator(_base64)]
+CertSource = Annotated[str, StringConstraints(min_length=1)]  # base64 or a path (executor decides)
+Instant = Annotated[
+    int,
+    BeforeValidator(_instant),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}),
+]
+Hsts = Annotated[
+    bool | str,
+    PlainValidator(_hsts),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "format": "base64"}]}),
+]
+Proto = Literal["http", "https"]
+TlsVersion = Literal["1.0", "1.1", "1.2", "1.3"]
+
+
+class _Body(BaseModel):
+    """Request-body objects: camelCase keys only, unknown keys refused, no type coercion."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", strict=True)
+
+
+class NameValue(_Body):
+    """One multipart form field."""
+
+    name: Key
+    value: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class Cookie(_Body):
+    name: Key
+    value: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_cookie_value)]
+
+
+class Credentials(_Body):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+_AwsPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+_AwsSecret = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class AwsSigv4(_Body):
+    provider1: _AwsPart
+    provider2: _AwsPart
+    region: _AwsPart
+    service: _AwsPart
+    key: _AwsSecret
+    secret: _AwsSecret
+
+
+Data = Annotated[
+    Annotated[str, Tag("text"), StringConstraints(min_length=1, max_length=4096)]
+    | Annotated[list[NameValue], Tag("list"), Field(min_length=1, max_length=64)]
+    | Annotated[dict[str, Any], AfterValidator(_json_object), Tag("object")],
+    Discriminator(
+        _shape,
+        custom_error_type="data_type",
+        custom_error_message="must be a string, a list of {name, value} or a JSON object",
+    ),
+]
+CookieInput = Annotated[
+    Annotated[list[Cookie], Tag("list"), Field(min_length=1, max_length=16)]
+    | Annotated[Base64, Tag("text")],
+    Discriminator(
+        _shape,
+        custom_error_type="cookie_type",
+        custom_error_message="must be a list of {name, value} or the base64 of a cookie file",
+    ),
+]
+
+
+class HttpRequest(_Body):
+    url: TargetUrl
+    method: Method
+    query: Query | None = None
+    headers: Headers | None = None
+    data: Data | None = None
+    cookie: CookieInput | None = None
+    auth_basic: Credentials | None = None
+    auth_digest: Credentials | None = None
+    auth_ntlm: Credentials | None = None
+    auth_aws_sigv4: AwsSigv4 | None = None
+    transport: Literal["curl", "fetch"] | None = None  # compatibility only: libcurl sends all
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_browser_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _BROWSER_ONLY:
+                if name in data:
+                    raise ValueError(
+                        f"{name} is a browser-only fetch option and is not supported"
+                        " (every request goes through libcurl)"
+                    )
+        return data
+
+    @field_validator("headers")
+    @classmethod
+    def _drop_user_agent(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # config.userAgent is the one User-Agent.
+        if value is None:
+            return None
+        return {k: v for k, v in value.items() if k.lower() != "user-agent"}
+
+    @model_validator(mode="after")
+    def _drop_body(self) -> Self:
+        if self.method in ("GET", "DELETE"):
+            self.data = None
+        return self
+
+
+class Cert(_Body):
+    value: CertSource
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
+class Resolve(_Body):
+    host: Host
+    port: Port
+    address: Annotated[list[IpAddress], Field(min_length=1, max_length=4)]
+
+    @field_validator("port")
+    @classmethod
+    def _not_ssh(cls, value: int) -> int:
+        if value == 22:
+            raise ValueError("port 22 is not allowed")
+        return value
+
+
+class Proxy(_Body):
+    protocol: Proto
+    host: Host
+    port: Port | None = None
+
+
+class QueueConfig(_Body):
+    """SPEC §2 ``config``. Field order matters: later checks read earlier fields."""
+
+    execution_delay: int = Field(1, ge=0, le=MAX_DELAY_MS)
+    execute_at: Instant | None = None
+    execute_immediately: bool = False
+    retry: int = Field(0, ge=0, le=MAX_RETRY)
+    retry_interval: int = Field(1, ge=0, le=MAX_DELAY_MS)
+    retry_exponential: bool = True
+    retry_backoff: Literal["fixed", "linear", "exponential"] | None = None
+    retry_max_interval: int | None = Field(None, ge=1, le=MAX_DELAY_MS)
+    retry_at: Instant | None = None
+    ignore_status_code: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=list, max_length=40
+    )
+    timeout: int = Field(30_000, ge=1000, le=MAX_TIMEOUT_MS)
+    timeout_at: Instant | None = None
+    http_version: Literal["0.9", "1.0", "1.1", "2", "2-prior-knowledge"] = "1.1"
+    user_agent: Annotated[
+        str, StringConstraints(min_length=8, max_length=256), AfterValidator(_single_line)
+    ] = DEFAULT_USER_AGENT
+    ip_version: Literal[4, 6] = 4
+    referer_url: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_referer)] = (
+        "AUTO"
+    )
+    keep_alive_duration: int = Field(30, ge=0, le=259_200)
+    hsts: Hsts | None = None
+    session_id: bool = True
+    insecure: bool = False
+    trace_response_data: bool = True
+    ca: CertSource | None = None
+    cert: Cert | None = None
+    cert_type: Literal["PEM", "DER", "ENG", "P12"] = "PEM"
+    key_type: Literal["PEM", "DER", "ENG"] = "PEM"
+    cert_status: bool | None = None
+    key: CertSource | None = None
+    location: bool = True
+    redirect_attempts: int = Field(8, ge=0, le=32)
+    location_trusted: Credentials | None = None
+    proto: Proto | None = None
+    proto_redirect: Proto | None = None
+    dns_server: list[IpAddress] | None = Field(None, min_length=1, max_length=4)
+    resolve: list[Resolve] | None = Field(None, min_length=1, max_length=4)
+    doh_url: HttpsUrl | None = None
+    doh_insecure: bool = False
+    tls_version: TlsVersion | None = None
+    tls_max_version: TlsVersion | None = None
+    proxy: Proxy | None = None
+    proxy_headers: Headers | None = None
+    proxy_insecure: bool = False
+    proxy_http_version: Literal["1.0", "1.1"] | None = None
+    proxy_auth_basic: Credentials | None = None
+    proxy_auth_digest: Credentials | None = None
+    proxy_auth_ntlm: Credentials | None = None
+    ha_proxy_client_ip: IpAddress | None = None
+    ha_proxy_protocol: bool = False
+
+    @field_validator("execute_at")
+    @classmethod
+    def _in_future(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and (info.context or {}).get("check_future", True):
+            now = _now(info)
+            if value <= now:
+                raise ValueError(f"must be in the future (it is {value}, now is {now})")
+        return value
+
+    @field_validator("retry_at", "timeout_at")
+    @classmethod
+    def _after_start(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Skipped when executeAt or executionDelay failed (that error is reported already),
+        # and for a stored request read back (check_future False): its clock has moved on.
+        if value is None or not {"execute_at", "execution_delay"} <= info.data.keys():
+            return value
+        if not (info.context or {}).get("check_future", True):
+            return value
+        start = _start(info.data["execute_at"], info.data["execution_delay"], _now(info))
+        if value < start + MIN_GAP_MS:
+            raise ValueError(
+                f"must be at least {MIN_GAP_MS} ms after the execution time"
+                f" (it is {value}, the execution time is {start})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _normalise(self) -> Self:
+        if self.retry_max_interval is not None and self.retry_max_interval < self.retry_interval:
+            raise ValueError("retryMaxInterval must not be below retryInterval")
+        if self.tls_version and self.tls_max_version and self.tls_version > self.tls_max_version:
+            raise ValueError("tlsVersion must not be above tlsMaxVersion")
+        if self.execute_at is not None:
+            self.execution_delay = 0
+        if self.retry_at is not None:
+            self.retry = 1
+        if self.retry <= 1:
+            self.retry_exponential = False
+        return self
+
+
+class QueueRegistration(_Body):
+    """The body of ``POST /v1/queues/register``, and what is stored for a task."""
+
+    http_request: HttpRequest
+    config: QueueConfig = Field(default_factory=QueueConfig)
+    metadata: Metadata | None = None
+
+
+def execution_time(reg: QueueRegistration, now_ms: int) -> int:
+    """When the first attempt of a task registered (or edited) at `now_ms` is due."""
+    return _start(reg.config.execute_at, reg.config.execution_delay, now_ms)
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def _redact_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rpartition("@")[::2]
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:{SECRET}@{host}"))
+
+
+def redact(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored registration dump with every secret replaced by ``"***"``.
+
+    Passwords, AWS key and secret, cookies, CA/cert/key material, the HSTS file, URL
+    passwords and header/query values whose name looks like a credential. Usernames and
+    the rest of the structure stay, so an owner recognises the task.
+    """
+    out = copy.deepcopy(dumped)
+    request: dict[str, Any] = out.get("httpRequest") or {}
+    config: dict[str, Any] = out.get("config") or {}
+    for section, names in (
+        (request, ("authBasic", "authDigest", "authNtlm")),
+        (config, ("locationTrusted", "proxyAuthBasic", "proxyAuthDigest", "proxyAuthNtlm")),
+    ):
+        for name in names:
+            if isinstance(section.get(name), dict):
+                section[name]["password"] = SECRET
+    if isinstance(aws := request.get("authAwsSigv4"), dict):
+        aws["key"] = aws["secret"] = SECRET
+    cookie = request.get("cookie")
+    if isinstance(cookie, list):
+        for item in cookie:
+            item["value"] = SECRET
+    elif cookie is not None:
+        request["cookie"] = SECRET
+    for name in ("ca", "key"):
+        if config.get(name) is not None:
+            config[name] = SECRET
+    if isinstance(cert := config.get("cert"), dict):
+        cert.update({k: SECRET for k in ("value", "password") if k in cert})
+    if isinstance(config.get("hsts"), str):
+        config["hsts"] = SECRET
+    for section, name in ((request, "headers"), (request, "query"), (config, "proxyHeaders")):
+        pairs = section.get(name) or {}
+        for key in pairs:
+            if _SENSITIVE_NAME.search(key):
+                pairs[key] = SECRET
+    for section, name in ((request, "url"), (config, "refererUrl"), (config, "dohUrl")):
+        if isinstance(section.get(name), str):
+            section[name] = _redact_userinfo(section[name])
+    return out
+
+
+# --- responses and the list query ---------------------------------------------------------
+
+
+class QueueState(StrEnum):
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    REVOKED = "REVOKED"
+
+
+class _Out(BaseModel):
+    """Response objects: built from snake_case names, serialised with ``by_alias=True``."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class QueueSummary(_Out):
+    id: str
+    state: QueueState
+    created_at: int
+    status_code: int
+    estimate_end_at: int
+    estimate_execution_at: int
+
+
+class QueueOut(QueueSummary):
+    response: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class QueueConfigOut(_Out):
+    """``GET /v1/queues/{id}/config``: the redacted stored request and retry progress."""
+
+    http_request: dict[str, Any]
+    config: dict[str, Any]
+    metadata: dict[str, str] | None = None
+    retry_count: int
+    retry_limit: int
+    retrying: bool
+    estimate_next_retry_at: int
+
+
+class ListQuery(BaseModel):
+    """Query parameters of ``GET /v1/queues`` (strings in, so types are coerced)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = "createdAt"
+    sort: Literal["asc", "desc"] = "asc"
+    state: QueueState | None = None
