@@ -12,22 +12,64 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server.api import errors, owners, service
+from tasks_server.api import queues as queue_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
+from tasks_server.codec import TaskCodec
+from tasks_server.connectivity import ConnectivityGate
+from tasks_server.crypto import Cipher
+from tasks_server.executor.curl import CurlTransport
+from tasks_server.executor.runner import Runner
+from tasks_server.metrics import Metrics
+from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings
+from tasks_server.store import queues
 from tasks_server.store.db import Database
+
+SHUTDOWN_GRACE_S = 10.0
 
 
 def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         db = Database(settings.path_sqlite)
         await db.open()
+        if not settings.cluster_mode:
+            # Alone on this database: every lease is left over from a stopped process.
+            await queues.release_all_leases(db)
+        codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
+        transport = CurlTransport()
+        scheduler = Scheduler(
+            db,
+            codec,
+            Runner(
+                transport,
+                max_body_bytes=settings.max_size_data_response,
+                certs_dir=settings.certs_dir,
+            ),
+            ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
+            metrics,
+            cluster=settings.cluster_mode,
+        )
+        await scheduler.start()
         try:
-            yield {"services": Services(settings=settings, db=db, auth=Authenticator(db))}
+            yield {
+                "services": Services(
+                    settings=settings,
+                    db=db,
+                    auth=Authenticator(db),
+                    codec=codec,
+                    scheduler=scheduler,
+                    metrics=metrics,
+                )
+            }
         finally:
+            await scheduler.stop(SHUTDOWN_GRACE_S)
+            await transport.aclose()
             await db.close()
 
     middleware = [Middleware(SecurityHeaders)]
@@ -41,10 +83,11 @@ def create_app(settings: Settings) -> Starlette:
                 Throttle,
                 limit=settings.max_throttle_request,
                 window_ms=settings.max_throttle_time_window,
+                on_throttled=metrics.throttled.inc,
             )
         )
     return Starlette(
-        routes=[*service.routes, *owners.routes],
+        routes=[*service.routes, *owners.routes, *queue_routes.routes],
         middleware=middleware,
         exception_handlers={
             errors.ApiError: errors.on_api_error,

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from tasks_server.api.auth import Authenticator
+from tasks_server.codec import TaskCodec
+from tasks_server.metrics import Metrics
+from tasks_server.scheduler import Scheduler
 from tasks_server.settings import Settings
 from tasks_server.store.db import Database
 
@@ -16,6 +19,9 @@ class Services:
     settings: Settings
     db: Database
     auth: Authenticator
+    codec: TaskCodec
+    scheduler: Scheduler
+    metrics: Metrics
 
 
 def services(request: Request) -> Services:

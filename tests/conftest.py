@@ -28,7 +28,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> MakeSettings:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"path_sqlite": tmp_path / "db" / "tasks.db", "log": False}
+        values: dict[str, Any] = {
+            "path_sqlite": tmp_path / "db" / "tasks.db",
+            "log": False,
+            "cipher_key": "test-cipher-key",
+        }
         values.update(overrides)
         return Settings(**values)
 

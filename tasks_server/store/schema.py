@@ -5,7 +5,9 @@ Append a new script to change the schema; never edit a released one.
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: owners and their tasks. A task's request, metadata and response are encrypted
-    # blobs; the plain columns are what scheduling, lists and limits need.
+    # blobs; the plain columns are what scheduling, lists and limits need. `version` grows
+    # with every change a client makes, so a process holding a lease can tell its copy is
+    # stale; `lease_owner`/`lease_until` say which process may execute the task.
     """
     CREATE TABLE owners (
         id TEXT PRIMARY KEY,
@@ -25,7 +27,8 @@ MIGRATIONS: tuple[str, ...] = (
         paused_at INTEGER,
         retry_count INTEGER NOT NULL DEFAULT 0,
         retry_limit INTEGER NOT NULL DEFAULT 0,
-        lease_token TEXT,
+        version INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
         lease_until INTEGER,
         request BLOB NOT NULL,
         metadata BLOB,
@@ -34,6 +37,7 @@ MIGRATIONS: tuple[str, ...] = (
 
     CREATE INDEX queues_due ON queues (estimate_execution_at) WHERE state = 'RUNNING';
     CREATE INDEX queues_owner_state ON queues (owner_id, state);
-    CREATE INDEX queues_owner_created ON queues (owner_id, created_at)
+    CREATE INDEX queues_owner_created ON queues (owner_id, created_at);
+    CREATE INDEX queues_lease ON queues (lease_owner) WHERE lease_owner IS NOT NULL
     """,
 )

@@ -1,0 +1,47 @@
+"""Sealing a task's sensitive columns: validated request, metadata, response.
+
+Each blob is encrypted with its row id and column name as associated data, so a blob moved
+to another row or column does not open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tasks_server.crypto import Cipher
+from tasks_server.models.queues import QueueRegistration
+
+
+class TaskCodec:
+    def __init__(self, cipher: Cipher) -> None:
+        self._cipher = cipher
+
+    def seal_request(self, reg: QueueRegistration, queue_id: str) -> bytes:
+        """Stores the request without its metadata (which has its own column)."""
+        document = reg.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document.pop("metadata", None)
+        return self.seal_json(document, queue_id, "request")
+
+    def open_document(self, blob: bytes, queue_id: str) -> dict[str, Any]:
+        """The stored request as the JSON document it was validated from."""
+        document: dict[str, Any] = self.open_json(blob, queue_id, "request")
+        return document
+
+    def open_request(self, blob: bytes, queue_id: str) -> QueueRegistration:
+        return QueueRegistration.model_validate(
+            self.open_document(blob, queue_id), context={"check_future": False}
+        )
+
+    def seal_json(self, value: Any, queue_id: str, column: str) -> bytes:
+        return self.seal(orjson.dumps(value), queue_id, column)
+
+    def open_json(self, blob: bytes, queue_id: str, column: str) -> Any:
+        return orjson.loads(self.open(blob, queue_id, column))
+
+    def seal(self, data: bytes, queue_id: str, column: str) -> bytes:
+        return self._cipher.encrypt(data, f"{queue_id}:{column}")
+
+    def open(self, blob: bytes, queue_id: str, column: str) -> bytes:
+        return self._cipher.decrypt(blob, f"{queue_id}:{column}")

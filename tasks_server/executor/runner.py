@@ -1,0 +1,52 @@
+"""One attempt: options prepared from the request, sent through the transport, and the
+outcome classified as SPEC §3.2 says."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks_server.executor.errors import AttemptError
+from tasks_server.executor.options import Attempt, materialize, prepare
+from tasks_server.executor.transport import Transport
+from tasks_server.models.queues import QueueRegistration
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int
+    body: bytes  # the response body, or the error text when the attempt failed
+    succeeded: bool
+    duration_ms: float
+
+
+class Runner:
+    def __init__(
+        self, transport: Transport, *, max_body_bytes: int, certs_dir: Path | None
+    ) -> None:
+        self._transport = transport
+        self._max_body_bytes = max_body_bytes
+        self._certs_dir = certs_dir
+
+    async def run(self, reg: QueueRegistration, attempt: Attempt) -> Outcome:
+        if attempt.timeout_ms <= 0:
+            return Outcome(408, b"timeoutAt passed before the attempt could start", False, 0.0)
+        prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
+        try:
+            if prepared.files:
+                # Cookie and HSTS files: libcurl reads them only from disk.
+                with tempfile.TemporaryDirectory(prefix="tasks-attempt-") as directory:
+                    response = await self._transport.send(
+                        materialize(prepared, Path(directory)),
+                        max_body_bytes=self._max_body_bytes,
+                    )
+            else:
+                response = await self._transport.send(
+                    prepared.options, max_body_bytes=self._max_body_bytes
+                )
+        except AttemptError as exc:
+            return Outcome(exc.status_code, exc.message.encode(), False, 0.0)
+        status = response.status_code
+        ok = 200 <= status < 400 or status in reg.config.ignore_status_code
+        return Outcome(status, response.body, ok, response.total_time_ms)

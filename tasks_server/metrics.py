@@ -1,0 +1,40 @@
+"""Prometheus metrics, one registry per app so tests and apps never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.lateness = Histogram(
+            "tasks_scheduling_lateness_seconds",
+            "Start of an attempt minus its due time",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "tasks_attempt_duration_seconds",
+            "Duration of attempts",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "tasks_attempts", "Attempts by outcome", ["outcome", "status_class"], registry=r
+        )
+        self.registrations = Counter("tasks_registrations", "Tasks registered", registry=r)
+        self.throttled = Counter(
+            "tasks_throttled_requests", "Requests refused with 429", registry=r
+        )
+        self.backups = Counter("tasks_backups", "Backups by outcome", ["outcome"], registry=r)
+        self.last_backup = Gauge(
+            "tasks_last_successful_backup_timestamp_seconds",
+            "Time of the last good backup",
+            registry=r,
+        )
+        self.tasks = Gauge("tasks_by_state", "Tasks by state", ["state"], registry=r)

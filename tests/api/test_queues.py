@@ -1,0 +1,414 @@
+"""Queue routes and execution semantics, against a real recording target."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tasks_server.settings import Settings
+from tasks_server.timeutil import now_ms
+from tests.conftest import MakeSettings, open_client, register_owner
+from tests.target import Step, Target
+
+Headers = dict[str, str]
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with Target() as t:
+        yield t
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> Headers:
+    return await register_owner(client, "queue-owner")
+
+
+def task(url: str, **config: Any) -> dict[str, Any]:
+    return {"httpRequest": {"url": url, "method": "POST", "data": "hello"}, "config": config}
+
+
+async def register(
+    client: httpx.AsyncClient, owner: Headers, body: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post("/v1/queues/register", json=body, headers=owner)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def wait_state(
+    client: httpx.AsyncClient, owner: Headers, queue_id: str, *states: str, timeout: float = 10
+) -> dict[str, Any]:
+    """Poll the API until the task reaches one of `states` (the condition a user would poll)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            body = (await client.get(f"/v1/queues/{queue_id}", headers=owner)).json()
+            if body["state"] in states:
+                return body  # type: ignore[no-any-return]
+            await asyncio.sleep(0.01)
+
+
+async def test_register_runs_and_records_success(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    before = now_ms()
+    created = await register(
+        client, owner, {**task(f"{target.url}/hook", executionDelay=200), "metadata": {"k": "v"}}
+    )
+    assert created["state"] == "RUNNING" and created["statusCode"] == 0
+    assert created["response"] is None and created["metadata"] == {"k": "v"}
+    assert before + 200 <= created["estimateExecutionAt"] <= now_ms() + 200
+    assert created["estimateEndAt"] == 0
+    (hit,) = await target.wait_hits("/hook", 1)
+    assert hit.method == "POST" and hit.body == b"hello"
+    assert hit.headers["x-tasks-queue-id"] == created["id"]
+    assert "x-tasks-retry-count" not in hit.headers
+    assert hit.at_ms >= created["estimateExecutionAt"]
+    done = await wait_state(client, owner, created["id"], "SUCCESS")
+    assert done["statusCode"] == 200 and base64.b64decode(done["response"]) == b"ok"
+    assert done["estimateEndAt"] >= hit.at_ms
+
+
+async def test_execute_at_as_date_string_and_epoch(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    at = now_ms() + 400
+    from datetime import UTC, datetime
+
+    as_text = datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="milliseconds")
+    first = await register(client, owner, task(f"{target.url}/a", executeAt=at))
+    second = await register(client, owner, task(f"{target.url}/b", executeAt=as_text))
+    assert first["estimateExecutionAt"] == at == second["estimateExecutionAt"]
+    (a,) = await target.wait_hits("/a", 1)
+    (b,) = await target.wait_hits("/b", 1)
+    assert at <= a.at_ms < at + 200 and at <= b.at_ms < at + 200
+
+
+async def test_retries_until_success_with_retry_headers(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/flaky", Step(500), Step(500), Step(200))
+    created = await register(
+        client,
+        owner,
+        task(f"{target.url}/flaky", retry=3, retryInterval=100, retryExponential=False),
+    )
+    hits = await target.wait_hits("/flaky", 3)
+    done = await wait_state(client, owner, created["id"], "SUCCESS")
+    assert done["statusCode"] == 200
+    assert [h.headers.get("x-tasks-retry-count") for h in hits] == [None, "1", "2"]
+    assert hits[1].headers["x-tasks-retry-limit"] == "3"
+    for hit in hits[1:]:
+        due = int(hit.headers["x-tasks-estimate-next-retry-at"])
+        assert due <= hit.at_ms < due + 200
+    assert all(later.at_ms - earlier.at_ms >= 100 for earlier, later in itertools.pairwise(hits))
+    config = (await client.get(f"/v1/queues/{created['id']}/config", headers=owner)).json()
+    assert config["retryCount"] == 2 and config["retryLimit"] == 3
+    assert config["retrying"] is False and config["estimateNextRetryAt"] == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "gaps"),
+    [
+        ({"retryExponential": True}, [150, 300]),  # linear: interval × n
+        ({"retryExponential": False}, [150, 150]),
+        ({"retryBackoff": "exponential"}, [150, 300]),  # interval × 2^(n-1)
+    ],
+)
+async def test_retry_spacing_measured_on_arrival(
+    client: httpx.AsyncClient,
+    owner: Headers,
+    target: Target,
+    config: dict[str, Any],
+    gaps: list[int],
+) -> None:
+    target.script("/fail", Step(503), Step(503), Step(503))
+    created = await register(
+        client, owner, task(f"{target.url}/fail", retry=2, retryInterval=150, **config)
+    )
+    hits = await target.wait_hits("/fail", 3)
+    done = await wait_state(client, owner, created["id"], "ERROR")
+    assert done["statusCode"] == 503
+    measured = [later.at_ms - earlier.at_ms for earlier, later in itertools.pairwise(hits)]
+    for got, expected in zip(measured, gaps, strict=True):
+        assert expected <= got < expected + 150
+
+
+async def test_ignore_status_code_counts_as_success(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/gone", Step(410))
+    created = await register(client, owner, task(f"{target.url}/gone", ignoreStatusCode=[410]))
+    done = await wait_state(client, owner, created["id"], "SUCCESS", "ERROR")
+    assert (done["state"], done["statusCode"]) == ("SUCCESS", 410)
+
+
+async def test_timeout_is_408_and_error_after_retries(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/slow", Step(delay_ms=5000))
+    created = await register(client, owner, task(f"{target.url}/slow", timeout=1000))
+    done = await wait_state(client, owner, created["id"], "ERROR")
+    assert done["statusCode"] == 408
+
+
+async def test_response_too_large_is_422(make_settings: MakeSettings, target: Target) -> None:
+    target.script("/big", Step(body=b"x" * 5000))
+    async with open_client(make_settings(max_size_data_response=1000)) as client:
+        owner = await register_owner(client)
+        created = await register(client, owner, task(f"{target.url}/big"))
+        done = await wait_state(client, owner, created["id"], "ERROR")
+    assert done["statusCode"] == 422
+
+
+async def test_transport_error_is_500_with_curl_text(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    from tests.integration.server import free_port
+
+    created = await register(client, owner, task(f"http://127.0.0.1:{free_port()}/x"))
+    done = await wait_state(client, owner, created["id"], "ERROR")
+    assert done["statusCode"] == 500
+    assert base64.b64decode(done["response"]).startswith(b"Failed to connect")
+
+
+async def test_trace_response_data_false_keeps_no_body(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    created = await register(client, owner, task(f"{target.url}/t", traceResponseData=False))
+    done = await wait_state(client, owner, created["id"], "SUCCESS")
+    assert done["response"] is None
+
+
+async def test_pause_resume_keeps_remaining_delay(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    created = await register(client, owner, task(f"{target.url}/p", executionDelay=1500))
+    queue_id = created["id"]
+    paused = await client.patch(f"/v1/queues/{queue_id}/pause", headers=owner)
+    assert paused.status_code == 200 and paused.json() == {"status": "Done"}
+    state = (await client.get(f"/v1/queues/{queue_id}", headers=owner)).json()
+    assert state["state"] == "PAUSED" and state["estimateEndAt"] > 0
+    remaining = created["estimateExecutionAt"] - state["estimateEndAt"]
+    assert (await client.patch(f"/v1/queues/{queue_id}/pause", headers=owner)).status_code == 422
+    resumed = await client.patch(f"/v1/queues/{queue_id}/resume", headers=owner)
+    assert resumed.status_code == 200
+    body = resumed.json()
+    assert body["state"] == "RUNNING" and body["estimateEndAt"] == 0
+    resumed_at = now_ms()
+    assert resumed_at - 50 <= body["estimateExecutionAt"] - remaining <= resumed_at
+    (hit,) = await target.wait_hits("/p", 1)
+    assert hit.at_ms >= body["estimateExecutionAt"]
+
+
+async def test_paused_task_does_not_run(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    created = await register(client, owner, task(f"{target.url}/never", executionDelay=300))
+    await client.patch(f"/v1/queues/{created['id']}/pause", headers=owner)
+    marker = await register(client, owner, task(f"{target.url}/marker", executionDelay=600))
+    await wait_state(client, owner, marker["id"], "SUCCESS")
+    assert target.hits_for("/never") == []
+
+
+@pytest.mark.parametrize("how", ["revoke", "delete", "pause"])
+async def test_abort_in_flight(
+    client: httpx.AsyncClient, owner: Headers, target: Target, how: str
+) -> None:
+    target.script("/slow", Step(delay_ms=20_000))
+    created = await register(client, owner, task(f"{target.url}/slow"))
+    await target.wait_hits("/slow", 1)
+    url = f"/v1/queues/{created['id']}"
+    if how == "delete":
+        response = await client.delete(url, headers=owner)
+    else:
+        response = await client.patch(f"{url}/{how}", headers=owner)
+    assert response.status_code == 200 and response.json() == {"status": "Done"}
+    await target.wait_disconnect("/slow")
+    after = await client.get(url, headers=owner)
+    if how == "delete":
+        assert after.status_code == 404
+    else:
+        assert after.json()["state"] == {"revoke": "REVOKED", "pause": "PAUSED"}[how]
+        assert after.json()["statusCode"] == 0
+
+
+async def test_execute_now(client: httpx.AsyncClient, owner: Headers, target: Target) -> None:
+    created = await register(client, owner, task(f"{target.url}/now", executionDelay=3_600_000))
+    response = await client.post(f"/v1/queues/{created['id']}/execute", headers=owner)
+    assert response.status_code == 200 and response.json() == {"status": "Done"}
+    await target.wait_hits("/now", 1)
+    await wait_state(client, owner, created["id"], "SUCCESS")
+    again = await client.post(f"/v1/queues/{created['id']}/execute", headers=owner)
+    assert again.status_code == 422
+
+
+async def test_edit_then_run_with_edited_request(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    created = await register(client, owner, task(f"{target.url}/old", executionDelay=3_600_000))
+    patch = {
+        "httpRequest": {"url": f"{target.url}/new", "headers": {"X-Edited": "yes"}},
+        "config": {"executionDelay": 100},
+        "metadata": {"edited": "1"},
+    }
+    edited = await client.patch(f"/v1/queues/{created['id']}", json=patch, headers=owner)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["estimateExecutionAt"] < created["estimateExecutionAt"]
+    assert edited.json()["metadata"] == {"edited": "1"}
+    (hit,) = await target.wait_hits("/new", 1)
+    assert hit.headers["x-edited"] == "yes" and hit.body == b"hello"
+    assert target.hits_for("/old") == []
+    await wait_state(client, owner, created["id"], "SUCCESS")
+    late = await client.patch(f"/v1/queues/{created['id']}", json=patch, headers=owner)
+    assert late.status_code == 422
+
+
+async def test_edit_is_validated_in_full(client: httpx.AsyncClient, owner: Headers) -> None:
+    created = await register(client, owner, task("http://127.0.0.1:9/x", executionDelay=3_600_000))
+    url = f"/v1/queues/{created['id']}"
+    bad = await client.patch(url, json={"httpRequest": {"method": "TRACE"}}, headers=owner)
+    assert bad.status_code == 400
+    assert bad.json()["message"][0]["path"] == "httpRequest.method"
+    removed = await client.patch(url, json={"httpRequest": {"url": None}}, headers=owner)
+    assert removed.status_code == 400
+    assert (await client.patch(url, json=[1], headers=owner)).status_code == 400
+
+
+async def test_config_is_redacted(client: httpx.AsyncClient, owner: Headers) -> None:
+    body = task("http://127.0.0.1:9/x", executionDelay=3_600_000, retry=2)
+    body["httpRequest"]["authBasic"] = {"username": "user", "password": "hunter22"}
+    body["httpRequest"]["cookie"] = [{"name": "sid", "value": "s3cret"}]
+    created = await register(client, owner, body)
+    response = await client.get(f"/v1/queues/{created['id']}/config", headers=owner)
+    assert response.status_code == 200
+    config = response.json()
+    assert "hunter22" not in response.text and "s3cret" not in response.text
+    assert config["httpRequest"]["authBasic"] == {"username": "user", "password": "***"}
+    assert config["httpRequest"]["url"] == "http://127.0.0.1:9/x"
+    assert config["retryLimit"] == 2 and config["retryCount"] == 0 and not config["retrying"]
+
+
+async def test_owner_isolation(client: httpx.AsyncClient, owner: Headers) -> None:
+    created = await register(client, owner, task("http://127.0.0.1:9/x", executionDelay=3_600_000))
+    other = await register_owner(client, "other-owner")
+    url = f"/v1/queues/{created['id']}"
+    for method, path in [
+        ("GET", url),
+        ("GET", f"{url}/config"),
+        ("PATCH", f"{url}/pause"),
+        ("PATCH", f"{url}/resume"),
+        ("PATCH", f"{url}/revoke"),
+        ("POST", f"{url}/execute"),
+        ("DELETE", url),
+    ]:
+        response = await client.request(method, path, headers=other)
+        assert (response.status_code, response.json()) == (404, {}), (method, path)
+    patched = await client.patch(url, json={"config": {"retry": 1}}, headers=other)
+    assert patched.status_code == 404
+    assert (await client.get("/v1/queues", headers=other)).json() == []
+    assert (await client.get(url, headers=owner)).json()["state"] == "RUNNING"
+
+
+async def test_unknown_id_is_404_empty(client: httpx.AsyncClient, owner: Headers) -> None:
+    response = await client.get("/v1/queues/01ARZ3NDEKTSV4RRFFQ69G5FAV", headers=owner)
+    assert (response.status_code, response.json()) == (404, {})
+
+
+async def test_list_order_sort_state_limit_offset(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    delays = [5_000_000, 1_000_000, 3_000_000]
+    ids = [
+        (await register(client, owner, task("http://127.0.0.1:9/x", executionDelay=d)))["id"]
+        for d in delays
+    ]
+    await client.patch(f"/v1/queues/{ids[1]}/pause", headers=owner)
+
+    async def listed(**params: Any) -> list[str]:
+        response = await client.get("/v1/queues", params=params, headers=owner)
+        assert response.status_code == 200, response.text
+        return [row["id"] for row in response.json()]
+
+    assert await listed() == ids
+    assert await listed(sort="desc") == ids[::-1]
+    assert await listed(order="estimateExecutionAt") == [ids[1], ids[2], ids[0]]
+    assert await listed(order="estimateExecutionAt", sort="desc", limit=1, offset=1) == [ids[2]]
+    assert await listed(state="PAUSED") == [ids[1]]
+    assert await listed(limit=2) == ids[:2]
+    rows = (await client.get("/v1/queues", headers=owner)).json()
+    assert set(rows[0]) == {
+        "id",
+        "state",
+        "createdAt",
+        "statusCode",
+        "estimateEndAt",
+        "estimateExecutionAt",
+    }
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"order": "id"}, {"x": 1}):
+        assert (await client.get("/v1/queues", params=bad, headers=owner)).status_code == 400
+
+
+async def test_state_rules(client: httpx.AsyncClient, owner: Headers) -> None:
+    created = await register(client, owner, task("http://127.0.0.1:9/x", executionDelay=3_600_000))
+    url = f"/v1/queues/{created['id']}"
+    assert (await client.patch(f"{url}/resume", headers=owner)).status_code == 422
+    assert (await client.patch(f"{url}/revoke", headers=owner)).status_code == 200
+    for method, path in [
+        ("PATCH", f"{url}/pause"),
+        ("PATCH", f"{url}/resume"),
+        ("PATCH", f"{url}/revoke"),
+        ("POST", f"{url}/execute"),
+    ]:
+        response = await client.request(method, path, headers=owner)
+        assert response.status_code == 422, path
+        assert response.json()["action"] == "Do not retry without fixing the problem"
+    assert (await client.delete(url, headers=owner)).status_code == 200
+
+
+async def test_validation_errors_name_fields(client: httpx.AsyncClient, owner: Headers) -> None:
+    body = {"httpRequest": {"url": "ftp://x", "method": "GET"}, "config": {"timeout": 5}}
+    response = await client.post("/v1/queues/register", json=body, headers=owner)
+    assert response.status_code == 400
+    paths = {problem["path"] for problem in response.json()["message"]}
+    assert {"httpRequest.url", "config.timeout"} <= paths
+    past = task("http://127.0.0.1:9/x", executeAt=1000)
+    assert (await client.post("/v1/queues/register", json=past, headers=owner)).status_code == 400
+
+
+async def test_limit_is_exact_under_concurrency(make_settings: MakeSettings) -> None:
+    settings: Settings = make_settings(max_tasks_in_queue=20)
+    async with open_client(settings) as client:
+        owner = await register_owner(client)
+        body = task("http://127.0.0.1:9/x", executionDelay=3_600_000)
+        responses = await asyncio.gather(
+            *(client.post("/v1/queues/register", json=body, headers=owner) for _ in range(35))
+        )
+        codes = [r.status_code for r in responses]
+        assert codes.count(201) == 20 and codes.count(422) == 15
+        info = (await client.get("/v1/owners/owner-one", headers=owner)).json()
+        assert info["tasksInQueue"] == 20 and info["tasksInQueueLimit"] == 20
+        assert (await client.delete("/v1/owners/owner-one", headers=owner)).status_code == 422
+        first = next(r.json()["id"] for r in responses if r.status_code == 201)
+        await client.patch(f"/v1/queues/{first}/revoke", headers=owner)
+        assert (
+            await client.post("/v1/queues/register", json=body, headers=owner)
+        ).status_code == 201
+
+
+async def test_default_limit_is_1000(client: httpx.AsyncClient, owner: Headers) -> None:
+    body = task("http://127.0.0.1:9/x", executionDelay=3_600_000)
+    for _ in range(10):
+        await asyncio.gather(
+            *(client.post("/v1/queues/register", json=body, headers=owner) for _ in range(100))
+        )
+    over = await client.post("/v1/queues/register", json=body, headers=owner)
+    assert over.status_code == 422
+    info = (await client.get("/v1/owners/queue-owner", headers=owner)).json()
+    assert info["tasksInQueue"] == 1000
