@@ -245,6 +245,11 @@ def _connection(config: QueueConfig) -> list[tuple[int, Any]]:
         options.append((pycurl.HAPROXYPROTOCOL, 1))
     if config.ha_proxy_client_ip:
         options.append((pycurl.HAPROXY_CLIENT_IP, config.ha_proxy_client_ip))
+    own = (config.ha_proxy_client_ip, config.resolve, config.dns_server, config.doh_url)
+    if config.ha_proxy_protocol or any(own):
+        # A PROXY line, or an address this task chose, belongs to this task's connection:
+        # libcurl's pool matches connections by host name, so take none and leave none behind.
+        options += [(pycurl.FRESH_CONNECT, 1), (pycurl.FORBID_REUSE, 1)]
     return options
 
 
@@ -362,7 +367,9 @@ def _request_url(url: str, query: dict[str, str] | None) -> str:
     if not query:
         return url
     base, hash_, fragment = url.partition("#")
-    return f"{base}{'&' if '?' in base else '?'}{urlencode(query)}{hash_}{fragment}"
+    # %20 rather than +: every server reads it as a space, and SigV4 signs it as such.
+    query_string = urlencode(query, quote_via=quote)
+    return f"{base}{'&' if '?' in base else '?'}{query_string}{hash_}{fragment}"
 
 
 def _ascii_url(url: str) -> str:

@@ -26,7 +26,7 @@ async def test_pause_and_execute_reach_the_lease_holder(make_settings: MakeSetti
             assert (
                 await b.post(f"/v1/queues/{queue_id}/execute", headers=owner)
             ).status_code == 200
-            (hit,) = await target.wait_hits("/held", 1)
+            await target.wait_hits("/held", 1)
             await wait_state(a, owner, queue_id, "SUCCESS")
             assert len(target.hits_for("/held")) == 1
 
