@@ -412,3 +412,17 @@ async def test_default_limit_is_1000(client: httpx.AsyncClient, owner: Headers) 
     assert over.status_code == 422
     info = (await client.get("/v1/owners/queue-owner", headers=owner)).json()
     assert info["tasksInQueue"] == 1000
+
+
+async def test_metrics_change_as_tasks_run(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    before = (await client.get("/metrics")).text
+    assert 'tasks_by_state{state="SUCCESS"} 0.0' in before
+    created = await register(client, owner, task(f"{target.url}/m"))
+    await wait_state(client, owner, created["id"], "SUCCESS")
+    text = (await client.get("/metrics")).text
+    assert 'tasks_by_state{state="SUCCESS"} 1.0' in text
+    assert 'tasks_attempts_total{outcome="success",status_class="2xx"} 1.0' in text
+    assert "tasks_registrations_total 1.0" in text
+    assert "tasks_scheduling_lateness_seconds_count 1.0" in text
