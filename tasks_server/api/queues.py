@@ -245,12 +245,19 @@ async def _transition(request: Request, decide: Any) -> tuple[Services, QueueRow
     return svc, result
 
 
+def _unless(row: QueueRow, verb: str, *states: str) -> Rejected | None:
+    """Refusal (422) unless the task is in one of `states`."""
+    if row.state in states:
+        return None
+    return Rejected(f"Only a {' or '.join(states)} task can be {verb}; this one is {row.state}")
+
+
 async def pause(request: Request) -> Response:
     now = now_ms()
 
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if row.state != RUNNING:
-            return Rejected(f"Only a RUNNING task can be paused; this one is {row.state}")
+        if rejected := _unless(row, "paused", RUNNING):
+            return rejected
         return {"state": PAUSED, "paused_at": now, "estimate_end_at": now}
 
     await _transition(request, decide)
@@ -262,8 +269,8 @@ async def resume(request: Request) -> Response:
     now = now_ms()
 
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if row.state != PAUSED:
-            return Rejected(f"Only a PAUSED task can be resumed; this one is {row.state}")
+        if rejected := _unless(row, "resumed", PAUSED):
+            return rejected
         due = now + max(0, row.estimate_execution_at - (row.paused_at or now))
         config = svc.codec.open_request(row.request, row.id).config
         if (
@@ -288,10 +295,8 @@ async def revoke(request: Request) -> Response:
     now = now_ms()
 
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if row.state not in (RUNNING, PAUSED):
-            return Rejected(
-                f"Only a RUNNING or PAUSED task can be revoked; this one is {row.state}"
-            )
+        if rejected := _unless(row, "revoked", RUNNING, PAUSED):
+            return rejected
         return {"state": QueueState.REVOKED.value, "estimate_end_at": now, "paused_at": None}
 
     await _transition(request, decide)
@@ -303,8 +308,8 @@ async def execute(request: Request) -> Response:
     now = now_ms()
 
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if row.state != RUNNING:
-            return Rejected(f"Only a RUNNING task can be executed; this one is {row.state}")
+        if rejected := _unless(row, "executed", RUNNING):
+            return rejected
         if svc.scheduler.is_in_flight(row.id):
             return Rejected("The task is being executed right now")
         return {"estimate_execution_at": now}
