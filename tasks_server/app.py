@@ -16,6 +16,7 @@ from tasks_server.api import queues as queue_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
+from tasks_server.backup import BackupScheduler, lock_path_for
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.crypto import Cipher
@@ -56,6 +57,8 @@ def create_app(settings: Settings) -> Starlette:
             cluster=settings.cluster_mode,
         )
         await scheduler.start()
+        backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
+        backups.start()
         try:
             yield {
                 "services": Services(
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                 )
             }
         finally:
+            await backups.stop()
             await scheduler.stop(SHUTDOWN_GRACE_S)
             await transport.aclose()
             await db.close()

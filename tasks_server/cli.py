@@ -1,9 +1,10 @@
-"""Command line: ``tasks-server [serve|version]``."""
+"""Command line: ``tasks-server [serve|backup|restore|version]``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -11,6 +12,7 @@ import uvicorn
 
 from tasks_server import __version__, logs
 from tasks_server.app import create_app
+from tasks_server.backup import BackupError, RestoreError, backup_now, restore
 from tasks_server.settings import Settings, SettingsError, load_settings
 
 
@@ -23,6 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server (default)")
     serve.add_argument("--host", help="address to bind (env HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (env PORT, default 9220)")
+    commands.add_parser(
+        "backup", help="take one backup now with the configured BACKUP_METHOD_SQLITE"
+    )
+    restore_cmd = commands.add_parser(
+        "restore", help="restore a backup into PATH_SQLITE (only when no database is there)"
+    )
+    restore_cmd.add_argument(
+        "source", help="archive path, a name in BACKUP_PATH_DIR_SQLITE, or an S3 key"
+    )
+    restore_cmd.add_argument(
+        "--force", action="store_true", help="replace an existing database, keeping it aside"
+    )
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -48,8 +62,16 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def _raise_file_limit() -> None:
+    """Up to a thousand attempts in flight need a socket each: lift the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def serve(settings: Settings) -> None:
     logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    _raise_file_limit()
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -82,4 +104,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"tasks-server: {exc}", file=sys.stderr)
         sys.exit(2)
-    serve(settings)
+    if args.command == "backup":
+        _backup(settings)
+    elif args.command == "restore":
+        _restore(settings, args.source, force=args.force)
+    else:
+        serve(settings)
+
+
+def _backup(settings: Settings) -> None:
+    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    try:
+        print(backup_now(settings))
+    except BackupError as exc:
+        print(f"tasks-server: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _restore(settings: Settings, source: str, *, force: bool) -> None:
+    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    try:
+        print(f"restored {source} into {restore(settings, source, force=force)}")
+    except RestoreError as exc:
+        print(f"tasks-server: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -8,7 +8,11 @@ libcurl from inside its own callbacks: the timer is always deferred to the loop.
 
 A ``CurlShare`` carries the DNS cache, TLS sessions and the connection pool, so repeated
 targets reuse connections. libcurl only reuses a pooled connection when its TLS, proxy and
-auth settings match the new request, so sharing across owners leaks nothing.
+auth settings match the new request. Two kinds of option would still leak between owners, so
+their transfers do not share: options that plant DNS answers or shape the connection
+(``_ISOLATED``) run on a handle with a private share, closed afterwards; options that leave
+state in the handle itself (cookie engine, HSTS cache: ``reset()`` keeps both) run on a handle
+that is closed instead of pooled.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ __all__ = ["CurlTransport"]
 logger = logging.getLogger(__name__)
 
 _SHARED_DATA = ("LOCK_DATA_DNS", "LOCK_DATA_SSL_SESSION", "LOCK_DATA_CONNECT")
+
+
+def _options(*names: str) -> frozenset[int]:
+    return frozenset(getattr(pycurl, name) for name in names if hasattr(pycurl, name))
+
+
+_ISOLATED = _options("RESOLVE", "DOH_URL", "DNS_SERVERS", "HAPROXYPROTOCOL", "HAPROXY_CLIENT_IP")
+_STATEFUL = _options("COOKIEFILE", "COOKIEJAR", "COOKIE", "HSTS", "HSTS_CTRL")
 
 
 class _Transfer:
@@ -60,6 +72,7 @@ class CurlTransport:
         idle connection pool (libcurl's default: 4 x the transfers in flight)."""
         self._pool_size = pool_size
         self._idle: list[pycurl.Curl] = []
+        self._disposable: dict[pycurl.Curl, pycurl.CurlShare | None] = {}
         self._transfers: dict[pycurl.Curl, _Transfer] = {}
         self._watched: dict[int, int] = {}  # fd -> POLL_IN/POLL_OUT bits registered on the loop
         self._timer: asyncio.Handle | None = None
@@ -96,7 +109,7 @@ class CurlTransport:
         elif self._loop is not loop:
             raise RuntimeError("CurlTransport is bound to another event loop")
 
-        curl = self._idle.pop() if self._idle else self._new_handle()
+        curl = self._handle_for(options)
         transfer = _Transfer(loop.create_future(), max_body_bytes)
         try:
             for option, value in options:
@@ -231,15 +244,36 @@ class CurlTransport:
                 )
         self._release(curl)
 
-    def _new_handle(self) -> pycurl.Curl:
+    def _handle_for(self, options: Sequence[tuple[int, Any]]) -> pycurl.Curl:
+        used = {option for option, _ in options}
+        if used & _ISOLATED:
+            share = pycurl.CurlShare()
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_DNS)
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            curl = self._new_handle(share)
+            self._disposable[curl] = share
+        elif used & _STATEFUL:
+            curl = self._new_handle(self._share)
+            self._disposable[curl] = None
+        else:
+            curl = self._idle.pop() if self._idle else self._new_handle(self._share)
+        return curl
+
+    @staticmethod
+    def _new_handle(share: pycurl.CurlShare) -> pycurl.Curl:
         curl = pycurl.Curl()
         # Once per handle: reset() keeps the share, and pycurl refuses to set it twice.
-        curl.setopt(pycurl.SHARE, self._share)
+        curl.setopt(pycurl.SHARE, share)
         return curl
 
     def _release(self, curl: pycurl.Curl) -> None:
         """Return a finished handle to the pool (reset drops options and callbacks)."""
-        if self._closed or len(self._idle) >= self._pool_size:
+        if curl in self._disposable:
+            share = self._disposable.pop(curl)
+            curl.close()
+            if share is not None:
+                share.close()
+        elif self._closed or len(self._idle) >= self._pool_size:
             curl.close()
         else:
             curl.reset()

@@ -517,8 +517,12 @@ def unsupported(
         lacks("config.certStatus", "a TLS backend that checks OCSP stapling")
     if config.ha_proxy_client_ip and not have.haproxy_client_ip:
         lacks("config.haProxyClientIp", "HAPROXY_CLIENT_IP (7.82 or later)")
-    if config.proxy is not None and config.proxy.protocol == "https" and not have.https_proxy:
-        lacks("config.proxy.protocol", "HTTPS-proxy support")
+    if config.proxy is not None and config.proxy.protocol == "https":
+        if not have.https_proxy:
+            lacks("config.proxy.protocol", "HTTPS-proxy support")
+        if config.proxy_http_version == "1.0":  # libcurl would tunnel with 1.1 regardless
+            message = "1.0 applies to an http proxy only; libcurl speaks HTTP/1.1 to an https one"
+            problems.append({"path": "config.proxyHttpVersion", "message": message})
     for name in ("cert_type", "key_type"):
         if getattr(config, name) == "ENG":
             problems.append(

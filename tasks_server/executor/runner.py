@@ -32,8 +32,8 @@ class Runner:
     async def run(self, reg: QueueRegistration, attempt: Attempt) -> Outcome:
         if attempt.timeout_ms <= 0:
             return Outcome(408, b"timeoutAt passed before the attempt could start", False, 0.0)
-        prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
         try:
+            prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
             if prepared.files:
                 # Cookie and HSTS files: libcurl reads them only from disk.
                 with tempfile.TemporaryDirectory(prefix="tasks-attempt-") as directory:

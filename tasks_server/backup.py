@@ -1,0 +1,513 @@
+"""Consistent SQLite backups to a folder or S3-compatible storage, their schedule and restore.
+
+A backup is: SQLite's online backup API into a temp file (a consistent snapshot while the
+server keeps writing), ``PRAGMA integrity_check``, a ``<dbname>-<ISO time>.db.tar.gz`` archive,
+then a destination that never shows a partial file under the final name (temp name, fsync,
+rename; or an S3 upload, atomic by nature, verified with ``head_object``). All of it is
+blocking, so the async entry points run it in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from tasks_server.settings import BackupMethod, Settings
+
+if TYPE_CHECKING:
+    from tasks_server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIX = ".db.tar.gz"
+# Few attempts: a failed backup is retried by the next schedule, not by hammering the endpoint.
+S3_MAX_ATTEMPTS = 3
+# Wake at least this often so a wall-clock jump (suspend, NTP step) cannot delay a backup much.
+_MAX_SLEEP_S = 300.0
+
+
+class BackupError(Exception):
+    """A backup could not be taken or stored; the message says why."""
+
+
+class RestoreError(Exception):
+    """A restore was refused or failed; nothing was replaced."""
+
+
+# --- snapshot and archive ---------------------------------------------------------------
+
+
+def snapshot(db_path: Path, dest: Path) -> None:
+    """Copy `db_path` into `dest` with the online backup API; raise BackupError unless sound."""
+    if not db_path.is_file():
+        raise BackupError(f"no database at {db_path}")
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(db_path, timeout=10)) as source,
+            contextlib.closing(sqlite3.connect(dest)) as target,
+        ):
+            # One step (pages=-1): the whole copy is one read transaction, so one snapshot.
+            source.backup(target)
+            # A self-contained file: no -wal beside it in the archive or after restore.
+            target.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.Error as exc:
+        raise BackupError(f"snapshot of {db_path} failed: {exc}") from exc
+    _check_integrity(dest, BackupError)
+
+
+def _check_integrity(path: Path, error: type[Exception]) -> None:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.Error as exc:
+        raise error(f"{path.name} is not a sound SQLite database: {exc}") from exc
+    result = "; ".join(str(row[0]) for row in rows)
+    if result != "ok":
+        raise error(f"integrity check of {path.name} failed: {result}")
+
+
+def _stem(db_path: Path) -> str:
+    return db_path.name.removesuffix(".db") or db_path.name
+
+
+def archive_name(db_path: Path, when: datetime) -> str:
+    """``<dbname>-<ISO UTC time>.db.tar.gz`` without colons, e.g. tasks-2026-11-22T07-25-31Z."""
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    return f"{_stem(db_path)}-{stamp}{ARCHIVE_SUFFIX}"
+
+
+def pack(snapshot: Path, archive: Path, arcname: str) -> None:
+    """Write a tar.gz at `archive` holding only `snapshot`, named `arcname`."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(snapshot, arcname=arcname, recursive=False)
+
+
+# --- destinations -----------------------------------------------------------------------
+
+
+class Destination(Protocol):
+    def put(self, archive: Path) -> str:
+        """Store `archive` under its name; return where it went."""
+        ...
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` backups; return what was deleted."""
+        ...
+
+    def fetch(self, name_or_key: str, dest: Path) -> None:
+        """Download one backup into the file `dest`."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDestination:
+    """A folder: a temp name in the same folder, fsync, then an atomic rename."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def put(self, archive: Path) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / archive.name
+        temp = self.directory / f".{archive.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            with archive.open("rb") as src, temp.open("xb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.directory)
+        return str(final)
+
+    def backups(self) -> list[Path]:
+        """Oldest first: the names sort by time."""
+        return sorted(self.directory.glob(f"*{ARCHIVE_SUFFIX}"), key=lambda p: p.name)
+
+    def prune(self, keep: int) -> list[str]:
+        if keep <= 0:
+            return []
+        doomed = self.backups()[:-keep]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return [str(path) for path in doomed]
+
+    def fetch(self, name_or_key: str, dest: Path) -> None:
+        source = Path(name_or_key)
+        if not source.is_absolute():
+            source = self.directory / source
+        if not source.is_file():
+            raise FileNotFoundError(f"no backup {name_or_key!r} in {self.directory}")
+        shutil.copyfile(source, dest)
+
+
+class S3Destination:
+    """An S3-compatible bucket (AWS, R2, GCS, MinIO…) under an optional key prefix."""
+
+    def __init__(
+        self,
+        endpoint: str | None,
+        bucket: str,
+        prefix: str,
+        access_key: str | None,
+        secret_key: str | None,
+        region: str | None,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region or "us-east-1",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+            ),
+        )
+
+    def key(self, name: str) -> str:
+        if name.startswith("s3://"):
+            return name.removeprefix("s3://").partition("/")[2]
+        if not self.prefix or name.startswith(self.prefix + "/"):
+            return name
+        return f"{self.prefix}/{name}"
+
+    def put(self, archive: Path) -> str:
+        key = self.key(archive.name)
+        # upload_file switches to multipart above 8 MiB; S3 shows the object only when complete
+        # and the transfer manager aborts a failed multipart upload.
+        self.client.upload_file(str(archive), self.bucket, key)
+        size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        if size != archive.stat().st_size:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+            raise BackupError(
+                f"s3://{self.bucket}/{key} has {size} bytes, expected "
+                f"{archive.stat().st_size}; deleted"
+            )
+        return f"s3://{self.bucket}/{key}"
+
+    def backups(self) -> list[str]:
+        """Keys directly under the prefix, oldest first."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            for item in page.get("Contents", []):
+                rest = item["Key"][len(prefix) :]
+                if "/" not in rest and rest.endswith(ARCHIVE_SUFFIX):
+                    keys.append(item["Key"])
+        return sorted(keys, key=lambda k: k.rsplit("/", 1)[-1])
+
+    def prune(self, keep: int) -> list[str]:
+        if keep <= 0:
+            return []
+        doomed = self.backups()[:-keep]
+        for start in range(0, len(doomed), 1000):
+            chunk = doomed[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
+        return [f"s3://{self.bucket}/{key}" for key in doomed]
+
+    def fetch(self, name_or_key: str, dest: Path) -> None:
+        self.client.download_file(self.bucket, self.key(name_or_key), str(dest))
+
+
+def destination_for(settings: Settings) -> Destination:
+    if settings.backup_method_sqlite is BackupMethod.OBJECT_STORAGE:
+        if not settings.backup_object_storage_bucket_name:
+            raise BackupError("BACKUP_OBJECT_STORAGE_BUCKET_NAME is not set")
+        return S3Destination(
+            settings.backup_object_storage_endpoint,
+            settings.backup_object_storage_bucket_name,
+            settings.backup_object_storage_path,
+            settings.backup_object_storage_access_key,
+            settings.backup_object_storage_secret_key,
+            settings.s3_region_name,
+        )
+    return LocalDestination(settings.backup_path_dir_sqlite)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, BackupError) else f"{type(exc).__name__}: {text}"
+
+
+# --- taking a backup --------------------------------------------------------------------
+
+
+def backup_now(settings: Settings, when: datetime | None = None) -> str:
+    """Take one backup with the configured method (blocking); return where it went."""
+    db_path = settings.path_sqlite
+    when = when or datetime.now(UTC)
+    try:
+        destination = destination_for(settings)
+        with tempfile.TemporaryDirectory(prefix="tasks-backup-") as tmp:
+            snap = Path(tmp) / db_path.name
+            snapshot(db_path, snap)
+            archive = Path(tmp) / archive_name(db_path, when)
+            pack(snap, archive, db_path.name)
+            where = destination.put(archive)
+    except Exception as exc:
+        raise BackupError(f"backup of {db_path} failed: {_cause(exc)}") from exc
+    if settings.backup_retention:
+        # The backup is safe; a failed clean-up is retried by the next one.
+        try:
+            for gone in destination.prune(settings.backup_retention):
+                log.info("deleted old backup %s", gone, extra={"action": "backup_pruned"})
+        except Exception as exc:
+            log.warning(
+                "could not delete old backups: %s", _cause(exc), extra={"action": "prune_failed"}
+            )
+    return where
+
+
+async def run_backup(
+    settings: Settings, metrics: Metrics | None = None, *, when: datetime | None = None
+) -> str:
+    """Take one backup in a thread; count it; raise BackupError with the cause on failure."""
+    try:
+        where = await asyncio.to_thread(backup_now, settings, when)
+    except BackupError:
+        if metrics is not None:
+            metrics.backups.labels(outcome="failure").inc()
+        raise
+    if metrics is not None:
+        metrics.backups.labels(outcome="success").inc()
+        metrics.last_backup.set(time.time())
+    log.info("backup stored at %s", where, extra={"action": "backup_done"})
+    return where
+
+
+# --- one backup process -----------------------------------------------------------------
+
+
+def lock_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".backup.lock")
+
+
+class BackupLeader:
+    """The held ``flock`` on ``<db>.backup.lock``; released on `release()` or process exit."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd: int | None = fd
+        self.path = path
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> BackupLeader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def try_become_backup_leader(lock_path: Path) -> BackupLeader | None:
+    """Take the backup lock without waiting; None when another process (or handle) holds it."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return BackupLeader(fd, lock_path)
+
+
+# --- schedule ---------------------------------------------------------------------------
+
+
+class BackupScheduler:
+    """Runs a backup at each time of the cron pattern, in the backup time zone.
+
+    With `lock_path`, every process may run a scheduler but only the one holding the lock
+    backs up; the others try to take it at each fire time, so a dead leader is replaced.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        lock_path: Path | None = None,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        backup: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        self.pattern = settings.backup_cron_pattern_sqlite
+        self.tz = ZoneInfo(settings.backup_tz)
+        self._now = now or (lambda: datetime.now(UTC))
+        self._sleep = sleep
+        self._backup = backup or (lambda: run_backup(settings, metrics))
+        self._lock_path = lock_path
+        self.leader: BackupLeader | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def next_fire(self, after: datetime) -> datetime:
+        """The first fire time strictly after `after` (aware), in UTC."""
+        local = after.astimezone(self.tz)
+        nxt: datetime = croniter(self.pattern, local).get_next(datetime)
+        return nxt.astimezone(UTC)
+
+    async def run_once(self) -> str | None:
+        """One backup, if this process is the leader; failures are logged, never raised."""
+        if self._lock_path is not None and self.leader is None:
+            self.leader = try_become_backup_leader(self._lock_path)
+            if self.leader is None:
+                return None
+        try:
+            return await self._backup()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("%s", _cause(exc), extra={"action": "backup_failed"})
+            return None
+
+    async def run_forever(self) -> None:
+        due = self.next_fire(self._now())
+        while True:
+            while (now := self._now()) < due:
+                await self._sleep(min((due - now).total_seconds(), _MAX_SLEEP_S))
+            await self.run_once()
+            # From the later of due and now: a slow backup skips missed times, never repeats.
+            due = self.next_fire(max(due, self._now()))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run_forever(), name="backup-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.leader is not None:
+            self.leader.release()
+            self.leader = None
+
+
+# --- restore ----------------------------------------------------------------------------
+
+
+def _extract_db(archive: Path, dest: Path) -> None:
+    """Copy the archive's single ``*.db`` member into `dest`; never writes any other path."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            if len(members) != 1:
+                raise RestoreError(
+                    f"{archive.name}: expected one database file, found {len(members)} entries"
+                )
+            (member,) = members
+            name = member.name
+            if not member.isfile() or "/" in name or "\\" in name or not name.endswith(".db"):
+                raise RestoreError(f"{archive.name}: unexpected entry {name!r}")
+            source = tar.extractfile(member)
+            assert source is not None
+            with source, dest.open("xb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise RestoreError(f"{archive.name} is not a readable backup archive: {exc}") from exc
+
+
+def _fetch(settings: Settings, source: str, dest: Path) -> None:
+    local = Path(source)
+    if local.is_file():
+        shutil.copyfile(local, dest)
+        return
+    try:
+        destination_for(settings).fetch(source, dest)
+    except Exception as exc:
+        raise RestoreError(f"cannot fetch backup {source!r}: {_cause(exc)}") from exc
+
+
+def restore(
+    settings: Settings, source: str, *, force: bool = False, when: datetime | None = None
+) -> Path:
+    """Restore a backup (local file, a name in the backup folder, or an S3 key) into PATH_SQLITE.
+
+    The archive is verified before anything is replaced. An existing database is refused
+    unless `force`; then it (with its -wal/-shm) is kept as ``<db>.replaced-<time>``. Stop
+    the server before restoring over a database it has open.
+    """
+    target = settings.path_sqlite
+    sidecars = [Path(f"{target}{suffix}") for suffix in ("", "-wal", "-shm")]
+    if any(p.exists() for p in sidecars) and not force:
+        raise RestoreError(
+            f"a database already exists at {target}; pass --force to replace it (it is kept aside)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".restore-", dir=target.parent) as tmp:
+        archive = Path(tmp) / "backup.tar.gz"
+        _fetch(settings, source, archive)
+        restored = Path(tmp) / "restored.db"
+        _extract_db(archive, restored)
+        _check_integrity(restored, RestoreError)
+        stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+        for path in sidecars:
+            if path.exists():
+                aside = Path(f"{target}.replaced-{stamp}{path.name[len(target.name) :]}")
+                os.replace(path, aside)
+                log.warning(
+                    "kept the replaced %s as %s",
+                    path,
+                    aside,
+                    extra={"action": "restore_kept_aside"},
+                )
+        os.replace(restored, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+@contextlib.contextmanager
+def backup_leader(lock_path: Path) -> Iterator[BackupLeader | None]:
+    """`try_become_backup_leader` as a context manager (None when not the leader)."""
+    leader = try_become_backup_leader(lock_path)
+    try:
+        yield leader
+    finally:
+        if leader is not None:
+            leader.release()
