@@ -77,3 +77,17 @@ def test_cli_version() -> None:
         timeout=30,
     )
     assert result.returncode == 0 and result.stdout.startswith("tasks-server ")
+
+
+def test_env_example_is_valid_and_complete(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """.env.example names every setting, and loading it gives the defaults."""
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / ".env.example"
+    text = example.read_text()
+    names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and line[0] != "#"}
+    from tasks_server.settings import Settings
+
+    assert names == {name.upper() for name in Settings.model_fields}
+    (tmp_path / ".env").write_text(text)
+    assert load_settings() == Settings(_env_file=None)  # type: ignore[call-arg]
