@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,9 +26,17 @@ def free_port() -> int:
 class ServerProcess:
     """`tasks-server serve` started with the given environment; stopped with SIGTERM."""
 
-    def __init__(self, workdir: Path, command: list[str] | None = None, **env: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        command: list[str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+        **env: Any,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "PATH_TLS_CERT" in env else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify = verify
         self.workdir = workdir
         self.command = command or [str(Path(sys.executable).parent / "tasks-server"), "serve"]
         self.env = {
@@ -49,7 +58,10 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/status", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/status", timeout=1, verify=self.verify).status_code
+                    == 200
+                ):
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)  # polling for readiness, not standing in for a condition
