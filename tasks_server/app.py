@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from tasks_server import logs
 from tasks_server.api import errors, owners, service
 from tasks_server.api import queues as queue_routes
 from tasks_server.api.auth import Authenticator
@@ -25,11 +26,18 @@ from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
-from tasks_server.settings import Settings
+from tasks_server.settings import Settings, load_settings
 from tasks_server.store import queues
 from tasks_server.store.db import Database
 
 SHUTDOWN_GRACE_S = 10.0
+
+
+def create_app_from_env() -> Starlette:
+    """The app of one cluster worker: uvicorn spawns each worker process and imports this."""
+    settings = load_settings()
+    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> Starlette:

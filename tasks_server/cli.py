@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import resource
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from tasks_server import __version__, logs
 from tasks_server.app import create_app
 from tasks_server.backup import BackupError, RestoreError, backup_now, restore
 from tasks_server.settings import Settings, SettingsError, load_settings
+from tasks_server.store import queues
+from tasks_server.store.db import Database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,28 +75,46 @@ def _raise_file_limit() -> None:
 
 
 def serve(settings: Settings) -> None:
+    """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket."""
     logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
     _raise_file_limit()
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-        ssl_certfile=settings.path_tls_cert,
-        ssl_keyfile=settings.path_tls_key,
-        ssl_ca_certs=settings.path_tls_ca,
-    )
-    server = _Server(config)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+        "ssl_certfile": settings.path_tls_cert,
+        "ssl_keyfile": settings.path_tls_key,
+        "ssl_ca_certs": settings.path_tls_ca,
+    }
+    workers = settings.max_instances if settings.cluster_mode else 1
+    if workers > 1:
+        # Workers share the database; leases left by a previous run are cleared once, here.
+        asyncio.run(_release_leases(settings))
+        config = uvicorn.Config(
+            "tasks_server.app:create_app_from_env", factory=True, workers=workers, **options
+        )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    server = _Server(uvicorn.Config(create_app(settings), **options))
     server.run()
     if not server.started:
         sys.exit(3)
+
+
+async def _release_leases(settings: Settings) -> None:
+    db = Database(settings.path_sqlite)
+    await db.open()
+    try:
+        await queues.release_all_leases(db)
+    finally:
+        await db.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
