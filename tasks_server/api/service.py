@@ -1,4 +1,4 @@
-"""Service routes: liveness, health and metrics."""
+"""Service routes: liveness, health, metrics and the API documentation."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tasks_server.api.errors import JSONResponse
 from tasks_server.models.queues import QueueState
+from tasks_server.openapi import build_openapi
 from tasks_server.services import services
 from tasks_server.store import queues
 
@@ -43,8 +44,39 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def openapi(request: Request) -> Response:
+    return JSONResponse(build_openapi())
+
+
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Tasks Server API</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+
+async def swagger(request: Request) -> Response:
+    """A Swagger UI page for /openapi.json (assets from a CDN), only when SWAGGER_UI=1."""
+    if not services(request).settings.swagger_ui:
+        return Response(status_code=404)
+    return HTMLResponse(SWAGGER_PAGE)
+
+
 routes = [
     Route("/status", status, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/swagger", swagger, methods=["GET"]),
 ]

@@ -1,0 +1,352 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models the routes validate with.
+
+Schemas come from ``models_json_schema`` over the request models (validation mode) and the
+response models (serialisation mode), so the document cannot drift from the code. The document
+is static: it is built once and cached.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from tasks_server import __version__
+from tasks_server.api.errors import ACTIONS
+from tasks_server.models.common import Done, ErrorBody
+from tasks_server.models.owners import OwnerOut, OwnerRegister, OwnerRegistered
+from tasks_server.models.queues import (
+    ListQuery,
+    QueueConfigOut,
+    QueueOut,
+    QueueRegistration,
+    QueueSummary,
+)
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+# The owner name rule without its look-arounds (the body schema keeps the full pattern).
+OWNER_NAME_PATH_PATTERN = r"^[a-z0-9-]{5,32}$"
+
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (QueueRegistration, "validation"),
+    (ListQuery, "validation"),
+    (OwnerRegister, "validation"),
+    (QueueOut, "serialization"),
+    (QueueSummary, "serialization"),
+    (QueueConfigOut, "serialization"),
+    (OwnerRegistered, "serialization"),
+    (OwnerOut, "serialization"),
+    (ErrorBody, "serialization"),
+    (Done, "serialization"),
+]
+
+_REASONS = {
+    400: "Validation failed; `message` lists each problem with its field path",
+    401: "Wrong key",
+    403: "Missing or malformed auth headers, or unknown owner",
+    404: "Unknown resource (or one the owner does not own): an empty object",
+    409: "Owner name taken",
+    413: "Request body over MAX_SIZE_BODY_REQUEST",
+    422: "The state of the resource forbids the operation",
+    429: "Throttled",
+    500: "Unexpected error",
+}
+_AUTH = (401, 403, 429, 500)
+_SECURITY = [{"bearer": [], "ownerId": []}]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _text(description: str, media_type: str = "text/plain") -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code in sorted(codes):
+        if code == 404:
+            out["404"] = _json({"type": "object", "maxProperties": 0}, _REASONS[404])
+        else:
+            schema = {"$ref": REF_TEMPLATE.format(model="ErrorBody")}
+            out[str(code)] = _json(schema, f"{_REASONS[code]}. action: {ACTIONS[code]!r}")
+    return out
+
+
+def _path_param(name: str, pattern: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+def _query_params(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """One query parameter per field; an optional ``X | None`` field is just ``X`` (absent)."""
+    required = set(model_schema.get("required", []))
+    params = []
+    for name, field in model_schema["properties"].items():
+        schema = dict(field)
+        options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+        if "anyOf" in schema and len(options) == 1:
+            del schema["anyOf"]
+            schema.update(options[0])
+            if schema.get("default", ...) is None:
+                del schema["default"]
+        params.append({"name": name, "in": "query", "required": name in required, "schema": schema})
+    return params
+
+
+def _body(ref_or_schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "description": description,
+        "content": {"application/json": {"schema": ref_or_schema}},
+    }
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Any],
+    *,
+    secured: bool = True,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "security": _SECURITY if secured else [],
+        "responses": responses,
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def _build() -> dict[str, Any]:
+    names, defs = models_json_schema(_MODELS, by_alias=True, ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = defs.get("$defs", {})
+
+    def of(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
+        return names[(model, mode)]
+
+    list_query_name = of(ListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    list_params = _query_params(schemas[list_query_name])
+
+    name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
+    id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
+    queue_out = _json(of(QueueOut), "The task")
+    done = _json(of(Done), "Done")
+
+    paths: dict[str, Any] = {
+        "/status": {
+            "get": _op("status", "Liveness", "service", {"200": _text("OK")}, secured=False)
+        },
+        "/health": {
+            "get": _op(
+                "health",
+                "Database health",
+                "service",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "ok"},
+                                "database": {"type": "string"},
+                            },
+                            "required": ["status"],
+                        },
+                        "The database answers",
+                    ),
+                    "503": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "error"},
+                                "database": {"type": "string"},
+                            },
+                            "required": ["status"],
+                        },
+                        "The database does not answer",
+                    ),
+                },
+                secured=False,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "Prometheus metrics",
+                "service",
+                {"200": _text("Prometheus text exposition format")},
+                secured=False,
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "openapi",
+                "This document",
+                "service",
+                {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
+                secured=False,
+            )
+        },
+        "/swagger": {
+            "get": _op(
+                "swagger",
+                "A Swagger UI page for this document (when SWAGGER_UI=1)",
+                "service",
+                {
+                    "200": _text("The docs page", "text/html"),
+                    "404": {"description": "SWAGGER_UI is off"},
+                },
+                secured=False,
+            )
+        },
+        "/v1/owners/register": {
+            "post": _op(
+                "registerOwner",
+                "Register an owner; the key is shown once",
+                "owners",
+                {
+                    "201": _json(of(OwnerRegistered), "The owner id and key"),
+                    **_errors(400, 409, 413, 429, 500),
+                },
+                secured=False,
+                body=_body(of(OwnerRegister, "validation"), "The owner name"),
+            )
+        },
+        "/v1/owners/{name}": {
+            "parameters": [name_param],
+            "get": _op(
+                "getOwner",
+                "Read the authenticated owner",
+                "owners",
+                {"200": _json(of(OwnerOut), "The owner"), **_errors(404, *_AUTH)},
+            ),
+            "delete": _op(
+                "deleteOwner",
+                "Delete the authenticated owner (no task left RUNNING or PAUSED)",
+                "owners",
+                {"200": done, **_errors(404, 422, *_AUTH)},
+            ),
+        },
+        "/v1/queues/register": {
+            "post": _op(
+                "registerQueue",
+                "Register a task",
+                "queues",
+                {"201": _json(of(QueueOut), "The task"), **_errors(400, 413, 422, *_AUTH)},
+                body=_body(of(QueueRegistration, "validation"), "The task"),
+            )
+        },
+        "/v1/queues": {
+            "get": _op(
+                "listQueues",
+                "List the owner's tasks",
+                "queues",
+                {
+                    "200": _json({"type": "array", "items": of(QueueSummary)}, "The tasks"),
+                    **_errors(400, *_AUTH),
+                },
+                parameters=list_params,
+            )
+        },
+        "/v1/queues/{id}": {
+            "parameters": [id_param],
+            "get": _op(
+                "getQueue",
+                "Read a task",
+                "queues",
+                {"200": queue_out, **_errors(404, *_AUTH)},
+            ),
+            "patch": _op(
+                "editQueue",
+                "Edit a RUNNING or PAUSED task",
+                "queues",
+                {"200": queue_out, **_errors(400, 404, 413, 422, *_AUTH)},
+                body=_body(
+                    {
+                        "type": "object",
+                        "description": "An RFC 7396 JSON merge patch of the registration; "
+                        "the merged document must be a valid QueueRegistration",
+                    },
+                    "The merge patch",
+                ),
+            ),
+            "delete": _op(
+                "deleteQueue", "Delete a task", "queues", {"200": done, **_errors(404, *_AUTH)}
+            ),
+        },
+        "/v1/queues/{id}/config": {
+            "parameters": [id_param],
+            "get": _op(
+                "getQueueConfig",
+                "The redacted stored request and retry progress",
+                "queues",
+                {"200": _json(of(QueueConfigOut), "The config"), **_errors(404, *_AUTH)},
+            ),
+        },
+    }
+    for verb, method, summary, success in (
+        ("pause", "patch", "Pause a RUNNING task", done),
+        ("resume", "patch", "Resume a PAUSED task", queue_out),
+        ("revoke", "patch", "Revoke a RUNNING or PAUSED task", done),
+        ("execute", "post", "Execute a RUNNING task now", done),
+    ):
+        paths[f"/v1/queues/{{id}}/{verb}"] = {
+            "parameters": [id_param],
+            method: _op(
+                f"{verb}Queue", summary, "queues", {"200": success, **_errors(404, 422, *_AUTH)}
+            ),
+        }
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tasks Server",
+            "version": __version__,
+            "description": "Executes HTTP requests later: delays, exact times, retries.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The owner key: `Authorization: Bearer <key>`",
+                },
+                "ownerId": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Tasks-Owner-Id",
+                    "description": "The owner id returned at registration",
+                },
+            },
+        },
+    }
+
+
+@cache
+def _cached() -> dict[str, Any]:
+    return _build()
+
+
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (a copy of the cached one, so callers may change it)."""
+    return copy.deepcopy(_cached())

@@ -1,0 +1,107 @@
+"""/openapi.json is a valid OpenAPI 3.1 document covering every route; /swagger is opt-in."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from starlette.routing import Route
+
+from tasks_server.app import create_app
+from tasks_server.openapi import build_openapi
+from tests.conftest import MakeSettings, open_client, register_owner
+
+
+async def test_document_is_valid_openapi_31(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    document = response.json()
+    assert document["openapi"].startswith("3.1.")
+    OpenAPIV31SpecValidator(document).validate()
+    assert document == build_openapi()
+
+
+def test_every_route_is_documented(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+    paths = build_openapi()["paths"]
+    app_operations = {
+        (route.path, method.lower())
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    documented = {
+        (path, method)
+        for path, item in paths.items()
+        for method in item
+        if method in {"get", "put", "post", "patch", "delete"}
+    }
+    assert app_operations == documented
+
+
+def test_shared_components_and_auth() -> None:
+    document = build_openapi()
+    schemas = document["components"]["schemas"]
+    for name in (
+        "QueueRegistration",
+        "QueueOut",
+        "QueueSummary",
+        "QueueConfigOut",
+        "OwnerRegister",
+        "OwnerRegistered",
+        "OwnerOut",
+        "ErrorBody",
+        "Done",
+    ):
+        assert name in schemas
+    # camelCase aliases, as on the wire
+    assert "httpRequest" in schemas["QueueRegistration"]["properties"]
+    assert "tasksInQueueLimit" in schemas["OwnerOut"]["properties"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["ownerId"]["in"] == "header"
+    assert schemes["ownerId"]["name"] == "X-Tasks-Owner-Id"
+
+    register = document["paths"]["/v1/queues/register"]["post"]
+    assert register["security"] == [{"bearer": [], "ownerId": []}]
+    assert register["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/QueueRegistration"
+    }
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for code in ("400", "401", "403", "413", "422", "429", "500"):
+        assert register["responses"][code]["content"]["application/json"]["schema"] == error
+    get = document["paths"]["/v1/queues/{id}"]["get"]
+    assert get["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "type": "object",
+        "maxProperties": 0,
+    }
+    assert document["paths"]["/v1/owners/register"]["post"]["security"] == []
+    names = [p["name"] for p in document["paths"]["/v1/queues"]["get"]["parameters"]]
+    assert names == ["limit", "offset", "order", "sort", "state"]
+
+
+async def test_documented_shapes_match_real_responses(client: httpx.AsyncClient) -> None:
+    """Spot check: what the server answers has the properties the document promises."""
+    schemas = build_openapi()["components"]["schemas"]
+    headers = await register_owner(client)
+    owner = (await client.get("/v1/owners/owner-one", headers=headers)).json()
+    assert set(owner) == set(schemas["OwnerOut"]["properties"])
+    error = (await client.get("/v1/queues", headers={})).json()
+    assert set(error) == set(schemas["ErrorBody"]["properties"])
+
+
+async def test_swagger_is_404_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/swagger")
+    assert response.status_code == 404 and response.content == b""
+
+
+async def test_swagger_page_when_enabled(make_settings: MakeSettings) -> None:
+    async with open_client(make_settings(swagger_ui=True)) as client:
+        response = await client.get("/swagger")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert re.search(r"url:\s*\"/openapi.json\"", response.text)
+    assert "swagger-ui" in response.text
