@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+OVERDUE_MS = 5_000
 _LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -38,3 +39,11 @@ class Metrics:
             registry=r,
         )
         self.tasks = Gauge("tasks_by_state", "Tasks by state", ["state"], registry=r)
+        self.in_flight = Gauge(
+            "tasks_attempts_in_flight", "Attempts in flight in this process", registry=r
+        )
+        self.overdue = Gauge(
+            "tasks_overdue",
+            f"RUNNING tasks due more than {OVERDUE_MS // 1000} s ago (not started, or in flight)",
+            registry=r,
+        )

@@ -155,6 +155,10 @@ class Scheduler:
         """Hold a task registered with a lease from `lease_for`."""
         self._hold(row, reg)
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
     def is_in_flight(self, queue_id: str) -> bool:
         held = self._held.get(queue_id)
         return held is not None and held.task is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +29,8 @@ from tasks_server.services import Services, services
 from tasks_server.store import queues
 from tasks_server.store.queues import InsertOutcome, QueueRow, Rejected
 from tasks_server.timeutil import now_ms
+
+log = logging.getLogger(__name__)
 
 RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
 _TIMING_FIELDS = ("executionDelay", "executeAt")
@@ -101,6 +104,7 @@ async def register(request: Request) -> Response:
     if outcome is InsertOutcome.NO_OWNER or row is None:
         raise ApiError(403)
     svc.metrics.registrations.inc()
+    _event("registered", queue_id, owner_id)
     if lease is not None:
         svc.scheduler.adopt(row, reg)
     return JSONResponse(_queue_out(svc, row), 201)
@@ -218,6 +222,7 @@ async def edit(request: Request) -> Response:
             raise NotFound()
         if isinstance(result, QueueRow):
             svc.scheduler.changed(queue_id, result)
+            _event("edited", queue_id, owner_id)
             return JSONResponse(_queue_out(svc, result))
     raise ApiError(422, "The task kept changing while being edited; try again")
 
@@ -234,7 +239,13 @@ def _editable(svc: Services, row: QueueRow) -> None:
         raise ApiError(422, "The task is being executed right now; try again when it returns")
 
 
-async def _transition(request: Request, decide: Any) -> tuple[Services, QueueRow]:
+def _event(action: str, queue_id: str, owner_id: str) -> None:
+    log.info(
+        "task %s", action, extra={"action": action, "queue_id": queue_id, "owner_id": owner_id}
+    )
+
+
+async def _transition(request: Request, action: str, decide: Any) -> tuple[Services, QueueRow]:
     svc, owner_id, queue_id = await _owned(request)
     result = await queues.change(svc.db, owner_id, queue_id, decide)
     if result is None:
@@ -242,6 +253,7 @@ async def _transition(request: Request, decide: Any) -> tuple[Services, QueueRow
     if isinstance(result, Rejected):
         raise ApiError(422, result.message)
     svc.scheduler.changed(queue_id, result)
+    _event(action, queue_id, owner_id)
     return svc, result
 
 
@@ -260,7 +272,7 @@ async def pause(request: Request) -> Response:
             return rejected
         return {"state": PAUSED, "paused_at": now, "estimate_end_at": now}
 
-    await _transition(request, decide)
+    await _transition(request, "paused", decide)
     return JSONResponse(Done().model_dump())
 
 
@@ -287,7 +299,7 @@ async def resume(request: Request) -> Response:
             "estimate_execution_at": due,
         }
 
-    _, row = await _transition(request, decide)
+    _, row = await _transition(request, "resumed", decide)
     return JSONResponse(_queue_out(svc, row))
 
 
@@ -299,7 +311,7 @@ async def revoke(request: Request) -> Response:
             return rejected
         return {"state": QueueState.REVOKED.value, "estimate_end_at": now, "paused_at": None}
 
-    await _transition(request, decide)
+    await _transition(request, "revoked", decide)
     return JSONResponse(Done().model_dump())
 
 
@@ -314,7 +326,7 @@ async def execute(request: Request) -> Response:
             return Rejected("The task is being executed right now")
         return {"estimate_execution_at": now}
 
-    await _transition(request, decide)
+    await _transition(request, "executed", decide)
     return JSONResponse(Done().model_dump())
 
 
@@ -323,6 +335,7 @@ async def delete(request: Request) -> Response:
     if not await queues.delete(svc.db, owner_id, queue_id):
         raise NotFound()
     svc.scheduler.changed(queue_id, None)
+    _event("deleted", queue_id, owner_id)
     return JSONResponse(Done().model_dump())
 
 

@@ -11,10 +11,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tasks_server.api.errors import JSONResponse
+from tasks_server.metrics import OVERDUE_MS
 from tasks_server.models.queues import QueueState
 from tasks_server.openapi import build_openapi
 from tasks_server.services import services
 from tasks_server.store import queues
+from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ async def metrics(request: Request) -> Response:
     counts = await queues.count_by_state(svc.db)
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
+    svc.metrics.in_flight.set(svc.scheduler.in_flight)
+    svc.metrics.overdue.set(await queues.count_overdue(svc.db, now=now_ms(), late_by=OVERDUE_MS))
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

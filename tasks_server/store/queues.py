@@ -72,6 +72,7 @@ UPDATE queues SET status_code = ?, response = ?, retry_count = retry_count + 1,
  WHERE id = ? AND lease_owner = ? AND version = ?
 """
 COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
+COUNT_OVERDUE = "SELECT count(*) FROM queues WHERE state = 'RUNNING' AND estimate_execution_at < ?"
 
 _CHANGEABLE = frozenset(
     {
@@ -305,6 +306,12 @@ async def retry_later(
 
 async def count_by_state(db: Database) -> dict[str, int]:
     return {row[0]: row[1] for row in await db.fetchall(COUNT_BY_STATE)}
+
+
+async def count_overdue(db: Database, *, now: int, late_by: int) -> int:
+    """RUNNING tasks due more than `late_by` ms ago: not started, or still in flight."""
+    row = await db.fetchone(COUNT_OVERDUE, (now - late_by,))
+    return int(row[0]) if row else 0
 
 
 async def _execute(db: Database, sql: str, params: tuple[Any, ...]) -> int:

@@ -426,3 +426,28 @@ async def test_metrics_change_as_tasks_run(
     assert 'tasks_attempts_total{outcome="success",status_class="2xx"} 1.0' in text
     assert "tasks_registrations_total 1.0" in text
     assert "tasks_scheduling_lateness_seconds_count 1.0" in text
+    assert "tasks_attempts_in_flight 0.0" in text and "tasks_overdue 0.0" in text
+
+
+async def test_in_flight_and_overdue_gauges(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/hang", Step(delay_ms=20_000))
+    created = await register(client, owner, task(f"{target.url}/hang"))
+    await target.wait_hits("/hang", 1)
+    assert "tasks_attempts_in_flight 1.0" in (await client.get("/metrics")).text
+    await client.patch(f"/v1/queues/{created['id']}/revoke", headers=owner)
+
+
+async def test_task_events_are_logged(
+    client: httpx.AsyncClient, owner: Headers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="tasks_server")
+    created = await register(client, owner, task("http://127.0.0.1:9/x", executionDelay=3_600_000))
+    url = f"/v1/queues/{created['id']}"
+    await client.patch(f"{url}/pause", headers=owner)
+    await client.patch(f"{url}/resume", headers=owner)
+    await client.patch(f"{url}/revoke", headers=owner)
+    await client.delete(url, headers=owner)
+    actions = [getattr(r, "action", None) for r in caplog.records if getattr(r, "queue_id", None)]
+    assert actions == ["registered", "paused", "resumed", "revoked", "deleted"]
