@@ -27,7 +27,7 @@ from tasks_server.models.queues import (
 )
 from tasks_server.services import Services, services
 from tasks_server.store import queues
-from tasks_server.store.queues import InsertOutcome, QueueRow, Rejected
+from tasks_server.store.queues import InsertOutcome, QueueRow, QueueSummaryRow, Rejected
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,19 @@ def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     metadata = None
     if row.metadata is not None:
         metadata = svc.codec.open_json(row.metadata, row.id, "metadata")
-    out = QueueOut(
+    out = QueueOut(**_summary(row).model_dump(), response=response, metadata=metadata)
+    return out.model_dump(by_alias=True)
+
+
+def _summary(row: QueueRow | QueueSummaryRow) -> QueueSummary:
+    return QueueSummary(
         id=row.id,
         state=QueueState(row.state),
         created_at=row.created_at,
         status_code=row.status_code,
         estimate_end_at=row.estimate_end_at,
         estimate_execution_at=row.estimate_execution_at,
-        response=response,
-        metadata=metadata,
     )
-    return out.model_dump(by_alias=True)
 
 
 async def _owned(request: Request) -> tuple[Services, str, str]:
@@ -123,19 +125,7 @@ async def list_queues(request: Request) -> Response:
         limit=query.limit,
         offset=query.offset,
     )
-    return JSONResponse(
-        [
-            QueueSummary(
-                id=row.id,
-                state=QueueState(row.state),
-                created_at=row.created_at,
-                status_code=row.status_code,
-                estimate_end_at=row.estimate_end_at,
-                estimate_execution_at=row.estimate_execution_at,
-            ).model_dump(by_alias=True)
-            for row in rows
-        ]
-    )
+    return JSONResponse([_summary(row).model_dump(by_alias=True) for row in rows])
 
 
 async def get(request: Request) -> Response:
