@@ -516,7 +516,7 @@ def unsupported(
     if config.cert_status and not have.cert_status:
         lacks("config.certStatus", "a TLS backend that checks OCSP stapling")
     if config.ha_proxy_client_ip and not have.haproxy_client_ip:
-        lacks("config.haProxyClientIp", "HAPROXY_CLIENT_IP (7.82 or later)")
+        lacks("config.haProxyClientIp", "HAPROXY_CLIENT_IP (libcurl 8.2 or later)")
     if config.proxy is not None and config.proxy.protocol == "https":
         if not have.https_proxy:
             lacks("config.proxy.protocol", "HTTPS-proxy support")

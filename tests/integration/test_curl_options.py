@@ -735,11 +735,16 @@ async def test_ha_proxy_protocol(servers: Servers, transport: CurlTransport):
     assert line is not None and line.startswith("PROXY TCP4 127.0.0.1 127.0.0.1 ")
     assert line.endswith(f" {servers.http.port}")
 
-    await send(
-        transport, registration(servers.http.url("/ha"), config={"haProxyClientIp": "203.0.113.7"})
+    with_client_ip = registration(
+        servers.http.url("/ha"), config={"haProxyClientIp": "203.0.113.7"}
     )
-    # libcurl writes the given client address as both source and destination.
-    assert (one(servers.http).proxy_line or "").startswith("PROXY TCP4 203.0.113.7 203.0.113.7 ")
+    if FEATURES.haproxy_client_ip:
+        await send(transport, with_client_ip)
+        # The given client address is the source (libcurl 8.23 repeats it as the destination).
+        assert (one(servers.http).proxy_line or "").startswith("PROXY TCP4 203.0.113.7 ")
+    else:
+        [problem] = unsupported(with_client_ip, certs_dir=None)
+        assert problem["path"] == "config.haProxyClientIp"
 
     await send(transport, registration(servers.http.url("/ha")))
     assert one(servers.http).proxy_line is None
