@@ -263,7 +263,17 @@ class Scheduler:
             reg = held.reg or self._codec.open_request(row.request, row.id)
             await self._gate.wait_open()
             start = self._clock()
-            self._metrics.lateness.observe(max(0, start - row.estimate_execution_at) / 1000)
+            lateness_ms = max(0, start - row.estimate_execution_at)
+            self._metrics.lateness.observe(lateness_ms / 1000)
+            log.info(
+                "attempt started",
+                extra={
+                    "action": "attempt_started",
+                    "queue_id": row.id,
+                    "attempt": row.retry_count + 1,
+                    "lateness_ms": lateness_ms,
+                },
+            )
             attempt = Attempt(
                 queue_id=row.id,
                 retry_count=row.retry_count,
@@ -330,15 +340,15 @@ class Scheduler:
             if applied and due <= now + WINDOW_MS:
                 self._claim_wanted = True
                 self._wake.set()
-        log.info(
-            "attempt finished",
-            extra={
-                "action": event if applied else "outcome_discarded",
-                "queue_id": row.id,
-                "status_code": outcome.status_code,
-                "duration_ms": round(outcome.duration_ms, 1),
-            },
-        )
+        fields = {
+            "action": event if applied else "outcome_discarded",
+            "queue_id": row.id,
+            "status_code": outcome.status_code,
+            "duration_ms": round(outcome.duration_ms, 1),
+        }
+        if event == "retry_scheduled":
+            fields["retry_at"] = due
+        log.info("attempt finished", extra=fields)
         if applied:
             self._held.pop(row.id, None)
         else:  # changed while in flight: act on what it is now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -451,3 +452,43 @@ async def test_task_events_are_logged(
     await client.delete(url, headers=owner)
     actions = [getattr(r, "action", None) for r in caplog.records if getattr(r, "queue_id", None)]
     assert actions == ["registered", "paused", "resumed", "revoked", "deleted"]
+
+
+async def test_attempt_events_are_logged_with_status_and_duration(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    finished = asyncio.Event()
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            if getattr(record, "action", None) == "success":
+                finished.set()
+
+    handler = Collect()
+    logger = logging.getLogger("tasks_server")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        target.script("/logged", Step(status=503))
+        created = await register(
+            client, owner, task(f"{target.url}/logged", retry=1, retryInterval=50)
+        )
+        async with asyncio.timeout(10):
+            await finished.wait()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    mine = [r for r in records if getattr(r, "queue_id", None) == created["id"]]
+    assert [r.action for r in mine] == [  # type: ignore[attr-defined]
+        "registered",
+        "attempt_started",
+        "retry_scheduled",
+        "attempt_started",
+        "success",
+    ]
+    started, retried, _, done = mine[1:]
+    assert started.attempt == 1 and started.lateness_ms >= 0  # type: ignore[attr-defined]
+    assert retried.status_code == 503 and retried.retry_at > 0  # type: ignore[attr-defined]
+    assert done.status_code == 200 and done.duration_ms >= 0  # type: ignore[attr-defined]
