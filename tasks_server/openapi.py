@@ -56,6 +56,20 @@ _REASONS = {
     500: "Unexpected error",
 }
 _AUTH = (401, 403, 429, 500)
+# What a registered task's id leads to (OpenAPI links; stateful fuzzing follows them).
+_TASK_LINKS = {
+    operation: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+    for operation in (
+        "getQueue",
+        "getQueueConfig",
+        "editQueue",
+        "pauseQueue",
+        "resumeQueue",
+        "revokeQueue",
+        "executeQueue",
+        "deleteQueue",
+    )
+}
 _SECURITY = [{"bearer": [], "ownerId": []}]
 
 
@@ -250,7 +264,10 @@ def _build() -> dict[str, Any]:
                 "registerQueue",
                 "Register a task",
                 "queues",
-                {"201": _json(of(QueueOut), "The task"), **_errors(400, 413, 422, *_AUTH)},
+                {
+                    "201": {**_json(of(QueueOut), "The task"), "links": _TASK_LINKS},
+                    **_errors(400, 413, 422, *_AUTH),
+                },
                 body=_body(of(QueueRegistration, "validation"), "The task"),
             )
         },

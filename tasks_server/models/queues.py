@@ -188,9 +188,10 @@ Metadata = Annotated[
     dict[Key, Annotated[str, StringConstraints(min_length=1, max_length=512)]],
     Field(min_length=1, max_length=8),
 ]
-TargetUrl = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_target_url)]
+_URI = Field(json_schema_extra={"format": "uri"})
+TargetUrl = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_target_url), _URI]
 HttpsUrl = Annotated[
-    str, StringConstraints(max_length=1024), AfterValidator(lambda v: _url(v, ("https",)))
+    str, StringConstraints(max_length=1024), AfterValidator(lambda v: _url(v, ("https",))), _URI
 ]
 Method = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
