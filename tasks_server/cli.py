@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from tasks_server import __version__, logs
 from tasks_server.app import create_app
 from tasks_server.backup import BackupError, RestoreError, backup_now, restore
+from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store import queues
 from tasks_server.store.db import Database
@@ -100,7 +103,10 @@ def serve(settings: Settings) -> None:
         config = uvicorn.Config(
             "tasks_server.app:create_app_from_env", factory=True, workers=workers, **options
         )
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        with tempfile.TemporaryDirectory(prefix="tasks-server-metrics-") as metrics_dir:
+            # Workers keep their metrics in files here, so any of them can answer a scrape.
+            os.environ[MULTIPROC_DIR_ENV] = metrics_dir
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     server = _Server(uvicorn.Config(create_app(settings), **options))
     server.run()

@@ -1,8 +1,24 @@
-"""Prometheus metrics, one registry per app so tests and apps never share counters."""
+"""Prometheus metrics, one registry per app so tests and apps never share counters.
+
+In cluster mode the parent points PROMETHEUS_MULTIPROC_DIR at a private folder before the
+workers start; each worker then keeps its values in files there, and whichever worker answers
+a scrape reports all of them: counters and histograms summed, gauges as their mode says.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OVERDUE_MS = 5_000
 _LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
@@ -37,13 +53,30 @@ class Metrics:
             "tasks_last_successful_backup_timestamp_seconds",
             "Time of the last good backup",
             registry=r,
+            multiprocess_mode="max",
         )
-        self.tasks = Gauge("tasks_by_state", "Tasks by state", ["state"], registry=r)
-        self.in_flight = Gauge(
-            "tasks_attempts_in_flight", "Attempts in flight in this process", registry=r
+        # Read from the database at scrape time: the latest reading is the truth.
+        self.tasks = Gauge(
+            "tasks_by_state",
+            "Tasks by state",
+            ["state"],
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.overdue = Gauge(
             "tasks_overdue",
             f"RUNNING tasks due more than {OVERDUE_MS // 1000} s ago (not started, or in flight)",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
+        self.in_flight = Gauge(
+            "tasks_attempts_in_flight", "Attempts in flight", registry=r, multiprocess_mode="sum"
+        )
+
+    def exposition(self) -> bytes:
+        """The text format: this app's registry, or every worker's values in cluster mode."""
+        if not os.environ.get(MULTIPROC_DIR_ENV):
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)

@@ -155,10 +155,6 @@ class Scheduler:
         """Hold a task registered with a lease from `lease_for`."""
         self._hold(row, reg)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def is_in_flight(self, queue_id: str) -> bool:
         held = self._held.get(queue_id)
         return held is not None and held.task is not None
@@ -230,8 +226,12 @@ class Scheduler:
             held = self._held.get(queue_id)
             if held is None or held.row.version != version or held.task is not None:
                 continue  # superseded entry
-            self._in_flight += 1
+            self._count_in_flight(+1)
             held.task = self._tasks.spawn(self._attempt(held), f"attempt-{queue_id}")
+
+    def _count_in_flight(self, change: int) -> None:
+        self._in_flight += change
+        self._metrics.in_flight.set(self._in_flight)
 
     def _hold(self, row: QueueRow, reg: QueueRegistration | None) -> None:
         self._held[row.id] = _Held(row, reg)
@@ -283,7 +283,7 @@ class Scheduler:
             )
             outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:
-            self._in_flight -= 1
+            self._count_in_flight(-1)
             held.task = None
             if self._stopping:
                 raise
@@ -291,13 +291,13 @@ class Scheduler:
             self._settle(row.id, await queues.reload(self._db, row.id))
             return
         except Exception:
-            self._in_flight -= 1
+            self._count_in_flight(-1)
             held.task = None
             log.exception("attempt failed unexpectedly", extra={"queue_id": row.id})
             outcome = Outcome(500, b"internal error while preparing the request", False, 0.0)
             reg = None
         else:
-            self._in_flight -= 1
+            self._count_in_flight(-1)
         self._wake.set()  # a slot is free
         held.recording = True
         await asyncio.shield(self._record(held, reg, outcome))

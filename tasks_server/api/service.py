@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -43,9 +43,8 @@ async def metrics(request: Request) -> Response:
     counts = await queues.count_by_state(svc.db)
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
-    svc.metrics.in_flight.set(svc.scheduler.in_flight)
     svc.metrics.overdue.set(await queues.count_overdue(svc.db, now=now_ms(), late_by=OVERDUE_MS))
-    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:

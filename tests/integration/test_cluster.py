@@ -142,6 +142,21 @@ def test_changes_reach_the_process_holding_the_task(cluster: Cluster) -> None:
     assert max(cluster.hits("/paused/").values()) == 1
 
 
+def _registrations(cluster: Cluster) -> float:
+    for line in cluster.call("GET", "/metrics").text.splitlines():
+        if line.startswith("tasks_registrations_total "):
+            return float(line.split()[1])
+    raise AssertionError("no tasks_registrations_total in /metrics")
+
+
+def test_any_process_reports_every_process_metrics(cluster: Cluster) -> None:
+    before = _registrations(cluster)
+    for n in range(EACH):
+        cluster.register(f"/counted/{n}", 3_600_000)
+    # Scrapes on new connections reach different workers; each reports the cluster's sum.
+    assert {_registrations(cluster) for _ in range(3 * PROCESSES)} == {before + EACH}
+
+
 def _holders(parent: int, lock: Path) -> list[int]:
     """Processes under `parent` with `lock` open (Linux /proc)."""
     children = [
