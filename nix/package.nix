@@ -19,6 +19,7 @@
   python-dateutil,
   croniter,
   prometheus-client,
+  tzdata,
   # nixpkgs' curl has no c-ares, so the task option `dnsServer` is refused (400); set this to
   # true to rebuild curl and pycurl with it.
   withCAres ? false,
@@ -63,6 +64,7 @@ buildPythonApplication {
     python-dateutil
     croniter
     prometheus-client
+    tzdata
   ]
   # uvicorn[standard]: the server runs on uvloop and httptools.
   ++ uvicorn.optional-dependencies.standard;
