@@ -48,6 +48,7 @@ RECONCILE_MS = 250  # cluster mode: how soon a change made in another process re
 CLAIM_BATCH = 2_000
 MAX_HELD = 20_000  # tasks leased and waiting in memory
 MAX_IN_FLIGHT = 1_000  # concurrent attempts; the rest wait their turn in the heap
+FIRE_BATCH = 100  # attempts started per loop turn: the first leave before the last are prepared
 
 RUNNING = QueueState.RUNNING.value
 
@@ -183,24 +184,46 @@ class Scheduler:
 
     async def _run(self) -> None:
         next_poll = 0
-        while True:
-            now = self._clock()
-            if self._claim_wanted or now >= next_poll:
-                self._claim_wanted = False
-                next_poll = now + POLL_MS
-                try:
-                    await self._claim(now)
-                except Exception:
-                    log.exception("claiming due tasks failed", extra={"action": "claim"})
-            self._fire_due()
-            self._wake.clear()
-            wake_at = next_poll
-            if self._heap and self._in_flight < MAX_IN_FLIGHT:
-                wake_at = min(wake_at, self._heap[0][0])
-            delay = wake_at - self._clock()
-            if delay > 0 and not self._claim_wanted:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay / 1000)
+        # A claim waits on the writer, behind other writes: due tasks keep firing meanwhile.
+        claiming: asyncio.Task[None] | None = None
+        try:
+            while True:
+                now = self._clock()
+                claim_running = claiming is not None and not claiming.done()
+                if not claim_running and (self._claim_wanted or now >= next_poll):
+                    self._claim_wanted = False
+                    next_poll = now + POLL_MS
+                    claiming = asyncio.create_task(self._claim_logged(now), name="scheduler-claim")
+                    claim_running = True
+                more = self._fire_due()
+                self._wake.clear()
+                if more:
+                    await asyncio.sleep(0)  # let the attempts just started reach the network
+                    continue
+                if self._claim_wanted and not claim_running:
+                    continue
+                wake_at = None if claim_running else next_poll  # a claim ending wakes us
+                if self._heap and self._in_flight < MAX_IN_FLIGHT:
+                    due = self._heap[0][0]
+                    wake_at = due if wake_at is None else min(wake_at, due)
+                delay = None if wake_at is None else wake_at - self._clock()
+                if delay is None or delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        timeout = None if delay is None else delay / 1000
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            if claiming is not None and not claiming.done():
+                claiming.cancel()  # its leases are freed with the others when stopping
+                with contextlib.suppress(asyncio.CancelledError):
+                    await claiming
+
+    async def _claim_logged(self, now: int) -> None:
+        try:
+            await self._claim(now)
+        except Exception:
+            log.exception("claiming due tasks failed", extra={"action": "claim"})
+        finally:
+            self._wake.set()
 
     async def _claim(self, now: int) -> None:
         room = min(CLAIM_BATCH, MAX_HELD - len(self._held))
@@ -219,15 +242,21 @@ class Scheduler:
         if len(rows) == room:
             self._claim_wanted = True  # more may be due: keep draining
 
-    def _fire_due(self) -> None:
+    def _fire_due(self) -> bool:
+        """Start up to FIRE_BATCH due attempts; True when more are due and could start."""
         now = self._clock()
+        fired = 0
         while self._heap and self._heap[0][0] <= now and self._in_flight < MAX_IN_FLIGHT:
+            if fired == FIRE_BATCH:
+                return True
             _, _, queue_id, version = heapq.heappop(self._heap)
             held = self._held.get(queue_id)
             if held is None or held.row.version != version or held.task is not None:
                 continue  # superseded entry
             self._count_in_flight(+1)
+            fired += 1
             held.task = self._tasks.spawn(self._attempt(held), f"attempt-{queue_id}")
+        return False
 
     def _count_in_flight(self, change: int) -> None:
         self._in_flight += change
@@ -307,10 +336,7 @@ class Scheduler:
         now = self._clock()
         trace = reg is None or reg.config.trace_response_data
         response = self._codec.seal(outcome.body, row.id, "response") if trace else None
-        self._metrics.attempts.labels(
-            outcome="success" if outcome.succeeded else "failure",
-            status_class=f"{outcome.status_code // 100}xx",
-        ).inc()
+        self._metrics.count_attempt(succeeded=outcome.succeeded, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
         if outcome.succeeded or row.retry_count >= row.retry_limit or reg is None:
             state = QueueState.SUCCESS if outcome.succeeded else QueueState.ERROR

@@ -53,19 +53,23 @@ def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     metadata = None
     if row.metadata is not None:
         metadata = svc.codec.open_json(row.metadata, row.id, "metadata")
-    out = QueueOut(**_summary(row).model_dump(), response=response, metadata=metadata)
+    out = QueueOut(**_summary_fields(row), response=response, metadata=metadata)
     return out.model_dump(by_alias=True)
 
 
 def _summary(row: QueueRow | QueueSummaryRow) -> QueueSummary:
-    return QueueSummary(
-        id=row.id,
-        state=QueueState(row.state),
-        created_at=row.created_at,
-        status_code=row.status_code,
-        estimate_end_at=row.estimate_end_at,
-        estimate_execution_at=row.estimate_execution_at,
-    )
+    return QueueSummary(**_summary_fields(row))
+
+
+def _summary_fields(row: QueueRow | QueueSummaryRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": QueueState(row.state),
+        "created_at": row.created_at,
+        "status_code": row.status_code,
+        "estimate_end_at": row.estimate_end_at,
+        "estimate_execution_at": row.estimate_execution_at,
+    }
 
 
 async def _owned(request: Request) -> tuple[Services, str, str]:

@@ -6,8 +6,6 @@ import sqlite3
 from dataclasses import dataclass
 from enum import Enum, auto
 
-import aiosqlite
-
 from tasks_server.store.db import Database
 
 ACTIVE_STATES = ("RUNNING", "PAUSED")
@@ -46,9 +44,8 @@ async def create_owner(
 ) -> bool:
     """Insert the owner; False when the name is taken."""
 
-    async def unit(conn: aiosqlite.Connection) -> bool:
-        rows = await conn.execute_fetchall(INSERT_OWNER, (owner_id, name, key_digest, created_at))
-        return bool(rows)
+    def unit(conn: sqlite3.Connection) -> bool:
+        return bool(conn.execute(INSERT_OWNER, (owner_id, name, key_digest, created_at)).fetchall())
 
     return await db.write(unit)
 
@@ -66,12 +63,12 @@ async def get_owner(db: Database, owner_id: str, name: str) -> OwnerRecord | Non
 async def delete_owner(db: Database, owner_id: str, name: str) -> DeleteOutcome:
     """Delete the owner (and its finished tasks) unless it still has queued tasks."""
 
-    async def unit(conn: aiosqlite.Connection) -> DeleteOutcome:
-        (active,) = (await conn.execute_fetchall(COUNT_ACTIVE, (owner_id,)))[0]  # type: ignore[index]
+    def unit(conn: sqlite3.Connection) -> DeleteOutcome:
+        (active,) = conn.execute(COUNT_ACTIVE, (owner_id,)).fetchone()
         if active:
-            exists = await conn.execute_fetchall(SELECT_OWNER, (owner_id, name))
+            exists = conn.execute(SELECT_OWNER, (owner_id, name)).fetchall()
             return DeleteOutcome.HAS_TASKS if exists else DeleteOutcome.NOT_FOUND
-        cursor = await conn.execute(DELETE_OWNER, (owner_id, name))
+        cursor = conn.execute(DELETE_OWNER, (owner_id, name))
         return DeleteOutcome.DELETED if cursor.rowcount else DeleteOutcome.NOT_FOUND
 
     return await db.write(unit)

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
-import aiosqlite
-
 from tasks_server.store.db import Database
 
 COLUMNS = (
@@ -133,6 +131,7 @@ class Rejected:
     message: str
 
 
+# Runs on the database writer thread inside the transaction: decide only, change nothing else.
 Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
 
 
@@ -152,17 +151,17 @@ async def insert(
     """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it."""
     lease_owner, lease_until = lease or (None, None)
 
-    async def unit(conn: aiosqlite.Connection) -> tuple[InsertOutcome, QueueRow | None]:
-        rows = await conn.execute_fetchall(
+    def unit(conn: sqlite3.Connection) -> tuple[InsertOutcome, QueueRow | None]:
+        rows = conn.execute(
             INSERT_QUEUE,
             (
                 *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
                 *(lease_owner, lease_until, owner_id, owner_id, limit),
             ),
-        )
+        ).fetchall()
         if rows:
-            return InsertOutcome.INSERTED, QueueRow.from_row(next(iter(rows)))
-        if await conn.execute_fetchall(OWNER_EXISTS, (owner_id,)):
+            return InsertOutcome.INSERTED, QueueRow.from_row(rows[0])
+        if conn.execute(OWNER_EXISTS, (owner_id,)).fetchall():
             return InsertOutcome.LIMIT_REACHED, None
         return InsertOutcome.NO_OWNER, None
 
@@ -204,8 +203,8 @@ async def change(
     None when the task does not exist for this owner.
     """
 
-    async def unit(conn: aiosqlite.Connection) -> QueueRow | Rejected | None:
-        rows = list(await conn.execute_fetchall(SELECT_QUEUE, (queue_id, owner_id)))
+    def unit(conn: sqlite3.Connection) -> QueueRow | Rejected | None:
+        rows = conn.execute(SELECT_QUEUE, (queue_id, owner_id)).fetchall()
         if not rows:
             return None
         changes = decide(QueueRow.from_row(rows[0]))
@@ -215,19 +214,19 @@ async def change(
         if unknown:
             raise ValueError(f"not changeable: {sorted(unknown)}")
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        updated = await conn.execute_fetchall(
+        updated = conn.execute(
             f"UPDATE queues SET {assignments}, version = version + 1 "
             f"WHERE id = ? RETURNING {COLUMNS}",
             (*changes.values(), queue_id),
-        )
-        return QueueRow.from_row(next(iter(updated)))
+        ).fetchall()
+        return QueueRow.from_row(updated[0])
 
     return await db.write(unit)
 
 
 async def delete(db: Database, owner_id: str, queue_id: str) -> bool:
-    async def unit(conn: aiosqlite.Connection) -> bool:
-        return bool(await conn.execute_fetchall(DELETE_QUEUE, (queue_id, owner_id)))
+    def unit(conn: sqlite3.Connection) -> bool:
+        return bool(conn.execute(DELETE_QUEUE, (queue_id, owner_id)).fetchall())
 
     return await db.write(unit)
 
@@ -237,10 +236,8 @@ async def claim(
 ) -> list[QueueRow]:
     """Lease up to `limit` RUNNING tasks due by `horizon` that nobody holds."""
 
-    async def unit(conn: aiosqlite.Connection) -> list[QueueRow]:
-        rows = await conn.execute_fetchall(
-            CLAIM, (lease_owner, now + lease_ms, horizon, now, limit)
-        )
+    def unit(conn: sqlite3.Connection) -> list[QueueRow]:
+        rows = conn.execute(CLAIM, (lease_owner, now + lease_ms, horizon, now, limit)).fetchall()
         return [QueueRow.from_row(row) for row in rows]
 
     return await db.write(unit)
@@ -315,8 +312,7 @@ async def count_overdue(db: Database, *, now: int, late_by: int) -> int:
 
 
 async def _execute(db: Database, sql: str, params: tuple[Any, ...]) -> int:
-    async def unit(conn: aiosqlite.Connection) -> int:
-        cursor = await conn.execute(sql, params)
-        return cursor.rowcount
+    def unit(conn: sqlite3.Connection) -> int:
+        return conn.execute(sql, params).rowcount
 
     return await db.write(unit)
