@@ -124,6 +124,7 @@ class Scheduler:
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, let attempts finish up to `grace_s`, abort the rest, free leases."""
         self._stopping = True
+        self._wake.set()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -187,7 +188,7 @@ class Scheduler:
         # A claim waits on the writer, behind other writes: due tasks keep firing meanwhile.
         claiming: asyncio.Task[None] | None = None
         try:
-            while True:
+            while not self._stopping:
                 now = self._clock()
                 claim_running = claiming is not None and not claiming.done()
                 if not claim_running and (self._claim_wanted or now >= next_poll):
@@ -208,9 +209,11 @@ class Scheduler:
                     wake_at = due if wake_at is None else min(wake_at, due)
                 delay = None if wake_at is None else wake_at - self._clock()
                 if delay is None or delay > 0:
+                    # Not wait_for: on 3.11 it can swallow a cancel that lands as the wake-up
+                    # completes, and then stop() would wait for this loop forever.
                     with contextlib.suppress(TimeoutError):
-                        timeout = None if delay is None else delay / 1000
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        async with asyncio.timeout(None if delay is None else delay / 1000):
+                            await self._wake.wait()
         finally:
             if claiming is not None and not claiming.done():
                 claiming.cancel()  # its leases are freed with the others when stopping
