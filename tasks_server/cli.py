@@ -77,20 +77,26 @@ def _raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# How uvicorn runs the app, whatever the settings (scripts/bench serves its baseline this way).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "lifespan": "on",
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_config": None,
+    "access_log": False,
+    "proxy_headers": False,
+    "server_header": False,
+}
+
+
 def serve(settings: Settings) -> None:
     """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket."""
     logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
     _raise_file_limit()
     options: dict[str, Any] = {
+        **UVICORN_OPTIONS,
         "host": settings.host,
         "port": settings.port,
-        "lifespan": "on",
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_config": None,
-        "access_log": False,
-        "proxy_headers": False,
-        "server_header": False,
         "timeout_graceful_shutdown": 30,
         "ssl_certfile": settings.path_tls_cert,
         "ssl_keyfile": settings.path_tls_key,

@@ -14,17 +14,15 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tasks_server import __version__
-from tests.integration.server import ServerProcess, free_port
+from tests.integration.server import ServerProcess
 from tests.target import Target
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -200,17 +198,6 @@ def test_backup_and_restore_in_a_folder(
     assert out.startswith(f"restored {where.name} into ")
     assert owner_names(restored) == {"backed-up"}
     assert_owner_authenticates(binary, bare_env, tmp_path, restored, headers)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_backup_and_restore_through_s3(
