@@ -91,7 +91,16 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> Iterable[str]:
-    return (part.strip() for part in script.split(";") if part.strip())
+    """The script's statements; a trigger body's own semicolons stay inside its statement."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending.strip()
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending.strip()
 
 
 def _transaction(conn: sqlite3.Connection, units: list[WriteUnit[Any]]) -> list[Any]:

@@ -8,20 +8,15 @@ from enum import Enum, auto
 
 from tasks_server.store.db import Database
 
-ACTIVE_STATES = ("RUNNING", "PAUSED")
-
 INSERT_OWNER = """
 INSERT INTO owners (id, name, key_digest, created_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (name) DO NOTHING RETURNING id
 """
 SELECT_KEY_DIGEST = "SELECT key_digest FROM owners WHERE id = ?"
 SELECT_OWNER = """
-SELECT id, name, created_at,
-       (SELECT count(*) FROM queues
-         WHERE owner_id = owners.id AND state IN ('RUNNING', 'PAUSED')) AS active
-  FROM owners WHERE id = ? AND name = ?
+SELECT id, name, created_at, active_tasks AS active FROM owners WHERE id = ? AND name = ?
 """
-COUNT_ACTIVE = "SELECT count(*) FROM queues WHERE owner_id = ? AND state IN ('RUNNING', 'PAUSED')"
+COUNT_ACTIVE = "SELECT active_tasks FROM owners WHERE id = ?"
 DELETE_OWNER = "DELETE FROM owners WHERE id = ? AND name = ?"
 
 
@@ -64,8 +59,8 @@ async def delete_owner(db: Database, owner_id: str, name: str) -> DeleteOutcome:
     """Delete the owner (and its finished tasks) unless it still has queued tasks."""
 
     def unit(conn: sqlite3.Connection) -> DeleteOutcome:
-        (active,) = conn.execute(COUNT_ACTIVE, (owner_id,)).fetchone()
-        if active:
+        row = conn.execute(COUNT_ACTIVE, (owner_id,)).fetchone()
+        if row is not None and row[0]:
             exists = conn.execute(SELECT_OWNER, (owner_id, name)).fetchall()
             return DeleteOutcome.HAS_TASKS if exists else DeleteOutcome.NOT_FOUND
         cursor = conn.execute(DELETE_OWNER, (owner_id, name))

@@ -25,9 +25,7 @@ INSERT_QUEUE = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, lease_owner, lease_until)
 SELECT ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?
- WHERE EXISTS (SELECT 1 FROM owners WHERE id = ?)
-   AND (SELECT count(*) FROM queues
-         WHERE owner_id = ? AND state IN ('RUNNING', 'PAUSED')) < ?
+ WHERE (SELECT active_tasks FROM owners WHERE id = ?) < ?
 RETURNING {COLUMNS}
 """
 OWNER_EXISTS = "SELECT 1 FROM owners WHERE id = ?"
@@ -156,7 +154,7 @@ async def insert(
             INSERT_QUEUE,
             (
                 *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
-                *(lease_owner, lease_until, owner_id, owner_id, limit),
+                *(lease_owner, lease_until, owner_id, limit),
             ),
         ).fetchall()
         if rows:

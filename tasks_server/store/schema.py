@@ -40,4 +40,74 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX queues_owner_created ON queues (owner_id, created_at);
     CREATE INDEX queues_lease ON queues (lease_owner) WHERE lease_owner IS NOT NULL
     """,
+    # 2: wave 2. `meta` holds the cipher check value. The owner's count of RUNNING/PAUSED
+    # tasks is kept by triggers in the same transaction as every change, so the limit check
+    # is O(1). Owners get a rotatable key (the previous digest works until
+    # `previous_key_until`) and a sealed signing secret. An attempt row is opened when an
+    # attempt starts and closed with the outcome: an open row (finished_at = 0) is what "in
+    # flight" means; `queues.attempts` numbers them across retries and replays.
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) STRICT;
+
+    ALTER TABLE owners ADD COLUMN active_tasks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE owners ADD COLUMN previous_key_digest BLOB;
+    ALTER TABLE owners ADD COLUMN previous_key_until INTEGER;
+    ALTER TABLE owners ADD COLUMN signing_secret BLOB;
+    ALTER TABLE owners ADD COLUMN previous_signing_secret BLOB;
+    ALTER TABLE owners ADD COLUMN previous_signing_until INTEGER;
+    UPDATE owners SET active_tasks = (
+        SELECT count(*) FROM queues
+         WHERE queues.owner_id = owners.id AND state IN ('RUNNING', 'PAUSED'));
+
+    CREATE TRIGGER queues_active_insert AFTER INSERT ON queues
+      WHEN NEW.state IN ('RUNNING', 'PAUSED')
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks + 1 WHERE id = NEW.owner_id;
+    END;
+    CREATE TRIGGER queues_active_delete AFTER DELETE ON queues
+      WHEN OLD.state IN ('RUNNING', 'PAUSED')
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks - 1 WHERE id = OLD.owner_id;
+    END;
+    CREATE TRIGGER queues_active_update AFTER UPDATE OF state ON queues
+      WHEN (OLD.state IN ('RUNNING', 'PAUSED')) != (NEW.state IN ('RUNNING', 'PAUSED'))
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks
+        + (CASE WHEN NEW.state IN ('RUNNING', 'PAUSED') THEN 1 ELSE -1 END)
+       WHERE id = NEW.owner_id;
+    END;
+
+    ALTER TABLE queues ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN schedule_id TEXT;
+    CREATE INDEX queues_finished ON queues (estimate_end_at)
+      WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED');
+
+    CREATE TABLE attempts (
+        queue_id TEXT NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL DEFAULT 0,
+        status_code INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL DEFAULT 'IN_FLIGHT',
+        error BLOB,
+        response BLOB,
+        PRIMARY KEY (queue_id, attempt)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX attempts_open ON attempts (holder) WHERE finished_at = 0;
+
+    CREATE TABLE idempotency (
+        owner_id TEXT NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        body_digest BLOB NOT NULL,
+        queue_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, key)
+    ) STRICT;
+    CREATE INDEX idempotency_expiry ON idempotency (expires_at)
+    """,
 )
