@@ -308,6 +308,7 @@ class Scheduler:
             )
             attempt = Attempt(
                 queue_id=row.id,
+                owner_id=row.owner_id,
                 retry_count=row.retry_count,
                 retry_limit=row.retry_limit,
                 due=row.estimate_execution_at,

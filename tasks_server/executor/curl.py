@@ -6,20 +6,26 @@ timeout tick (``M_TIMERFUNCTION``); we map those onto ``loop.add_reader/add_writ
 threads and no polling, so thousands of slow targets cost sockets, not threads. Never call
 libcurl from inside its own callbacks: the timer is always deferred to the loop.
 
-A ``CurlShare`` carries the DNS cache, TLS sessions and the connection pool, so repeated
-targets reuse connections. libcurl only reuses a pooled connection when its TLS, proxy and
-auth settings match the new request. Two kinds of option would still leak between owners, so
-their transfers do not share: options that plant DNS answers or shape the connection
-(``_ISOLATED``) run on a handle with a private share, closed afterwards; options that leave
-state in the handle itself (cookie engine, HSTS cache: ``reset()`` keeps both) run on a handle
-that is closed instead of pooled.
+Connections are never shared between owners. Each ``send`` names its ``pool`` (the owner
+id), and each pool has its own ``CurlShare`` (DNS cache, TLS sessions, connection cache) and
+its own idle easy handles, so repeated targets of one owner reuse connections while nothing
+one owner sends on a connection (a desynchronised request, a half-read answer) can reach
+another owner's attempt. libcurl only reuses a pooled connection when its TLS, proxy and
+auth settings match the new request. Two kinds of option would still leak between one
+owner's tasks, so their transfers do not share: options that plant DNS answers or shape the
+connection (``_ISOLATED``) run on a handle with a private share, closed afterwards; options
+that leave state in the handle itself (cookie engine, HSTS cache: ``reset()`` keeps both) run
+on a handle that is closed instead of pooled. Pools idle the longest are closed beyond
+``max_pools``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pycurl
@@ -64,24 +70,48 @@ class _Transfer:
         return None
 
 
+@dataclass(slots=True)
+class _Pool:
+    """One owner's connections: a share (DNS, TLS sessions, connection cache) and idle handles."""
+
+    share: pycurl.CurlShare
+    idle: list[pycurl.Curl] = field(default_factory=list)
+    busy: int = 0  # handles of this pool in use (a share cannot close under them)
+
+    def close(self) -> None:
+        for curl in self.idle:
+            curl.close()
+        self.idle.clear()
+        self.share.close()
+
+
+def _new_share(*data: str) -> pycurl.CurlShare:
+    share = pycurl.CurlShare()
+    for name in data:
+        if hasattr(pycurl, name):  # LOCK_DATA_CONNECT needs libcurl >= 7.57
+            share.setopt(pycurl.SH_SHARE, getattr(pycurl, name))
+    return share
+
+
 class CurlTransport:
     """``Transport`` over libcurl's multi-socket interface, bound to the loop of first use."""
 
-    def __init__(self, *, pool_size: int = 64, max_connects: int | None = None) -> None:
-        """``pool_size`` idle easy handles are kept for reuse; ``max_connects`` bounds the
-        idle connection pool (libcurl's default: 4 x the transfers in flight)."""
+    def __init__(
+        self, *, pool_size: int = 64, max_connects: int | None = None, max_pools: int = 64
+    ) -> None:
+        """``pool_size`` idle easy handles are kept for reuse per pool, and at most
+        ``max_pools`` pools with nothing in flight stay open; ``max_connects`` bounds the
+        multi's own idle connection cache (libcurl's default: 4 x the transfers in flight)."""
         self._pool_size = pool_size
-        self._idle: list[pycurl.Curl] = []
+        self._max_pools = max_pools
+        self._pools: OrderedDict[str, _Pool] = OrderedDict()
+        self._pool_of: dict[pycurl.Curl, _Pool] = {}
         self._disposable: dict[pycurl.Curl, pycurl.CurlShare | None] = {}
         self._transfers: dict[pycurl.Curl, _Transfer] = {}
         self._watched: dict[int, int] = {}  # fd -> POLL_IN/POLL_OUT bits registered on the loop
         self._timer: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._share = pycurl.CurlShare()
-        for name in _SHARED_DATA:
-            if hasattr(pycurl, name):  # LOCK_DATA_CONNECT needs libcurl >= 7.57
-                self._share.setopt(pycurl.SH_SHARE, getattr(pycurl, name))
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
@@ -93,7 +123,7 @@ class CurlTransport:
         return len(self._transfers)
 
     async def send(
-        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int
+        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int, pool: str
     ) -> CurlResponse:
         """Perform one request; see ``transport.Transport.send``.
 
@@ -109,7 +139,7 @@ class CurlTransport:
         elif self._loop is not loop:
             raise RuntimeError("CurlTransport is bound to another event loop")
 
-        curl = self._handle_for(options)
+        curl = self._handle_for(options, pool)
         transfer = _Transfer(loop.create_future(), max_body_bytes)
         try:
             for option, value in options:
@@ -148,15 +178,19 @@ class CurlTransport:
             self._multi.remove_handle(curl)
             transfer.future.cancel("transport closed")
             curl.close()
-        for curl in self._idle:
-            curl.close()
-        self._idle.clear()
         self._multi.close()
-        # Unwatch before the share closes the pooled sockets: a closed fd still registered
+        # Unwatch before the shares close the pooled sockets: a closed fd still registered
         # on the loop would break the next socket that gets its number.
         for fd in list(self._watched):
             self._watch(fd, 0)
-        self._share.close()
+        for share in self._disposable.values():
+            if share is not None:
+                share.close()
+        self._disposable.clear()
+        self._pool_of.clear()
+        pools, self._pools = self._pools, OrderedDict()
+        for owned in pools.values():
+            owned.close()
 
     # libcurl callbacks: must not call back into libcurl.
 
@@ -244,20 +278,36 @@ class CurlTransport:
                 )
         self._release(curl)
 
-    def _handle_for(self, options: Sequence[tuple[int, Any]]) -> pycurl.Curl:
+    def _handle_for(self, options: Sequence[tuple[int, Any]], pool: str) -> pycurl.Curl:
         used = {option for option, _ in options}
         if used & _ISOLATED:
-            share = pycurl.CurlShare()
-            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_DNS)
-            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            share = _new_share("LOCK_DATA_DNS", "LOCK_DATA_CONNECT")
             curl = self._new_handle(share)
             self._disposable[curl] = share
-        elif used & _STATEFUL:
-            curl = self._new_handle(self._share)
+            return curl
+        owned = self._pool(pool)
+        if used & _STATEFUL:
+            curl = self._new_handle(owned.share)
             self._disposable[curl] = None
         else:
-            curl = self._idle.pop() if self._idle else self._new_handle(self._share)
+            curl = owned.idle.pop() if owned.idle else self._new_handle(owned.share)
+        owned.busy += 1
+        self._pool_of[curl] = owned
         return curl
+
+    def _pool(self, name: str) -> _Pool:
+        owned = self._pools.get(name)
+        if owned is None:
+            owned = self._pools[name] = _Pool(_new_share(*_SHARED_DATA))
+            self._evict_idle_pools()
+        self._pools.move_to_end(name)
+        return owned
+
+    def _evict_idle_pools(self) -> None:
+        """Close the least recently used pools with nothing in flight, beyond ``max_pools``."""
+        excess = len(self._pools) - self._max_pools
+        for name in [name for name, owned in self._pools.items() if not owned.busy][:excess]:
+            self._pools.pop(name).close()
 
     @staticmethod
     def _new_handle(share: pycurl.CurlShare) -> pycurl.Curl:
@@ -267,14 +317,17 @@ class CurlTransport:
         return curl
 
     def _release(self, curl: pycurl.Curl) -> None:
-        """Return a finished handle to the pool (reset drops options and callbacks)."""
+        """Return a finished handle to its pool (reset drops options and callbacks)."""
+        owned = self._pool_of.pop(curl, None)
+        if owned is not None:
+            owned.busy -= 1
         if curl in self._disposable:
             share = self._disposable.pop(curl)
             curl.close()
             if share is not None:
                 share.close()
-        elif self._closed or len(self._idle) >= self._pool_size:
+        elif self._closed or owned is None or len(owned.idle) >= self._pool_size:
             curl.close()
         else:
             curl.reset()
-            self._idle.append(curl)
+            owned.idle.append(curl)

@@ -94,6 +94,7 @@ _TASK_HEADERS = (
 @dataclass(frozen=True, slots=True)
 class Attempt:
     queue_id: str
+    owner_id: str  # its connections are pooled with this owner's only
     retry_count: int  # 0 for the first attempt, n for the n-th retry
     retry_limit: int
     due: int  # this attempt's due time, epoch ms

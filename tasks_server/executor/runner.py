@@ -40,10 +40,11 @@ class Runner:
                     response = await self._transport.send(
                         materialize(prepared, Path(directory)),
                         max_body_bytes=self._max_body_bytes,
+                        pool=attempt.owner_id,
                     )
             else:
                 response = await self._transport.send(
-                    prepared.options, max_body_bytes=self._max_body_bytes
+                    prepared.options, max_body_bytes=self._max_body_bytes, pool=attempt.owner_id
                 )
         except AttemptError as exc:
             return Outcome(exc.status_code, exc.message.encode(), False, 0.0)

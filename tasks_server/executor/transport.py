@@ -24,10 +24,11 @@ class CurlResponse:
 
 class Transport(Protocol):
     async def send(
-        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int
+        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int, pool: str
     ) -> CurlResponse:
         """Perform one request described by ``(pycurl option, value)`` pairs.
 
-        The body is cut off while downloading once it exceeds ``max_body_bytes``.
+        The body is cut off while downloading once it exceeds ``max_body_bytes``. Only
+        requests of the same ``pool`` (an owner id) may share connections.
         """
         ...

@@ -59,11 +59,28 @@ _HOSTNAME = re.compile(
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
 )
 _BROWSER_ONLY = ("credentials", "referrerPolicy", "mode")
+# Headers that define the request's framing or its connection belong to libcurl (SPEC §10.1):
+# an owner setting one could desynchronise a kept-alive connection.
+_FRAMING_HEADERS = frozenset(
+    ("content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te")
+    + ("trailer", "host", "expect")
+)
 # Header, query and proxy-header names whose values are redacted from /config.
 _SENSITIVE_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|signature", re.I)
 
 
 # --- field validators ---------------------------------------------------------------------
+
+
+def _framing(headers: dict[str, str] | None, *, proxy_allowed: bool) -> dict[str, str] | None:
+    for name in headers or {}:
+        lower = name.lower()
+        if lower in _FRAMING_HEADERS or (lower.startswith("proxy-") and not proxy_allowed):
+            raise ValueError(
+                f"header {name!r} is not allowed: libcurl sets the framing and connection"
+                " headers itself"
+            )
+    return headers
 
 
 def _single_line(value: str) -> str:
@@ -300,7 +317,7 @@ class HttpRequest(_Body):
     @classmethod
     def _drop_user_agent(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         # config.userAgent is the one User-Agent.
-        if value is None:
+        if _framing(value, proxy_allowed=False) is None:
             return None
         return {k: v for k, v in value.items() if k.lower() != "user-agent"}
 
@@ -391,6 +408,12 @@ class QueueConfig(_Body):
     proxy_auth_ntlm: Credentials | None = None
     ha_proxy_client_ip: IpAddress | None = None
     ha_proxy_protocol: bool = False
+
+    @field_validator("proxy_headers")
+    @classmethod
+    def _proxy_framing(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Proxy-Authorization and the like are what proxy headers are for; framing is not.
+        return _framing(value, proxy_allowed=True)
 
     @field_validator("execute_at")
     @classmethod

@@ -44,7 +44,9 @@ CHECKS = [
 
 
 class OfflineTransport(CurlTransport):
-    async def send(self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int) -> Any:
+    async def send(
+        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int, pool: str
+    ) -> Any:
         raise TransportError("the fuzz run contacts no target")
 
 

@@ -492,3 +492,24 @@ async def test_attempt_events_are_logged_with_status_and_duration(
     assert started.attempt == 1 and started.lateness_ms >= 0  # type: ignore[attr-defined]
     assert retried.status_code == 503 and retried.retry_at > 0  # type: ignore[attr-defined]
     assert done.status_code == 200 and done.duration_ms >= 0  # type: ignore[attr-defined]
+
+
+async def test_smuggling_registration_is_refused_and_owners_get_their_own_answers(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    """SPEC §10.1, the poisoning scenario through the API: A's desynchronising task is refused,
+    and tasks of two owners to one keep-alive target each record their own answer."""
+    smuggling = task(f"{target.url}/a")
+    smuggling["httpRequest"]["headers"] = {"Content-Length": "0"}
+    smuggling["httpRequest"]["data"] = "GET /smuggled HTTP/1.1\r\nHost: target\r\n\r\n"
+    response = await client.post("/v1/queues/register", json=smuggling, headers=owner)
+    assert response.status_code == 400 and "'Content-Length'" in response.text
+
+    other = await register_owner(client, "other-owner")
+    target.script("/a", Step(body=b"for-a"))
+    target.script("/b", Step(body=b"for-b"))
+    a = await register(client, owner, task(f"{target.url}/a"))
+    await wait_state(client, owner, a["id"], "SUCCESS")
+    b = await register(client, other, task(f"{target.url}/b"))
+    done = await wait_state(client, other, b["id"], "SUCCESS")
+    assert base64.b64decode(done["response"]) == b"for-b"

@@ -45,7 +45,12 @@ from .targets.tls import Pki, b64
 
 CAP = 100_000
 FIRST = Attempt(
-    queue_id="01TASK", retry_count=0, retry_limit=3, due=1_700_000_000_000, timeout_ms=10_000
+    queue_id="01TASK",
+    owner_id="01OWNER",
+    retry_count=0,
+    retry_limit=3,
+    due=1_700_000_000_000,
+    timeout_ms=10_000,
 )
 FEATURES = CurlFeatures.detect()
 
@@ -158,7 +163,7 @@ async def send(
 ) -> CurlResponse:
     assert unsupported(reg, certs_dir=certs_dir) == []
     with materialized(prepare(reg, attempt, certs_dir=certs_dir)) as options:
-        return await transport.send([*options, *extra], max_body_bytes=cap)
+        return await transport.send([*options, *extra], max_body_bytes=cap, pool="01OWNER")
 
 
 def one(server: RecordingServer | ForwardProxy) -> Any:
@@ -200,7 +205,9 @@ async def test_query_headers_user_agent_and_task_headers(
 
 
 async def test_default_user_agent_and_retry_headers(servers: Servers, transport: CurlTransport):
-    retry = Attempt("01TASK", retry_count=2, retry_limit=5, due=1_700_000_123_456, timeout_ms=5000)
+    retry = Attempt(
+        "01TASK", "01OWNER", retry_count=2, retry_limit=5, due=1_700_000_123_456, timeout_ms=5000
+    )
     await send(transport, registration(servers.http.url("/retry")), attempt=retry)
     request: Request = one(servers.http)
     assert request.header("user-agent") == (
@@ -890,7 +897,7 @@ async def test_prepare_failure_is_a_500_outcome(tmp_path: Path) -> None:
     from tasks_server.executor.runner import Runner
 
     class NeverCalled:
-        async def send(self, options, *, max_body_bytes):  # type: ignore[no-untyped-def]
+        async def send(self, options, *, max_body_bytes, pool):  # type: ignore[no-untyped-def]
             raise AssertionError("must not send")
 
     reg = registration("http://127.0.0.1:9/x", config={"ca": str(tmp_path / "ca.pem")})

@@ -27,6 +27,7 @@ from tasks_server.executor.errors import (
 WAIT = 10  # seconds: generous bound for any single wait in these tests
 HUGE_BODY = 1 << 30  # what the /huge route announces (and would stream forever)
 CAP = 100_000
+POOL = "01OWNERA"  # the owner every send here belongs to, unless a test names another
 
 
 class Target:
@@ -151,7 +152,7 @@ def _get(url: str, **extra: Any) -> list[tuple[int, Any]]:
 
 
 async def test_get_returns_status_body_and_timing(target: Target, transport: CurlTransport):
-    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP)
+    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP, pool=POOL)
     assert response.status_code == 200
     assert response.body == b"/status/200"
     assert response.effective_url == target.url("/status/200")
@@ -165,7 +166,7 @@ async def test_post_body_and_headers_arrive(target: Target, transport: CurlTrans
         POSTFIELDS=b'{"k": "v"}',
         HTTPHEADER=["Content-Type: application/json", "X-Tasks-Queue-Id: 01ABC"],
     )
-    response = await transport.send(options, max_body_bytes=CAP)
+    response = await transport.send(options, max_body_bytes=CAP, pool=POOL)
     echo = json.loads(response.body)
     assert echo["method"] == "POST"
     assert echo["body"] == '{"k": "v"}'
@@ -177,19 +178,23 @@ async def test_post_body_and_headers_arrive(target: Target, transport: CurlTrans
 async def test_http_status_codes_are_responses_not_errors(
     target: Target, transport: CurlTransport, status: int
 ):
-    response = await transport.send(_get(target.url(f"/status/{status}")), max_body_bytes=CAP)
+    response = await transport.send(
+        _get(target.url(f"/status/{status}")), max_body_bytes=CAP, pool=POOL
+    )
     assert response.status_code == status
 
 
 async def test_redirect_followed_reports_effective_url(target: Target, transport: CurlTransport):
     options = _get(target.url("/redirect"), FOLLOWLOCATION=1)
-    response = await transport.send(options, max_body_bytes=CAP)
+    response = await transport.send(options, max_body_bytes=CAP, pool=POOL)
     assert (response.status_code, response.effective_url) == (200, target.url("/status/200"))
 
 
 async def test_timeout_raises_attempt_timeout(target: Target, transport: CurlTransport):
     with pytest.raises(AttemptTimeout) as caught:
-        await transport.send(_get(target.url("/slow"), TIMEOUT_MS=1000), max_body_bytes=CAP)
+        await transport.send(
+            _get(target.url("/slow"), TIMEOUT_MS=1000), max_body_bytes=CAP, pool=POOL
+        )
     assert caught.value.status_code == 408
     assert "timed out" in caught.value.message
     await asyncio.wait_for(target.slow_closed.get(), WAIT)
@@ -200,7 +205,7 @@ async def test_connection_refused_raises_transport_error_with_libcurl_text(
 ):
     port = _unused_port()
     with pytest.raises(TransportError) as caught:
-        await transport.send(_get(f"http://127.0.0.1:{port}/x"), max_body_bytes=CAP)
+        await transport.send(_get(f"http://127.0.0.1:{port}/x"), max_body_bytes=CAP, pool=POOL)
     assert caught.value.status_code == 500
     # libcurl's own text; its wording moved between versions ("port N: ..." / ":N after ...").
     assert caught.value.message.startswith("Failed to connect to 127.0.0.1")
@@ -211,7 +216,9 @@ async def test_oversized_body_is_cut_off_while_downloading(
     target: Target, transport: CurlTransport
 ):
     with pytest.raises(ResponseTooLarge) as caught:
-        await asyncio.wait_for(transport.send(_get(target.url("/huge")), max_body_bytes=CAP), WAIT)
+        await asyncio.wait_for(
+            transport.send(_get(target.url("/huge")), max_body_bytes=CAP, pool=POOL), WAIT
+        )
     assert caught.value.status_code == 422
     await asyncio.wait_for(target.huge_closed.wait(), WAIT)
     # Only socket buffers' worth went out before the client hung up, not the 1 GiB body.
@@ -234,7 +241,9 @@ def test_write_callback_never_buffers_past_the_cap():
 async def test_cancel_aborts_promptly_and_target_sees_disconnect(
     target: Target, transport: CurlTransport
 ):
-    sending = asyncio.create_task(transport.send(_get(target.url("/slow")), max_body_bytes=CAP))
+    sending = asyncio.create_task(
+        transport.send(_get(target.url("/slow")), max_body_bytes=CAP, pool=POOL)
+    )
     await asyncio.wait_for(target.slow_started.get(), WAIT)
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -242,14 +251,14 @@ async def test_cancel_aborts_promptly_and_target_sees_disconnect(
     assert transport.in_flight == 0
     await asyncio.wait_for(target.slow_closed.get(), WAIT)
     # The transport stays usable after a cancellation.
-    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP)
+    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP, pool=POOL)
     assert response.status_code == 200
 
 
 async def test_200_concurrent_sends_complete(target: Target, transport: CurlTransport):
     async def one(i: int) -> bytes:
         options = _get(target.url("/echo"), POSTFIELDS=f"body-{i}".encode())
-        return (await transport.send(options, max_body_bytes=CAP)).body
+        return (await transport.send(options, max_body_bytes=CAP, pool=POOL)).body
 
     bodies = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), WAIT)
     assert [json.loads(body)["body"] for body in bodies] == [f"body-{i}" for i in range(200)]
@@ -257,7 +266,9 @@ async def test_200_concurrent_sends_complete(target: Target, transport: CurlTran
 
 async def test_sequential_requests_reuse_one_connection(target: Target, transport: CurlTransport):
     for _ in range(5):
-        response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP)
+        response = await transport.send(
+            _get(target.url("/status/200")), max_body_bytes=CAP, pool=POOL
+        )
         assert response.status_code == 200
     assert target.connections == 1
 
@@ -266,18 +277,20 @@ async def test_option_refused_by_libcurl_is_a_transport_error(
     target: Target, transport: CurlTransport
 ):
     with pytest.raises(TransportError):
-        await transport.send(_get(target.url("/x"), HTTP_VERSION=99), max_body_bytes=CAP)
+        await transport.send(_get(target.url("/x"), HTTP_VERSION=99), max_body_bytes=CAP, pool=POOL)
     with pytest.raises(TypeError):  # not an option at all: a bug upstream, not an outcome
-        await transport.send([(99999, 1)], max_body_bytes=CAP)
+        await transport.send([(99999, 1)], max_body_bytes=CAP, pool=POOL)
     assert transport.in_flight == 0
-    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP)
+    response = await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP, pool=POOL)
     assert response.status_code == 200
 
 
 async def test_aclose_aborts_transfers_in_flight(target: Target):
     transport = CurlTransport(pool_size=2, max_connects=8)
     tasks = [
-        asyncio.create_task(transport.send(_get(target.url("/slow")), max_body_bytes=CAP))
+        asyncio.create_task(
+            transport.send(_get(target.url("/slow")), max_body_bytes=CAP, pool=POOL)
+        )
         for _ in range(5)
     ]
     for _ in tasks:
@@ -289,7 +302,7 @@ async def test_aclose_aborts_transfers_in_flight(target: Target):
         await asyncio.wait_for(target.slow_closed.get(), WAIT)
     await transport.aclose()  # idempotent
     with pytest.raises(RuntimeError):
-        await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP)
+        await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP, pool=POOL)
 
 
 @pytest.mark.parametrize(
@@ -320,7 +333,7 @@ def test_same_mechanics_on_uvloop():
         transport = CurlTransport()
         try:
             sending = asyncio.create_task(
-                transport.send(_get(target.url("/slow")), max_body_bytes=CAP)
+                transport.send(_get(target.url("/slow")), max_body_bytes=CAP, pool=POOL)
             )
             await asyncio.wait_for(target.slow_started.get(), WAIT)
             sending.cancel()
@@ -329,7 +342,10 @@ def test_same_mechanics_on_uvloop():
             await asyncio.wait_for(target.slow_closed.get(), WAIT)
             urls = [target.url(f"/status/{200 + i % 3}") for i in range(100)]
             responses = await asyncio.wait_for(
-                asyncio.gather(*(transport.send(_get(u), max_body_bytes=CAP) for u in urls)), WAIT
+                asyncio.gather(
+                    *(transport.send(_get(u), max_body_bytes=CAP, pool=POOL) for u in urls)
+                ),
+                WAIT,
             )
             assert [r.status_code for r in responses] == [200 + i % 3 for i in range(100)]
         finally:
@@ -338,3 +354,90 @@ def test_same_mechanics_on_uvloop():
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+class SmugglingTarget:
+    """Keep-alive target that reads pipelined requests, as a real one would.
+
+    ``/smuggled`` answers only once the client's next request has reached this connection,
+    or a second connection has opened: a desynchronised connection then holds this answer
+    ahead of the next request's, which is how one owner could poison another's response.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections = 0
+        self._second = asyncio.Event()
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> SmugglingTarget:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        self.connections += 1
+        if self.connections > 1:
+            self._second.set()
+        try:
+            path = await self._read(reader)
+            while path is not None:
+                following = None
+                if path == "/smuggled":
+                    following = asyncio.ensure_future(self._read(reader))
+                    second = asyncio.ensure_future(self._second.wait())
+                    await asyncio.wait({following, second}, return_when=asyncio.FIRST_COMPLETED)
+                    second.cancel()
+                    await _respond(writer, 200, b"SLOW-RESPONSE-FOR-SMUGGLED-BY-A")
+                else:
+                    await _respond(writer, 200, f"ANSWER-FOR-{path}".encode())
+                path = await (following or self._read(reader))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> str | None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        lengths = [line.split(":", 1)[1] for line in head if line.lower().startswith("content-l")]
+        await reader.readexactly(int(lengths[0]) if lengths else 0)
+        return head[0].split(" ")[1]
+
+
+async def test_one_owner_cannot_poison_another_owners_connection(transport: CurlTransport):
+    """SPEC §10.1: the smuggling scenario. Registration refuses the framing header (see the
+    API tests); even a desynchronised connection stays with the owner that desynchronised it.
+    """
+    async with SmugglingTarget() as target:
+        base = f"http://127.0.0.1:{target.port}"
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: target\r\n\r\n"
+        options = _get(f"{base}/a", POSTFIELDS=smuggled, HTTPHEADER=["Content-Length: 0"])
+        first = await transport.send(options, max_body_bytes=CAP, pool="01OWNERA")
+        assert first.body == b"ANSWER-FOR-/a"
+        second = await asyncio.wait_for(
+            transport.send(_get(f"{base}/b"), max_body_bytes=CAP, pool="01OWNERB"), WAIT
+        )
+        assert second.body == b"ANSWER-FOR-/b"
+        assert target.connections == 2
+
+
+async def test_pools_idle_longest_are_closed_beyond_the_cap(target: Target):
+    transport = CurlTransport(max_pools=2)
+    try:
+        for owner in ("01A", "01B", "01C", "01A"):
+            await transport.send(_get(target.url("/status/200")), max_body_bytes=CAP, pool=owner)
+    finally:
+        await transport.aclose()
+    # A's connection was closed with its pool when C's opened, so A's last send reconnected.
+    assert target.connections == 4

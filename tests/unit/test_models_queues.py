@@ -237,6 +237,23 @@ def test_user_agent_header_is_dropped_case_insensitively() -> None:
     assert valid({"headers": headers}).http_request.headers == {"X-Keep": "c"}
 
 
+FRAMING = ["Content-Length", "transfer-encoding", "CONNECTION", "Keep-Alive", "Upgrade", "TE"]
+FRAMING += ["Trailer", "Host", "Expect", "Proxy-Authorization", "proxy-connection"]
+
+
+@pytest.mark.parametrize("name", FRAMING)
+def test_framing_and_connection_headers_are_refused(name: str) -> None:
+    message = refused(body({"headers": {name: "0"}}), ("httpRequest", "headers"))
+    assert repr(name) in message and "framing" in message
+
+
+def test_proxy_headers_refuse_framing_but_keep_proxy_credentials() -> None:
+    message = refused(body(config={"proxyHeaders": {"Content-Length": "5"}}), ("config",))
+    assert "'Content-Length'" in message
+    reg = valid(config={"proxyHeaders": {"Proxy-Authorization": "Basic eA=="}})
+    assert reg.config.proxy_headers == {"Proxy-Authorization": "Basic eA=="}
+
+
 @pytest.mark.parametrize("data", ["x", "x" * 4096])
 def test_text_data(data: str) -> None:
     assert valid({"data": data}).http_request.data == data

@@ -30,7 +30,12 @@ from tasks_server.models.queues import DEFAULT_USER_AGENT, QueueRegistration
 
 URL = "https://api.test/v1/items"
 FIRST = Attempt(
-    queue_id="01Q", retry_count=0, retry_limit=2, due=1_700_000_000_000, timeout_ms=30_000
+    queue_id="01Q",
+    owner_id="01OWNER",
+    retry_count=0,
+    retry_limit=2,
+    due=1_700_000_000_000,
+    timeout_ms=30_000,
 )
 ALL = CurlFeatures(
     version="9.9.9",
@@ -152,7 +157,9 @@ def test_owner_headers_then_task_headers():
 
 
 def test_retry_headers():
-    retry = Attempt("01Q", retry_count=3, retry_limit=5, due=1_700_000_999_000, timeout_ms=1000)
+    retry = Attempt(
+        "01Q", "01OWNER", retry_count=3, retry_limit=5, due=1_700_000_999_000, timeout_ms=1000
+    )
     assert headers(reg(), retry) == [
         "X-Tasks-Queue-Id: 01Q",
         "X-Tasks-Retry-Count: 3",
