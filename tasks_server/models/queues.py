@@ -62,8 +62,17 @@ _BROWSER_ONLY = ("credentials", "referrerPolicy", "mode")
 # Headers that define the request's framing or its connection belong to libcurl (SPEC §10.1):
 # an owner setting one could desynchronise a kept-alive connection.
 _FRAMING_HEADERS = frozenset(
-    ("content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te")
-    + ("trailer", "host", "expect")
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+        "expect",
+    ]
 )
 # Header, query and proxy-header names whose values are redacted from /config.
 _SENSITIVE_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|signature", re.I)

@@ -237,8 +237,17 @@ def test_user_agent_header_is_dropped_case_insensitively() -> None:
     assert valid({"headers": headers}).http_request.headers == {"X-Keep": "c"}
 
 
-FRAMING = ["Content-Length", "transfer-encoding", "CONNECTION", "Keep-Alive", "Upgrade", "TE"]
-FRAMING += ["Trailer", "Host", "Expect", "Proxy-Authorization", "proxy-connection"]
+FRAMING = [
+    "Content-Length",
+    "transfer-encoding",
+    "CONNECTION",
+    "Keep-Alive",
+    "Upgrade",
+    "TE",
+    "Trailer",
+    "Host",
+]
+FRAMING += ["Expect", "Proxy-Authorization", "proxy-connection"]
 
 
 @pytest.mark.parametrize("name", FRAMING)
