@@ -24,6 +24,8 @@ from tasks_server.crypto import Cipher
 from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
+from tasks_server.retention import Retention
+from tasks_server.retention import lock_path_for as retention_lock_path
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
@@ -63,10 +65,18 @@ def create_app(settings: Settings) -> Starlette:
             ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
             metrics,
             cluster=settings.cluster_mode,
+            max_in_flight_per_owner=settings.max_in_flight_per_owner,
+            max_attempts_kept=settings.max_attempts_kept,
         )
         await scheduler.start()
         backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
         backups.start()
+        retention = Retention(
+            db,
+            keep_ms=settings.retention_finished_ms,
+            lock_path=retention_lock_path(settings.path_sqlite),
+        )
+        retention.start()
         try:
             yield {
                 "services": Services(
@@ -79,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
                 )
             }
         finally:
+            await retention.stop()
             await backups.stop()
             await scheduler.stop(SHUTDOWN_GRACE_S)
             await transport.aclose()

@@ -72,16 +72,15 @@ class Metrics:
         self.in_flight = Gauge(
             "tasks_attempts_in_flight", "Attempts in flight", registry=r, multiprocess_mode="sum"
         )
-        self._attempt_counters: dict[tuple[bool, int], Counter] = {}
+        self._attempt_counters: dict[tuple[str, int], Counter] = {}
 
-    def count_attempt(self, *, succeeded: bool, status_code: int) -> None:
-        """Count one attempt; `labels()` costs microseconds, so its children are kept."""
-        key = (succeeded, status_code // 100)
+    def count_attempt(self, *, outcome: str, status_code: int) -> None:
+        """Count one attempt by outcome (SPEC §9.2) and status class; `labels()` costs
+        microseconds, so its children are kept."""
+        key = (outcome, status_code // 100)
         counter = self._attempt_counters.get(key)
         if counter is None:
-            counter = self.attempts.labels(
-                outcome="success" if succeeded else "failure", status_class=f"{key[1]}xx"
-            )
+            counter = self.attempts.labels(outcome=outcome, status_class=f"{key[1]}xx")
             self._attempt_counters[key] = counter
         counter.inc()
 

@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from tasks_server import __version__
 from tasks_server.api.errors import ACTIONS
+from tasks_server.models.attempts import AttemptOut, AttemptsQuery, Bulk, BulkOut, Replay
 from tasks_server.models.common import Done, ErrorBody
 from tasks_server.models.owners import OwnerOut, OwnerRegister, OwnerRegistered
 from tasks_server.models.queues import (
@@ -34,6 +35,11 @@ OWNER_NAME_PATH_PATTERN = r"^[a-z0-9-]{5,32}$"
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (QueueRegistration, "validation"),
     (ListQuery, "validation"),
+    (AttemptsQuery, "validation"),
+    (Replay, "validation"),
+    (Bulk, "validation"),
+    (AttemptOut, "serialization"),
+    (BulkOut, "serialization"),
     (OwnerRegister, "validation"),
     (QueueOut, "serialization"),
     (QueueSummary, "serialization"),
@@ -62,6 +68,8 @@ _TASK_LINKS = {
     for operation in (
         "getQueue",
         "getQueueConfig",
+        "listAttempts",
+        "replayQueue",
         "editQueue",
         "pauseQueue",
         "resumeQueue",
@@ -159,6 +167,8 @@ def _build() -> dict[str, Any]:
 
     list_query_name = of(ListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     list_params = _query_params(schemas[list_query_name])
+    attempts_query_name = of(AttemptsQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    attempts_params = _query_params(schemas[attempts_query_name])
 
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
     id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
@@ -270,6 +280,41 @@ def _build() -> dict[str, Any]:
                 },
                 body=_body(of(QueueRegistration, "validation"), "The task"),
             )
+        },
+        "/v1/queues/bulk": {
+            "post": _op(
+                "bulkQueues",
+                "Pause, resume, revoke, replay or delete many tasks (by ids or by state)",
+                "queues",
+                {
+                    "200": _json(of(BulkOut), "What happened to each task"),
+                    **_errors(400, 413, *_AUTH),
+                },
+                body=_body(of(Bulk, "validation"), "The action and the tasks"),
+            )
+        },
+        "/v1/queues/{id}/attempts": {
+            "parameters": [id_param],
+            "get": _op(
+                "listAttempts",
+                "The task's attempts, oldest first",
+                "queues",
+                {
+                    "200": _json({"type": "array", "items": of(AttemptOut)}, "The attempts"),
+                    **_errors(400, 404, *_AUTH),
+                },
+                parameters=attempts_params,
+            ),
+        },
+        "/v1/queues/{id}/replay": {
+            "parameters": [id_param],
+            "post": _op(
+                "replayQueue",
+                "Run a SUCCESS, ERROR or REVOKED task again",
+                "queues",
+                {"200": queue_out, **_errors(400, 404, 413, 422, *_AUTH)},
+                body={**_body(of(Replay, "validation"), "When to run it"), "required": False},
+            ),
         },
         "/v1/queues": {
             "get": _op(

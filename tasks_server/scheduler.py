@@ -7,10 +7,18 @@ another process only once expired, so a task never runs twice at once, also with
 processes on one database. A crash loses nothing: leases are cleared when a lone server
 starts (or expire in a cluster), and every RUNNING task is claimed again at its own time.
 
-Client changes (pause, resume, revoke, edit, execute, delete) bump the row's `version`. The
-API tells the local scheduler at once; in cluster mode the holder also compares its leases'
-versions every `RECONCILE_MS`. An attempt whose version changed is aborted, and an outcome is
-only recorded for the version it was run with.
+"In flight" is a fact in the database: an attempt row is committed before the request is
+sent and closed in the same transaction as the outcome. Memory holds only the leased tasks
+and the asyncio task of each attempt. Client changes (pause, resume, revoke, edit, execute,
+delete) bump the row's `version`. The API tells the local scheduler at once; in cluster mode
+the holder also compares its leases' versions every `RECONCILE_MS`. An attempt whose version
+changed is aborted, and an outcome is only recorded for the version it was run with.
+
+Time: waits and periods use the monotonic clock, due and lease comparisons the wall clock
+(`clock`), so a clock step neither stalls polling nor re-sends a task: a claim never returns
+a task whose attempt this process still has open. A failed outcome write is retried with
+backoff; if it still fails the lease is released, so the task runs again rather than staying
+leased by a process that no longer means to run it.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ulid import ULID
 
@@ -31,14 +41,17 @@ from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
+from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy
 from tasks_server.store import queues
 from tasks_server.store.db import Database
-from tasks_server.store.queues import QueueRow
+from tasks_server.store.queues import Due, QueueRow, Result
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 WINDOW_MS = 2_000  # lease tasks due this far ahead
 POLL_MS = 500  # look for tasks that came within the window (other processes, time passing)
@@ -49,6 +62,7 @@ CLAIM_BATCH = 2_000
 MAX_HELD = 20_000  # tasks leased and waiting in memory
 MAX_IN_FLIGHT = 1_000  # concurrent attempts; the rest wait their turn in the heap
 FIRE_BATCH = 100  # attempts started per loop turn: the first leave before the last are prepared
+WRITE_RETRIES_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # backoff of a failed outcome write
 
 RUNNING = QueueState.RUNNING.value
 
@@ -57,7 +71,7 @@ RUNNING = QueueState.RUNNING.value
 class _Held:
     """A task this process holds the lease of, waiting in the heap or in flight."""
 
-    row: QueueRow
+    row: Due
     reg: QueueRegistration | None = None
     task: asyncio.Task[None] | None = None
     recording: bool = False
@@ -69,7 +83,7 @@ class _Tasks:
 
     running: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         task = asyncio.create_task(coro, name=name)
         self.running.add(task)
         task.add_done_callback(self._done)
@@ -91,7 +105,10 @@ class Scheduler:
         metrics: Metrics,
         *,
         cluster: bool = False,
+        max_in_flight_per_owner: int = 250,
+        max_attempts_kept: int = 100,
         clock: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lease_owner = str(ULID())
         self._db = db
@@ -100,11 +117,17 @@ class Scheduler:
         self._gate = gate
         self._metrics = metrics
         self._cluster = cluster
+        self._per_owner = max_in_flight_per_owner
+        self._attempts_kept = max_attempts_kept
         self._clock = clock
+        self._monotonic = monotonic
         self._held: dict[str, _Held] = {}
         self._heap: list[tuple[int, int, str, int]] = []
         self._seq = itertools.count()
         self._in_flight = 0
+        self._owner_in_flight: dict[str, int] = defaultdict(int)
+        # Due entries of owners at their in-flight share, back in the heap when one returns.
+        self._parked: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
         self._wake = asyncio.Event()
         self._claim_wanted = True
         self._stopping = False
@@ -135,8 +158,9 @@ class Scheduler:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await asyncio.gather(*self._tasks.running, return_exceptions=True)
-        await queues.release_leases_of(self._db, self.lease_owner)
+        while self._tasks.running:  # outcome writes spawn follow-ups: wait for all of them
+            await asyncio.gather(*self._tasks.running, return_exceptions=True)
+        await queues.release_leases_of(self._db, self.lease_owner, now=self._clock())
         self._held.clear()
 
     def _loop_died(self, task: asyncio.Task[None]) -> None:
@@ -153,23 +177,20 @@ class Scheduler:
             return self.lease_owner, now + LEASE_MS
         return None
 
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """Run `coro` as a tracked task that stop() waits for (e.g. a write to finish even
+        when its request handler is cancelled)."""
+        return self._tasks.spawn(coro, name)
+
     def adopt(self, row: QueueRow, reg: QueueRegistration) -> None:
         """Hold a task registered with a lease from `lease_for`."""
-        self._hold(row, reg)
-
-    def is_in_flight(self, queue_id: str) -> bool:
-        held = self._held.get(queue_id)
-        return held is not None and held.task is not None
+        self._hold(row.due, reg)
 
     def changed(self, queue_id: str, row: QueueRow | None) -> None:
         """A client changed (or deleted, `row` None) a task; act on it if held here."""
         held = self._held.get(queue_id)
         if held is None:
-            if (
-                row is not None
-                and row.state == RUNNING
-                and row.estimate_execution_at <= (self._clock() + WINDOW_MS)
-            ):
+            if row is not None and self._due_soon(row):
                 self._claim_wanted = True
                 self._wake.set()
             return
@@ -179,22 +200,21 @@ class Scheduler:
             if row is None or row.version != held.row.version:
                 held.task.cancel()
             return
-        self._settle(queue_id, row)
+        self._settle(held, row)
 
     # --- the loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        next_poll = 0
+        next_poll = self._monotonic()
         # A claim waits on the writer, behind other writes: due tasks keep firing meanwhile.
         claiming: asyncio.Task[None] | None = None
         try:
             while not self._stopping:
-                now = self._clock()
                 claim_running = claiming is not None and not claiming.done()
-                if not claim_running and (self._claim_wanted or now >= next_poll):
+                if not claim_running and (self._claim_wanted or self._monotonic() >= next_poll):
                     self._claim_wanted = False
-                    next_poll = now + POLL_MS
-                    claiming = asyncio.create_task(self._claim_logged(now), name="scheduler-claim")
+                    next_poll = self._monotonic() + POLL_MS / 1000
+                    claiming = asyncio.create_task(self._claim_logged(), name="scheduler-claim")
                     claim_running = True
                 more = self._fire_due()
                 self._wake.clear()
@@ -203,16 +223,16 @@ class Scheduler:
                     continue
                 if self._claim_wanted and not claim_running:
                     continue
-                wake_at = None if claim_running else next_poll  # a claim ending wakes us
+                # A claim ending wakes us; otherwise poll on time.
+                delay = None if claim_running else next_poll - self._monotonic()
                 if self._heap and self._in_flight < MAX_IN_FLIGHT:
-                    due = self._heap[0][0]
-                    wake_at = due if wake_at is None else min(wake_at, due)
-                delay = None if wake_at is None else wake_at - self._clock()
+                    due_in = (self._heap[0][0] - self._clock()) / 1000
+                    delay = due_in if delay is None else min(delay, due_in)
                 if delay is None or delay > 0:
                     # Not wait_for: on 3.11 it can swallow a cancel that lands as the wake-up
                     # completes, and then stop() would wait for this loop forever.
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(None if delay is None else delay / 1000):
+                        async with asyncio.timeout(delay):
                             await self._wake.wait()
         finally:
             if claiming is not None and not claiming.done():
@@ -220,21 +240,22 @@ class Scheduler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await claiming
 
-    async def _claim_logged(self, now: int) -> None:
+    async def _claim_logged(self) -> None:
         try:
-            await self._claim(now)
+            await self._claim()
         except Exception:
             log.exception("claiming due tasks failed", extra={"action": "claim"})
         finally:
             self._wake.set()
 
-    async def _claim(self, now: int) -> None:
+    async def _claim(self) -> None:
         room = min(CLAIM_BATCH, MAX_HELD - len(self._held))
         if room <= 0:
             return
+        now = self._clock()
         rows = await queues.claim(
             self._db,
-            lease_owner=self.lease_owner,
+            holder=self.lease_owner,
             now=now,
             horizon=now + WINDOW_MS,
             lease_ms=LEASE_MS,
@@ -252,49 +273,89 @@ class Scheduler:
         while self._heap and self._heap[0][0] <= now and self._in_flight < MAX_IN_FLIGHT:
             if fired == FIRE_BATCH:
                 return True
-            _, _, queue_id, version = heapq.heappop(self._heap)
+            entry = heapq.heappop(self._heap)
+            queue_id, version = entry[2], entry[3]
             held = self._held.get(queue_id)
             if held is None or held.row.version != version or held.task is not None:
                 continue  # superseded entry
-            self._count_in_flight(+1)
+            owner = held.row.owner_id
+            if self._owner_in_flight[owner] >= self._per_owner:
+                self._parked[owner].append(entry)  # its turn comes when one of the owner's ends
+                continue
+            self._count_in_flight(owner, +1)
             fired += 1
             held.task = self._tasks.spawn(self._attempt(held), f"attempt-{queue_id}")
         return False
 
-    def _count_in_flight(self, change: int) -> None:
+    def _count_in_flight(self, owner: str, change: int) -> None:
         self._in_flight += change
+        self._owner_in_flight[owner] += change
+        if change < 0:
+            if not self._owner_in_flight[owner]:
+                del self._owner_in_flight[owner]
+            for entry in self._parked.pop(owner, ()):
+                heapq.heappush(self._heap, entry)
+            self._wake.set()  # a slot is free
         self._metrics.in_flight.set(self._in_flight)
 
-    def _hold(self, row: QueueRow, reg: QueueRegistration | None) -> None:
+    def _hold(self, row: Due, reg: QueueRegistration | None) -> None:
+        current = self._held.get(row.id)
+        if current is not None and (current.task is not None or current.recording):
+            return  # its attempt still runs here: never a second one beside it
         self._held[row.id] = _Held(row, reg)
         heapq.heappush(
             self._heap, (row.estimate_execution_at, next(self._seq), row.id, row.version)
         )
         self._wake.set()
 
-    def _settle(self, queue_id: str, row: QueueRow | None) -> None:
-        """Hold `row` again if it is due soon, else drop it and free its lease."""
-        if (
-            row is not None
-            and row.state == RUNNING
-            and row.estimate_execution_at <= (self._clock() + WINDOW_MS)
-        ):
-            self._hold(row, None)
+    def _due_soon(self, row: QueueRow) -> bool:
+        return row.state == RUNNING and row.estimate_execution_at <= self._clock() + WINDOW_MS
+
+    def _settle(self, held: _Held, row: QueueRow | None) -> None:
+        """After a change: hold `row` again if it is due soon, else drop it and free its lease.
+
+        Only for the entry `held` still in place: an older attempt's late news never
+        replaces what a newer change already decided."""
+        queue_id = held.row.id
+        if self._held.get(queue_id) is not held:
             return
-        self._held.pop(queue_id, None)
+        if row is not None and self._due_soon(row):
+            self._hold(row.due, None)
+            return
+        del self._held[queue_id]
         if row is not None:
             self._tasks.spawn(
                 queues.release_lease(self._db, queue_id, self.lease_owner), "release-lease"
             )
 
+    def _drop(self, held: _Held) -> None:
+        """Stop holding a task whose state this process could not write, and give it up."""
+        queue_id = held.row.id
+        if self._held.get(queue_id) is held:
+            del self._held[queue_id]
+
+        def abandon() -> Awaitable[None]:
+            now = self._clock()
+            return queues.abandon(self._db, holder=self.lease_owner, queue_id=queue_id, now=now)
+
+        self._tasks.spawn(_retrying(abandon, self._stopping), f"abandon-{queue_id}")
+
     # --- one attempt ----------------------------------------------------------------------
 
     async def _attempt(self, held: _Held) -> None:
         row = held.row
+        reg: QueueRegistration | None = None
+        number: int | None = None
         try:
-            reg = held.reg or self._codec.open_request(row.request, row.id)
             await self._gate.wait_open()
             start = self._clock()
+            number = await queues.started(self._db, holder=self.lease_owner, due=row, now=start)
+            if number is None:  # changed since it was held: act on what it is now
+                self._count_in_flight(row.owner_id, -1)
+                held.task = None
+                self._settle(held, await queues.reload(self._db, row.id))
+                return
+            reg = held.reg or self._codec.open_request(row.request, row.id)
             lateness_ms = max(0, start - row.estimate_execution_at)
             self._metrics.lateness.observe(lateness_ms / 1000)
             log.info(
@@ -302,7 +363,7 @@ class Scheduler:
                 extra={
                     "action": "attempt_started",
                     "queue_id": row.id,
-                    "attempt": row.retry_count + 1,
+                    "attempt": number,
                     "lateness_ms": lateness_ms,
                 },
             )
@@ -316,88 +377,125 @@ class Scheduler:
             )
             outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:
-            self._count_in_flight(-1)
+            self._count_in_flight(row.owner_id, -1)
             held.task = None
             if self._stopping:
-                raise
+                raise  # its open attempt is closed as INTERRUPTED with the leases
             log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
-            self._settle(row.id, await queues.reload(self._db, row.id))
+            current = await queues.aborted(
+                self._db, holder=self.lease_owner, queue_id=row.id, now=self._clock()
+            )
+            self._settle(held, current)
             return
         except Exception:
-            self._count_in_flight(-1)
+            self._count_in_flight(row.owner_id, -1)
             held.task = None
+            if number is None:  # the start could not be written: nothing was sent
+                log.exception("starting an attempt failed", extra={"queue_id": row.id})
+                self._drop(held)
+                return
             log.exception("attempt failed unexpectedly", extra={"queue_id": row.id})
-            outcome = Outcome(500, b"internal error while preparing the request", False, 0.0)
-            reg = None
+            reg, text = None, "internal error while preparing the request"
+            outcome = Outcome(500, text.encode(), False, 0.0, AttemptOutcome.TRANSPORT, text)
         else:
-            self._count_in_flight(-1)
-        self._wake.set()  # a slot is free
+            self._count_in_flight(row.owner_id, -1)
         held.recording = True
-        await asyncio.shield(self._record(held, reg, outcome))
+        # Shielded, and tracked: a pause cannot cut the write, and stop() waits for it.
+        await asyncio.shield(
+            self._tasks.spawn(self._record(held, reg, outcome, number), f"record-{row.id}")
+        )
 
-    async def _record(self, held: _Held, reg: QueueRegistration | None, outcome: Outcome) -> None:
+    async def _record(
+        self, held: _Held, reg: QueueRegistration | None, outcome: Outcome, number: int
+    ) -> None:
         row = held.row
         now = self._clock()
         trace = reg is None or reg.config.trace_response_data
         response = self._codec.seal(outcome.body, row.id, "response") if trace else None
-        self._metrics.count_attempt(succeeded=outcome.succeeded, status_code=outcome.status_code)
+        self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
-        if outcome.succeeded or row.retry_count >= row.retry_limit or reg is None:
-            state = QueueState.SUCCESS if outcome.succeeded else QueueState.ERROR
-            applied = await queues.finish(
-                self._db,
-                queue_id=row.id,
-                lease_owner=self.lease_owner,
-                version=row.version,
-                state=state.value,
-                status_code=outcome.status_code,
-                response=response,
-                ended_at=now,
-            )
-            event = state.value.lower()
+        retry_at = 0
+        if reg is None or outcome.succeeded or outcome.final or row.retry_count >= row.retry_limit:
+            state: str | None = QueueState.SUCCESS if outcome.succeeded else QueueState.ERROR
+            event = str(state).lower()
         else:
-            due = _next_retry_at(reg, row.retry_count + 1, now)
-            applied = await queues.retry_later(
-                self._db,
-                queue_id=row.id,
-                lease_owner=self.lease_owner,
-                version=row.version,
-                status_code=outcome.status_code,
-                response=response,
-                due=due,
+            state, event = None, "retry_scheduled"
+            retry_at = _next_retry_at(reg, row.retry_count + 1, now)
+        error = None
+        if outcome.error is not None:
+            error = self._codec.seal(outcome.error.encode(), row.id, f"attempt-{number}-error")
+        result = Result(
+            attempt=number,
+            outcome=outcome.kind.value,
+            status_code=outcome.status_code,
+            error=error,
+            response=response,
+            finished_at=now,
+            state=state,
+            retry_at=retry_at,
+        )
+        try:
+            applied = await _retrying(
+                lambda: queues.record(
+                    self._db,
+                    holder=self.lease_owner,
+                    due=row,
+                    result=result,
+                    keep=self._attempts_kept,
+                ),
+                self._stopping,
             )
-            event = "retry_scheduled"
-            if applied and due <= now + WINDOW_MS:
-                self._claim_wanted = True
-                self._wake.set()
-        fields = {
-            "action": event if applied else "outcome_discarded",
+        except Exception:
+            log.exception(
+                "recording an outcome failed; the lease is released so the task runs again",
+                extra={"action": "outcome_lost", "queue_id": row.id},
+            )
+            held.recording = False
+            self._drop(held)
+            return
+        self._log_outcome(row, number, outcome, event if applied else "outcome_discarded", retry_at)
+        if state is None and applied and retry_at <= now + WINDOW_MS:
+            self._claim_wanted = True
+            self._wake.set()
+        held.recording = False
+        if applied:
+            if self._held.get(row.id) is held:
+                del self._held[row.id]
+        else:  # changed while in flight: act on what it is now
+            self._settle(held, await queues.reload(self._db, row.id))
+
+    @staticmethod
+    def _log_outcome(row: Due, number: int, outcome: Outcome, event: str, retry_at: int) -> None:
+        fields: dict[str, Any] = {
+            "action": event,
             "queue_id": row.id,
+            "attempt": number,
+            "outcome": outcome.kind.value,
             "status_code": outcome.status_code,
             "duration_ms": round(outcome.duration_ms, 1),
         }
-        if event == "retry_scheduled":
-            fields["retry_at"] = due
-        log.info("attempt finished", extra=fields)
-        if applied:
-            self._held.pop(row.id, None)
-        else:  # changed while in flight: act on what it is now
-            held.recording = False
-            self._settle(row.id, await queues.reload(self._db, row.id))
+        if outcome.error is not None:
+            fields["error"] = outcome.error
+        if retry_at:
+            fields["retry_at"] = retry_at
+        level = logging.INFO if outcome.succeeded else logging.WARNING
+        log.log(level, "attempt finished", extra=fields)
 
     # --- housekeeping ---------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
         interval = RECONCILE_MS if self._cluster else RENEW_MS
-        last_renewal = self._clock()
+        last_renewal = self._monotonic()
         while True:
             await asyncio.sleep(interval / 1000)
             try:
                 if self._cluster:
                     await self._reconcile()
-                if self._clock() - last_renewal >= RENEW_MS:
-                    last_renewal = self._clock()
-                    await queues.renew_leases(self._db, self.lease_owner, last_renewal + LEASE_MS)
+                if self._monotonic() - last_renewal >= RENEW_MS / 1000:
+                    last_renewal = self._monotonic()
+                    await queues.renew(
+                        self._db, self.lease_owner, list(self._held), self._clock() + LEASE_MS
+                    )
             except Exception:
                 log.exception("scheduler housekeeping failed", extra={"action": "housekeeping"})
 
@@ -413,7 +511,18 @@ class Scheduler:
             self.changed(queue_id, await queues.reload(self._db, queue_id))
 
 
-def _timeout_ms(reg: QueueRegistration, row: QueueRow, start: int) -> int:
+async def _retrying(write: Callable[[], Awaitable[T]], stopping: bool) -> T:
+    """Run `write`, again after each failure with backoff (once when stopping)."""
+    for pause in () if stopping else WRITE_RETRIES_S:
+        try:
+            return await write()
+        except Exception as exc:
+            log.warning("database write failed, retrying in %.2f s: %s", pause, exc)
+        await asyncio.sleep(pause)
+    return await write()
+
+
+def _timeout_ms(reg: QueueRegistration, row: Due, start: int) -> int:
     """`timeoutAt` is the first attempt's absolute deadline; retries use `timeout`."""
     if row.retry_count == 0 and reg.config.timeout_at is not None:
         return reg.config.timeout_at - start

@@ -10,8 +10,10 @@ from starlette.requests import Request
 from tasks_server.api.errors import ApiError
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The parsed body; 413 as soon as more than `limit` bytes arrive, 400 when not JSON."""
+async def read_json(request: Request, limit: int, *, required: bool = True) -> Any:
+    """The parsed body; 413 as soon as more than `limit` bytes arrive, 400 when not JSON.
+
+    An empty body is None when the body is optional (`required` False)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413)
@@ -22,7 +24,10 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise ApiError(413)
         chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body and not required:
+        return None
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"Malformed JSON body: {exc}") from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +16,17 @@ from ulid import ULID
 from tasks_server.api.body import read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.executor.options import unsupported
+from tasks_server.models.attempts import (
+    MAX_BULK,
+    AttemptOut,
+    AttemptOutcome,
+    AttemptsQuery,
+    Bulk,
+    BulkAction,
+    BulkOut,
+    Refusal,
+    Replay,
+)
 from tasks_server.models.common import Done
 from tasks_server.models.queues import (
     ListQuery,
@@ -27,12 +40,26 @@ from tasks_server.models.queues import (
 )
 from tasks_server.services import Services, services
 from tasks_server.store import queues
-from tasks_server.store.queues import InsertOutcome, QueueRow, QueueSummaryRow, Rejected
+from tasks_server.store.queues import (
+    AttemptRow,
+    Decide,
+    InsertOutcome,
+    QueueRow,
+    QueueSummaryRow,
+    Rejected,
+)
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
 RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
+SUCCESS, ERROR, REVOKED = (
+    QueueState.SUCCESS.value,
+    QueueState.ERROR.value,
+    QueueState.REVOKED.value,
+)
+IN_FLIGHT_MESSAGE = "The task is being executed right now; try again when it returns"
+MakeDecide = Callable[[Services, int], Decide]
 _TIMING_FIELDS = ("executionDelay", "executeAt")
 _EDIT_ATTEMPTS = 3
 
@@ -69,6 +96,7 @@ def _summary_fields(row: QueueRow | QueueSummaryRow) -> dict[str, Any]:
         "status_code": row.status_code,
         "estimate_end_at": row.estimate_end_at,
         "estimate_execution_at": row.estimate_execution_at,
+        "schedule_id": row.schedule_id,
     }
 
 
@@ -87,32 +115,34 @@ async def register(request: Request) -> Response:
     queue_id = str(ULID())
     due = execution_time(reg, now)
     lease = svc.scheduler.lease_for(due)
-    outcome, row = await queues.insert(
-        svc.db,
-        queue_id=queue_id,
-        owner_id=owner_id,
-        created_at=now,
-        due=due,
-        retry_limit=reg.config.retry,
-        request=svc.codec.seal_request(reg, queue_id),
-        metadata=None
-        if reg.metadata is None
-        else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
-        limit=svc.settings.max_tasks_in_queue,
-        lease=lease,
-    )
-    if outcome is InsertOutcome.LIMIT_REACHED:
-        raise ApiError(
-            422,
-            f"Queue limit reached: at most {svc.settings.max_tasks_in_queue} tasks "
-            "RUNNING or PAUSED per owner",
+
+    async def insert_and_adopt() -> tuple[InsertOutcome, QueueRow | None]:
+        inserted = await queues.insert(
+            svc.db,
+            queue_id=queue_id,
+            owner_id=owner_id,
+            created_at=now,
+            due=due,
+            retry_limit=reg.config.retry,
+            request=svc.codec.seal_request(reg, queue_id),
+            metadata=None
+            if reg.metadata is None
+            else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
+            limit=svc.settings.max_tasks_in_queue,
+            lease=lease,
         )
+        if lease is not None and inserted[1] is not None:
+            svc.scheduler.adopt(inserted[1], reg)
+        return inserted
+
+    # Shielded: a handler cancelled after the commit must still hand its lease over.
+    outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    if outcome is InsertOutcome.LIMIT_REACHED:
+        raise ApiError(422, queues.limit_message(svc.settings.max_tasks_in_queue))
     if outcome is InsertOutcome.NO_OWNER or row is None:
         raise ApiError(403)
     svc.metrics.registrations.inc()
     _event("registered", queue_id, owner_id)
-    if lease is not None:
-        svc.scheduler.adopt(row, reg)
     return JSONResponse(_queue_out(svc, row), 201)
 
 
@@ -229,26 +259,14 @@ def _timing(document: dict[str, Any]) -> tuple[Any, ...]:
 def _editable(svc: Services, row: QueueRow) -> None:
     if row.state not in (RUNNING, PAUSED):
         raise ApiError(422, f"A {row.state} task can no longer be changed")
-    if svc.scheduler.is_in_flight(row.id):
-        raise ApiError(422, "The task is being executed right now; try again when it returns")
+    if row.in_flight:
+        raise ApiError(422, IN_FLIGHT_MESSAGE)
 
 
 def _event(action: str, queue_id: str, owner_id: str) -> None:
     log.info(
         "task %s", action, extra={"action": action, "queue_id": queue_id, "owner_id": owner_id}
     )
-
-
-async def _transition(request: Request, action: str, decide: Any) -> tuple[Services, QueueRow]:
-    svc, owner_id, queue_id = await _owned(request)
-    result = await queues.change(svc.db, owner_id, queue_id, decide)
-    if result is None:
-        raise NotFound()
-    if isinstance(result, Rejected):
-        raise ApiError(422, result.message)
-    svc.scheduler.changed(queue_id, result)
-    _event(action, queue_id, owner_id)
-    return svc, result
 
 
 def _unless(row: QueueRow, verb: str, *states: str) -> Rejected | None:
@@ -258,22 +276,19 @@ def _unless(row: QueueRow, verb: str, *states: str) -> Rejected | None:
     return Rejected(f"Only a {' or '.join(states)} task can be {verb}; this one is {row.state}")
 
 
-async def pause(request: Request) -> Response:
-    now = now_ms()
+# --- transitions: one decision each, shared by the single routes and bulk ------------------
 
+
+def _pause(svc: Services, now: int) -> Decide:
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
         if rejected := _unless(row, "paused", RUNNING):
             return rejected
         return {"state": PAUSED, "paused_at": now, "estimate_end_at": now}
 
-    await _transition(request, "paused", decide)
-    return JSONResponse(Done().model_dump())
+    return decide
 
 
-async def resume(request: Request) -> Response:
-    svc = services(request)
-    now = now_ms()
-
+def _resume(svc: Services, now: int) -> Decide:
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
         if rejected := _unless(row, "resumed", PAUSED):
             return rejected
@@ -293,55 +308,211 @@ async def resume(request: Request) -> Response:
             "estimate_execution_at": due,
         }
 
-    _, row = await _transition(request, "resumed", decide)
-    return JSONResponse(_queue_out(svc, row))
+    return decide
 
 
-async def revoke(request: Request) -> Response:
-    now = now_ms()
-
+def _revoke(svc: Services, now: int) -> Decide:
     def decide(row: QueueRow) -> dict[str, Any] | Rejected:
         if rejected := _unless(row, "revoked", RUNNING, PAUSED):
             return rejected
         return {"state": QueueState.REVOKED.value, "estimate_end_at": now, "paused_at": None}
 
-    await _transition(request, "revoked", decide)
+    return decide
+
+
+def _execute(svc: Services, now: int) -> Decide:
+    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
+        if rejected := _unless(row, "executed", RUNNING):
+            return rejected
+        if row.in_flight:
+            return Rejected(IN_FLIGHT_MESSAGE)
+        return {"estimate_execution_at": now}
+
+    return decide
+
+
+_ONE_SHOT_TIMES = ("timeoutAt", "retryAt")  # absolute times of the first run only
+
+
+def _replay(svc: Services, now: int, delay: int = 0) -> Decide:
+    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
+        if rejected := _unless(row, "replayed", SUCCESS, ERROR, REVOKED):
+            return rejected
+        changes: dict[str, Any] = {
+            "state": RUNNING,
+            "estimate_execution_at": now + delay,
+            "estimate_end_at": 0,
+            "paused_at": None,
+            "retry_count": 0,
+        }
+        document = svc.codec.open_document(row.request, row.id)
+        config = document.get("config") or {}
+        if any(name in config for name in _ONE_SHOT_TIMES):
+            for name in _ONE_SHOT_TIMES:
+                config.pop(name, None)
+            document["config"] = config
+            changes["request"] = svc.codec.seal_json(document, row.id, "request")
+            changes["retry_limit"] = config.get("retry", 0)
+        return changes
+
+    return decide
+
+
+async def _transition(
+    svc: Services, owner_id: str, queue_id: str, action: str, decide: Decide
+) -> QueueRow | Rejected | None:
+    """Apply one decision; tell the scheduler and log when it applied."""
+    result = await queues.change(
+        svc.db, owner_id, queue_id, decide, limit=svc.settings.max_tasks_in_queue
+    )
+    if isinstance(result, QueueRow):
+        svc.scheduler.changed(queue_id, result)
+        _event(action, queue_id, owner_id)
+    return result
+
+
+async def _route_transition(request: Request, action: str, make: MakeDecide) -> QueueRow:
+    svc, owner_id, queue_id = await _owned(request)
+    result = await _transition(svc, owner_id, queue_id, action, make(svc, now_ms()))
+    if result is None:
+        raise NotFound()
+    if isinstance(result, Rejected):
+        raise ApiError(422, result.message)
+    return result
+
+
+async def pause(request: Request) -> Response:
+    await _route_transition(request, "paused", _pause)
+    return JSONResponse(Done().model_dump())
+
+
+async def resume(request: Request) -> Response:
+    row = await _route_transition(request, "resumed", _resume)
+    return JSONResponse(_queue_out(services(request), row))
+
+
+async def revoke(request: Request) -> Response:
+    await _route_transition(request, "revoked", _revoke)
     return JSONResponse(Done().model_dump())
 
 
 async def execute(request: Request) -> Response:
-    svc = services(request)
-    now = now_ms()
-
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "executed", RUNNING):
-            return rejected
-        if svc.scheduler.is_in_flight(row.id):
-            return Rejected("The task is being executed right now")
-        return {"estimate_execution_at": now}
-
-    await _transition(request, "executed", decide)
+    await _route_transition(request, "executed", _execute)
     return JSONResponse(Done().model_dump())
+
+
+async def replay(request: Request) -> Response:
+    svc = services(request)
+    await svc.auth.owner_id(request)
+    raw = await read_json(request, svc.settings.max_size_body_request, required=False)
+    body = Replay.model_validate({} if raw is None else raw)
+    row = await _route_transition(
+        request, "replayed", lambda svc, now: _replay(svc, now, body.execution_delay)
+    )
+    return JSONResponse(_queue_out(svc, row))
+
+
+async def _delete(svc: Services, owner_id: str, queue_id: str) -> bool:
+    if not await queues.delete(svc.db, owner_id, queue_id):
+        return False
+    svc.scheduler.changed(queue_id, None)
+    _event("deleted", queue_id, owner_id)
+    return True
 
 
 async def delete(request: Request) -> Response:
     svc, owner_id, queue_id = await _owned(request)
-    if not await queues.delete(svc.db, owner_id, queue_id):
+    if not await _delete(svc, owner_id, queue_id):
         raise NotFound()
-    svc.scheduler.changed(queue_id, None)
-    _event("deleted", queue_id, owner_id)
     return JSONResponse(Done().model_dump())
+
+
+_BULK: dict[BulkAction, tuple[str, MakeDecide]] = {
+    BulkAction.PAUSE: ("paused", _pause),
+    BulkAction.RESUME: ("resumed", _resume),
+    BulkAction.REVOKE: ("revoked", _revoke),
+    BulkAction.REPLAY: ("replayed", _replay),
+}
+
+
+async def bulk(request: Request) -> Response:
+    """One action over many tasks, each by the rules of its single route."""
+    svc = services(request)
+    owner_id = await svc.auth.owner_id(request)
+    body = Bulk.model_validate(await read_json(request, svc.settings.max_size_body_request))
+    total = 0
+    if body.state is not None:
+        ids, total = await queues.ids_in_state(svc.db, owner_id, body.state.value, MAX_BULK)
+    else:
+        ids = list(dict.fromkeys(body.ids or ()))
+    now = now_ms()
+
+    async def one(queue_id: str) -> QueueRow | Rejected | bool | None:
+        if body.action is BulkAction.DELETE:
+            return await _delete(svc, owner_id, queue_id) or None
+        action, make = _BULK[body.action]
+        return await _transition(svc, owner_id, queue_id, action, make(svc, now))
+
+    # Concurrent, so the writes share group commits.
+    results = await asyncio.gather(*(one(queue_id) for queue_id in ids))
+    out = BulkOut(done=[], refused=[], not_found=[], remaining=0)
+    for queue_id, result in zip(ids, results, strict=True):
+        if result is None:
+            out.not_found.append(queue_id)
+        elif isinstance(result, Rejected):
+            out.refused.append(Refusal(id=queue_id, message=result.message))
+        else:
+            out.done.append(queue_id)
+    if body.state is not None:
+        out.remaining = total - len(out.done)
+    return JSONResponse(out.model_dump(by_alias=True))
+
+
+async def attempts(request: Request) -> Response:
+    svc, owner_id, queue_id = await _owned(request)
+    query = AttemptsQuery.model_validate(dict(request.query_params))
+    row = await queues.get(svc.db, owner_id, queue_id)
+    if row is None:
+        raise NotFound()
+    rows = await queues.attempts(svc.db, queue_id, limit=query.limit, offset=query.offset)
+    return JSONResponse([_attempt_out(svc, queue_id, a).model_dump(by_alias=True) for a in rows])
+
+
+def _attempt_out(svc: Services, queue_id: str, row: AttemptRow) -> AttemptOut:
+    error = None
+    if row.error is not None:
+        column = f"attempt-{row.attempt}-error"
+        error = svc.codec.open(row.error, queue_id, column).decode(errors="replace")
+    response = None
+    if row.response is not None:
+        response = base64.b64encode(svc.codec.open(row.response, queue_id, "response")).decode()
+    finished = row.finished_at
+    return AttemptOut(
+        attempt=row.attempt,
+        due_at=row.due_at,
+        started_at=row.started_at,
+        finished_at=finished,
+        lateness_ms=max(0, row.started_at - row.due_at),
+        duration_ms=max(0, finished - row.started_at) if finished else 0,
+        status_code=row.status_code,
+        outcome=AttemptOutcome(row.outcome),
+        error=error,
+        response=response,
+    )
 
 
 routes = [
     Route("/v1/queues/register", register, methods=["POST"]),
+    Route("/v1/queues/bulk", bulk, methods=["POST"]),
     Route("/v1/queues", list_queues, methods=["GET"]),
     Route("/v1/queues/{id}", get, methods=["GET"]),
     Route("/v1/queues/{id}", edit, methods=["PATCH"]),
     Route("/v1/queues/{id}", delete, methods=["DELETE"]),
     Route("/v1/queues/{id}/config", config, methods=["GET"]),
+    Route("/v1/queues/{id}/attempts", attempts, methods=["GET"]),
     Route("/v1/queues/{id}/pause", pause, methods=["PATCH"]),
     Route("/v1/queues/{id}/resume", resume, methods=["PATCH"]),
     Route("/v1/queues/{id}/revoke", revoke, methods=["PATCH"]),
     Route("/v1/queues/{id}/execute", execute, methods=["POST"]),
+    Route("/v1/queues/{id}/replay", replay, methods=["POST"]),
 ]

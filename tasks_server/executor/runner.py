@@ -7,9 +7,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks_server.executor.errors import AttemptError
+from tasks_server.executor.errors import AttemptError, AttemptTimeout, ResponseTooLarge
 from tasks_server.executor.options import Attempt, materialize, prepare
 from tasks_server.executor.transport import Transport
+from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
 
 
@@ -19,6 +20,21 @@ class Outcome:
     body: bytes  # the response body, or the error text when the attempt failed
     succeeded: bool
     duration_ms: float
+    kind: AttemptOutcome
+    error: str | None = None  # why no answer came (libcurl's text); None for an HTTP answer
+    final: bool = False  # no retry, whatever the policy says
+
+
+_KINDS: dict[type[AttemptError], AttemptOutcome] = {
+    AttemptTimeout: AttemptOutcome.TIMEOUT,
+    ResponseTooLarge: AttemptOutcome.TOO_LARGE,
+}
+
+
+def failed(exc: AttemptError) -> Outcome:
+    """The outcome of an attempt that got no usable answer."""
+    kind = _KINDS.get(type(exc), AttemptOutcome.TRANSPORT)
+    return Outcome(exc.status_code, exc.message.encode(), False, 0.0, kind, exc.message)
 
 
 class Runner:
@@ -31,7 +47,7 @@ class Runner:
 
     async def run(self, reg: QueueRegistration, attempt: Attempt) -> Outcome:
         if attempt.timeout_ms <= 0:
-            return Outcome(408, b"timeoutAt passed before the attempt could start", False, 0.0)
+            return failed(AttemptTimeout("timeoutAt passed before the attempt could start"))
         try:
             prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
             if prepared.files:
@@ -47,7 +63,8 @@ class Runner:
                     prepared.options, max_body_bytes=self._max_body_bytes, pool=attempt.owner_id
                 )
         except AttemptError as exc:
-            return Outcome(exc.status_code, exc.message.encode(), False, 0.0)
+            return failed(exc)
         status = response.status_code
         ok = 200 <= status < 400 or status in reg.config.ignore_status_code
-        return Outcome(status, response.body, ok, response.total_time_ms)
+        kind = AttemptOutcome.SUCCESS if ok else AttemptOutcome.FAILURE
+        return Outcome(status, response.body, ok, response.total_time_ms, kind)

@@ -556,6 +556,7 @@ class QueueSummary(_Out):
     status_code: int
     estimate_end_at: int
     estimate_execution_at: int
+    schedule_id: str | None = None
 
 
 class QueueOut(QueueSummary):

@@ -34,6 +34,21 @@ T = TypeVar("T")
 WriteUnit = Callable[[sqlite3.Connection], T]
 
 _MAX_BATCH = 512
+# Errors of the transaction, not of one unit: re-running the units alone would only meet
+# them again (after another busy timeout each), so the whole batch fails at once.
+_TRANSACTION_ERRORS = frozenset(
+    (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    )
+)
 _PRAGMAS = (
     "PRAGMA busy_timeout = 10000",
     "PRAGMA journal_mode = WAL",
@@ -188,8 +203,9 @@ class Database:
         try:
             results = await self._on_writer(_transaction, self._writer, [u for u, _ in batch])
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc=exc)
+            if len(batch) == 1 or _transaction_error(exc):
+                for _, future in batch:
+                    _settle(future, exc=exc)
                 return
             # One unit failed: nothing was committed. Run each alone so only it fails.
             for item in batch:
@@ -197,6 +213,11 @@ class Database:
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
+
+
+def _transaction_error(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _TRANSACTION_ERRORS
 
 
 def _settle(

@@ -13,13 +13,24 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
+import orjson
+
 from tasks_server.store.db import Database
 
+# A task is in flight exactly when it has an open attempt row (SPEC §9.1).
+IN_FLIGHT = "EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a.finished_at = 0)"
 COLUMNS = (
     "id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
-    "paused_at, retry_count, retry_limit, version, request, metadata, response"
+    "paused_at, retry_count, retry_limit, version, request, metadata, response, attempts, "
+    f"schedule_id, {IN_FLIGHT}"
 )
-SUMMARY_COLUMNS = "id, state, created_at, status_code, estimate_execution_at, estimate_end_at"
+# What the scheduler needs of a due task: never the response blob.
+DUE_COLUMNS = (
+    "id, owner_id, estimate_execution_at, retry_count, retry_limit, version, attempts, request"
+)
+SUMMARY_COLUMNS = (
+    "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+)
 
 INSERT_QUEUE = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
@@ -29,9 +40,14 @@ SELECT ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?
 RETURNING {COLUMNS}
 """
 OWNER_EXISTS = "SELECT 1 FROM owners WHERE id = ?"
+OWNER_HAS_ROOM = "SELECT active_tasks < ? FROM owners WHERE id = ?"
 SELECT_QUEUE = f"SELECT {COLUMNS} FROM queues WHERE id = ? AND owner_id = ?"
 SELECT_BY_ID = f"SELECT {COLUMNS} FROM queues WHERE id = ?"
 DELETE_QUEUE = "DELETE FROM queues WHERE id = ? AND owner_id = ? RETURNING id"
+SELECT_IDS_IN_STATE = (
+    "SELECT id FROM queues WHERE owner_id = ? AND state = ? ORDER BY created_at, id LIMIT ?"
+)
+COUNT_IN_STATE = "SELECT count(*) FROM queues WHERE owner_id = ? AND state = ?"
 
 ORDER_COLUMNS = {
     "createdAt": "created_at",
@@ -39,19 +55,60 @@ ORDER_COLUMNS = {
     "estimateExecutionAt": "estimate_execution_at",
 }
 
+# A lease passes on only once expired, and never to a task whose attempt this holder still
+# runs: after a forward clock step its own leases look expired (SPEC §3.5).
 CLAIM = f"""
-UPDATE queues SET lease_owner = ?, lease_until = ?
+UPDATE queues SET lease_owner = :holder, lease_until = :now + :lease
  WHERE id IN (SELECT id FROM queues
-               WHERE state = 'RUNNING' AND estimate_execution_at <= ?
-                 AND (lease_owner IS NULL OR lease_until < ?)
-               ORDER BY estimate_execution_at LIMIT ?)
-RETURNING {COLUMNS}
+               WHERE state = 'RUNNING' AND estimate_execution_at <= :horizon
+                 AND (lease_owner IS NULL OR lease_until < :now)
+                 AND NOT EXISTS (SELECT 1 FROM attempts a
+                                  WHERE a.queue_id = queues.id AND a.finished_at = 0
+                                    AND a.holder = :holder)
+               ORDER BY estimate_execution_at LIMIT :limit)
+RETURNING {DUE_COLUMNS}
 """
-RENEW_LEASES = "UPDATE queues SET lease_until = ? WHERE lease_owner = ?"
+# Attempts left open by a holder whose lease expired (a dead process) end when claimed again.
+INTERRUPT_CLAIMED = """
+UPDATE attempts SET finished_at = :now, outcome = 'INTERRUPTED'
+ WHERE finished_at = 0 AND holder != :holder
+   AND queue_id IN (SELECT id FROM queues WHERE lease_owner = :holder)
+"""
+OPEN_ATTEMPT = """
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
+SELECT id, attempts + 1, :holder, estimate_execution_at, :now FROM queues
+ WHERE id = :id AND lease_owner = :holder AND version = :version AND state = 'RUNNING'
+"""
+COUNT_ATTEMPT = "UPDATE queues SET attempts = attempts + 1 WHERE id = ?"
+ABORT_OPEN = """
+UPDATE attempts SET finished_at = ?, outcome = 'ABORTED'
+ WHERE queue_id = ? AND holder = ? AND finished_at = 0
+"""
+CLOSE_ATTEMPT = """
+UPDATE attempts SET finished_at = :now, status_code = :status_code, outcome = :outcome,
+                    error = :error, response = :response
+ WHERE queue_id = :id AND attempt = :attempt AND finished_at = 0
+"""
+PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE queue_id = ? AND attempt <= ?"
+SELECT_ATTEMPTS = """
+SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response
+  FROM attempts WHERE queue_id = ? ORDER BY attempt LIMIT ? OFFSET ?
+"""
+RENEW_LEASES = """
+UPDATE queues SET lease_until = ?
+ WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?))
+"""
 RELEASE_LEASE = (
     "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?"
 )
 RELEASE_LEASES_OF = "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+INTERRUPT_OPEN_OF = """
+UPDATE attempts SET finished_at = ?, outcome = 'INTERRUPTED' WHERE finished_at = 0 AND holder = ?
+"""
+INTERRUPT_OPEN_OF_TASK = """
+UPDATE attempts SET finished_at = ?, outcome = 'INTERRUPTED'
+ WHERE queue_id = ? AND holder = ? AND finished_at = 0
+"""
 RELEASE_ALL_LEASES = (
     "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
 )
@@ -67,8 +124,22 @@ UPDATE queues SET status_code = ?, response = ?, retry_count = retry_count + 1,
                   version = version + 1
  WHERE id = ? AND lease_owner = ? AND version = ?
 """
+PURGE_FINISHED = """
+DELETE FROM queues WHERE id IN (
+  SELECT id FROM queues
+   WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < ? LIMIT ?)
+"""
 COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
-COUNT_OVERDUE = "SELECT count(*) FROM queues WHERE state = 'RUNNING' AND estimate_execution_at < ?"
+COUNT_OVERDUE = f"""
+SELECT count(*) FROM queues
+ WHERE state = 'RUNNING' AND estimate_execution_at < ? AND NOT {IN_FLIGHT}
+"""
+COUNT_ACTIVE_BY_OWNER = """
+SELECT owners.id, owners.active_tasks,
+       (SELECT count(*) FROM queues
+         WHERE owner_id = owners.id AND state IN ('RUNNING', 'PAUSED'))
+  FROM owners
+"""
 
 _CHANGEABLE = frozenset(
     {
@@ -100,10 +171,40 @@ class QueueRow:
     request: bytes
     metadata: bytes | None
     response: bytes | None
+    attempts: int  # attempts made so far, across retries and replays
+    schedule_id: str | None
+    in_flight: bool  # it has an open attempt row
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> QueueRow:
-        return cls(*row)
+        return cls(*row[:16], bool(row[16]))
+
+    @property
+    def due(self) -> Due:
+        return Due(
+            self.id,
+            self.owner_id,
+            self.estimate_execution_at,
+            self.retry_count,
+            self.retry_limit,
+            self.version,
+            self.attempts,
+            self.request,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A RUNNING task as the scheduler holds it: no response, no metadata."""
+
+    id: str
+    owner_id: str
+    estimate_execution_at: int
+    retry_count: int
+    retry_limit: int
+    version: int
+    attempts: int
+    request: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +215,33 @@ class QueueSummaryRow:
     status_code: int
     estimate_execution_at: int
     estimate_end_at: int
+    schedule_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    attempt: int
+    due_at: int
+    started_at: int
+    finished_at: int
+    status_code: int
+    outcome: str
+    error: bytes | None  # sealed
+    response: bytes | None  # sealed
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How an attempt ended, as the outcome write records it (blobs already sealed)."""
+
+    attempt: int
+    outcome: str
+    status_code: int
+    error: bytes | None
+    response: bytes | None
+    finished_at: int
+    state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
+    retry_at: int = 0
 
 
 class InsertOutcome(Enum):
@@ -132,9 +260,11 @@ class Rejected:
 # Runs on the database writer thread inside the transaction: decide only, change nothing else.
 Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
 
+ACTIVE = ("RUNNING", "PAUSED")
 
-async def insert(
-    db: Database,
+
+def insert_unit(
+    conn: sqlite3.Connection,
     *,
     queue_id: str,
     owner_id: str,
@@ -148,22 +278,23 @@ async def insert(
 ) -> tuple[InsertOutcome, QueueRow | None]:
     """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it."""
     lease_owner, lease_until = lease or (None, None)
+    rows = conn.execute(
+        INSERT_QUEUE,
+        (
+            *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
+            *(lease_owner, lease_until, owner_id, limit),
+        ),
+    ).fetchall()
+    if rows:
+        return InsertOutcome.INSERTED, QueueRow.from_row(rows[0])
+    if conn.execute(OWNER_EXISTS, (owner_id,)).fetchall():
+        return InsertOutcome.LIMIT_REACHED, None
+    return InsertOutcome.NO_OWNER, None
 
-    def unit(conn: sqlite3.Connection) -> tuple[InsertOutcome, QueueRow | None]:
-        rows = conn.execute(
-            INSERT_QUEUE,
-            (
-                *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
-                *(lease_owner, lease_until, owner_id, limit),
-            ),
-        ).fetchall()
-        if rows:
-            return InsertOutcome.INSERTED, QueueRow.from_row(rows[0])
-        if conn.execute(OWNER_EXISTS, (owner_id,)).fetchall():
-            return InsertOutcome.LIMIT_REACHED, None
-        return InsertOutcome.NO_OWNER, None
 
-    return await db.write(unit)
+async def insert(db: Database, **fields: Any) -> tuple[InsertOutcome, QueueRow | None]:
+    """`insert_unit` in its own transaction."""
+    return await db.write(lambda conn: insert_unit(conn, **fields))
 
 
 async def get(db: Database, owner_id: str, queue_id: str) -> QueueRow | None:
@@ -193,24 +324,40 @@ async def list_for_owner(
     return [QueueSummaryRow(*row) for row in rows]
 
 
+async def ids_in_state(
+    db: Database, owner_id: str, state: str, limit: int
+) -> tuple[list[str], int]:
+    """The owner's oldest `limit` task ids in `state`, and how many are in it in all."""
+    rows = await db.fetchall(SELECT_IDS_IN_STATE, (owner_id, state, limit))
+    total = await db.fetchone(COUNT_IN_STATE, (owner_id, state))
+    return [row[0] for row in rows], int(total[0]) if total else 0
+
+
 async def change(
-    db: Database, owner_id: str, queue_id: str, decide: Decide
+    db: Database, owner_id: str, queue_id: str, decide: Decide, *, limit: int | None = None
 ) -> QueueRow | Rejected | None:
     """Apply `decide(row)`'s column changes in one transaction, bumping the version.
 
-    None when the task does not exist for this owner.
+    None when the task does not exist for this owner. A change that makes a finished task
+    active again is refused when the owner already holds `limit` active tasks.
     """
 
     def unit(conn: sqlite3.Connection) -> QueueRow | Rejected | None:
         rows = conn.execute(SELECT_QUEUE, (queue_id, owner_id)).fetchall()
         if not rows:
             return None
-        changes = decide(QueueRow.from_row(rows[0]))
+        row = QueueRow.from_row(rows[0])
+        changes = decide(row)
         if isinstance(changes, Rejected):
             return changes
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"not changeable: {sorted(unknown)}")
+        reactivates = row.state not in ACTIVE and changes.get("state", row.state) in ACTIVE
+        if reactivates and limit is not None:
+            (room,) = conn.execute(OWNER_HAS_ROOM, (limit, owner_id)).fetchone()
+            if not room:
+                return Rejected(limit_message(limit))
         assignments = ", ".join(f"{column} = ?" for column in changes)
         updated = conn.execute(
             f"UPDATE queues SET {assignments}, version = version + 1 "
@@ -222,6 +369,10 @@ async def change(
     return await db.write(unit)
 
 
+def limit_message(limit: int) -> str:
+    return f"Queue limit reached: at most {limit} tasks RUNNING or PAUSED per owner"
+
+
 async def delete(db: Database, owner_id: str, queue_id: str) -> bool:
     def unit(conn: sqlite3.Connection) -> bool:
         return bool(conn.execute(DELETE_QUEUE, (queue_id, owner_id)).fetchall())
@@ -229,16 +380,88 @@ async def delete(db: Database, owner_id: str, queue_id: str) -> bool:
     return await db.write(unit)
 
 
-async def claim(
-    db: Database, *, lease_owner: str, now: int, horizon: int, lease_ms: int, limit: int
-) -> list[QueueRow]:
-    """Lease up to `limit` RUNNING tasks due by `horizon` that nobody holds."""
+async def attempts(db: Database, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
+    rows = await db.fetchall(SELECT_ATTEMPTS, (queue_id, limit, offset))
+    return [AttemptRow(*row) for row in rows]
 
-    def unit(conn: sqlite3.Connection) -> list[QueueRow]:
-        rows = conn.execute(CLAIM, (lease_owner, now + lease_ms, horizon, now, limit)).fetchall()
-        return [QueueRow.from_row(row) for row in rows]
+
+# --- the scheduler's calls ----------------------------------------------------------------
+
+
+async def claim(
+    db: Database, *, holder: str, now: int, horizon: int, lease_ms: int, limit: int
+) -> list[Due]:
+    """Lease up to `limit` RUNNING tasks due by `horizon` that nobody holds; attempts left
+    open by their previous (dead) holder are closed as INTERRUPTED."""
+
+    def unit(conn: sqlite3.Connection) -> list[Due]:
+        params = {"holder": holder, "now": now, "lease": lease_ms}
+        rows = conn.execute(CLAIM, {**params, "horizon": horizon, "limit": limit}).fetchall()
+        if rows:
+            conn.execute(INTERRUPT_CLAIMED, {"holder": holder, "now": now})
+        return [Due(*row) for row in rows]
 
     return await db.write(unit)
+
+
+async def started(db: Database, *, holder: str, due: Due, now: int) -> int | None:
+    """Open the attempt row; its number, or None when the task changed since it was held."""
+
+    def unit(conn: sqlite3.Connection) -> int | None:
+        params = {"id": due.id, "holder": holder, "version": due.version, "now": now}
+        if conn.execute(OPEN_ATTEMPT, params).rowcount == 0:
+            return None
+        conn.execute(COUNT_ATTEMPT, (due.id,))
+        return due.attempts + 1
+
+    return await db.write(unit)
+
+
+async def record(db: Database, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+    """Close the attempt row and write the task's outcome in one transaction; False when the
+    task changed meanwhile (the attempt row is closed all the same)."""
+
+    def unit(conn: sqlite3.Connection) -> bool:
+        _close(conn, due.id, result)
+        if result.state is not None:
+            params: tuple[Any, ...] = (result.state, result.status_code, result.response)
+            params += (result.finished_at, due.id, holder, due.version)
+            applied = conn.execute(FINISH, params).rowcount > 0
+        else:
+            params = (result.status_code, result.response, result.retry_at)
+            params += (due.id, holder, due.version)
+            applied = conn.execute(RETRY_LATER, params).rowcount > 0
+        conn.execute(PRUNE_ATTEMPTS, (due.id, result.attempt - keep))
+        return applied
+
+    return await db.write(unit)
+
+
+async def aborted(db: Database, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
+    """Close the attempt `holder` had open (if its start was written) as ABORTED, and read
+    the task as it is now. Writes run in order, so a start still queued is closed too."""
+
+    def unit(conn: sqlite3.Connection) -> QueueRow | None:
+        conn.execute(ABORT_OPEN, (now, queue_id, holder))
+        rows = conn.execute(SELECT_BY_ID, (queue_id,)).fetchall()
+        return QueueRow.from_row(rows[0]) if rows else None
+
+    return await db.write(unit)
+
+
+def _close(conn: sqlite3.Connection, queue_id: str, result: Result) -> None:
+    conn.execute(
+        CLOSE_ATTEMPT,
+        {
+            "id": queue_id,
+            "attempt": result.attempt,
+            "now": result.finished_at,
+            "status_code": result.status_code,
+            "outcome": result.outcome,
+            "error": result.error,
+            "response": result.response,
+        },
+    )
 
 
 async def reload(db: Database, queue_id: str) -> QueueRow | None:
@@ -251,16 +474,34 @@ async def leased_versions(db: Database, lease_owner: str) -> dict[str, tuple[str
     return {row[0]: (row[1], row[2]) for row in rows}
 
 
-async def renew_leases(db: Database, lease_owner: str, until: int) -> None:
-    await _execute(db, RENEW_LEASES, (until, lease_owner))
+async def renew(db: Database, holder: str, ids: list[str], until: int) -> None:
+    """Extend the leases of exactly the tasks `holder` still holds."""
+    await _execute(db, RENEW_LEASES, (until, holder, orjson.dumps(ids).decode()))
 
 
 async def release_lease(db: Database, queue_id: str, lease_owner: str) -> None:
     await _execute(db, RELEASE_LEASE, (queue_id, lease_owner))
 
 
-async def release_leases_of(db: Database, lease_owner: str) -> None:
-    await _execute(db, RELEASE_LEASES_OF, (lease_owner,))
+async def abandon(db: Database, *, holder: str, queue_id: str, now: int) -> None:
+    """Give a task up after a failed write: its open attempt ends INTERRUPTED, its lease goes,
+    so this process or another runs it again."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        conn.execute(INTERRUPT_OPEN_OF_TASK, (now, queue_id, holder))
+        conn.execute(RELEASE_LEASE, (queue_id, holder))
+
+    await db.write(unit)
+
+
+async def release_leases_of(db: Database, holder: str, *, now: int) -> None:
+    """A stopping holder frees its leases; attempts it leaves open were interrupted."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        conn.execute(INTERRUPT_OPEN_OF, (now, holder))
+        conn.execute(RELEASE_LEASES_OF, (holder,))
+
+    await db.write(unit)
 
 
 async def release_all_leases(db: Database) -> None:
@@ -268,35 +509,9 @@ async def release_all_leases(db: Database) -> None:
     await _execute(db, RELEASE_ALL_LEASES, ())
 
 
-async def finish(
-    db: Database,
-    *,
-    queue_id: str,
-    lease_owner: str,
-    version: int,
-    state: str,
-    status_code: int,
-    response: bytes | None,
-    ended_at: int,
-) -> bool:
-    """Record a final outcome (SUCCESS or ERROR); False when the task changed meanwhile."""
-    params = (state, status_code, response, ended_at, queue_id, lease_owner, version)
-    return await _execute(db, FINISH, params) > 0
-
-
-async def retry_later(
-    db: Database,
-    *,
-    queue_id: str,
-    lease_owner: str,
-    version: int,
-    status_code: int,
-    response: bytes | None,
-    due: int,
-) -> bool:
-    """Record a failed attempt and schedule the next; False when the task changed meanwhile."""
-    params = (status_code, response, due, queue_id, lease_owner, version)
-    return await _execute(db, RETRY_LATER, params) > 0
+async def purge_finished(db: Database, *, before: int, batch: int) -> int:
+    """Delete up to `batch` tasks finished before `before`, with their attempts."""
+    return await _execute(db, PURGE_FINISHED, (before, batch))
 
 
 async def count_by_state(db: Database) -> dict[str, int]:
@@ -304,9 +519,15 @@ async def count_by_state(db: Database) -> dict[str, int]:
 
 
 async def count_overdue(db: Database, *, now: int, late_by: int) -> int:
-    """RUNNING tasks due more than `late_by` ms ago: not started, or still in flight."""
+    """RUNNING tasks due more than `late_by` ms ago that have not started."""
     row = await db.fetchone(COUNT_OVERDUE, (now - late_by,))
     return int(row[0]) if row else 0
+
+
+async def active_counts(db: Database) -> dict[str, tuple[int, int]]:
+    """Per owner: the kept counter of active tasks and a full recount (they must agree)."""
+    rows = await db.fetchall(COUNT_ACTIVE_BY_OWNER)
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 async def _execute(db: Database, sql: str, params: tuple[Any, ...]) -> int:

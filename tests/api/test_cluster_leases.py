@@ -65,3 +65,26 @@ async def test_many_tasks_run_once_across_two_processes(make_settings: MakeSetti
             for queue_id in ids:
                 await wait_state(a, owner, queue_id, "SUCCESS", timeout=20)
             assert sorted(hit.queue_id for hit in target.hits) == sorted(ids)
+
+
+async def test_edit_and_execute_of_a_task_in_flight_elsewhere_answer_422(
+    make_settings: MakeSettings,
+) -> None:
+    """SPEC §9.1: the open attempt row is what "in flight" means, in every process."""
+    settings = make_settings(cluster_mode=True)
+    with Target() as target:
+        target.script("/busy", Step(delay_ms=1500))
+        async with open_client(settings) as a, open_client(settings) as b:
+            owner = await register_owner(a)
+            created = await register(a, owner, task(f"{target.url}/busy"))
+            queue_id = created["id"]
+            await target.wait_hits("/busy", 1)
+            edit = await b.patch(
+                f"/v1/queues/{queue_id}", json={"metadata": {"k": "v"}}, headers=owner
+            )
+            assert edit.status_code == 422, edit.text
+            assert "being executed" in edit.json()["message"]
+            execute = await b.post(f"/v1/queues/{queue_id}/execute", headers=owner)
+            assert execute.status_code == 422
+            await wait_state(b, owner, queue_id, "SUCCESS")
+            assert len(target.hits_for("/busy")) == 1

@@ -346,6 +346,7 @@ async def test_list_order_sort_state_limit_offset(
     rows = (await client.get("/v1/queues", headers=owner)).json()
     assert set(rows[0]) == {
         "id",
+        "scheduleId",
         "state",
         "createdAt",
         "statusCode",
@@ -424,7 +425,7 @@ async def test_metrics_change_as_tasks_run(
     await wait_state(client, owner, created["id"], "SUCCESS")
     text = (await client.get("/metrics")).text
     assert 'tasks_by_state{state="SUCCESS"} 1.0' in text
-    assert 'tasks_attempts_total{outcome="success",status_class="2xx"} 1.0' in text
+    assert 'tasks_attempts_total{outcome="SUCCESS",status_class="2xx"} 1.0' in text
     assert "tasks_registrations_total 1.0" in text
     assert "tasks_scheduling_lateness_seconds_count 1.0" in text
     assert "tasks_attempts_in_flight 0.0" in text and "tasks_overdue 0.0" in text

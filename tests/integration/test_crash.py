@@ -56,6 +56,15 @@ def test_sigkill_loses_no_acknowledged_task(tmp_path: Path) -> None:
 
         with ServerProcess(tmp_path) as again, httpx.Client(base_url=again.url) as http2:
             assert _wait_all_succeeded(http2, headers, timeout=60) == TASKS
+            # The attempt in flight at the kill is closed as INTERRUPTED, not as a retry.
+            for queue_id in ids[:60]:
+                rows = http2.get(f"/v1/queues/{queue_id}/attempts", headers=headers).json()
+                assert [(r["attempt"], r["outcome"]) for r in rows] == [
+                    (1, "INTERRUPTED"),
+                    (2, "SUCCESS"),
+                ]
+                config = http2.get(f"/v1/queues/{queue_id}/config", headers=headers).json()
+                assert config["retryCount"] == 0
         seen = {hit.queue_id for hit in target.hits}
         assert set(ids) <= seen
         # The slow ones were in flight at the kill: sent again after the restart.

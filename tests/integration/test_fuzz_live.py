@@ -3,8 +3,9 @@ from a registered task to every task route, as an owner, and find no 500 and no 
 breaks the document.
 
 The server is real, so no generated task may reach the network: every body that could set a
-due time gets one an hour away, and `execute` is left to the in-process fuzz run (test_fuzz.py),
-whose transport contacts nothing. The server is stopped before any task falls due.
+due time gets one an hour away, and `execute`, `replay` and `bulk` (which can replay) are left
+to the in-process fuzz run (test_fuzz.py), whose transport contacts nothing. The server is
+stopped before any task falls due.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ SCENARIOS = 25
 FAR_AWAY_MS = 3_600_000
 
 schema = schemathesis.openapi.from_dict(build_openapi()).exclude(
-    operation_id=["executeQueue", "deleteOwner"]
+    operation_id=["executeQueue", "replayQueue", "bulkQueues", "deleteOwner"]
 )
 
 

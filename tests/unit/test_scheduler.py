@@ -1,0 +1,299 @@
+"""The scheduler against a real SQLite store, a fake transport and a clock the test can step.
+
+The wall clock is the real one plus an offset the test moves (an NTP step, a VM resume); the
+monotonic clock is the real one. The transport answers when the test lets it, and counts
+how many attempts of each task are in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pycurl
+import pytest
+from ulid import ULID
+
+from tasks_server import scheduler as scheduler_module
+from tasks_server.codec import TaskCodec
+from tasks_server.connectivity import ConnectivityGate
+from tasks_server.crypto import Cipher
+from tasks_server.executor.runner import Runner
+from tasks_server.executor.transport import CurlResponse
+from tasks_server.metrics import Metrics
+from tasks_server.models.queues import QueueRegistration
+from tasks_server.scheduler import LEASE_MS, Scheduler
+from tasks_server.store import owners, queues
+from tasks_server.store.db import Database
+from tasks_server.store.queues import QueueRow
+from tasks_server.timeutil import now_ms
+
+OWNER, OTHER = str(ULID()), str(ULID())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def wall(self) -> int:
+        return now_ms() + self.offset_ms
+
+
+class FakeTransport:
+    """Records each send by path; paths in `held` answer only once released."""
+
+    def __init__(self) -> None:
+        self.sends: list[str] = []
+        self.held: set[str] = set()
+        self.status: dict[str, int] = {}
+        self.current: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self._released: dict[str, asyncio.Event] = {}
+
+    def release(self, path: str) -> None:
+        self.held.discard(path)
+        self._released.setdefault(path, asyncio.Event()).set()
+
+    async def send(
+        self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int, pool: str
+    ) -> CurlResponse:
+        url = dict(options)[pycurl.URL]
+        path = urlsplit(url).path
+        self.sends.append(path)
+        self.current[path] += 1
+        self.peak[path] = max(self.peak[path], self.current[path])
+        try:
+            if path in self.held:
+                await self._released.setdefault(path, asyncio.Event()).wait()
+            return CurlResponse(self.status.get(path, 200), b"ok", 1.0, url)
+        finally:
+            self.current[path] -= 1
+
+
+class Harness:
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path)
+        self.codec = TaskCodec(Cipher.from_secret("scheduler-test"))
+        self.transport = FakeTransport()
+        self.clock = Clock()
+        self.scheduler: Scheduler | None = None
+
+    async def start(self, **options: Any) -> Scheduler:
+        await self.db.open()
+        for owner_id, name in ((OWNER, "owner-one"), (OTHER, "owner-two")):
+            await owners.create_owner(
+                self.db, owner_id=owner_id, name=name, key_digest=b"-", created_at=0
+            )
+        runner = Runner(self.transport, max_body_bytes=1000, certs_dir=None)  # type: ignore[arg-type]
+        self.scheduler = Scheduler(
+            self.db,
+            self.codec,
+            runner,
+            ConnectivityGate("", 5000),
+            Metrics(),
+            clock=self.clock.wall,
+            **options,
+        )
+        await self.scheduler.start()
+        return self.scheduler
+
+    async def add(self, path: str, *, delay_ms: int = 1, owner: str = OWNER, **config: Any) -> str:
+        """Insert a task as another process would, without telling the scheduler."""
+        now = self.clock.wall()
+        document = {
+            "httpRequest": {"url": f"http://127.0.0.1:9{path}", "method": "GET"},
+            "config": {"executionDelay": delay_ms, **config},
+        }
+        reg = QueueRegistration.model_validate(document, context={"now": now})
+        queue_id = str(ULID())
+        outcome, row = await queues.insert(
+            self.db,
+            queue_id=queue_id,
+            owner_id=owner,
+            created_at=now,
+            due=now + delay_ms,
+            retry_limit=reg.config.retry,
+            request=self.codec.seal_request(reg, queue_id),
+            metadata=None,
+            limit=1000,
+            lease=None,
+        )
+        assert row is not None, outcome
+        return queue_id
+
+    async def row(self, queue_id: str) -> QueueRow:
+        row = await queues.reload(self.db, queue_id)
+        assert row is not None
+        return row
+
+    async def lease_of(self, queue_id: str) -> str | None:
+        found = await self.db.fetchone("SELECT lease_owner FROM queues WHERE id = ?", (queue_id,))
+        assert found is not None
+        return found[0]  # type: ignore[no-any-return]
+
+    async def outcomes(self, queue_id: str) -> list[str]:
+        rows = await queues.attempts(self.db, queue_id, limit=100, offset=0)
+        return [row.outcome for row in rows]
+
+    async def close(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop(1.0)
+        await self.db.close()
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Poll a condition with a deadline (re-evaluated after every loop turn)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+async def state_is(h: Harness, queue_id: str, state: str) -> bool:
+    return (await h.row(queue_id)).state == state
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = Harness(tmp_path / "tasks.db")
+    yield harness
+    for path in list(harness.transport.held):
+        harness.transport.release(path)
+    await harness.close()
+
+
+async def test_forward_clock_step_never_resends_an_attempt_in_flight(h: Harness) -> None:
+    scheduler = await h.start()
+    h.transport.held.add("/slow")
+    queue_id = await h.add("/slow")
+    await until(lambda: h.transport.sends == ["/slow"])
+    h.clock.offset_ms += LEASE_MS + 5_000  # every lease now looks expired
+    await scheduler._claim()
+    await scheduler._claim()
+    h.transport.release("/slow")
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert h.transport.sends == ["/slow"]
+    assert await h.outcomes(queue_id) == ["SUCCESS"]
+
+
+async def test_backward_clock_step_does_not_stall_polling(h: Harness) -> None:
+    await h.start()
+    await until(lambda: True)  # one loop turn: the first poll is behind us
+    h.clock.offset_ms -= 20_000
+    started = time.monotonic()
+    queue_id = await h.add("/soon", delay_ms=300)  # by another process: found by polling
+    await until(lambda: state_is(h, queue_id, "SUCCESS"), timeout=5)
+    assert time.monotonic() - started < 5
+
+
+async def test_failed_outcome_write_is_retried(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 5)
+    record, failures = queues.record, []
+
+    async def flaky(*args: Any, **kwargs: Any) -> bool:
+        if len(failures) < 2:
+            failures.append(1)
+            raise sqlite3.OperationalError("database is locked")
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(queues, "record", flaky)
+    await h.start()
+    queue_id = await h.add("/flaky")
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert len(failures) == 2 and h.transport.sends == ["/flaky"]
+    assert await h.outcomes(queue_id) == ["SUCCESS"]
+
+
+async def test_outcome_write_that_keeps_failing_frees_the_task(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    record = queues.record
+
+    async def broken(*args: Any, **kwargs: Any) -> bool:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(queues, "record", broken)
+    await h.start()
+    queue_id = await h.add("/lost")
+    # Not left leased and "in flight" by a process that no longer means to run it: it is
+    # given up, so it runs again...
+    await until(lambda: len(h.transport.sends) >= 2)
+    assert "INTERRUPTED" in await h.outcomes(queue_id)
+    # ...and once writes work again, it ends.
+    monkeypatch.setattr(queues, "record", record)
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert set(h.transport.sends) == {"/lost"}
+
+
+async def test_pause_and_resume_racing_an_abort_never_run_two_attempts(h: Harness) -> None:
+    scheduler = await h.start()
+    h.transport.held.add("/race")
+    queue_id = await h.add("/race")
+    await until(lambda: h.transport.sends == ["/race"])
+    for state in ("PAUSED", "RUNNING", "PAUSED", "RUNNING"):
+        now = h.clock.wall()
+        changes = {"state": state, "paused_at": now if state == "PAUSED" else None}
+        if state == "RUNNING":
+            changes["estimate_execution_at"] = now
+        row = await queues.change(h.db, OWNER, queue_id, lambda _row, c=changes: c)
+        assert isinstance(row, QueueRow)
+        scheduler.changed(queue_id, row)
+    await until(lambda: len(h.transport.sends) >= 2)
+    h.transport.release("/race")
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert h.transport.peak["/race"] == 1
+    outcomes = await h.outcomes(queue_id)
+    assert outcomes[-1] == "SUCCESS" and set(outcomes[:-1]) <= {"ABORTED"}
+
+
+async def test_one_owner_gets_only_its_share_of_the_slots(h: Harness) -> None:
+    await h.start(max_in_flight_per_owner=2)
+    paths = [f"/a{n}" for n in range(5)]
+    h.transport.held.update([*paths, "/b"])
+    ids = [await h.add(path) for path in paths]
+    await until(lambda: len(h.transport.sends) == 2)
+    other = await h.add("/b", owner=OTHER)
+    await until(lambda: "/b" in h.transport.sends)
+    assert sorted(h.transport.sends) == sorted([*h.transport.sends[:2], "/b"])
+    for path in [*paths, "/b"]:
+        h.transport.release(path)
+    for queue_id in [*ids, other]:
+        await until(lambda q=queue_id: state_is(h, q, "SUCCESS"))
+    assert sorted(h.transport.sends) == sorted([*paths, "/b"])
+
+
+async def test_stop_interrupts_open_attempts_and_frees_leases(h: Harness) -> None:
+    scheduler = await h.start()
+    h.transport.held.add("/stuck")
+    queue_id = await h.add("/stuck")
+    await until(lambda: h.transport.sends == ["/stuck"])
+    assert (await h.row(queue_id)).in_flight
+    await scheduler.stop(0.05)
+    h.scheduler = None
+    row = await h.row(queue_id)
+    assert row.state == "RUNNING" and not row.in_flight
+    assert await h.lease_of(queue_id) is None
+    assert await h.outcomes(queue_id) == ["INTERRUPTED"]
+
+
+async def test_attempts_kept_are_capped(h: Harness) -> None:
+    await h.start(max_attempts_kept=2)
+    h.transport.status["/fails"] = 503
+    queue_id = await h.add("/fails", retry=3, retryInterval=1)
+    await until(lambda: state_is(h, queue_id, "ERROR"))
+    rows = await queues.attempts(h.db, queue_id, limit=100, offset=0)
+    assert [row.attempt for row in rows] == [3, 4]
+    assert len(h.transport.sends) == 4
