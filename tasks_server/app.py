@@ -25,12 +25,10 @@ from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
 from tasks_server.retention import Retention
-from tasks_server.retention import lock_path_for as retention_lock_path
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
-from tasks_server.store import queues
-from tasks_server.store.db import Database
+from tasks_server.store.sqlite import SqliteStore
 
 SHUTDOWN_GRACE_S = 10.0
 
@@ -47,15 +45,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        db = Database(settings.path_sqlite)
-        await db.open()
+        store = SqliteStore(settings.path_sqlite)
+        await store.open()
+        db = store.db
         if not settings.cluster_mode:
             # Alone on this database: every lease is left over from a stopped process.
-            await queues.release_all_leases(db)
+            await store.release_all()
         codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
         transport = CurlTransport()
         scheduler = Scheduler(
-            db,
+            store,
             codec,
             Runner(
                 transport,
@@ -71,16 +70,13 @@ def create_app(settings: Settings) -> Starlette:
         await scheduler.start()
         backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
         backups.start()
-        retention = Retention(
-            db,
-            keep_ms=settings.retention_finished_ms,
-            lock_path=retention_lock_path(settings.path_sqlite),
-        )
+        retention = Retention(store, keep_ms=settings.retention_finished_ms)
         retention.start()
         try:
             yield {
                 "services": Services(
                     settings=settings,
+                    store=store,
                     db=db,
                     auth=Authenticator(db),
                     codec=codec,
@@ -93,7 +89,7 @@ def create_app(settings: Settings) -> Starlette:
             await backups.stop()
             await scheduler.stop(SHUTDOWN_GRACE_S)
             await transport.aclose()
-            await db.close()
+            await store.close()
 
     middleware = [Middleware(SecurityHeaders)]
     if settings.forwarded_allow_ips:

@@ -20,8 +20,7 @@ from tasks_server.app import create_app
 from tasks_server.backup import BackupError, RestoreError, backup_now, restore
 from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
-from tasks_server.store import queues
-from tasks_server.store.db import Database
+from tasks_server.store.sqlite import SqliteStore
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,12 +120,12 @@ def serve(settings: Settings) -> None:
 
 
 async def _release_leases(settings: Settings) -> None:
-    db = Database(settings.path_sqlite)
-    await db.open()
+    store = SqliteStore(settings.path_sqlite)
+    await store.open()
     try:
-        await queues.release_all_leases(db)
+        await store.release_all()
     finally:
-        await db.close()
+        await store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

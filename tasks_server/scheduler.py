@@ -44,9 +44,7 @@ from tasks_server.metrics import Metrics
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy
-from tasks_server.store import queues
-from tasks_server.store.db import Database
-from tasks_server.store.queues import Due, QueueRow, Result
+from tasks_server.store.base import Due, QueueRow, Result, TaskStore
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -98,7 +96,7 @@ class _Tasks:
 class Scheduler:
     def __init__(
         self,
-        db: Database,
+        store: TaskStore,
         codec: TaskCodec,
         runner: Runner,
         gate: ConnectivityGate,
@@ -111,7 +109,7 @@ class Scheduler:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lease_owner = str(ULID())
-        self._db = db
+        self._store = store
         self._codec = codec
         self._runner = runner
         self._gate = gate
@@ -160,7 +158,7 @@ class Scheduler:
             await asyncio.gather(*pending, return_exceptions=True)
         while self._tasks.running:  # outcome writes spawn follow-ups: wait for all of them
             await asyncio.gather(*self._tasks.running, return_exceptions=True)
-        await queues.release_leases_of(self._db, self.lease_owner, now=self._clock())
+        await self._store.release_holder(self.lease_owner, now=self._clock())
         self._held.clear()
 
     def _loop_died(self, task: asyncio.Task[None]) -> None:
@@ -252,14 +250,8 @@ class Scheduler:
         room = min(CLAIM_BATCH, MAX_HELD - len(self._held))
         if room <= 0:
             return
-        now = self._clock()
-        rows = await queues.claim(
-            self._db,
-            holder=self.lease_owner,
-            now=now,
-            horizon=now + WINDOW_MS,
-            lease_ms=LEASE_MS,
-            limit=room,
+        rows = await self._store.claim(
+            holder=self.lease_owner, window_ms=WINDOW_MS, lease_ms=LEASE_MS, limit=room
         )
         for row in rows:
             self._hold(row, None)
@@ -324,9 +316,7 @@ class Scheduler:
             return
         del self._held[queue_id]
         if row is not None:
-            self._tasks.spawn(
-                queues.release_lease(self._db, queue_id, self.lease_owner), "release-lease"
-            )
+            self._tasks.spawn(self._store.release(self.lease_owner, queue_id), "release-lease")
 
     def _drop(self, held: _Held) -> None:
         """Stop holding a task whose state this process could not write, and give it up."""
@@ -336,7 +326,7 @@ class Scheduler:
 
         def abandon() -> Awaitable[None]:
             now = self._clock()
-            return queues.abandon(self._db, holder=self.lease_owner, queue_id=queue_id, now=now)
+            return self._store.abandon(holder=self.lease_owner, queue_id=queue_id, now=now)
 
         self._tasks.spawn(_retrying(abandon, self._stopping), f"abandon-{queue_id}")
 
@@ -349,11 +339,11 @@ class Scheduler:
         try:
             await self._gate.wait_open()
             start = self._clock()
-            number = await queues.started(self._db, holder=self.lease_owner, due=row, now=start)
+            number = await self._store.started(holder=self.lease_owner, due=row, now=start)
             if number is None:  # changed since it was held: act on what it is now
                 self._count_in_flight(row.owner_id, -1)
                 held.task = None
-                self._settle(held, await queues.reload(self._db, row.id))
+                self._settle(held, await self._store.reload(row.id))
                 return
             reg = held.reg or self._codec.open_request(row.request, row.id)
             lateness_ms = max(0, start - row.estimate_execution_at)
@@ -382,8 +372,8 @@ class Scheduler:
             if self._stopping:
                 raise  # its open attempt is closed as INTERRUPTED with the leases
             log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
-            current = await queues.aborted(
-                self._db, holder=self.lease_owner, queue_id=row.id, now=self._clock()
+            current = await self._store.aborted(
+                holder=self.lease_owner, queue_id=row.id, now=self._clock()
             )
             self._settle(held, current)
             return
@@ -436,8 +426,7 @@ class Scheduler:
         )
         try:
             applied = await _retrying(
-                lambda: queues.record(
-                    self._db,
+                lambda: self._store.record(
                     holder=self.lease_owner,
                     due=row,
                     result=result,
@@ -462,7 +451,7 @@ class Scheduler:
             if self._held.get(row.id) is held:
                 del self._held[row.id]
         else:  # changed while in flight: act on what it is now
-            self._settle(held, await queues.reload(self._db, row.id))
+            self._settle(held, await self._store.reload(row.id))
 
     @staticmethod
     def _log_outcome(row: Due, number: int, outcome: Outcome, event: str, retry_at: int) -> None:
@@ -493,9 +482,7 @@ class Scheduler:
                     await self._reconcile()
                 if self._monotonic() - last_renewal >= RENEW_MS / 1000:
                     last_renewal = self._monotonic()
-                    await queues.renew(
-                        self._db, self.lease_owner, list(self._held), self._clock() + LEASE_MS
-                    )
+                    await self._store.renew(self.lease_owner, list(self._held), LEASE_MS)
             except Exception:
                 log.exception("scheduler housekeeping failed", extra={"action": "housekeeping"})
 
@@ -503,12 +490,12 @@ class Scheduler:
         """Catch up with changes made by other processes to the tasks held here."""
         if not self._held:
             return
-        current = await queues.leased_versions(self._db, self.lease_owner)
+        current = await self._store.leased_versions(self.lease_owner)
         for queue_id, held in list(self._held.items()):
             version = current.get(queue_id)
             if held.recording or (version is not None and version[1] == held.row.version):
                 continue
-            self.changed(queue_id, await queues.reload(self._db, queue_id))
+            self.changed(queue_id, await self._store.reload(queue_id))
 
 
 async def _retrying(write: Callable[[], Awaitable[T]], stopping: bool) -> T:

@@ -11,13 +11,15 @@ from tasks_server.codec import TaskCodec
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
 from tasks_server.settings import Settings
+from tasks_server.store.base import TaskStore
 from tasks_server.store.db import Database
 
 
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    db: Database
+    store: TaskStore
+    db: Database  # the SQLite store's own, for the owner routes until they move onto `store`
     auth: Authenticator
     codec: TaskCodec
     scheduler: Scheduler

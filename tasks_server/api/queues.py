@@ -39,14 +39,14 @@ from tasks_server.models.queues import (
     redact,
 )
 from tasks_server.services import Services, services
-from tasks_server.store import queues
-from tasks_server.store.queues import (
+from tasks_server.store.base import (
     AttemptRow,
     Decide,
     InsertOutcome,
     QueueRow,
     QueueSummaryRow,
     Rejected,
+    limit_message,
 )
 from tasks_server.timeutil import now_ms
 
@@ -117,8 +117,7 @@ async def register(request: Request) -> Response:
     lease = svc.scheduler.lease_for(due)
 
     async def insert_and_adopt() -> tuple[InsertOutcome, QueueRow | None]:
-        inserted = await queues.insert(
-            svc.db,
+        inserted = await svc.store.insert(
             queue_id=queue_id,
             owner_id=owner_id,
             created_at=now,
@@ -138,7 +137,7 @@ async def register(request: Request) -> Response:
     # Shielded: a handler cancelled after the commit must still hand its lease over.
     outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
     if outcome is InsertOutcome.LIMIT_REACHED:
-        raise ApiError(422, queues.limit_message(svc.settings.max_tasks_in_queue))
+        raise ApiError(422, limit_message(svc.settings.max_tasks_in_queue))
     if outcome is InsertOutcome.NO_OWNER or row is None:
         raise ApiError(403)
     svc.metrics.registrations.inc()
@@ -150,8 +149,7 @@ async def list_queues(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     query = ListQuery.model_validate(dict(request.query_params))
-    rows = await queues.list_for_owner(
-        svc.db,
+    rows = await svc.store.list(
         owner_id,
         state=query.state.value if query.state else None,
         order=query.order,
@@ -164,7 +162,7 @@ async def list_queues(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     svc, owner_id, queue_id = await _owned(request)
-    row = await queues.get(svc.db, owner_id, queue_id)
+    row = await svc.store.get(owner_id, queue_id)
     if row is None:
         raise NotFound()
     return JSONResponse(_queue_out(svc, row))
@@ -172,7 +170,7 @@ async def get(request: Request) -> Response:
 
 async def config(request: Request) -> Response:
     svc, owner_id, queue_id = await _owned(request)
-    row = await queues.get(svc.db, owner_id, queue_id)
+    row = await svc.store.get(owner_id, queue_id)
     if row is None:
         raise NotFound()
     document = redact(_document(svc, row))
@@ -216,7 +214,7 @@ async def edit(request: Request) -> Response:
     if not isinstance(patch, dict):
         raise ApiError(400, "The body must be a JSON merge patch object")
     for _ in range(_EDIT_ATTEMPTS):
-        row = await queues.get(svc.db, owner_id, queue_id)
+        row = await svc.store.get(owner_id, queue_id)
         if row is None:
             raise NotFound()
         _editable(svc, row)
@@ -241,7 +239,7 @@ async def edit(request: Request) -> Response:
         def decide(current: QueueRow, seen: int = seen, changes: dict[str, Any] = changes) -> Any:
             return changes if current.version == seen else Rejected("stale")
 
-        result = await queues.change(svc.db, owner_id, queue_id, decide)
+        result = await svc.store.change(owner_id, queue_id, decide)
         if result is None:
             raise NotFound()
         if isinstance(result, QueueRow):
@@ -362,8 +360,8 @@ async def _transition(
     svc: Services, owner_id: str, queue_id: str, action: str, decide: Decide
 ) -> QueueRow | Rejected | None:
     """Apply one decision; tell the scheduler and log when it applied."""
-    result = await queues.change(
-        svc.db, owner_id, queue_id, decide, limit=svc.settings.max_tasks_in_queue
+    result = await svc.store.change(
+        owner_id, queue_id, decide, limit=svc.settings.max_tasks_in_queue
     )
     if isinstance(result, QueueRow):
         svc.scheduler.changed(queue_id, result)
@@ -413,7 +411,7 @@ async def replay(request: Request) -> Response:
 
 
 async def _delete(svc: Services, owner_id: str, queue_id: str) -> bool:
-    if not await queues.delete(svc.db, owner_id, queue_id):
+    if not await svc.store.delete(owner_id, queue_id):
         return False
     svc.scheduler.changed(queue_id, None)
     _event("deleted", queue_id, owner_id)
@@ -442,7 +440,7 @@ async def bulk(request: Request) -> Response:
     body = Bulk.model_validate(await read_json(request, svc.settings.max_size_body_request))
     total = 0
     if body.state is not None:
-        ids, total = await queues.ids_in_state(svc.db, owner_id, body.state.value, MAX_BULK)
+        ids, total = await svc.store.ids_in_state(owner_id, body.state.value, MAX_BULK)
     else:
         ids = list(dict.fromkeys(body.ids or ()))
     now = now_ms()
@@ -471,10 +469,10 @@ async def bulk(request: Request) -> Response:
 async def attempts(request: Request) -> Response:
     svc, owner_id, queue_id = await _owned(request)
     query = AttemptsQuery.model_validate(dict(request.query_params))
-    row = await queues.get(svc.db, owner_id, queue_id)
+    row = await svc.store.get(owner_id, queue_id)
     if row is None:
         raise NotFound()
-    rows = await queues.attempts(svc.db, queue_id, limit=query.limit, offset=query.offset)
+    rows = await svc.store.attempts(queue_id, limit=query.limit, offset=query.offset)
     return JSONResponse([_attempt_out(svc, queue_id, a).model_dump(by_alias=True) for a in rows])
 
 

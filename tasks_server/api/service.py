@@ -15,7 +15,6 @@ from tasks_server.metrics import OVERDUE_MS
 from tasks_server.models.queues import QueueState
 from tasks_server.openapi import build_openapi
 from tasks_server.services import services
-from tasks_server.store import queues
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,8 @@ async def status(request: Request) -> Response:
 async def health(request: Request) -> Response:
     svc = services(request)
     try:
-        await asyncio.wait_for(svc.db.fetchone("SELECT 1"), HEALTH_TIMEOUT_S)
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            await svc.store.ping()
     except Exception as exc:
         log.warning("health check failed: %s", exc, extra={"action": "health"})
         return JSONResponse({"status": "error", "database": "unavailable"}, 503)
@@ -40,10 +40,10 @@ async def health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text; task counts come from the database at scrape time."""
     svc = services(request)
-    counts = await queues.count_by_state(svc.db)
+    counts = await svc.store.count_by_state()
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
-    svc.metrics.overdue.set(await queues.count_overdue(svc.db, now=now_ms(), late_by=OVERDUE_MS))
+    svc.metrics.overdue.set(await svc.store.count_overdue(now=now_ms(), late_by=OVERDUE_MS))
     return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from enum import Enum, auto
 
+from tasks_server.store.base import DeleteOutcome, OwnerRecord
 from tasks_server.store.db import Database
 
 INSERT_OWNER = """
@@ -18,20 +17,6 @@ SELECT id, name, created_at, active_tasks AS active FROM owners WHERE id = ? AND
 """
 COUNT_ACTIVE = "SELECT active_tasks FROM owners WHERE id = ?"
 DELETE_OWNER = "DELETE FROM owners WHERE id = ? AND name = ?"
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerRecord:
-    id: str
-    name: str
-    created_at: int
-    tasks_in_queue: int
-
-
-class DeleteOutcome(Enum):
-    DELETED = auto()
-    NOT_FOUND = auto()
-    HAS_TASKS = auto()
 
 
 async def create_owner(

@@ -8,13 +8,21 @@ lease, they bump `version`, and an outcome is recorded only for the version it w
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum, auto
 from typing import Any
 
 import orjson
 
+from tasks_server.store.base import (
+    AttemptRow,
+    Decide,
+    Due,
+    InsertOutcome,
+    QueueRow,
+    QueueSummaryRow,
+    Rejected,
+    Result,
+    limit_message,
+)
 from tasks_server.store.db import Database
 
 # A task is in flight exactly when it has an open attempt row (SPEC §9.1).
@@ -39,6 +47,7 @@ SELECT ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?
  WHERE (SELECT active_tasks FROM owners WHERE id = ?) < ?
 RETURNING {COLUMNS}
 """
+PING = "SELECT 1"
 OWNER_EXISTS = "SELECT 1 FROM owners WHERE id = ?"
 OWNER_HAS_ROOM = "SELECT active_tasks < ? FROM owners WHERE id = ?"
 SELECT_QUEUE = f"SELECT {COLUMNS} FROM queues WHERE id = ? AND owner_id = ?"
@@ -155,111 +164,6 @@ _CHANGEABLE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class QueueRow:
-    id: str
-    owner_id: str
-    state: str
-    created_at: int
-    status_code: int
-    estimate_execution_at: int
-    estimate_end_at: int
-    paused_at: int | None
-    retry_count: int
-    retry_limit: int
-    version: int
-    request: bytes
-    metadata: bytes | None
-    response: bytes | None
-    attempts: int  # attempts made so far, across retries and replays
-    schedule_id: str | None
-    in_flight: bool  # it has an open attempt row
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> QueueRow:
-        return cls(*row[:16], bool(row[16]))
-
-    @property
-    def due(self) -> Due:
-        return Due(
-            self.id,
-            self.owner_id,
-            self.estimate_execution_at,
-            self.retry_count,
-            self.retry_limit,
-            self.version,
-            self.attempts,
-            self.request,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A RUNNING task as the scheduler holds it: no response, no metadata."""
-
-    id: str
-    owner_id: str
-    estimate_execution_at: int
-    retry_count: int
-    retry_limit: int
-    version: int
-    attempts: int
-    request: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSummaryRow:
-    id: str
-    state: str
-    created_at: int
-    status_code: int
-    estimate_execution_at: int
-    estimate_end_at: int
-    schedule_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    attempt: int
-    due_at: int
-    started_at: int
-    finished_at: int
-    status_code: int
-    outcome: str
-    error: bytes | None  # sealed
-    response: bytes | None  # sealed
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """How an attempt ended, as the outcome write records it (blobs already sealed)."""
-
-    attempt: int
-    outcome: str
-    status_code: int
-    error: bytes | None
-    response: bytes | None
-    finished_at: int
-    state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
-    retry_at: int = 0
-
-
-class InsertOutcome(Enum):
-    INSERTED = auto()
-    LIMIT_REACHED = auto()
-    NO_OWNER = auto()
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A change refused because of the task's state (the API answers 422)."""
-
-    message: str
-
-
-# Runs on the database writer thread inside the transaction: decide only, change nothing else.
-Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
-
 ACTIVE = ("RUNNING", "PAUSED")
 
 
@@ -367,10 +271,6 @@ async def change(
         return QueueRow.from_row(updated[0])
 
     return await db.write(unit)
-
-
-def limit_message(limit: int) -> str:
-    return f"Queue limit reached: at most {limit} tasks RUNNING or PAUSED per owner"
 
 
 async def delete(db: Database, owner_id: str, queue_id: str) -> bool:

@@ -13,8 +13,6 @@ import httpx
 import pytest
 
 from tasks_server.retention import Retention
-from tasks_server.retention import lock_path_for as retention_lock
-from tasks_server.store import queues
 from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, register, task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -212,7 +210,7 @@ async def test_owner_counter_matches_a_recount_after_a_random_mix(
             row = (await client.get(f"/v1/queues/{queue_id}", headers=_owner)).json()
             if row and row["state"] == "RUNNING" and row["estimateExecutionAt"] < now_ms() + 1000:
                 await wait_state(client, _owner, queue_id, "SUCCESS")
-        counts = await queues.active_counts(app.services.db)
+        counts = await app.services.store.active_counts()
     assert len(counts) == 3
     assert all(kept == recount for kept, recount in counts.values()), counts
 
@@ -227,10 +225,9 @@ async def test_retention_purges_finished_tasks_once(
         done = await register(a, owner, task(f"{target.url}/old"))
         await wait_state(a, owner, done["id"], "SUCCESS")
         waiting = await register(a, owner, task(f"{target.url}/new", executionDelay=60_000))
-        db = app.services.db
-        lock = retention_lock(settings.path_sqlite)
-        first = Retention(db, keep_ms=1, lock_path=lock, clock=lambda: now_ms() + 10)
-        second = Retention(db, keep_ms=1, lock_path=lock, clock=lambda: now_ms() + 10)
+        store = app.services.store
+        first = Retention(store, keep_ms=1, clock=lambda: now_ms() + 10)
+        second = Retention(store, keep_ms=1, clock=lambda: now_ms() + 10)
         try:
             assert await first.run_once() == 1
             assert await second.run_once() is None  # one process purges

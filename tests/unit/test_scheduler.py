@@ -29,9 +29,9 @@ from tasks_server.executor.transport import CurlResponse
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler import LEASE_MS, Scheduler
-from tasks_server.store import owners, queues
-from tasks_server.store.db import Database
-from tasks_server.store.queues import QueueRow
+from tasks_server.store import owners
+from tasks_server.store.base import QueueRow
+from tasks_server.store.sqlite import SqliteStore
 from tasks_server.timeutil import now_ms
 
 OWNER, OTHER = str(ULID()), str(ULID())
@@ -78,21 +78,22 @@ class FakeTransport:
 
 class Harness:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path)
+        self.clock = Clock()
+        self.store = SqliteStore(path, clock=self.clock.wall)
+        self.db = self.store.db
         self.codec = TaskCodec(Cipher.from_secret("scheduler-test"))
         self.transport = FakeTransport()
-        self.clock = Clock()
         self.scheduler: Scheduler | None = None
 
     async def start(self, **options: Any) -> Scheduler:
-        await self.db.open()
+        await self.store.open()
         for owner_id, name in ((OWNER, "owner-one"), (OTHER, "owner-two")):
             await owners.create_owner(
                 self.db, owner_id=owner_id, name=name, key_digest=b"-", created_at=0
             )
         runner = Runner(self.transport, max_body_bytes=1000, certs_dir=None)  # type: ignore[arg-type]
         self.scheduler = Scheduler(
-            self.db,
+            self.store,
             self.codec,
             runner,
             ConnectivityGate("", 5000),
@@ -112,8 +113,7 @@ class Harness:
         }
         reg = QueueRegistration.model_validate(document, context={"now": now})
         queue_id = str(ULID())
-        outcome, row = await queues.insert(
-            self.db,
+        outcome, row = await self.store.insert(
             queue_id=queue_id,
             owner_id=owner,
             created_at=now,
@@ -128,7 +128,7 @@ class Harness:
         return queue_id
 
     async def row(self, queue_id: str) -> QueueRow:
-        row = await queues.reload(self.db, queue_id)
+        row = await self.store.reload(queue_id)
         assert row is not None
         return row
 
@@ -138,13 +138,13 @@ class Harness:
         return found[0]  # type: ignore[no-any-return]
 
     async def outcomes(self, queue_id: str) -> list[str]:
-        rows = await queues.attempts(self.db, queue_id, limit=100, offset=0)
+        rows = await self.store.attempts(queue_id, limit=100, offset=0)
         return [row.outcome for row in rows]
 
     async def close(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop(1.0)
-        await self.db.close()
+        await self.store.close()
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
@@ -200,7 +200,7 @@ async def test_backward_clock_step_does_not_stall_polling(h: Harness) -> None:
 
 async def test_failed_outcome_write_is_retried(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 5)
-    record, failures = queues.record, []
+    record, failures = h.store.record, []
 
     async def flaky(*args: Any, **kwargs: Any) -> bool:
         if len(failures) < 2:
@@ -208,7 +208,7 @@ async def test_failed_outcome_write_is_retried(h: Harness, monkeypatch: pytest.M
             raise sqlite3.OperationalError("database is locked")
         return await record(*args, **kwargs)
 
-    monkeypatch.setattr(queues, "record", flaky)
+    monkeypatch.setattr(h.store, "record", flaky)
     await h.start()
     queue_id = await h.add("/flaky")
     await until(lambda: state_is(h, queue_id, "SUCCESS"))
@@ -220,12 +220,12 @@ async def test_outcome_write_that_keeps_failing_frees_the_task(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
-    record = queues.record
+    record = h.store.record
 
     async def broken(*args: Any, **kwargs: Any) -> bool:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(queues, "record", broken)
+    monkeypatch.setattr(h.store, "record", broken)
     await h.start()
     queue_id = await h.add("/lost")
     # Not left leased and "in flight" by a process that no longer means to run it: it is
@@ -233,7 +233,7 @@ async def test_outcome_write_that_keeps_failing_frees_the_task(
     await until(lambda: len(h.transport.sends) >= 2)
     assert "INTERRUPTED" in await h.outcomes(queue_id)
     # ...and once writes work again, it ends.
-    monkeypatch.setattr(queues, "record", record)
+    monkeypatch.setattr(h.store, "record", record)
     await until(lambda: state_is(h, queue_id, "SUCCESS"))
     assert set(h.transport.sends) == {"/lost"}
 
@@ -248,7 +248,7 @@ async def test_pause_and_resume_racing_an_abort_never_run_two_attempts(h: Harnes
         changes = {"state": state, "paused_at": now if state == "PAUSED" else None}
         if state == "RUNNING":
             changes["estimate_execution_at"] = now
-        row = await queues.change(h.db, OWNER, queue_id, lambda _row, c=changes: c)
+        row = await h.store.change(OWNER, queue_id, lambda _row, c=changes: c)
         assert isinstance(row, QueueRow)
         scheduler.changed(queue_id, row)
     await until(lambda: len(h.transport.sends) >= 2)
@@ -294,6 +294,6 @@ async def test_attempts_kept_are_capped(h: Harness) -> None:
     h.transport.status["/fails"] = 503
     queue_id = await h.add("/fails", retry=3, retryInterval=1)
     await until(lambda: state_is(h, queue_id, "ERROR"))
-    rows = await queues.attempts(h.db, queue_id, limit=100, offset=0)
+    rows = await h.store.attempts(queue_id, limit=100, offset=0)
     assert [row.attempt for row in rows] == [3, 4]
     assert len(h.transport.sends) == 4

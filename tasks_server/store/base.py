@@ -1,0 +1,263 @@
+"""What every store keeps and answers: the ``TaskStore`` protocol and its records.
+
+The API, the scheduler, the retention job and the leaders speak only to this interface; each
+engine (SQLite today) implements it with its own SQL. Times are epoch milliseconds. Where a
+call compares with "now" for leases it uses the store's own clock, so processes that share a
+database agree on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRecord:
+    id: str
+    name: str
+    created_at: int
+    tasks_in_queue: int
+
+
+class DeleteOutcome(Enum):
+    DELETED = auto()
+    NOT_FOUND = auto()
+    HAS_TASKS = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    id: str
+    owner_id: str
+    state: str
+    created_at: int
+    status_code: int
+    estimate_execution_at: int
+    estimate_end_at: int
+    paused_at: int | None
+    retry_count: int
+    retry_limit: int
+    version: int
+    request: bytes
+    metadata: bytes | None
+    response: bytes | None
+    attempts: int  # attempts made so far, across retries and replays
+    schedule_id: str | None
+    in_flight: bool  # it has an open attempt row
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> QueueRow:
+        """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
+        return cls(*row[:16], bool(row[16]))
+
+    @property
+    def due(self) -> Due:
+        return Due(
+            self.id,
+            self.owner_id,
+            self.estimate_execution_at,
+            self.retry_count,
+            self.retry_limit,
+            self.version,
+            self.attempts,
+            self.request,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A RUNNING task as the scheduler holds it: no response, no metadata."""
+
+    id: str
+    owner_id: str
+    estimate_execution_at: int
+    retry_count: int
+    retry_limit: int
+    version: int
+    attempts: int
+    request: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummaryRow:
+    id: str
+    state: str
+    created_at: int
+    status_code: int
+    estimate_execution_at: int
+    estimate_end_at: int
+    schedule_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    attempt: int
+    due_at: int
+    started_at: int
+    finished_at: int
+    status_code: int
+    outcome: str
+    error: bytes | None  # sealed
+    response: bytes | None  # sealed
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How an attempt ended, as the outcome write records it (blobs already sealed)."""
+
+    attempt: int
+    outcome: str
+    status_code: int
+    error: bytes | None
+    response: bytes | None
+    finished_at: int
+    state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
+    retry_at: int = 0
+
+
+class InsertOutcome(Enum):
+    INSERTED = auto()
+    LIMIT_REACHED = auto()
+    NO_OWNER = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A change refused because of the task's state (the API answers 422)."""
+
+    message: str
+
+
+# Runs on the database writer thread inside the transaction: decide only, change nothing else.
+Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
+
+
+class Leader(Protocol):
+    """A held single-runner role (retention, backups); `release` gives it up."""
+
+    def release(self) -> None: ...
+
+
+class TaskStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+
+    # --- owners ---------------------------------------------------------------------------
+
+    async def create_owner(
+        self, *, owner_id: str, name: str, key_digest: bytes, created_at: int
+    ) -> bool:
+        """Insert the owner; False when the name is taken."""
+
+    async def key_digest(self, owner_id: str) -> bytes | None: ...
+
+    async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None: ...
+
+    async def delete_owner(self, owner_id: str, name: str) -> DeleteOutcome: ...
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    async def insert(
+        self,
+        *,
+        queue_id: str,
+        owner_id: str,
+        created_at: int,
+        due: int,
+        retry_limit: int,
+        request: bytes,
+        metadata: bytes | None,
+        limit: int,
+        lease: tuple[str, int] | None,
+    ) -> tuple[InsertOutcome, QueueRow | None]:
+        """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
+        exact under concurrency); `lease` pre-claims it for the registering process."""
+
+    async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
+
+    async def list(
+        self,
+        owner_id: str,
+        *,
+        state: str | None,
+        order: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> list[QueueSummaryRow]: ...
+
+    async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
+        """The owner's oldest `limit` task ids in `state`, and how many are in it in all."""
+
+    async def change(
+        self, owner_id: str, queue_id: str, decide: Decide, *, limit: int | None = None
+    ) -> QueueRow | Rejected | None:
+        """Compare-and-set: `decide(row)` (run inside the transaction) returns column changes
+        or a refusal; the version is bumped. None when the owner has no such task. Making a
+        finished task active again is refused when the owner holds `limit` active tasks."""
+
+    async def delete(self, owner_id: str, queue_id: str) -> bool: ...
+
+    async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]: ...
+
+    # --- the scheduler --------------------------------------------------------------------
+
+    async def claim(self, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
+        """Lease RUNNING tasks due within `window_ms` that nobody holds, never one whose
+        attempt `holder` still has open; attempts left open by an expired holder end
+        INTERRUPTED. "Now" is the store's clock."""
+
+    async def started(self, *, holder: str, due: Due, now: int) -> int | None:
+        """Open (commit) the attempt row; its number, or None when the task changed."""
+
+    async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+        """Close the attempt and write the task's outcome in one transaction, keeping at most
+        `keep` attempt rows; False when the task changed meanwhile."""
+
+    async def aborted(self, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
+        """Close `holder`'s open attempt as ABORTED; the task as it is now."""
+
+    async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
+        """Give a task up after a failed write: open attempt INTERRUPTED, lease released."""
+
+    async def reload(self, queue_id: str) -> QueueRow | None: ...
+
+    async def leased_versions(self, holder: str) -> dict[str, tuple[str, int]]:
+        """State and version of every task `holder` leases (to catch up with changes)."""
+
+    async def renew(self, holder: str, ids: list[str], lease_ms: int) -> None:
+        """Extend the leases of exactly these tasks, if `holder` still holds them."""
+
+    async def release(self, holder: str, queue_id: str) -> None: ...
+
+    async def release_holder(self, holder: str, *, now: int) -> None:
+        """A stopping holder: its open attempts end INTERRUPTED, its leases go."""
+
+    async def release_all(self) -> None:
+        """At the start of a process alone on its database: every lease is stale."""
+
+    # --- jobs and metrics -----------------------------------------------------------------
+
+    async def purge_finished(self, *, before: int, batch: int) -> int: ...
+
+    async def leader(self, name: str) -> Leader | None:
+        """Take the single-runner role `name` without waiting; None when another holds it."""
+
+    async def count_by_state(self) -> dict[str, int]: ...
+
+    async def count_overdue(self, *, now: int, late_by: int) -> int: ...
+
+    async def active_counts(self) -> dict[str, tuple[int, int]]:
+        """Per owner: the kept active-task counter and a full recount (they must agree)."""
+
+
+def limit_message(limit: int) -> str:
+    """Why a registration or replay is refused when the owner is full (422)."""
+    return f"Queue limit reached: at most {limit} tasks RUNNING or PAUSED per owner"

@@ -1,0 +1,172 @@
+"""The SQLite engine behind ``TaskStore``: one file, one writer thread with group commit.
+
+The SQL lives in the modules beside this one (``queues``, ``owners``); this class binds them
+to one ``Database`` and keeps the store's clock. Single runners hold a ``flock`` on a file
+beside the database, so a dead holder's role passes at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks_server.store import owners, queues
+from tasks_server.store.base import (
+    AttemptRow,
+    Decide,
+    DeleteOutcome,
+    Due,
+    InsertOutcome,
+    OwnerRecord,
+    QueueRow,
+    QueueSummaryRow,
+    Rejected,
+    Result,
+)
+from tasks_server.store.db import Database
+from tasks_server.timeutil import now_ms
+
+
+class FileLock:
+    """A held ``flock``; released by `release()` or when the process ends."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def try_lock(path: Path) -> FileLock | None:
+    """Take the lock on `path` without waiting; None when another holder has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return FileLock(fd)
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, clock: Callable[[], int] = now_ms) -> None:
+        self.path = path
+        self.db = Database(path)
+        self._clock = clock
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.fetchone(queues.PING)
+
+    # owners
+
+    async def create_owner(
+        self, *, owner_id: str, name: str, key_digest: bytes, created_at: int
+    ) -> bool:
+        return await owners.create_owner(
+            self.db, owner_id=owner_id, name=name, key_digest=key_digest, created_at=created_at
+        )
+
+    async def key_digest(self, owner_id: str) -> bytes | None:
+        return await owners.key_digest(self.db, owner_id)
+
+    async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None:
+        return await owners.get_owner(self.db, owner_id, name)
+
+    async def delete_owner(self, owner_id: str, name: str) -> DeleteOutcome:
+        return await owners.delete_owner(self.db, owner_id, name)
+
+    # tasks
+
+    async def insert(self, **fields: Any) -> tuple[InsertOutcome, QueueRow | None]:
+        return await queues.insert(self.db, **fields)
+
+    async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
+        return await queues.get(self.db, owner_id, queue_id)
+
+    async def list(self, owner_id: str, **query: Any) -> list[QueueSummaryRow]:
+        return await queues.list_for_owner(self.db, owner_id, **query)
+
+    async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
+        return await queues.ids_in_state(self.db, owner_id, state, limit)
+
+    async def change(
+        self, owner_id: str, queue_id: str, decide: Decide, *, limit: int | None = None
+    ) -> QueueRow | Rejected | None:
+        return await queues.change(self.db, owner_id, queue_id, decide, limit=limit)
+
+    async def delete(self, owner_id: str, queue_id: str) -> bool:
+        return await queues.delete(self.db, owner_id, queue_id)
+
+    async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
+        return await queues.attempts(self.db, queue_id, limit=limit, offset=offset)
+
+    # the scheduler
+
+    async def claim(self, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
+        now = self._clock()
+        return await queues.claim(
+            self.db, holder=holder, now=now, horizon=now + window_ms, lease_ms=lease_ms, limit=limit
+        )
+
+    async def started(self, *, holder: str, due: Due, now: int) -> int | None:
+        return await queues.started(self.db, holder=holder, due=due, now=now)
+
+    async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+        return await queues.record(self.db, holder=holder, due=due, result=result, keep=keep)
+
+    async def aborted(self, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
+        return await queues.aborted(self.db, holder=holder, queue_id=queue_id, now=now)
+
+    async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
+        await queues.abandon(self.db, holder=holder, queue_id=queue_id, now=now)
+
+    async def reload(self, queue_id: str) -> QueueRow | None:
+        return await queues.reload(self.db, queue_id)
+
+    async def leased_versions(self, holder: str) -> dict[str, tuple[str, int]]:
+        return await queues.leased_versions(self.db, holder)
+
+    async def renew(self, holder: str, ids: list[str], lease_ms: int) -> None:
+        await queues.renew(self.db, holder, ids, self._clock() + lease_ms)
+
+    async def release(self, holder: str, queue_id: str) -> None:
+        await queues.release_lease(self.db, queue_id, holder)
+
+    async def release_holder(self, holder: str, *, now: int) -> None:
+        await queues.release_leases_of(self.db, holder, now=now)
+
+    async def release_all(self) -> None:
+        await queues.release_all_leases(self.db)
+
+    # jobs and metrics
+
+    async def purge_finished(self, *, before: int, batch: int) -> int:
+        return await queues.purge_finished(self.db, before=before, batch=batch)
+
+    async def leader(self, name: str) -> FileLock | None:
+        return try_lock(self.path.with_name(f"{self.path.name}.{name}.lock"))
+
+    async def count_by_state(self) -> dict[str, int]:
+        return await queues.count_by_state(self.db)
+
+    async def count_overdue(self, *, now: int, late_by: int) -> int:
+        return await queues.count_overdue(self.db, now=now, late_by=late_by)
+
+    async def active_counts(self) -> dict[str, tuple[int, int]]:
+        return await queues.active_counts(self.db)
