@@ -41,6 +41,7 @@ import pycurl
 from tasks_server.models.queues import Credentials, QueueConfig, QueueRegistration
 
 from .errors import TransportError
+from .guard import DestinationGuard, host_address
 
 __all__ = [
     "Attempt",
@@ -482,17 +483,24 @@ class CurlFeatures:
 
 
 def unsupported(
-    reg: QueueRegistration, *, certs_dir: Path | None, features: CurlFeatures | None = None
+    reg: QueueRegistration,
+    *,
+    certs_dir: Path | None,
+    guard: DestinationGuard | None = None,
+    features: CurlFeatures | None = None,
 ) -> list[dict[str, str]]:
     """Why ``reg`` cannot be executed here, as ``[{"path", "message"}]`` (empty: it can).
 
     Options needing a libcurl feature the running libcurl lacks (SPEC §2: refused, never
-    silently dropped), and certificate paths that do not name an existing file inside
-    ``certs_dir`` (no ``certs_dir``: every path is refused).
+    silently dropped), certificate paths that do not name an existing file inside
+    ``certs_dir`` (no ``certs_dir``: every path is refused), and IP literals ``guard`` refuses
+    (SPEC §10.2; host names are only judged at connect time, by the transport).
     """
     have = features or CurlFeatures.detect()
     request, config = reg.http_request, reg.config
     problems: list[dict[str, str]] = []
+    if guard is not None:
+        problems += _refused_literals(reg, guard)
 
     def lacks(path: str, feature: str) -> None:
         message = f"needs libcurl built with {feature}; this libcurl ({have.version}) lacks it"
@@ -544,6 +552,23 @@ def unsupported(
             problems.append({"path": path, "message": message})
         elif not is_path(value) and not have.blobs:
             lacks(path, "in-memory certificates (7.77 or later, OpenSSL-compatible TLS)")
+    return problems
+
+
+def _refused_literals(reg: QueueRegistration, guard: DestinationGuard) -> list[dict[str, str]]:
+    config = reg.config
+    hosts = [("httpRequest.url", urlsplit(reg.http_request.url).hostname)]
+    if config.proxy is not None:
+        hosts.append(("config.proxy.host", config.proxy.host))
+    if config.doh_url:
+        hosts.append(("config.dohUrl", urlsplit(config.doh_url).hostname))
+    for i, entry in enumerate(config.resolve or ()):
+        hosts += [(f"config.resolve.{i}.address.{j}", a) for j, a in enumerate(entry.address)]
+    problems = []
+    for path, host in hosts:
+        address = host_address(host) if host else None
+        if address is not None and (refusal := guard.refusal(address)) is not None:
+            problems.append({"path": path, "message": refusal})
     return problems
 
 
