@@ -15,6 +15,9 @@ Choices worth knowing:
 - pycurl 7.49 cannot set ``PROTOCOLS_STR``; the equivalent bitmask options are used.
 - Multipart forms are encoded here (``POSTFIELDS`` + boundary) rather than with libcurl's MIME
   API, which needs a live handle, or ``HTTPPOST``, which is deprecated.
+- Signatures (SPEC §10.5, Standard Webhooks) cover the body bytes exactly as POSTFIELDS hands
+  them to libcurl (b"" when nothing is sent); the timestamp is the attempt's, so the mapping
+  stays pure. One ``v1,`` entry per secret: during a rotation, either secret verifies.
 - One HTTP auth scheme per request: ``authAwsSigv4`` > ``authNtlm`` > ``authDigest`` >
   ``authBasic`` (same for the proxy). ``locationTrusted`` credentials are sent with that
   scheme (Basic when none), to every host; with SigV4 it only lets the signature follow.
@@ -26,6 +29,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator
@@ -84,11 +88,14 @@ _PROTOCOLS = {
     "https": pycurl.PROTO_HTTPS,
 }
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as given
-_TASK_HEADERS = (
+_TASK_HEADERS = (  # set by the server alone (stored tasks predating a refusal included)
     "x-tasks-queue-id",
     "x-tasks-retry-count",
     "x-tasks-retry-limit",
     "x-tasks-estimate-next-retry-at",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
 )
 
 
@@ -100,6 +107,8 @@ class Attempt:
     retry_limit: int
     due: int  # this attempt's due time, epoch ms
     timeout_ms: int  # effective timeout for this attempt (computed by the scheduler)
+    signing_secrets: tuple[bytes, ...]  # raw HMAC keys, current first; () sends no signature
+    sent_at_s: int  # webhook-timestamp: when the attempt starts, epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +157,8 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
             f"X-Tasks-Retry-Limit: {attempt.retry_limit}",
             f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
         ]
+    if attempt.signing_secrets:
+        headers += _signature_headers(attempt, body or b"")
 
     if request.method == "GET":
         options.append((pycurl.HTTPGET, 1))
@@ -198,6 +209,20 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
         options.append((pycurl.HSTS_CTRL, CURLHSTS_ENABLE | CURLHSTS_READONLYFILE))
         files[pycurl.HSTS] = _b64(config.hsts)
     return Prepared(options, files)
+
+
+def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
+    """Standard Webhooks: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` per secret."""
+    signed = f"{attempt.queue_id}.{attempt.sent_at_s}.".encode() + body
+    signatures = " ".join(
+        "v1," + base64.b64encode(hmac.digest(secret, signed, "sha256")).decode()
+        for secret in attempt.signing_secrets
+    )
+    return [
+        f"webhook-id: {attempt.queue_id}",
+        f"webhook-timestamp: {attempt.sent_at_s}",
+        f"webhook-signature: {signatures}",
+    ]
 
 
 def _connection(config: QueueConfig) -> list[tuple[int, Any]]:

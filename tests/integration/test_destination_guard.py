@@ -35,6 +35,8 @@ ATTEMPT = Attempt(
     retry_limit=0,
     due=0,
     timeout_ms=10_000,
+    signing_secrets=(),
+    sent_at_s=0,
 )
 
 
