@@ -18,7 +18,9 @@ from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.errors import DestinationRefused
 from tasks_server.executor.guard import DestinationGuard
 from tasks_server.executor.options import Attempt, prepare
+from tasks_server.executor.runner import Runner
 from tasks_server.executor.transport import CurlResponse
+from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
 
 from .targets import ServerThread
@@ -199,3 +201,17 @@ async def test_allow_list_refuses_everything_else(servers: Servers) -> None:
     finally:
         await transport.aclose()
     assert message == f"destination {DENIED} refused by DESTINATION_ALLOW"
+
+
+async def test_a_refusal_is_a_final_transport_outcome(
+    deny: CurlTransport, servers: Servers
+) -> None:
+    reg = registration(servers.allowed.url(f"/redirect?to={servers.denied.url('/x', DENIED)}"))
+    outcome = await Runner(deny, max_body_bytes=100, certs_dir=None).run(reg, ATTEMPT)
+    assert (outcome.status_code, outcome.kind, outcome.final) == (
+        500,
+        AttemptOutcome.TRANSPORT,
+        True,
+    )
+    assert outcome.error == REFUSED and outcome.body == REFUSED.encode()
+    assert servers.denied.connections == 0
