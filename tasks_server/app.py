@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> Starlette:
             # Alone on this database: every lease is left over from a stopped process.
             await store.release_all()
         codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
-        transport = CurlTransport()
+        transport = CurlTransport(guard=settings.destination_guard)
         scheduler = Scheduler(
             store,
             codec,

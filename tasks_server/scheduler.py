@@ -364,6 +364,8 @@ class Scheduler:
                 retry_limit=row.retry_limit,
                 due=row.estimate_execution_at,
                 timeout_ms=_timeout_ms(reg, row, start),
+                signing_secrets=(),
+                sent_at_s=start // 1000,
             )
             outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import zoneinfo
@@ -12,6 +13,8 @@ from typing import Annotated
 from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tasks_server.executor.guard import DestinationGuard, parse_ranges
 
 
 class BackupMethod(StrEnum):
@@ -75,6 +78,8 @@ class Settings(BaseSettings):
     swagger_ui: bool = False
     certs_dir: Path | None = None
     forwarded_allow_ips: Annotated[list[str], NoDecode] = []
+    destination_deny: str = "link-local"
+    destination_allow: str | None = None
 
     @field_validator("max_instances", mode="before")
     @classmethod
@@ -122,6 +127,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
         return value
 
+    @field_validator("destination_deny", "destination_allow")
+    @classmethod
+    def _destinations(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ranges(value)
+        return value
+
     @model_validator(mode="after")
     def _pairs(self) -> Settings:
         if (self.path_tls_cert is None) != (self.path_tls_key is None):
@@ -135,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def s3_region_name(self) -> str | None:
         return self.s3_region or self.aws_region
+
+    @functools.cached_property
+    def destination_guard(self) -> DestinationGuard:
+        return DestinationGuard.parse(self.destination_deny, self.destination_allow)
 
     @property
     def throttle_enabled(self) -> bool:

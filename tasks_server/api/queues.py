@@ -67,7 +67,9 @@ _EDIT_ATTEMPTS = 3
 def _validate(svc: Services, document: Any, now: int, *, check_future: bool) -> QueueRegistration:
     context = {"now": now, "tz": svc.settings.tz, "check_future": check_future}
     reg = QueueRegistration.model_validate(document, context=context)
-    problems = unsupported(reg, certs_dir=svc.settings.certs_dir)
+    problems = unsupported(
+        reg, certs_dir=svc.settings.certs_dir, guard=svc.settings.destination_guard
+    )
     if problems:
         raise ApiError(400, problems)
     return reg

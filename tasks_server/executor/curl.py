@@ -17,20 +17,31 @@ connection (``_ISOLATED``) run on a handle with a private share, closed afterwar
 that leave state in the handle itself (cookie engine, HSTS cache: ``reset()`` keeps both) run
 on a handle that is closed instead of pooled. Pools idle the longest are closed beyond
 ``max_pools``.
+
+The destination guard (SPEC §10.2) sits in ``OPENSOCKETFUNCTION``, set on every transfer
+(``reset()`` clears callbacks): each address libcurl is about to connect to, for the target,
+every redirect hop and the proxy, whatever name, ``resolve`` entry or literal form led there,
+is checked, and a refused one gets no socket at all. libcurl's own DNS-over-HTTPS transfers
+are internal handles that do not inherit the callback, so the DoH server's host is resolved
+and checked here before the transfer starts; libcurl then resolves it once more itself, and
+a DNS answer that changes in between (rebinding) is the one path that check cannot close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pycurl
 
-from .errors import ResponseTooLarge, error_from_curl
+from .errors import DestinationRefused, ResponseTooLarge, error_from_curl
+from .guard import DestinationGuard
 from .transport import CurlResponse
 
 __all__ = ["CurlTransport"]
@@ -49,16 +60,40 @@ _STATEFUL = _options("COOKIEFILE", "COOKIEJAR", "COOKIE", "HSTS", "HSTS_CTRL")
 
 
 class _Transfer:
-    """One request in flight: its future and the body collected so far, capped."""
+    """One request in flight: its future, the body collected so far (capped), and the
+    guard's refusal when it refused an address."""
 
-    __slots__ = ("chunks", "future", "max_body_bytes", "received", "too_large")
+    __slots__ = ("chunks", "future", "guard", "max_body_bytes", "received", "refused", "too_large")
 
-    def __init__(self, future: asyncio.Future[CurlResponse], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future[CurlResponse],
+        max_body_bytes: int,
+        guard: DestinationGuard | None = None,
+    ) -> None:
         self.future = future
         self.max_body_bytes = max_body_bytes
+        self.guard = guard
         self.chunks: list[bytes] = []
         self.received = 0
         self.too_large = False
+        self.refused: str | None = None
+
+    def open_socket(self, _purpose: int, address: Any) -> socket.socket | int:
+        """OPENSOCKETFUNCTION: a socket for an allowed address, SOCKET_BAD for a refused one
+        (libcurl then tries the next address, or fails with CURLE_COULDNT_CONNECT)."""
+        assert self.guard is not None
+        if address.family in (socket.AF_INET, socket.AF_INET6):
+            refusal = self.guard.refusal(address.addr[0])
+        else:
+            refusal = f"destination family {address.family} refused: only IP is allowed"
+        if refusal is not None:
+            self.refused = refusal
+            return pycurl.SOCKET_BAD
+        sock = socket.socket(address.family, address.socktype, address.protocol)
+        # pycurl hands libcurl a dup of this descriptor once we return: close ours after.
+        self.future.get_loop().call_soon(sock.close)
+        return sock
 
     def write(self, chunk: bytes) -> int | None:
         """WRITEFUNCTION: keep the chunk, or abort the transfer once past the cap."""
@@ -97,11 +132,18 @@ class CurlTransport:
     """``Transport`` over libcurl's multi-socket interface, bound to the loop of first use."""
 
     def __init__(
-        self, *, pool_size: int = 64, max_connects: int | None = None, max_pools: int = 64
+        self,
+        *,
+        pool_size: int = 64,
+        max_connects: int | None = None,
+        max_pools: int = 64,
+        guard: DestinationGuard | None = None,
     ) -> None:
         """``pool_size`` idle easy handles are kept for reuse per pool, and at most
         ``max_pools`` pools with nothing in flight stay open; ``max_connects`` bounds the
-        multi's own idle connection cache (libcurl's default: 4 x the transfers in flight)."""
+        multi's own idle connection cache (libcurl's default: 4 x the transfers in flight).
+        ``guard`` checks every connect address (None: any address)."""
+        self._guard = guard
         self._pool_size = pool_size
         self._max_pools = max_pools
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
@@ -127,7 +169,8 @@ class CurlTransport:
     ) -> CurlResponse:
         """Perform one request; see ``transport.Transport.send``.
 
-        Raises ``AttemptTimeout``, ``ResponseTooLarge`` or ``TransportError``. When the
+        Raises ``AttemptTimeout``, ``ResponseTooLarge`` or ``TransportError`` (its subclass
+        ``DestinationRefused`` when the guard refused the connection). When the
         awaiting task is cancelled the handle leaves the multi at once (an unfinished
         HTTP/1 connection is closed, so the target sees the disconnect).
         """
@@ -138,13 +181,17 @@ class CurlTransport:
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError("CurlTransport is bound to another event loop")
+        if self._guard is not None:
+            await self._check_doh(options, loop)
 
         curl = self._handle_for(options, pool)
-        transfer = _Transfer(loop.create_future(), max_body_bytes)
+        transfer = _Transfer(loop.create_future(), max_body_bytes, self._guard)
         try:
             for option, value in options:
                 curl.setopt(option, value)
             curl.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            if self._guard is not None:
+                curl.setopt(pycurl.OPENSOCKETFUNCTION, transfer.open_socket)
             curl.setopt(pycurl.NOSIGNAL, 1)
             self._multi.add_handle(curl)
         except pycurl.error as exc:  # an option or value this libcurl refuses
@@ -164,6 +211,26 @@ class CurlTransport:
                 self._release(curl)
             elif transfer.future.done() and not transfer.future.cancelled():
                 transfer.future.exception()  # finished as we were cancelled: mark retrieved
+
+    async def _check_doh(
+        self, options: Sequence[tuple[int, Any]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Refuse a DoH server whose host resolves to a refused address (see the module doc)."""
+        assert self._guard is not None
+        url = next((value for option, value in options if option == pycurl.DOH_URL), None)
+        if url is None:
+            return
+        parts = urlsplit(url)
+        if parts.hostname is None:
+            return
+        try:
+            port = parts.port or 443
+            found = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            return  # libcurl fails to resolve it too, and says so
+        for *_, address in found:
+            if (refusal := self._guard.refusal(str(address[0]))) is not None:
+                raise DestinationRefused(f"DoH server: {refusal}")
 
     async def aclose(self) -> None:
         """Abort every transfer (their senders get ``CancelledError``) and free libcurl."""
@@ -265,6 +332,8 @@ class CurlTransport:
             if transfer.too_large:
                 cap = transfer.max_body_bytes
                 future.set_exception(ResponseTooLarge(f"Response body exceeds {cap} bytes"))
+            elif code == pycurl.E_COULDNT_CONNECT and transfer.refused is not None:
+                future.set_exception(DestinationRefused(transfer.refused))
             elif code:
                 future.set_exception(error_from_curl(code, message))
             else:

@@ -8,6 +8,8 @@ attempt is recorded with and a human ``message`` that becomes the task's ``respo
     ├── AttemptTimeout      408: the attempt ran over its TIMEOUT_MS (CURLE_OPERATION_TIMEDOUT)
     ├── ResponseTooLarge    422: the body passed the size cap and the download was cut off
     └── TransportError      500: refused, DNS, TLS, proxy, ... with libcurl's error text
+        └── DestinationRefused  500: the destination guard (SPEC §10.2) refused every
+                                address; final, never retried
 
 An attempt aborted by pause, revoke, delete or shutdown is not an outcome: it raises
 ``asyncio.CancelledError``. HTTP status codes (4xx/5xx) are responses, never errors here.
@@ -38,6 +40,10 @@ class ResponseTooLarge(AttemptError):
 
 class TransportError(AttemptError):
     status_code = 500
+
+
+class DestinationRefused(TransportError):
+    """Nothing was sent: the guard refused the address; retrying cannot change that."""
 
 
 def error_from_curl(code: int, message: str) -> AttemptError:

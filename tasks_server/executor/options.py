@@ -15,6 +15,9 @@ Choices worth knowing:
 - pycurl 7.49 cannot set ``PROTOCOLS_STR``; the equivalent bitmask options are used.
 - Multipart forms are encoded here (``POSTFIELDS`` + boundary) rather than with libcurl's MIME
   API, which needs a live handle, or ``HTTPPOST``, which is deprecated.
+- Signatures (SPEC §10.5, Standard Webhooks) cover the body bytes exactly as POSTFIELDS hands
+  them to libcurl (b"" when nothing is sent); the timestamp is the attempt's, so the mapping
+  stays pure. One ``v1,`` entry per secret: during a rotation, either secret verifies.
 - One HTTP auth scheme per request: ``authAwsSigv4`` > ``authNtlm`` > ``authDigest`` >
   ``authBasic`` (same for the proxy). ``locationTrusted`` credentials are sent with that
   scheme (Basic when none), to every host; with SigV4 it only lets the signature follow.
@@ -26,6 +29,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +45,7 @@ import pycurl
 from tasks_server.models.queues import Credentials, QueueConfig, QueueRegistration
 
 from .errors import TransportError
+from .guard import DestinationGuard, host_address
 
 __all__ = [
     "Attempt",
@@ -83,11 +88,14 @@ _PROTOCOLS = {
     "https": pycurl.PROTO_HTTPS,
 }
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as given
-_TASK_HEADERS = (
+_TASK_HEADERS = (  # set by the server alone (stored tasks predating a refusal included)
     "x-tasks-queue-id",
     "x-tasks-retry-count",
     "x-tasks-retry-limit",
     "x-tasks-estimate-next-retry-at",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
 )
 
 
@@ -99,6 +107,8 @@ class Attempt:
     retry_limit: int
     due: int  # this attempt's due time, epoch ms
     timeout_ms: int  # effective timeout for this attempt (computed by the scheduler)
+    signing_secrets: tuple[bytes, ...]  # raw HMAC keys, current first; () sends no signature
+    sent_at_s: int  # webhook-timestamp: when the attempt starts, epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +157,8 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
             f"X-Tasks-Retry-Limit: {attempt.retry_limit}",
             f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
         ]
+    if attempt.signing_secrets:
+        headers += _signature_headers(attempt, body or b"")
 
     if request.method == "GET":
         options.append((pycurl.HTTPGET, 1))
@@ -197,6 +209,20 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
         options.append((pycurl.HSTS_CTRL, CURLHSTS_ENABLE | CURLHSTS_READONLYFILE))
         files[pycurl.HSTS] = _b64(config.hsts)
     return Prepared(options, files)
+
+
+def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
+    """Standard Webhooks: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` per secret."""
+    signed = f"{attempt.queue_id}.{attempt.sent_at_s}.".encode() + body
+    signatures = " ".join(
+        "v1," + base64.b64encode(hmac.digest(secret, signed, "sha256")).decode()
+        for secret in attempt.signing_secrets
+    )
+    return [
+        f"webhook-id: {attempt.queue_id}",
+        f"webhook-timestamp: {attempt.sent_at_s}",
+        f"webhook-signature: {signatures}",
+    ]
 
 
 def _connection(config: QueueConfig) -> list[tuple[int, Any]]:
@@ -482,17 +508,24 @@ class CurlFeatures:
 
 
 def unsupported(
-    reg: QueueRegistration, *, certs_dir: Path | None, features: CurlFeatures | None = None
+    reg: QueueRegistration,
+    *,
+    certs_dir: Path | None,
+    guard: DestinationGuard | None = None,
+    features: CurlFeatures | None = None,
 ) -> list[dict[str, str]]:
     """Why ``reg`` cannot be executed here, as ``[{"path", "message"}]`` (empty: it can).
 
     Options needing a libcurl feature the running libcurl lacks (SPEC §2: refused, never
-    silently dropped), and certificate paths that do not name an existing file inside
-    ``certs_dir`` (no ``certs_dir``: every path is refused).
+    silently dropped), certificate paths that do not name an existing file inside
+    ``certs_dir`` (no ``certs_dir``: every path is refused), and IP literals ``guard`` refuses
+    (SPEC §10.2; host names are only judged at connect time, by the transport).
     """
     have = features or CurlFeatures.detect()
     request, config = reg.http_request, reg.config
     problems: list[dict[str, str]] = []
+    if guard is not None:
+        problems += _refused_literals(reg, guard)
 
     def lacks(path: str, feature: str) -> None:
         message = f"needs libcurl built with {feature}; this libcurl ({have.version}) lacks it"
@@ -544,6 +577,25 @@ def unsupported(
             problems.append({"path": path, "message": message})
         elif not is_path(value) and not have.blobs:
             lacks(path, "in-memory certificates (7.77 or later, OpenSSL-compatible TLS)")
+    return problems
+
+
+def _refused_literals(reg: QueueRegistration, guard: DestinationGuard) -> list[dict[str, str]]:
+    config = reg.config
+    hosts = [("httpRequest.url", urlsplit(reg.http_request.url).hostname)]
+    if config.proxy is not None:
+        hosts.append(("config.proxy.host", config.proxy.host))
+    if config.doh_url:
+        hosts.append(("config.dohUrl", urlsplit(config.doh_url).hostname))
+    # c-ares queries dnsServer over its own sockets, which OPENSOCKETFUNCTION never sees.
+    hosts += [(f"config.dnsServer.{i}", ip) for i, ip in enumerate(config.dns_server or ())]
+    for i, entry in enumerate(config.resolve or ()):
+        hosts += [(f"config.resolve.{i}.address.{j}", a) for j, a in enumerate(entry.address)]
+    problems = []
+    for path, host in hosts:
+        address = host_address(host) if host else None
+        if address is not None and (refusal := guard.refusal(address)) is not None:
+            problems.append({"path": path, "message": refusal})
     return problems
 
 

@@ -1,5 +1,11 @@
 """One attempt: options prepared from the request, sent through the transport, and the
-outcome classified as SPEC §3.2 says."""
+outcome classified as SPEC §3.2 and §9.2 say.
+
+``Outcome.status_code`` is what the task records (an HTTP status, or 408/422/500 for an
+attempt that got no usable answer); ``kind`` is the attempt row's outcome, so a transport
+error is never mistaken for a 500 answer; ``final`` marks a failure no retry can change (the
+destination guard refused the address), which the scheduler does not retry.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks_server.executor.errors import AttemptError, AttemptTimeout, ResponseTooLarge
+from tasks_server.executor.errors import (
+    AttemptError,
+    AttemptTimeout,
+    DestinationRefused,
+    ResponseTooLarge,
+)
 from tasks_server.executor.options import Attempt, materialize, prepare
 from tasks_server.executor.transport import Transport
 from tasks_server.models.attempts import AttemptOutcome
@@ -21,20 +32,19 @@ class Outcome:
     succeeded: bool
     duration_ms: float
     kind: AttemptOutcome
-    error: str | None = None  # why no answer came (libcurl's text); None for an HTTP answer
-    final: bool = False  # no retry, whatever the policy says
+    error: str | None = None  # libcurl's text or the guard's message; None for an HTTP answer
+    final: bool = False  # no retry: the same attempt cannot succeed later
 
 
-_KINDS: dict[type[AttemptError], AttemptOutcome] = {
-    AttemptTimeout: AttemptOutcome.TIMEOUT,
-    ResponseTooLarge: AttemptOutcome.TOO_LARGE,
-}
-
-
-def failed(exc: AttemptError) -> Outcome:
-    """The outcome of an attempt that got no usable answer."""
-    kind = _KINDS.get(type(exc), AttemptOutcome.TRANSPORT)
-    return Outcome(exc.status_code, exc.message.encode(), False, 0.0, kind, exc.message)
+def _failed(exc: AttemptError) -> Outcome:
+    if isinstance(exc, AttemptTimeout):
+        kind = AttemptOutcome.TIMEOUT
+    elif isinstance(exc, ResponseTooLarge):
+        kind = AttemptOutcome.TOO_LARGE
+    else:
+        kind = AttemptOutcome.TRANSPORT
+    final = isinstance(exc, DestinationRefused)
+    return Outcome(exc.status_code, exc.message.encode(), False, 0.0, kind, exc.message, final)
 
 
 class Runner:
@@ -47,7 +57,7 @@ class Runner:
 
     async def run(self, reg: QueueRegistration, attempt: Attempt) -> Outcome:
         if attempt.timeout_ms <= 0:
-            return failed(AttemptTimeout("timeoutAt passed before the attempt could start"))
+            return _failed(AttemptTimeout("timeoutAt passed before the attempt could start"))
         try:
             prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
             if prepared.files:
@@ -63,7 +73,7 @@ class Runner:
                     prepared.options, max_body_bytes=self._max_body_bytes, pool=attempt.owner_id
                 )
         except AttemptError as exc:
-            return failed(exc)
+            return _failed(exc)
         status = response.status_code
         ok = 200 <= status < 400 or status in reg.config.ignore_status_code
         kind = AttemptOutcome.SUCCESS if ok else AttemptOutcome.FAILURE

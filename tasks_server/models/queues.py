@@ -328,6 +328,9 @@ class HttpRequest(_Body):
         # config.userAgent is the one User-Agent.
         if _framing(value, proxy_allowed=False) is None:
             return None
+        for name in value:
+            if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5
+                raise ValueError(f"header {name!r} is not allowed: the server signs requests")
         return {k: v for k, v in value.items() if k.lower() != "user-agent"}
 
     @model_validator(mode="after")

@@ -51,6 +51,8 @@ FIRST = Attempt(
     retry_limit=3,
     due=1_700_000_000_000,
     timeout_ms=10_000,
+    signing_secrets=(),
+    sent_at_s=1_700_000_000,
 )
 FEATURES = CurlFeatures.detect()
 
@@ -206,7 +208,14 @@ async def test_query_headers_user_agent_and_task_headers(
 
 async def test_default_user_agent_and_retry_headers(servers: Servers, transport: CurlTransport):
     retry = Attempt(
-        "01TASK", "01OWNER", retry_count=2, retry_limit=5, due=1_700_000_123_456, timeout_ms=5000
+        "01TASK",
+        "01OWNER",
+        retry_count=2,
+        retry_limit=5,
+        due=1_700_000_123_456,
+        timeout_ms=5000,
+        signing_secrets=(),
+        sent_at_s=1_700_000_123,
     )
     await send(transport, registration(servers.http.url("/retry")), attempt=retry)
     request: Request = one(servers.http)

@@ -36,6 +36,8 @@ FIRST = Attempt(
     retry_limit=2,
     due=1_700_000_000_000,
     timeout_ms=30_000,
+    signing_secrets=(),
+    sent_at_s=1_700_000_000,
 )
 ALL = CurlFeatures(
     version="9.9.9",
@@ -158,7 +160,14 @@ def test_owner_headers_then_task_headers():
 
 def test_retry_headers():
     retry = Attempt(
-        "01Q", "01OWNER", retry_count=3, retry_limit=5, due=1_700_000_999_000, timeout_ms=1000
+        "01Q",
+        "01OWNER",
+        retry_count=3,
+        retry_limit=5,
+        due=1_700_000_999_000,
+        timeout_ms=1000,
+        signing_secrets=(),
+        sent_at_s=1_700_000_999,
     )
     assert headers(reg(), retry) == [
         "X-Tasks-Queue-Id: 01Q",
