@@ -88,6 +88,7 @@ async def test_a_name_leading_to_a_refused_address_fails_the_task_and_sends_noth
         created = await client.post("/v1/queues/register", json=body, headers=owner)
         assert created.status_code == 400  # and so is its IPv4-mapped spelling
         del body["config"]["resolve"]
+        body["config"].update(retry=3, retryInterval=1)  # a refusal is final: no retry
         body["httpRequest"]["url"] = f"http://localhost:{target.port}/guarded"
         created = await client.post("/v1/queues/register", json=body, headers=owner)
         assert created.status_code == 201, created.text
@@ -98,6 +99,8 @@ async def test_a_name_leading_to_a_refused_address_fails_the_task_and_sends_noth
                 if queue["state"] != "RUNNING":
                     break
                 await asyncio.sleep(0.01)  # polling the API as a user would
+        attempts = (await client.get(f"/v1/queues/{queue_id}/attempts", headers=owner)).json()
+    assert [(a["outcome"], a["error"][:11]) for a in attempts] == [("TRANSPORT", "destination")]
     assert queue["state"] == "ERROR" and queue["statusCode"] == 500
     message = base64.b64decode(queue["response"]).decode()
     assert "refused by DESTINATION_DENY" in message
