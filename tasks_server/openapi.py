@@ -78,7 +78,7 @@ _TASK_LINKS = {
         "deleteQueue",
     )
 }
-_SECURITY = [{"bearer": [], "ownerId": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": [], "ownerId": []}]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tasks_server.models.common import Done
 from tasks_server.models.owners import OwnerOut, OwnerRegister, OwnerRegistered
 from tasks_server.services import services
 from tasks_server.store import owners
+from tasks_server.store.base import DeleteOutcome
 from tasks_server.timeutil import now_ms
 
 
@@ -51,9 +52,9 @@ async def delete(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     outcome = await owners.delete_owner(svc.db, owner_id, request.path_params["name"])
-    if outcome is owners.DeleteOutcome.NOT_FOUND:
+    if outcome is DeleteOutcome.NOT_FOUND:
         raise NotFound()
-    if outcome is owners.DeleteOutcome.HAS_TASKS:
+    if outcome is DeleteOutcome.HAS_TASKS:
         raise ApiError(422, "Owner still has queued tasks: revoke or delete them first")
     svc.auth.forget(owner_id)
     return JSONResponse(Done().model_dump())

@@ -151,7 +151,7 @@ async def list_queues(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     query = ListQuery.model_validate(dict(request.query_params))
-    rows = await svc.store.list(
+    rows = await svc.store.list_tasks(
         owner_id,
         state=query.state.value if query.state else None,
         order=query.order,

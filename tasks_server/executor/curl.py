@@ -89,7 +89,8 @@ class _Transfer:
             refusal = f"destination family {address.family} refused: only IP is allowed"
         if refusal is not None:
             self.refused = refusal
-            return pycurl.SOCKET_BAD
+            bad: int = pycurl.SOCKET_BAD
+            return bad
         sock = socket.socket(address.family, address.socktype, address.protocol)
         # pycurl hands libcurl a dup of this descriptor once we return: close ours after.
         self.future.get_loop().call_soon(sock.close)

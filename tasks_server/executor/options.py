@@ -566,15 +566,15 @@ def unsupported(
                     " which tasks-server does not configure; use PEM, DER or P12",
                 },
             )
-    sources = [("config.ca", config.ca), ("config.key", config.key)]
+    sources: list[tuple[str, str | None]] = [("config.ca", config.ca), ("config.key", config.key)]
     if config.cert is not None:
         sources.insert(1, ("config.cert.value", config.cert.value))
     for path, value in sources:
         if value is None:
             continue
-        message = _check_path(value, certs_dir) if is_path(value) else _check_base64(value)
-        if message:
-            problems.append({"path": path, "message": message})
+        problem = _check_path(value, certs_dir) if is_path(value) else _check_base64(value)
+        if problem:
+            problems.append({"path": path, "message": problem})
         elif not is_path(value) and not have.blobs:
             lacks(path, "in-memory certificates (7.77 or later, OpenSSL-compatible TLS)")
     return problems

@@ -190,8 +190,11 @@ def _instant(value: Any, info: ValidationInfo) -> int:
     return timeutil.parse_instant(value, (info.context or {}).get("tz", "UTC"))
 
 
+_SHAPES: dict[type, str] = {str: "text", list: "list", dict: "object"}
+
+
 def _shape(value: Any) -> str | None:
-    return {str: "text", list: "list", dict: "object"}.get(type(value))
+    return _SHAPES.get(type(value))
 
 
 def _now(info: ValidationInfo) -> int:
@@ -326,7 +329,8 @@ class HttpRequest(_Body):
     @classmethod
     def _drop_user_agent(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         # config.userAgent is the one User-Agent.
-        if _framing(value, proxy_allowed=False) is None:
+        value = _framing(value, proxy_allowed=False)
+        if value is None:
             return None
         for name in value:
             if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5

@@ -51,7 +51,7 @@ class QueueRow:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]))
+        return cls(*row[:16], bool(row[16]))  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -182,7 +182,7 @@ class TaskStore(Protocol):
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
 
-    async def list(
+    async def list_tasks(
         self,
         owner_id: str,
         *,

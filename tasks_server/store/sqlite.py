@@ -99,7 +99,7 @@ class SqliteStore:
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         return await queues.get(self.db, owner_id, queue_id)
 
-    async def list(self, owner_id: str, **query: Any) -> list[QueueSummaryRow]:
+    async def list_tasks(self, owner_id: str, **query: Any) -> list[QueueSummaryRow]:
         return await queues.list_for_owner(self.db, owner_id, **query)
 
     async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
