@@ -27,6 +27,7 @@ from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
+from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import queues
 from tasks_server.store.db import Database
 
@@ -45,12 +46,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        owners.warn_if_registration_open(settings)
         db = Database(settings.path_sqlite)
         await db.open()
         if not settings.cluster_mode:
             # Alone on this database: every lease is left over from a stopped process.
             await queues.release_all_leases(db)
-        codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
+        cipher = Cipher.for_database(settings.cipher_key, settings.path_sqlite)
+        codec = TaskCodec(cipher)
         transport = CurlTransport()
         scheduler = Scheduler(
             db,
@@ -76,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
                     codec=codec,
                     scheduler=scheduler,
                     metrics=metrics,
+                    signing_keys=SigningKeys(db, cipher),
                 )
             }
         finally:

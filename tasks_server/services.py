@@ -11,6 +11,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
 from tasks_server.settings import Settings
+from tasks_server.signing_keys import SigningKeys
 from tasks_server.store.db import Database
 
 
@@ -22,6 +23,7 @@ class Services:
     codec: TaskCodec
     scheduler: Scheduler
     metrics: Metrics
+    signing_keys: SigningKeys
 
 
 def services(request: Request) -> Services:
