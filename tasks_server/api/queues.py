@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
+from tasks_server.api import idempotency
 from tasks_server.api.body import read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.executor.options import unsupported
@@ -26,6 +27,7 @@ from tasks_server.models.queues import (
     redact,
 )
 from tasks_server.services import Services, services
+from tasks_server.store import idempotency as idempotency_store
 from tasks_server.store import queues
 from tasks_server.store.queues import InsertOutcome, QueueRow, QueueSummaryRow, Rejected
 from tasks_server.timeutil import now_ms
@@ -81,14 +83,14 @@ async def _owned(request: Request) -> tuple[Services, str, str]:
 async def register(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
+    idempotency_key = idempotency.key(request)
     document = await read_json(request, svc.settings.max_size_body_request)
     now = now_ms()
     reg = _validate(svc, document, now, check_future=True)
     queue_id = str(ULID())
     due = execution_time(reg, now)
     lease = svc.scheduler.lease_for(due)
-    outcome, row = await queues.insert(
-        svc.db,
+    insert = queues.insert_unit(
         queue_id=queue_id,
         owner_id=owner_id,
         created_at=now,
@@ -101,6 +103,25 @@ async def register(request: Request) -> Response:
         limit=svc.settings.max_tasks_in_queue,
         lease=lease,
     )
+    if idempotency_key is None:
+        result = await svc.db.write(insert)
+    else:
+        result = await idempotency_store.insert_once(
+            svc.db,
+            insert,
+            owner_id=owner_id,
+            key=idempotency_key,
+            body_digest=idempotency.body_digest(document),
+            now=now,
+            ttl_ms=svc.settings.idempotency_ttl_ms,
+        )
+    if isinstance(result, idempotency_store.KeyReused):
+        raise ApiError(
+            422, f"Idempotency-Key {idempotency_key!r} was already used with another body"
+        )
+    if isinstance(result, idempotency_store.Replayed):
+        return JSONResponse(_queue_out(svc, result.row), 200, {"Idempotent-Replayed": "true"})
+    outcome, row = result
     if outcome is InsertOutcome.LIMIT_REACHED:
         raise ApiError(
             422,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
-from tasks_server.store.db import Database
+from tasks_server.store.db import Database, WriteUnit
 
 COLUMNS = (
     "id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
@@ -133,8 +133,7 @@ class Rejected:
 Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
 
 
-async def insert(
-    db: Database,
+def insert_unit(
     *,
     queue_id: str,
     owner_id: str,
@@ -145,8 +144,11 @@ async def insert(
     metadata: bytes | None,
     limit: int,
     lease: tuple[str, int] | None,
-) -> tuple[InsertOutcome, QueueRow | None]:
-    """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it."""
+) -> WriteUnit[tuple[InsertOutcome, QueueRow | None]]:
+    """The write unit inserting a RUNNING task unless the owner is at its limit.
+
+    `lease` pre-claims it. Run it with `Database.write`, or inside a larger unit.
+    """
     lease_owner, lease_until = lease or (None, None)
 
     def unit(conn: sqlite3.Connection) -> tuple[InsertOutcome, QueueRow | None]:
@@ -163,7 +165,7 @@ async def insert(
             return InsertOutcome.LIMIT_REACHED, None
         return InsertOutcome.NO_OWNER, None
 
-    return await db.write(unit)
+    return unit
 
 
 async def get(db: Database, owner_id: str, queue_id: str) -> QueueRow | None:
