@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from tasks_server.crypto import Cipher
+from tasks_server.settings import SettingsError, load_settings
 from tasks_server.signing_keys import SigningKeys
 from tests.conftest import MakeSettings, open_client, register_owner
 
@@ -31,9 +32,10 @@ async def test_admin_key_gates_registration(make_settings: MakeSettings) -> None
         assert response.status_code == 201
 
 
-def test_admin_key_needs_32_characters(make_settings: MakeSettings) -> None:
-    with pytest.raises(ValueError, match="at least 32"):
-        make_settings(admin_key="short")
+def test_admin_key_needs_32_characters() -> None:
+    with pytest.raises(SettingsError, match=r"ADMIN_KEY: .*at least 32"):
+        load_settings(admin_key="a" * 31)
+    assert load_settings(admin_key="a" * 32).admin_key == "a" * 32
 
 
 @pytest.mark.parametrize(

@@ -930,3 +930,17 @@ def test_stored_request_revalidates_later_without_clock_checks() -> None:
         dumped, context={"now": 1_000_000, "check_future": False}
     )
     assert later == reg
+
+
+@pytest.mark.parametrize(
+    ("data", "loc"),
+    [
+        (body({"headers": {"X-Name\n": "v"}}), ("httpRequest", "headers")),
+        (body({"query": {"page\n": "1"}}), ("httpRequest", "query")),
+        (body({"data": {"field\n": 1}}), ("httpRequest", "data")),
+        (body(metadata={"order\n": "42"}), ("metadata",)),
+    ],
+)
+def test_names_are_matched_on_the_whole_string(data: dict[str, Any], loc: tuple[str, ...]) -> None:
+    """A trailing newline is not part of a valid name (Python's `$` would allow it)."""
+    assert refused(data, loc)
