@@ -56,15 +56,15 @@ class _Entry:
     loaded_at: int
 
     def accepts(self, key_digest: bytes, now: int) -> bool:
-        current, previous, until = (
-            self.digests.current,
-            self.digests.previous,
-            self.digests.previous_until,
-        )
-        if current is not None and hmac.compare_digest(key_digest, current):
+        stored = self.digests
+        if stored.current is not None and hmac.compare_digest(key_digest, stored.current):
             return True
-        in_grace = previous is not None and until is not None and now < until
-        return in_grace and hmac.compare_digest(key_digest, previous or b"")
+        in_grace = stored.previous_until is not None and now < stored.previous_until
+        return (
+            in_grace
+            and stored.previous is not None
+            and hmac.compare_digest(key_digest, stored.previous)
+        )
 
 
 class Authenticator:
