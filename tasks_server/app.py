@@ -28,6 +28,7 @@ from tasks_server.retention import Retention
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
+from tasks_server.signing_keys import SigningKeys
 from tasks_server.store.sqlite import SqliteStore
 
 SHUTDOWN_GRACE_S = 10.0
@@ -45,14 +46,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        owners.warn_if_registration_open(settings)
         store = SqliteStore(settings.path_sqlite)
         await store.open()
-        db = store.db
         if not settings.cluster_mode:
             # Alone on this database: every lease is left over from a stopped process.
             await store.release_all()
-        codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
+        cipher = Cipher.for_database(settings.cipher_key, settings.path_sqlite)
+        codec = TaskCodec(cipher)
         transport = CurlTransport(guard=settings.destination_guard)
+        signing_keys = SigningKeys(store, cipher)
         scheduler = Scheduler(
             store,
             codec,
@@ -63,6 +66,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
             ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
             metrics,
+            signing_keys=signing_keys.for_owner,
             cluster=settings.cluster_mode,
             max_in_flight_per_owner=settings.max_in_flight_per_owner,
             max_attempts_kept=settings.max_attempts_kept,
@@ -77,11 +81,11 @@ def create_app(settings: Settings) -> Starlette:
                 "services": Services(
                     settings=settings,
                     store=store,
-                    db=db,
-                    auth=Authenticator(db),
+                    auth=Authenticator(store),
                     codec=codec,
                     scheduler=scheduler,
                     metrics=metrics,
+                    signing_keys=signing_keys,
                 )
             }
         finally:

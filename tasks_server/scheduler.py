@@ -102,6 +102,7 @@ class Scheduler:
         gate: ConnectivityGate,
         metrics: Metrics,
         *,
+        signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
         cluster: bool = False,
         max_in_flight_per_owner: int = 250,
         max_attempts_kept: int = 100,
@@ -114,6 +115,7 @@ class Scheduler:
         self._runner = runner
         self._gate = gate
         self._metrics = metrics
+        self._signing_keys = signing_keys
         self._cluster = cluster
         self._per_owner = max_in_flight_per_owner
         self._attempts_kept = max_attempts_kept
@@ -346,6 +348,7 @@ class Scheduler:
                 self._settle(held, await self._store.reload(row.id))
                 return
             reg = held.reg or self._codec.open_request(row.request, row.id)
+            signing_secrets = await self._signing_keys(row.owner_id)
             lateness_ms = max(0, start - row.estimate_execution_at)
             self._metrics.lateness.observe(lateness_ms / 1000)
             log.info(
@@ -364,7 +367,7 @@ class Scheduler:
                 retry_limit=row.retry_limit,
                 due=row.estimate_execution_at,
                 timeout_ms=_timeout_ms(reg, row, start),
-                signing_secrets=(),
+                signing_secrets=signing_secrets,
                 sent_at_s=start // 1000,
             )
             outcome = await self._runner.run(reg, attempt)

@@ -26,7 +26,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
@@ -602,7 +601,7 @@ def _refused_literals(reg: QueueRegistration, guard: DestinationGuard) -> list[d
 def _check_base64(value: str) -> str | None:
     try:
         base64.b64decode("".join(value.split()), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII characters
         return "must be base64 of the file content, or an absolute file path inside CERTS_DIR"
     return None
 

@@ -64,8 +64,9 @@ def test_huge_exponents_stay_within_the_absolute_ceiling() -> None:
     assert RetryPolicy(limit=1000, interval=1, backoff="exponential").delay_ms(1000) == MAX_DELAY_MS
 
 
-def test_zero_interval_retries_at_once() -> None:
-    assert delays(policy(retry=3, retryInterval=0, retryBackoff="exponential"), 3) == [0, 0, 0]
+def test_the_shortest_interval_is_one_ms() -> None:
+    # retryInterval 0 is refused (as the original), so a retry storm needs at least 1 ms.
+    assert delays(policy(retry=3, retryInterval=1, retryBackoff="fixed"), 3) == [1, 1, 1]
 
 
 def test_retry_at_is_carried_and_means_one_retry() -> None:
