@@ -381,6 +381,7 @@ class QueueConfig(_Body):
     retry_exponential: bool = True
     retry_backoff: Literal["fixed", "linear", "exponential"] | None = None
     retry_max_interval: int | None = Field(None, ge=1, le=MAX_DELAY_MS)
+    retry_jitter: bool = False  # spread each retry uniformly over [delay/2, delay]
     retry_at: Instant | None = None
     ignore_status_code: list[Annotated[int, Field(ge=400, le=599)]] = Field(
         default_factory=list, max_length=40

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import itertools
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -544,3 +546,21 @@ async def test_a_registration_cancelled_after_its_commit_still_runs(
         go_on.set()
         (hit,) = await target.wait_hits("/orphan", 1, timeout=5)
         assert hit.method == "POST"
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_retry_after_on_429_and_503_delays_the_retry(
+    client: httpx.AsyncClient, owner: Headers, target: Target, form: str
+) -> None:
+    """SPEC §11.4: the next retry waits at least what Retry-After says (both forms)."""
+    for status in (429, 503):
+        if form == "seconds":
+            value = b"1"
+        else:  # an HTTP date has whole seconds: 2 s ahead is at least 1 s away
+            value = email.utils.formatdate(time.time() + 2, usegmt=True).encode()
+        path = f"/busy-{status}-{form}"
+        target.script(path, Step(status, headers=((b"retry-after", value),)), Step(200))
+        created = await register(client, owner, task(f"{target.url}{path}", retry=1))
+        first, second = await target.wait_hits(path, 2)
+        assert second.at_ms - first.at_ms >= 990, (status, form)
+        await wait_state(client, owner, created["id"], "SUCCESS")
