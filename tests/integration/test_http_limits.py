@@ -5,14 +5,20 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
+import uvicorn
 
-from tests.integration.server import ServerProcess
+from tasks_server.app import create_app
+from tasks_server.cli import UVICORN_OPTIONS
+from tasks_server.store import owners
+from tests.conftest import MakeSettings
+from tests.integration.server import ServerProcess, free_port
 
 TIMEOUT_MS = 1000
 MAX_CONNECTIONS = 5
@@ -208,3 +214,43 @@ def test_a_large_body_is_still_read(server: ServerProcess) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 400  # a large body in many packets is read, then validated
+
+
+def test_a_500_leaves_the_keep_alive_connection_usable(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real uvicorn setup of `serve`, in a thread, with a route made to fail."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(owners, "create_owner", broken)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(make_settings()), host="127.0.0.1", port=port, **UVICORN_OPTIONS
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)  # polling for readiness
+        body = b'{"name": "broken-owner"}'
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            _send(
+                sock,
+                b"POST /v1/owners/register HTTP/1.1\r\nHost: t\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body,
+            )
+            status, headers, answer = _response(sock)
+            assert status == 500 and headers.get(b"connection") != b"close"
+            assert orjson.loads(answer)["message"] == "Internal server error"
+            _send(sock, _get("/status"))
+            assert _response(sock)[::2] == (200, b"OK")
+        assert headers[b"x-content-type-options"] == b"nosniff"
+    finally:
+        server.should_exit = True
+        thread.join(30)
