@@ -556,7 +556,7 @@ def restore(
         raise RestoreError(
             f"a database already exists at {target}; pass --force to replace it (it is kept aside)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=target.parent) as tmp:
         archive = Path(tmp) / "backup.tar.gz"
         _fetch(settings, source, archive)

@@ -97,6 +97,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._in_headers = True  # the next request's bytes count from the next chunk on
         self._header_bytes = 0
         super().on_message_complete()
 

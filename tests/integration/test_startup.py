@@ -120,6 +120,7 @@ def test_restore_with_the_wrong_key_exits_2_and_replaces_nothing(tmp_path: Path)
     assert not target.exists()
     good = _run(tmp_path, "restore", archive, PATH_SQLITE=target, CIPHER_KEY="backup-key")
     assert good.returncode == 0, good.stderr
+    assert _mode(target.parent) == 0o700 and _mode(target) == 0o600
 
 
 def test_a_malformed_key_file_exits_2(tmp_path: Path) -> None:
