@@ -58,8 +58,6 @@ class RestoreError(Exception):
 
 def snapshot(db_path: Path, dest: Path) -> None:
     """Copy `db_path` into `dest` with the online backup API; raise BackupError unless sound."""
-    if not db_path.is_file():
-        raise BackupError(f"no database at {db_path}")
     try:
         with (
             contextlib.closing(sqlite3.connect(db_path, timeout=10)) as source,
@@ -331,6 +329,8 @@ def backup_now(settings: Settings, when: datetime | None = None) -> str:
     db_path = settings.path_sqlite
     when = when or datetime.now(UTC)
     try:
+        if not db_path.is_file():
+            raise BackupError(f"no database at {db_path}")
         destination = destination_for(settings)
         remove_leftovers(settings)
         # Beside the database, not in the system temp folder: the copy is as private as the

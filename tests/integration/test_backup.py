@@ -560,7 +560,11 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 async def test_cli_backup_and_restore(local_settings: Settings, tmp_path: Path) -> None:
     await populate(local_settings)
     db = local_settings.path_sqlite
-    env = {"PATH_SQLITE": str(db), "BACKUP_PATH_DIR_SQLITE": str(tmp_path / "backups")}
+    env = {
+        "PATH_SQLITE": str(db),
+        "BACKUP_PATH_DIR_SQLITE": str(tmp_path / "backups"),
+        "CIPHER_KEY": str(local_settings.cipher_key),  # restore checks the archive against it
+    }
     done = _cli("backup", env=env)
     assert done.returncode == 0, done.stderr
     where = Path(done.stdout.strip())
