@@ -15,9 +15,10 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tasks_server import __version__, logs
+from tasks_server import __version__, logs, startup
 from tasks_server.app import create_app
-from tasks_server.backup import BackupError, RestoreError, backup_now, restore
+from tasks_server.backup import BackupError, RestoreError, backup_now, remove_leftovers, restore
+from tasks_server.httpserver import HttpLimits, protocol_for
 from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store.sqlite import SqliteStore
@@ -80,7 +81,8 @@ def _raise_file_limit() -> None:
 UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "loop": "uvloop",
-    "http": "httptools",
+    # httptools with the header, timeout and connection limits of SPEC §10.7.
+    "http": protocol_for(HttpLimits()),
     "log_config": None,
     "access_log": False,
     "proxy_headers": False,
@@ -89,11 +91,23 @@ UVICORN_OPTIONS: dict[str, Any] = {
 
 
 def serve(settings: Settings) -> None:
-    """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket."""
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket.
+
+    The database and key checks run here, before any worker starts: a worker that fails its
+    start-up is restarted by uvicorn's supervisor forever, while this process can exit.
+    """
+    logs.configure_from(settings)
     _raise_file_limit()
+    startup.prepare(settings)
+    remove_leftovers(settings)
+    limits = HttpLimits(
+        header_timeout_s=settings.http_header_timeout_ms / 1000,
+        body_timeout_s=settings.http_body_timeout_ms / 1000,
+        max_connections=settings.max_connections,
+    )
     options: dict[str, Any] = {
         **UVICORN_OPTIONS,
+        "http": protocol_for(limits),
         "host": settings.host,
         "port": settings.port,
         "timeout_graceful_shutdown": 30,
@@ -135,30 +149,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         settings = _settings(args)
-    except SettingsError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(2)
-    if args.command == "backup":
-        _backup(settings)
-    elif args.command == "restore":
-        _restore(settings, args.source, force=args.force)
-    else:
-        serve(settings)
+        if args.command == "backup":
+            _backup(settings)
+        elif args.command == "restore":
+            _restore(settings, args.source, force=args.force)
+        else:
+            serve(settings)
+    except (SettingsError, startup.KeyMismatch) as exc:
+        _fail(exc, 2)
+    except startup.StartupError as exc:
+        _fail(exc, 1)
+
+
+def _fail(exc: Exception, status: int) -> None:
+    print(f"tasks-server: {exc}", file=sys.stderr)
+    sys.exit(status)
 
 
 def _backup(settings: Settings) -> None:
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     try:
         print(backup_now(settings))
     except BackupError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(exc, 1)
 
 
 def _restore(settings: Settings, source: str, *, force: bool) -> None:
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     try:
         print(f"restored {source} into {restore(settings, source, force=force)}")
     except RestoreError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(exc, 1)
