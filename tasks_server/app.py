@@ -28,6 +28,9 @@ from tasks_server.retention import Retention
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
+from tasks_server.store import build_store
+from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
+from tasks_server.store.postgres import PostgresStore
 from tasks_server.store.sqlite import SqliteStore
 
 SHUTDOWN_GRACE_S = 10.0
@@ -45,10 +48,11 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        store = SqliteStore(settings.path_sqlite)
+        store = build_store(settings)
         await store.open()
-        db = store.db
-        if not settings.cluster_mode:
+        # On PostgreSQL other nodes may be running: leases only ever expire there.
+        shared = settings.cluster_mode or isinstance(store, PostgresStore)
+        if not shared:
             # Alone on this database: every lease is left over from a stopped process.
             await store.release_all()
         codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
@@ -63,13 +67,19 @@ def create_app(settings: Settings) -> Starlette:
             ),
             ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
             metrics,
-            cluster=settings.cluster_mode,
+            cluster=shared,
             max_in_flight_per_owner=settings.max_in_flight_per_owner,
             max_attempts_kept=settings.max_attempts_kept,
+            **({"lease_ms": POSTGRES_LEASE_MS} if isinstance(store, PostgresStore) else {}),
         )
         await scheduler.start()
+        if isinstance(store, PostgresStore):
+            await store.listen(scheduler.notice)
+        # SQLite backups; PostgreSQL is backed up with its own tools.
+        sqlite = store if isinstance(store, SqliteStore) else None
         backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
-        backups.start()
+        if sqlite is not None:
+            backups.start()
         retention = Retention(store, keep_ms=settings.retention_finished_ms)
         retention.start()
         try:
@@ -77,8 +87,8 @@ def create_app(settings: Settings) -> Starlette:
                 "services": Services(
                     settings=settings,
                     store=store,
-                    db=db,
-                    auth=Authenticator(db),
+                    db=sqlite.db if sqlite is not None else None,
+                    auth=Authenticator(store),
                     codec=codec,
                     scheduler=scheduler,
                     metrics=metrics,

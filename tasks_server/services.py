@@ -19,7 +19,7 @@ from tasks_server.store.db import Database
 class Services:
     settings: Settings
     store: TaskStore
-    db: Database  # the SQLite store's own, for the owner routes until they move onto `store`
+    db: Database | None  # the SQLite store's own (None on PostgreSQL)
     auth: Authenticator
     codec: TaskCodec
     scheduler: Scheduler

@@ -16,8 +16,7 @@ import string
 from starlette.requests import Request
 
 from tasks_server.api.errors import ApiError
-from tasks_server.store import owners
-from tasks_server.store.db import Database
+from tasks_server.store.base import TaskStore
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 64
@@ -40,8 +39,8 @@ def is_ulid(value: str) -> bool:
 class Authenticator:
     """Checks the bearer key of a request against its owner's stored digest."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
         self._digests: dict[str, bytes] = {}
 
     async def owner_id(self, request: Request) -> str:
@@ -52,7 +51,7 @@ class Authenticator:
             raise ApiError(403)
         stored = self._digests.get(owner_id)
         if stored is None:
-            stored = await owners.key_digest(self._db, owner_id)
+            stored = await self._store.key_digest(owner_id)
             if stored is None:
                 raise ApiError(403)
             self._digests[owner_id] = stored

@@ -13,7 +13,7 @@ from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.models.common import Done
 from tasks_server.models.owners import OwnerOut, OwnerRegister, OwnerRegistered
 from tasks_server.services import services
-from tasks_server.store import owners
+from tasks_server.store.base import DeleteOutcome
 from tasks_server.timeutil import now_ms
 
 
@@ -23,8 +23,8 @@ async def register(request: Request) -> Response:
         await read_json(request, svc.settings.max_size_body_request)
     )
     owner_id, key = str(ULID()), new_key()
-    created = await owners.create_owner(
-        svc.db, owner_id=owner_id, name=body.name, key_digest=digest(key), created_at=now_ms()
+    created = await svc.store.create_owner(
+        owner_id=owner_id, name=body.name, key_digest=digest(key), created_at=now_ms()
     )
     if not created:
         raise ApiError(409, f"Owner name {body.name!r} is already taken")
@@ -34,7 +34,7 @@ async def register(request: Request) -> Response:
 async def get(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
-    record = await owners.get_owner(svc.db, owner_id, request.path_params["name"])
+    record = await svc.store.get_owner(owner_id, request.path_params["name"])
     if record is None:
         raise NotFound()
     out = OwnerOut(
@@ -50,10 +50,10 @@ async def get(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
-    outcome = await owners.delete_owner(svc.db, owner_id, request.path_params["name"])
-    if outcome is owners.DeleteOutcome.NOT_FOUND:
+    outcome = await svc.store.delete_owner(owner_id, request.path_params["name"])
+    if outcome is DeleteOutcome.NOT_FOUND:
         raise NotFound()
-    if outcome is owners.DeleteOutcome.HAS_TASKS:
+    if outcome is DeleteOutcome.HAS_TASKS:
         raise ApiError(422, "Owner still has queued tasks: revoke or delete them first")
     svc.auth.forget(owner_id)
     return JSONResponse(Done().model_dump())

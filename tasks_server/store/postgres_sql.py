@@ -1,0 +1,321 @@
+"""The PostgreSQL store's schema migrations and statements (``$n`` parameters).
+
+The schema has the meaning of SQLite migrations 1 and 2 (``schema.py``): times are epoch
+milliseconds (bigint), encrypted blobs are bytea, and the owner's count of RUNNING/PAUSED
+tasks is kept by a trigger in the same transaction as every change. Lease and due
+comparisons use the database's clock (`tasks_now_ms()`), so nodes with skewed clocks agree.
+Append a migration to change the schema; never edit a released one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: what SQLite migrations 1 and 2 hold together.
+    """
+    CREATE FUNCTION tasks_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
+      $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+    CREATE TABLE meta (
+        name text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+
+    CREATE TABLE owners (
+        id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        key_digest bytea NOT NULL,
+        created_at bigint NOT NULL,
+        active_tasks integer NOT NULL DEFAULT 0,
+        previous_key_digest bytea,
+        previous_key_until bigint,
+        signing_secret bytea,
+        previous_signing_secret bytea,
+        previous_signing_until bigint
+    );
+
+    CREATE TABLE queues (
+        id text PRIMARY KEY,
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state text NOT NULL CHECK (state IN ('RUNNING','PAUSED','SUCCESS','ERROR','REVOKED')),
+        created_at bigint NOT NULL,
+        status_code integer NOT NULL DEFAULT 0,
+        estimate_execution_at bigint NOT NULL,
+        estimate_end_at bigint NOT NULL DEFAULT 0,
+        paused_at bigint,
+        retry_count integer NOT NULL DEFAULT 0,
+        retry_limit integer NOT NULL DEFAULT 0,
+        version integer NOT NULL DEFAULT 0,
+        lease_owner text,
+        lease_until bigint,
+        request bytea NOT NULL,
+        metadata bytea,
+        response bytea,
+        attempts integer NOT NULL DEFAULT 0,
+        schedule_id text
+    );
+    CREATE INDEX queues_due ON queues (estimate_execution_at) WHERE state = 'RUNNING';
+    CREATE INDEX queues_owner_state ON queues (owner_id, state);
+    CREATE INDEX queues_owner_created ON queues (owner_id, created_at);
+    CREATE INDEX queues_lease ON queues (lease_owner) WHERE lease_owner IS NOT NULL;
+    CREATE INDEX queues_finished ON queues (estimate_end_at)
+      WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED');
+
+    CREATE FUNCTION queues_active_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'INSERT' THEN
+        IF NEW.state IN ('RUNNING', 'PAUSED') THEN
+          UPDATE owners SET active_tasks = active_tasks + 1 WHERE id = NEW.owner_id;
+        END IF;
+      ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.state IN ('RUNNING', 'PAUSED') THEN
+          UPDATE owners SET active_tasks = active_tasks - 1 WHERE id = OLD.owner_id;
+        END IF;
+      ELSIF (OLD.state IN ('RUNNING', 'PAUSED')) <> (NEW.state IN ('RUNNING', 'PAUSED')) THEN
+        UPDATE owners SET active_tasks = active_tasks
+          + (CASE WHEN NEW.state IN ('RUNNING', 'PAUSED') THEN 1 ELSE -1 END)
+         WHERE id = NEW.owner_id;
+      END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_active_tasks AFTER INSERT OR DELETE OR UPDATE OF state ON queues
+      FOR EACH ROW EXECUTE FUNCTION queues_active_tasks();
+
+    CREATE TABLE attempts (
+        queue_id text NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        attempt integer NOT NULL,
+        holder text NOT NULL,
+        due_at bigint NOT NULL,
+        started_at bigint NOT NULL,
+        finished_at bigint NOT NULL DEFAULT 0,
+        status_code integer NOT NULL DEFAULT 0,
+        outcome text NOT NULL DEFAULT 'IN_FLIGHT',
+        error bytea,
+        response bytea,
+        PRIMARY KEY (queue_id, attempt)
+    );
+    CREATE INDEX attempts_open ON attempts (holder) WHERE finished_at = 0;
+
+    CREATE TABLE idempotency (
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key text NOT NULL,
+        body_digest bytea NOT NULL,
+        queue_id text NOT NULL,
+        expires_at bigint NOT NULL,
+        PRIMARY KEY (owner_id, key)
+    );
+    CREATE INDEX idempotency_expiry ON idempotency (expires_at)
+    """,
+)
+
+# --- migrations ---------------------------------------------------------------------------
+
+# Every node migrates at start; the advisory lock makes them take turns.
+MIGRATION_LOCK = "SELECT pg_advisory_lock($1)"
+MIGRATION_UNLOCK = "SELECT pg_advisory_unlock($1)"
+CREATE_VERSIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+CURRENT_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+RECORD_VERSION = "INSERT INTO schema_migrations (version) VALUES ($1)"
+
+# --- service ------------------------------------------------------------------------------
+
+PING = "SELECT 1"
+NOW_MS = "SELECT tasks_now_ms()"
+TRY_LEADER = "SELECT pg_try_advisory_lock($1)"
+# Client changes are announced to every node; the payload is "<queue id> <version>" (the
+# version -1 for a deleted task).
+CHANNEL = "tasks_server_changes"
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', $1)"
+
+# --- owners -------------------------------------------------------------------------------
+
+INSERT_OWNER = """
+INSERT INTO owners (id, name, key_digest, created_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING RETURNING id
+"""
+SELECT_KEY_DIGEST = "SELECT key_digest FROM owners WHERE id = $1"
+SELECT_OWNER = "SELECT id, name, created_at, active_tasks FROM owners WHERE id = $1 AND name = $2"
+LOCK_OWNER_ACTIVE = "SELECT active_tasks FROM owners WHERE id = $1 AND name = $2 FOR UPDATE"
+DELETE_OWNER = "DELETE FROM owners WHERE id = $1"
+
+# --- tasks --------------------------------------------------------------------------------
+
+IN_FLIGHT = "EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a.finished_at = 0)"
+COLUMNS = (
+    "id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
+    "paused_at, retry_count, retry_limit, version, request, metadata, response, attempts, "
+    f"schedule_id, {IN_FLIGHT}"
+)
+DUE_COLUMNS = (
+    "id, owner_id, estimate_execution_at, retry_count, retry_limit, version, attempts, request"
+)
+SUMMARY_COLUMNS = (
+    "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+)
+ORDER_COLUMNS = {
+    "createdAt": "created_at",
+    "estimateEndAt": "estimate_end_at",
+    "estimateExecutionAt": "estimate_execution_at",
+}
+ACTIVE = ("RUNNING", "PAUSED")
+CHANGEABLE = frozenset(
+    {
+        "state",
+        "estimate_execution_at",
+        "estimate_end_at",
+        "paused_at",
+        "retry_count",
+        "retry_limit",
+        "request",
+        "metadata",
+    }
+)
+
+# The owner row is locked first, so concurrent registrations on any node count exactly.
+OWNER_HAS_ROOM = "SELECT active_tasks < $2 FROM owners WHERE id = $1 FOR UPDATE"
+# $9: how long the pre-claim lease lasts (ms), measured from the database clock.
+INSERT_QUEUE = f"""
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, lease_owner, lease_until)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8,
+        CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END)
+RETURNING {COLUMNS}
+"""
+SELECT_QUEUE = f"SELECT {COLUMNS} FROM queues WHERE id = $1 AND owner_id = $2"
+LOCK_QUEUE = f"SELECT {COLUMNS} FROM queues WHERE id = $1 AND owner_id = $2 FOR UPDATE OF queues"
+SELECT_BY_ID = f"SELECT {COLUMNS} FROM queues WHERE id = $1"
+DELETE_QUEUE = "DELETE FROM queues WHERE id = $1 AND owner_id = $2 RETURNING id"
+SELECT_IDS_IN_STATE = (
+    "SELECT id FROM queues WHERE owner_id = $1 AND state = $2 ORDER BY created_at, id LIMIT $3"
+)
+COUNT_IN_STATE = "SELECT count(*) FROM queues WHERE owner_id = $1 AND state = $2"
+SELECT_ATTEMPTS = """
+SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response
+  FROM attempts WHERE queue_id = $1 ORDER BY attempt LIMIT $2 OFFSET $3
+"""
+
+
+def list_for_owner(*, with_state: bool, order: str, descending: bool) -> str:
+    """The summary list of one owner's tasks: $1 owner, [$2 state], then limit and offset."""
+    column = ORDER_COLUMNS[order]
+    direction = "DESC" if descending else "ASC"
+    where, n = ("owner_id = $1 AND state = $2", 3) if with_state else ("owner_id = $1", 2)
+    return (
+        f"SELECT {SUMMARY_COLUMNS} FROM queues WHERE {where} "
+        f"ORDER BY {column} {direction}, id {direction} LIMIT ${n} OFFSET ${n + 1}"
+    )
+
+
+def update_queue(columns: Iterable[str]) -> str:
+    """Set `columns` ($1…$n, checked against CHANGEABLE), bump the version; id is $n+1."""
+    names = list(columns)
+    unknown = set(names) - CHANGEABLE
+    if unknown:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, 1))
+    return (
+        f"UPDATE queues SET {assignments}, version = version + 1 "
+        f"WHERE id = ${len(names) + 1} RETURNING {COLUMNS}"
+    )
+
+
+# --- the scheduler ------------------------------------------------------------------------
+
+# A lease passes on only once expired (on the database clock), never to a task whose attempt
+# this holder still runs; rows another node is claiming right now are skipped, not waited for.
+CLAIM = f"""
+WITH clock AS (SELECT tasks_now_ms() AS now),
+picked AS (
+  SELECT q.id FROM queues q, clock
+   WHERE q.state = 'RUNNING' AND q.estimate_execution_at <= clock.now + $2
+     AND (q.lease_owner IS NULL OR q.lease_until < clock.now)
+     AND NOT EXISTS (SELECT 1 FROM attempts a
+                      WHERE a.queue_id = q.id AND a.finished_at = 0 AND a.holder = $1)
+   ORDER BY q.estimate_execution_at LIMIT $4
+   FOR UPDATE OF q SKIP LOCKED)
+UPDATE queues SET lease_owner = $1, lease_until = clock.now + $3
+  FROM picked, clock WHERE queues.id = picked.id
+RETURNING {", ".join(f"queues.{c.strip()}" for c in DUE_COLUMNS.split(","))}
+"""
+# Attempts left open by a holder whose lease expired (a dead node) end when claimed again.
+INTERRUPT_CLAIMED = """
+UPDATE attempts SET finished_at = tasks_now_ms(), outcome = 'INTERRUPTED'
+ WHERE finished_at = 0 AND holder <> $1 AND queue_id = ANY($2::text[])
+"""
+# The queue row is locked before the attempt row everywhere, so two transactions never wait
+# on each other in opposite orders.
+COUNT_ATTEMPT = """
+UPDATE queues SET attempts = attempts + 1
+ WHERE id = $1 AND lease_owner = $2 AND version = $3 AND state = 'RUNNING'
+RETURNING attempts, estimate_execution_at
+"""
+OPEN_ATTEMPT = """
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at) VALUES ($1, $2, $3, $4, $5)
+"""
+FINISH = """
+UPDATE queues SET state = $1, status_code = $2, response = $3, estimate_end_at = $4,
+                  lease_owner = NULL, lease_until = NULL, version = version + 1
+ WHERE id = $5 AND lease_owner = $6 AND version = $7
+"""
+RETRY_LATER = """
+UPDATE queues SET status_code = $1, response = $2, retry_count = retry_count + 1,
+                  estimate_execution_at = $3, lease_owner = NULL, lease_until = NULL,
+                  version = version + 1
+ WHERE id = $4 AND lease_owner = $5 AND version = $6
+"""
+CLOSE_ATTEMPT = """
+UPDATE attempts SET finished_at = $3, status_code = $4, outcome = $5, error = $6, response = $7
+ WHERE queue_id = $1 AND attempt = $2 AND finished_at = 0
+"""
+PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE queue_id = $1 AND attempt <= $2"
+ABORT_OPEN = """
+UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'
+ WHERE queue_id = $2 AND holder = $3 AND finished_at = 0
+"""
+RENEW_LEASES = """
+UPDATE queues SET lease_until = tasks_now_ms() + $3
+ WHERE lease_owner = $1 AND id = ANY($2::text[])
+"""
+RELEASE_LEASE = (
+    "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2"
+)
+RELEASE_LEASES_OF = (
+    "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"
+)
+INTERRUPT_OPEN_OF = """
+UPDATE attempts SET finished_at = $1, outcome = 'INTERRUPTED' WHERE finished_at = 0 AND holder = $2
+"""
+INTERRUPT_OPEN_OF_TASK = """
+UPDATE attempts SET finished_at = $1, outcome = 'INTERRUPTED'
+ WHERE queue_id = $2 AND holder = $3 AND finished_at = 0
+"""
+RELEASE_ALL_LEASES = (
+    "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
+)
+LEASED_VERSIONS = "SELECT id, state, version FROM queues WHERE lease_owner = $1"
+
+# --- jobs and metrics ---------------------------------------------------------------------
+
+PURGE_FINISHED = """
+DELETE FROM queues WHERE id IN (
+  SELECT id FROM queues
+   WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
+   LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
+COUNT_OVERDUE = f"""
+SELECT count(*) FROM queues
+ WHERE state = 'RUNNING' AND estimate_execution_at < $1 AND NOT {IN_FLIGHT}
+"""
+COUNT_ACTIVE_BY_OWNER = """
+SELECT owners.id, owners.active_tasks,
+       (SELECT count(*) FROM queues
+         WHERE owner_id = owners.id AND state IN ('RUNNING', 'PAUSED'))
+  FROM owners
+"""
