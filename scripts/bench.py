@@ -784,6 +784,52 @@ def bench_register(profile: Profile, procs: Processes, work: Path, report: Repor
     report.add(Row("load generator ceiling", "req/s", ceiling["rps"], rps, "register"))
 
 
+GROWN_OWNER = 50_000  # tasks the owner already holds in the second registration run
+
+
+def bench_register_growth(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
+    """Registering into an owner holding 50,000 tasks against an empty owner (O(1) limit)."""
+    print(f"register growth: an empty owner, then one holding {GROWN_OWNER:,}", flush=True)
+    target = start_target(procs)
+    body = orjson.dumps(
+        {
+            "httpRequest": {"url": f"{target.url}/never", "method": "GET"},
+            "config": {"executionDelay": 86_400_000},
+        }
+    )
+    rates = {}
+    for label, waiting in (("empty", 0), ("grown", GROWN_OWNER)):
+        db = work / f"growth-{label}.db"
+        (owner,) = new_database(db, [f"growth-{label}"])
+        if waiting:
+            seed_tasks(db, owner, [now_ms() + 86_400_000] * waiting, f"{target.url}/never")
+        server = start_server(procs, work, db, f"growth-{label}")
+        request = post_request(server.port, "/v1/queues/register", body, owner.headers)
+        measured = load(
+            procs,
+            server.port,
+            [request] * profile.connections,
+            profile.warmup_s,
+            profile.duration_s,
+        )
+        procs.stop(server.proc)
+        rates[label] = measured["rps"]
+    procs.stop(target.proc)
+    report.details["register_growth"] = rates
+    ratio = rates["grown"] / rates["empty"]
+    report.add(
+        Row(
+            f"register into an owner with {GROWN_OWNER:,}",
+            "req/s",
+            rates["grown"],
+            rates["empty"],
+            "empty owner",
+            ">=0.9x empty",
+            ratio >= 0.9,
+        )
+    )
+
+
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -890,6 +936,42 @@ def bench_execution(profile: Profile, procs: Processes, work: Path, report: Repo
         )
     )
     return rate
+
+
+BURST = 5_000
+
+
+def bench_burst(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
+    """5,000 tasks due at one instant: drain rate beside the raw CurlMulti loop (SPEC §14)."""
+    print(f"burst: {BURST:,} tasks due at one instant", flush=True)
+    target = start_target(procs)
+    raw = raw_curl(f"{target.url}/raw", BURST, profile.raw_concurrency)
+    target.dump()
+    db = work / "burst.db"
+    (owner,) = new_database(db, ["bench-burst"])
+    server = start_server(procs, work, db, "burst")
+    due = now_ms() + 2_500
+    seed_tasks(db, owner, [due] * BURST, f"{target.url}/burst")
+    done_at = _wait_done(db, timeout=300)
+    procs.stop(server.proc)
+    arrivals = sorted(target.dump().values())
+    procs.stop(target.proc)
+    rate = BURST / (done_at - due / 1000)
+    late = [arrival - due for arrival in arrivals]
+    p99 = late[min(len(late) - 1, int(len(late) * 0.99))] if late else float("nan")
+    report.details["burst"] = {"tasks": BURST, "raw_rps": raw, "drain_per_s": rate, "p99_ms": p99}
+    report.add(
+        Row(
+            f"burst of {BURST:,} drained",
+            "attempts/s",
+            rate,
+            raw,
+            "raw CurlMulti",
+            ">=0.2x raw",
+            rate >= 0.2 * raw and len(arrivals) == BURST,
+        )
+    )
+    report.add(Row(f"burst of {BURST:,}: start lateness p99", "ms", p99, None, ""))
 
 
 def _wait_done(db: Path, timeout: float) -> float:
@@ -1073,7 +1155,7 @@ def _scale_probe(procs: Processes, work: Path, name: str, waiting: int) -> dict[
 
 # --- main ---------------------------------------------------------------------------------
 
-PHASES = ("register", "execution", "lateness", "scale")
+PHASES = ("register", "growth", "execution", "burst", "lateness", "scale")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -1098,8 +1180,12 @@ def run(profile: Profile, phases: Sequence[str], json_path: Path | None) -> Repo
         work = Path(tmp)
         if "register" in phases:
             bench_register(profile, procs, work, report)
+        if "growth" in phases:
+            bench_register_growth(profile, procs, work, report)
         if "execution" in phases:
             rate = bench_execution(profile, procs, work, report)
+        if "burst" in phases:
+            bench_burst(profile, procs, work, report)
         if "lateness" in phases:
             bench_lateness(profile, procs, work, report, rate)
         if "scale" in phases:

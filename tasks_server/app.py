@@ -25,9 +25,10 @@ from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
 from tasks_server.retention import Retention
-from tasks_server.scheduler import Scheduler
+from tasks_server.scheduler import LEASE_MS, Scheduler
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
+from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import build_store
 from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
 from tasks_server.store.postgres import PostgresStore
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        owners.warn_if_registration_open(settings)
         store = build_store(settings)
         await store.open()
         # On PostgreSQL other nodes may be running: leases only ever expire there.
@@ -55,8 +57,10 @@ def create_app(settings: Settings) -> Starlette:
         if not shared:
             # Alone on this database: every lease is left over from a stopped process.
             await store.release_all()
-        codec = TaskCodec(Cipher.for_database(settings.cipher_key, settings.path_sqlite))
+        cipher = Cipher.for_database(settings.cipher_key, settings.path_sqlite)
+        codec = TaskCodec(cipher)
         transport = CurlTransport(guard=settings.destination_guard)
+        signing_keys = SigningKeys(store, cipher)
         scheduler = Scheduler(
             store,
             codec,
@@ -67,18 +71,18 @@ def create_app(settings: Settings) -> Starlette:
             ),
             ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
             metrics,
+            signing_keys=signing_keys.for_owner,
             cluster=shared,
             max_in_flight_per_owner=settings.max_in_flight_per_owner,
             max_attempts_kept=settings.max_attempts_kept,
-            **({"lease_ms": POSTGRES_LEASE_MS} if isinstance(store, PostgresStore) else {}),
+            lease_ms=POSTGRES_LEASE_MS if isinstance(store, PostgresStore) else LEASE_MS,
         )
         await scheduler.start()
         if isinstance(store, PostgresStore):
             await store.listen(scheduler.notice)
         # SQLite backups; PostgreSQL is backed up with its own tools.
-        sqlite = store if isinstance(store, SqliteStore) else None
         backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
-        if sqlite is not None:
+        if isinstance(store, SqliteStore):
             backups.start()
         retention = Retention(store, keep_ms=settings.retention_finished_ms)
         retention.start()
@@ -87,11 +91,11 @@ def create_app(settings: Settings) -> Starlette:
                 "services": Services(
                     settings=settings,
                     store=store,
-                    db=sqlite.db if sqlite is not None else None,
                     auth=Authenticator(store),
                     codec=codec,
                     scheduler=scheduler,
                     metrics=metrics,
+                    signing_keys=signing_keys,
                 )
             }
         finally:

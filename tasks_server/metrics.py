@@ -89,5 +89,5 @@ class Metrics:
         if not os.environ.get(MULTIPROC_DIR_ENV):
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

@@ -18,7 +18,13 @@ from tasks_server import __version__
 from tasks_server.api.errors import ACTIONS
 from tasks_server.models.attempts import AttemptOut, AttemptsQuery, Bulk, BulkOut, Replay
 from tasks_server.models.common import Done, ErrorBody
-from tasks_server.models.owners import OwnerOut, OwnerRegister, OwnerRegistered
+from tasks_server.models.owners import (
+    OwnerKey,
+    OwnerOut,
+    OwnerRegister,
+    OwnerRegistered,
+    OwnerSigningSecret,
+)
 from tasks_server.models.queues import (
     ListQuery,
     QueueConfigOut,
@@ -46,6 +52,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (QueueConfigOut, "serialization"),
     (OwnerRegistered, "serialization"),
     (OwnerOut, "serialization"),
+    (OwnerKey, "serialization"),
+    (OwnerSigningSecret, "serialization"),
     (ErrorBody, "serialization"),
     (Done, "serialization"),
 ]
@@ -53,7 +61,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
 _REASONS = {
     400: "Validation failed; `message` lists each problem with its field path",
     401: "Wrong key",
-    403: "Missing or malformed auth headers, or unknown owner",
+    403: "Missing or malformed auth headers, unknown owner, or (owner registration) a missing "
+    "or wrong ADMIN_KEY",
     404: "Unknown resource (or one the owner does not own): an empty object",
     409: "Owner name taken",
     413: "Request body over MAX_SIZE_BODY_REQUEST",
@@ -78,7 +87,7 @@ _TASK_LINKS = {
         "deleteQueue",
     )
 }
-_SECURITY = [{"bearer": [], "ownerId": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": [], "ownerId": []}]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -247,8 +256,8 @@ def _build() -> dict[str, Any]:
                 "Register an owner; the key is shown once",
                 "owners",
                 {
-                    "201": _json(of(OwnerRegistered), "The owner id and key"),
-                    **_errors(400, 409, 413, 429, 500),
+                    "201": _json(of(OwnerRegistered), "The owner id, key and signing secret"),
+                    **_errors(400, 403, 409, 413, 429, 500),
                 },
                 secured=False,
                 body=_body(of(OwnerRegister, "validation"), "The owner name"),
@@ -260,13 +269,34 @@ def _build() -> dict[str, Any]:
                 "getOwner",
                 "Read the authenticated owner",
                 "owners",
-                {"200": _json(of(OwnerOut), "The owner"), **_errors(404, *_AUTH)},
+                {"200": _json(of(OwnerOut), "The owner"), **_errors(400, 404, *_AUTH)},
             ),
             "delete": _op(
                 "deleteOwner",
                 "Delete the authenticated owner (no task left RUNNING or PAUSED)",
                 "owners",
-                {"200": done, **_errors(404, 422, *_AUTH)},
+                {"200": done, **_errors(400, 404, 422, *_AUTH)},
+            ),
+        },
+        "/v1/owners/{name}/key": {
+            "parameters": [name_param],
+            "post": _op(
+                "rotateOwnerKey",
+                "A new key; the previous one works for KEY_ROTATION_GRACE_MS more",
+                "owners",
+                {"200": _json(of(OwnerKey), "The new key"), **_errors(400, 404, *_AUTH)},
+            ),
+        },
+        "/v1/owners/{name}/signing-secret": {
+            "parameters": [name_param],
+            "post": _op(
+                "rotateOwnerSigningSecret",
+                "A new signing secret; requests carry both signatures for KEY_ROTATION_GRACE_MS",
+                "owners",
+                {
+                    "200": _json(of(OwnerSigningSecret), "The new signing secret"),
+                    **_errors(400, 404, *_AUTH),
+                },
             ),
         },
         "/v1/queues/register": {
@@ -276,8 +306,27 @@ def _build() -> dict[str, Any]:
                 "queues",
                 {
                     "201": {**_json(of(QueueOut), "The task"), "links": _TASK_LINKS},
+                    "200": {
+                        **_json(of(QueueOut), "A repeat of an Idempotency-Key: the task as now"),
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "description": "Nothing new was stored or executed",
+                                "schema": {"const": "true"},
+                            }
+                        },
+                    },
                     **_errors(400, 413, 422, *_AUTH),
                 },
+                parameters=[
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Within IDEMPOTENCY_TTL_MS, a repeat with the same key "
+                        "and body registers nothing new (another body: 422)",
+                        "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+                    }
+                ],
                 body=_body(of(QueueRegistration, "validation"), "The task"),
             )
         },
@@ -364,6 +413,8 @@ def _build() -> dict[str, Any]:
             ),
         },
     }
+    # Open, or with ADMIN_KEY set, the admin bearer.
+    paths["/v1/owners/register"]["post"]["security"] = [{}, {"admin": []}]
     for verb, method, summary, success in (
         ("pause", "patch", "Pause a RUNNING task", done),
         ("resume", "patch", "Resume a PAUSED task", queue_out),
@@ -388,6 +439,11 @@ def _build() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
+                "admin": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "ADMIN_KEY, when set: `Authorization: Bearer <ADMIN_KEY>`",
+                },
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",

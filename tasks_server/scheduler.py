@@ -28,6 +28,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -43,7 +44,7 @@ from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration, QueueState
-from tasks_server.retry import RetryPolicy
+from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.store.base import Due, QueueRow, Result, TaskStore
 from tasks_server.timeutil import now_ms
 
@@ -102,12 +103,14 @@ class Scheduler:
         gate: ConnectivityGate,
         metrics: Metrics,
         *,
+        signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
         cluster: bool = False,
         max_in_flight_per_owner: int = 250,
         max_attempts_kept: int = 100,
         lease_ms: int = LEASE_MS,
         clock: Callable[[], int] = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.lease_owner = str(ULID())
         self._store = store
@@ -115,6 +118,7 @@ class Scheduler:
         self._runner = runner
         self._gate = gate
         self._metrics = metrics
+        self._signing_keys = signing_keys
         self._cluster = cluster
         self._per_owner = max_in_flight_per_owner
         self._attempts_kept = max_attempts_kept
@@ -122,6 +126,7 @@ class Scheduler:
         self._renew_ms = lease_ms * RENEW_MS // LEASE_MS  # the same share of the lease
         self._clock = clock
         self._monotonic = monotonic
+        self._rng = rng or random.Random()
         self._held: dict[str, _Held] = {}
         self._heap: list[tuple[int, int, str, int]] = []
         self._seq = itertools.count()
@@ -367,6 +372,7 @@ class Scheduler:
                 self._settle(held, await self._store.reload(row.id))
                 return
             reg = held.reg or self._codec.open_request(row.request, row.id)
+            signing_secrets = await self._signing_keys(row.owner_id)
             lateness_ms = max(0, start - row.estimate_execution_at)
             self._metrics.lateness.observe(lateness_ms / 1000)
             log.info(
@@ -385,7 +391,7 @@ class Scheduler:
                 retry_limit=row.retry_limit,
                 due=row.estimate_execution_at,
                 timeout_ms=_timeout_ms(reg, row, start),
-                signing_secrets=(),
+                signing_secrets=signing_secrets,
                 sent_at_s=start // 1000,
             )
             outcome = await self._runner.run(reg, attempt)
@@ -433,7 +439,8 @@ class Scheduler:
             event = str(state).lower()
         else:
             state, event = None, "retry_scheduled"
-            retry_at = _next_retry_at(reg, row.retry_count + 1, now)
+            waited = retry_after_ms(outcome.retry_after, now)
+            retry_at = _next_retry_at(reg, row.retry_count + 1, now, waited, self._rng)
         error = None
         if outcome.error is not None:
             error = self._codec.seal(outcome.error.encode(), row.id, f"attempt-{number}-error")
@@ -539,8 +546,10 @@ def _timeout_ms(reg: QueueRegistration, row: Due, start: int) -> int:
     return reg.config.timeout
 
 
-def _next_retry_at(reg: QueueRegistration, n: int, now: int) -> int:
+def _next_retry_at(
+    reg: QueueRegistration, n: int, now: int, retry_after: int | None, rng: random.Random
+) -> int:
     config = reg.config
     if n == 1 and config.retry_at is not None:
-        return max(config.retry_at, now)
-    return now + RetryPolicy.from_config(config).delay_ms(n)
+        return max(config.retry_at, now + (retry_after or 0))
+    return now + RetryPolicy.from_config(config).wait_ms(n, retry_after_ms=retry_after, rng=rng)

@@ -11,19 +11,19 @@ from tasks_server.codec import TaskCodec
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
 from tasks_server.settings import Settings
+from tasks_server.signing_keys import SigningKeys
 from tasks_server.store.base import TaskStore
-from tasks_server.store.db import Database
 
 
 @dataclass(slots=True)
 class Services:
     settings: Settings
     store: TaskStore
-    db: Database | None  # the SQLite store's own (None on PostgreSQL)
     auth: Authenticator
     codec: TaskCodec
     scheduler: Scheduler
     metrics: Metrics
+    signing_keys: SigningKeys
 
 
 def services(request: Request) -> Services:

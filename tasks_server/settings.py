@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     destination_deny: str = "link-local"
     destination_allow: str | None = None
 
+    admin_key: str | None = Field(None, min_length=32)
+    key_rotation_grace_ms: int = Field(86_400_000, ge=0)
+    idempotency_ttl_ms: int = Field(86_400_000, ge=1)
+
     @field_validator("max_instances", mode="before")
     @classmethod
     def _instances(cls, value: object) -> object:
@@ -153,6 +157,15 @@ class Settings(BaseSettings):
             # Every node must seal and open the same blobs: no key file beside a database.
             raise ValueError("DATABASE_URL needs CIPHER_KEY, the same on every node")
         return self
+
+    @property
+    def host_is_loopback(self) -> bool:
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
     @property
     def backup_tz(self) -> str:

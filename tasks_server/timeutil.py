@@ -23,7 +23,8 @@ def now_ms() -> int:
 def _zone_of(name: str | None, offset: int | None) -> tzinfo | None:
     """dateutil's ``tzinfos`` hook: numeric offsets (and UTC/GMT/Z) only, never a guess."""
     if offset is not None:
-        return dateutil_tz.tzoffset(name, offset)
+        zone: tzinfo = dateutil_tz.tzoffset(name, offset)
+        return zone
     if name is not None:
         # Abbreviations are ambiguous (CST, IST…); dateutil would silently drop them.
         raise ValueError(f"unknown time zone {name!r} in date: use a numeric offset like +07:00")
@@ -52,6 +53,7 @@ def parse_instant(value: int | str, tz: str) -> int:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=zone)
             value = (parsed - _EPOCH) // _MS
+    assert isinstance(value, int)
     if not 0 <= value <= MAX_INSTANT_MS:
         raise ValueError(f"{value} is outside 1970-01-01 … 9999-12-31 (epoch milliseconds)")
     return value

@@ -37,6 +37,7 @@ class Step:
     status: int = 200
     delay_ms: int = 0
     body: bytes = b"ok"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Target:
@@ -114,7 +115,7 @@ class Target:
             {
                 "type": "http.response.start",
                 "status": step.status,
-                "headers": [(b"content-length", str(len(step.body)).encode())],
+                "headers": [(b"content-length", str(len(step.body)).encode()), *step.headers],
             }
         )
         await send({"type": "http.response.body", "body": step.body})

@@ -93,7 +93,8 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return Response(status_code=404)
-    return error_response(exc.status_code, exc.detail, headers=exc.headers)
+    headers = None if exc.headers is None else dict(exc.headers)
+    return error_response(exc.status_code, exc.detail, headers=headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

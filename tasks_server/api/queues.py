@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
+from tasks_server.api import idempotency
 from tasks_server.api.body import read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.executor.options import unsupported
@@ -42,6 +43,7 @@ from tasks_server.services import Services, services
 from tasks_server.store.base import (
     AttemptRow,
     Decide,
+    Idempotency,
     InsertOutcome,
     QueueRow,
     QueueSummaryRow,
@@ -111,6 +113,7 @@ async def _owned(request: Request) -> tuple[Services, str, str]:
 async def register(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
+    idempotency_key = idempotency.key(request)
     document = await read_json(request, svc.settings.max_size_body_request)
     now = now_ms()
     reg = _validate(svc, document, now, check_future=True)
@@ -131,13 +134,24 @@ async def register(request: Request) -> Response:
             else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
             limit=svc.settings.max_tasks_in_queue,
             lease=lease,
+            idempotency=once,
         )
-        if lease is not None and inserted[1] is not None:
-            svc.scheduler.adopt(inserted[1], reg)
+        if lease is not None and inserted[0] is InsertOutcome.INSERTED:
+            svc.scheduler.adopt(inserted[1], reg)  # type: ignore[arg-type]
         return inserted
 
+    once = None
+    if idempotency_key is not None:
+        ttl_ms = svc.settings.idempotency_ttl_ms
+        once = Idempotency(idempotency_key, idempotency.body_digest(document), now, ttl_ms)
     # Shielded: a handler cancelled after the commit must still hand its lease over.
     outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    if outcome is InsertOutcome.KEY_REUSED:
+        raise ApiError(
+            422, f"Idempotency-Key {idempotency_key!r} was already used with another body"
+        )
+    if outcome is InsertOutcome.REPLAYED and row is not None:
+        return JSONResponse(_queue_out(svc, row), 200, {"Idempotent-Replayed": "true"})
     if outcome is InsertOutcome.LIMIT_REACHED:
         raise ApiError(422, limit_message(svc.settings.max_tasks_in_queue))
     if outcome is InsertOutcome.NO_OWNER or row is None:
@@ -151,7 +165,7 @@ async def list_queues(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     query = ListQuery.model_validate(dict(request.query_params))
-    rows = await svc.store.list(
+    rows = await svc.store.list_tasks(
         owner_id,
         state=query.state.value if query.state else None,
         order=query.order,

@@ -63,7 +63,16 @@ class _Transfer:
     """One request in flight: its future, the body collected so far (capped), and the
     guard's refusal when it refused an address."""
 
-    __slots__ = ("chunks", "future", "guard", "max_body_bytes", "received", "refused", "too_large")
+    __slots__ = (
+        "chunks",
+        "future",
+        "guard",
+        "max_body_bytes",
+        "received",
+        "refused",
+        "retry_after",
+        "too_large",
+    )
 
     def __init__(
         self,
@@ -78,6 +87,7 @@ class _Transfer:
         self.received = 0
         self.too_large = False
         self.refused: str | None = None
+        self.retry_after: str | None = None
 
     def open_socket(self, _purpose: int, address: Any) -> socket.socket | int:
         """OPENSOCKETFUNCTION: a socket for an allowed address, SOCKET_BAD for a refused one
@@ -89,11 +99,19 @@ class _Transfer:
             refusal = f"destination family {address.family} refused: only IP is allowed"
         if refusal is not None:
             self.refused = refusal
-            return pycurl.SOCKET_BAD
+            bad: int = pycurl.SOCKET_BAD
+            return bad
         sock = socket.socket(address.family, address.socktype, address.protocol)
         # pycurl hands libcurl a dup of this descriptor once we return: close ours after.
         self.future.get_loop().call_soon(sock.close)
         return sock
+
+    def header(self, line: bytes) -> None:
+        """HEADERFUNCTION: keep the last response's Retry-After (a redirect starts anew)."""
+        if line[:5] == b"HTTP/":
+            self.retry_after = None
+        elif line[:12].lower() == b"retry-after:":
+            self.retry_after = line[12:].decode("latin-1").strip()
 
     def write(self, chunk: bytes) -> int | None:
         """WRITEFUNCTION: keep the chunk, or abort the transfer once past the cap."""
@@ -190,6 +208,7 @@ class CurlTransport:
             for option, value in options:
                 curl.setopt(option, value)
             curl.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            curl.setopt(pycurl.HEADERFUNCTION, transfer.header)
             if self._guard is not None:
                 curl.setopt(pycurl.OPENSOCKETFUNCTION, transfer.open_socket)
             curl.setopt(pycurl.NOSIGNAL, 1)
@@ -343,6 +362,7 @@ class CurlTransport:
                         body=b"".join(transfer.chunks),
                         total_time_ms=curl.getinfo(pycurl.TOTAL_TIME_T) / 1000,
                         effective_url=curl.getinfo(pycurl.EFFECTIVE_URL),
+                        retry_after=transfer.retry_after,
                     )
                 )
         self._release(curl)

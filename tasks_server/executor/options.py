@@ -26,7 +26,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
@@ -566,15 +565,15 @@ def unsupported(
                     " which tasks-server does not configure; use PEM, DER or P12",
                 },
             )
-    sources = [("config.ca", config.ca), ("config.key", config.key)]
+    sources: list[tuple[str, str | None]] = [("config.ca", config.ca), ("config.key", config.key)]
     if config.cert is not None:
         sources.insert(1, ("config.cert.value", config.cert.value))
     for path, value in sources:
         if value is None:
             continue
-        message = _check_path(value, certs_dir) if is_path(value) else _check_base64(value)
-        if message:
-            problems.append({"path": path, "message": message})
+        problem = _check_path(value, certs_dir) if is_path(value) else _check_base64(value)
+        if problem:
+            problems.append({"path": path, "message": problem})
         elif not is_path(value) and not have.blobs:
             lacks(path, "in-memory certificates (7.77 or later, OpenSSL-compatible TLS)")
     return problems
@@ -602,7 +601,7 @@ def _refused_literals(reg: QueueRegistration, guard: DestinationGuard) -> list[d
 def _check_base64(value: str) -> str | None:
     try:
         base64.b64decode("".join(value.split()), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII characters
         return "must be base64 of the file content, or an absolute file path inside CERTS_DIR"
     return None
 

@@ -23,6 +23,7 @@ from tasks_server.executor.options import Attempt, materialize, prepare
 from tasks_server.executor.transport import Transport
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
+from tasks_server.retry import RETRY_AFTER_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Outcome:
     kind: AttemptOutcome
     error: str | None = None  # libcurl's text or the guard's message; None for an HTTP answer
     final: bool = False  # no retry: the same attempt cannot succeed later
+    retry_after: str | None = None  # a 429 or 503's Retry-After: the next retry waits for it
 
 
 def _failed(exc: AttemptError) -> Outcome:
@@ -77,4 +79,7 @@ class Runner:
         status = response.status_code
         ok = 200 <= status < 400 or status in reg.config.ignore_status_code
         kind = AttemptOutcome.SUCCESS if ok else AttemptOutcome.FAILURE
-        return Outcome(status, response.body, ok, response.total_time_ms, kind)
+        retry_after = response.retry_after if status in RETRY_AFTER_STATUSES else None
+        return Outcome(
+            status, response.body, ok, response.total_time_ms, kind, retry_after=retry_after
+        )

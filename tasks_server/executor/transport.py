@@ -20,6 +20,7 @@ class CurlResponse:
     body: bytes
     total_time_ms: float
     effective_url: str
+    retry_after: str | None = None  # the final response's Retry-After header, as sent
 
 
 class Transport(Protocol):

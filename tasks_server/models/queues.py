@@ -74,8 +74,10 @@ _FRAMING_HEADERS = frozenset(
         "expect",
     ]
 )
-# Header, query and proxy-header names whose values are redacted from /config.
-_SENSITIVE_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|signature", re.I)
+# Header and proxy-header names whose values are redacted from /config (query values all are).
+_SENSITIVE_NAME = re.compile(
+    r"auth|cookie|token|secret|key|pass|signature|session|credential", re.I
+)
 
 
 # --- field validators ---------------------------------------------------------------------
@@ -190,8 +192,11 @@ def _instant(value: Any, info: ValidationInfo) -> int:
     return timeutil.parse_instant(value, (info.context or {}).get("tz", "UTC"))
 
 
+_SHAPES: dict[type, str] = {str: "text", list: "list", dict: "object"}
+
+
 def _shape(value: Any) -> str | None:
-    return {str: "text", list: "list", dict: "object"}.get(type(value))
+    return _SHAPES.get(type(value))
 
 
 def _now(info: ValidationInfo) -> int:
@@ -326,7 +331,8 @@ class HttpRequest(_Body):
     @classmethod
     def _drop_user_agent(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         # config.userAgent is the one User-Agent.
-        if _framing(value, proxy_allowed=False) is None:
+        value = _framing(value, proxy_allowed=False)
+        if value is None:
             return None
         for name in value:
             if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5
@@ -371,10 +377,11 @@ class QueueConfig(_Body):
     execute_at: Instant | None = None
     execute_immediately: bool = False
     retry: int = Field(0, ge=0, le=MAX_RETRY)
-    retry_interval: int = Field(1, ge=0, le=MAX_DELAY_MS)
+    retry_interval: int = Field(1, ge=1, le=MAX_DELAY_MS)
     retry_exponential: bool = True
     retry_backoff: Literal["fixed", "linear", "exponential"] | None = None
     retry_max_interval: int | None = Field(None, ge=1, le=MAX_DELAY_MS)
+    retry_jitter: bool = False  # spread each retry uniformly over [delay/2, delay]
     retry_at: Instant | None = None
     ignore_status_code: list[Annotated[int, Field(ge=400, le=599)]] = Field(
         default_factory=list, max_length=40
@@ -484,20 +491,29 @@ def execution_time(reg: QueueRegistration, now_ms: int) -> int:
 # --- secrets ------------------------------------------------------------------------------
 
 
-def _redact_userinfo(url: str) -> str:
+def _redact_url(url: str) -> str:
+    """The URL with its password (or a bare user, often a token) and query values hidden."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, host = parts.netloc.rpartition("@")[::2]
-    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:{SECRET}@{host}"))
+    if "@" in parts.netloc:
+        user, host = parts.netloc.rpartition("@")[::2]
+        name, has_password, _ = user.partition(":")
+        parts = parts._replace(
+            netloc=f"{name}:{SECRET}@{host}" if has_password else f"{SECRET}@{host}"
+        )
+    if parts.query:
+        items = (item.partition("=") for item in parts.query.split("&"))
+        query = "&".join(f"{name}={SECRET}" if eq else SECRET for name, eq, _ in items)
+        parts = parts._replace(query=query)
+    return urlunsplit(parts)
 
 
 def redact(dumped: dict[str, Any]) -> dict[str, Any]:
     """A copy of a stored registration dump with every secret replaced by ``"***"``.
 
     Passwords, AWS key and secret, cookies, CA/cert/key material, the HSTS file, URL
-    passwords and header/query values whose name looks like a credential. Usernames and
-    the rest of the structure stay, so an owner recognises the task.
+    passwords and bare users, every query value, and header values whose name looks like a
+    credential. Usernames, names and the rest of the structure stay, so an owner recognises
+    the task.
     """
     out = copy.deepcopy(dumped)
     request: dict[str, Any] = out.get("httpRequest") or {}
@@ -524,14 +540,16 @@ def redact(dumped: dict[str, Any]) -> dict[str, Any]:
         cert.update({k: SECRET for k in ("value", "password") if k in cert})
     if isinstance(config.get("hsts"), str):
         config["hsts"] = SECRET
-    for section, name in ((request, "headers"), (request, "query"), (config, "proxyHeaders")):
+    for section, name in ((request, "headers"), (config, "proxyHeaders")):
         pairs = section.get(name) or {}
         for key in pairs:
             if _SENSITIVE_NAME.search(key):
                 pairs[key] = SECRET
+    if isinstance(query := request.get("query"), dict):
+        request["query"] = dict.fromkeys(query, SECRET)
     for section, name in ((request, "url"), (config, "refererUrl"), (config, "dohUrl")):
         if isinstance(section.get(name), str):
-            section[name] = _redact_userinfo(section[name])
+            section[name] = _redact_url(section[name])
     return out
 
 
@@ -588,4 +606,4 @@ class ListQuery(BaseModel):
     offset: int = Field(0, ge=0)
     order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = "createdAt"
     sort: Literal["asc", "desc"] = "asc"
-    state: QueueState | None = None
+    state: Annotated[QueueState | None, BeforeValidator(_upper)] = None

@@ -22,6 +22,24 @@ class OwnerRecord:
     tasks_in_queue: int
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An owner's current value and, while `previous_until` lasts, the one it replaced.
+
+    Key digests, or sealed signing secrets (`current` is None for an owner created before
+    signing secrets existed).
+    """
+
+    current: bytes | None
+    previous: bytes | None
+    previous_until: int | None
+
+
+# Runs inside the rotation's transaction: the current sealed secret (or None) in, the blobs
+# to store as previous and current out.
+Reseal = Callable[[bytes | None], tuple[bytes | None, bytes]]
+
+
 class DeleteOutcome(Enum):
     DELETED = auto()
     NOT_FOUND = auto()
@@ -51,7 +69,7 @@ class QueueRow:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]))
+        return cls(*row[:16], bool(row[16]))  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -122,6 +140,18 @@ class InsertOutcome(Enum):
     INSERTED = auto()
     LIMIT_REACHED = auto()
     NO_OWNER = auto()
+    REPLAYED = auto()  # the Idempotency-Key was used with this body: the task it made
+    KEY_REUSED = auto()  # the Idempotency-Key was used with another body
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An `Idempotency-Key` of a registration, remembered with its body for `ttl_ms`."""
+
+    key: str
+    body_digest: bytes
+    now: int
+    ttl_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +182,32 @@ class TaskStore(Protocol):
     # --- owners ---------------------------------------------------------------------------
 
     async def create_owner(
-        self, *, owner_id: str, name: str, key_digest: bytes, created_at: int
+        self,
+        *,
+        owner_id: str,
+        name: str,
+        key_digest: bytes,
+        created_at: int,
+        signing_secret: bytes | None = None,
     ) -> bool:
         """Insert the owner; False when the name is taken."""
 
-    async def key_digest(self, owner_id: str) -> bytes | None: ...
+    async def key_digests(self, owner_id: str) -> Credentials | None: ...
+
+    async def rotate_key(
+        self, owner_id: str, name: str, digest: bytes, previous_until: int
+    ) -> bool:
+        """Make `digest` the key digest; the old one stays valid until `previous_until`."""
+
+    async def signing_secrets(
+        self, owner_id: str, missing: bytes | None = None
+    ) -> Credentials | None:
+        """The sealed signing secrets; `missing` is stored first when the owner has none."""
+
+    async def rotate_signing(
+        self, owner_id: str, name: str, previous_until: int, reseal: Reseal
+    ) -> bool:
+        """Replace the signing secret in one transaction; False when the owner is not found."""
 
     async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None: ...
 
@@ -176,13 +227,16 @@ class TaskStore(Protocol):
         metadata: bytes | None,
         limit: int,
         lease: tuple[str, int] | None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
-        exact under concurrency); `lease` pre-claims it for the registering process."""
+        exact under concurrency); `lease` pre-claims it for the registering process. With
+        `idempotency`, a repeat of the key stores nothing (REPLAYED with the task it made,
+        or KEY_REUSED), also under concurrent repeats."""
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
 
-    async def list(
+    async def list_tasks(
         self,
         owner_id: str,
         *,

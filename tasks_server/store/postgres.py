@@ -24,14 +24,17 @@ import asyncpg
 from tasks_server.store import postgres_sql as sql
 from tasks_server.store.base import (
     AttemptRow,
+    Credentials,
     Decide,
     DeleteOutcome,
     Due,
+    Idempotency,
     InsertOutcome,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
     Rejected,
+    Reseal,
     Result,
     limit_message,
 )
@@ -191,14 +194,52 @@ class PostgresStore:
     # --- owners ---------------------------------------------------------------------------
 
     async def create_owner(
-        self, *, owner_id: str, name: str, key_digest: bytes, created_at: int
+        self,
+        *,
+        owner_id: str,
+        name: str,
+        key_digest: bytes,
+        created_at: int,
+        signing_secret: bytes | None = None,
     ) -> bool:
-        row = await self.pool.fetchrow(sql.INSERT_OWNER, owner_id, name, key_digest, created_at)
+        row = await self.pool.fetchrow(
+            sql.INSERT_OWNER, owner_id, name, key_digest, signing_secret, created_at
+        )
         return row is not None
 
-    async def key_digest(self, owner_id: str) -> bytes | None:
-        value = await self.pool.fetchval(sql.SELECT_KEY_DIGEST, owner_id)
-        return None if value is None else bytes(value)
+    async def key_digests(self, owner_id: str) -> Credentials | None:
+        row = await self.pool.fetchrow(sql.SELECT_KEY_DIGESTS, owner_id)
+        return None if row is None else _credentials(row)
+
+    async def rotate_key(
+        self, owner_id: str, name: str, digest: bytes, previous_until: int
+    ) -> bool:
+        row = await self.pool.fetchrow(sql.ROTATE_KEY, previous_until, digest, owner_id, name)
+        return row is not None
+
+    async def signing_secrets(
+        self, owner_id: str, missing: bytes | None = None
+    ) -> Credentials | None:
+        async def unit(conn: asyncpg.Connection) -> Credentials | None:
+            if missing is not None:
+                await conn.execute(sql.SET_MISSING_SIGNING, missing, owner_id)
+            row = await conn.fetchrow(sql.SELECT_SIGNING, owner_id)
+            return None if row is None else _credentials(row)
+
+        return await self._write(unit)
+
+    async def rotate_signing(
+        self, owner_id: str, name: str, previous_until: int, reseal: Reseal
+    ) -> bool:
+        async def unit(conn: asyncpg.Connection) -> bool:
+            row = await conn.fetchrow(sql.LOCK_SIGNING_BY_NAME, owner_id, name)
+            if row is None:
+                return False
+            previous, current = reseal(None if row[0] is None else bytes(row[0]))
+            await conn.execute(sql.ROTATE_SIGNING, previous, previous_until, current, owner_id)
+            return True
+
+        return await self._write(unit)
 
     async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None:
         row = await self.pool.fetchrow(sql.SELECT_OWNER, owner_id, name)
@@ -230,11 +271,12 @@ class PostgresStore:
         metadata: bytes | None,
         limit: int,
         lease: tuple[str, int] | None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         # The lease was computed on this node's clock: keep its length, not its end.
         holder, lease_ms = (lease[0], max(0, lease[1] - now_ms())) if lease else (None, 0)
 
-        async def unit(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
+        async def insert(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
             room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit)
             if room is None:
                 return InsertOutcome.NO_OWNER, None
@@ -247,13 +289,32 @@ class PostgresStore:
             )
             return InsertOutcome.INSERTED, _queue_row(row)
 
-        return await self._write(unit)
+        async def once(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
+            assert idempotency is not None
+            key, digest, now = idempotency.key, idempotency.body_digest, idempotency.now
+            if await conn.fetchval(sql.LOCK_OWNER, owner_id) is None:
+                return InsertOutcome.NO_OWNER, None
+            await conn.execute(sql.PURGE_IDEMPOTENCY, now, sql.IDEMPOTENCY_PURGE_BATCH)
+            entry = await conn.fetchrow(sql.SELECT_IDEMPOTENCY, owner_id, key, now)
+            if entry is not None:
+                if bytes(entry[0]) != digest:
+                    return InsertOutcome.KEY_REUSED, None
+                found = await conn.fetchrow(sql.SELECT_QUEUE, entry[1], owner_id)
+                if found is not None:  # else its task was deleted: register anew
+                    return InsertOutcome.REPLAYED, _queue_row(found)
+            outcome, row = await insert(conn)
+            if row is not None:
+                expires = now + idempotency.ttl_ms
+                await conn.execute(sql.UPSERT_IDEMPOTENCY, owner_id, key, digest, row.id, expires)
+            return outcome, row
+
+        return await self._write(insert if idempotency is None else once)
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         row = await self.pool.fetchrow(sql.SELECT_QUEUE, queue_id, owner_id)
         return None if row is None else _queue_row(row)
 
-    async def list(
+    async def list_tasks(
         self,
         owner_id: str,
         *,
@@ -289,9 +350,10 @@ class PostgresStore:
             reactivates = (
                 row.state not in sql.ACTIVE and changes.get("state", row.state) in sql.ACTIVE
             )
-            checked = reactivates and limit is not None
-            if checked and not await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit):
-                return Rejected(limit_message(limit))
+            if reactivates and limit is not None:
+                room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit)
+                if not room:
+                    return Rejected(limit_message(limit))
             updated = _queue_row(await conn.fetchrow(query, *changes.values(), queue_id))
             await conn.execute(sql.NOTIFY, f"{queue_id} {updated.version}")
             return updated
@@ -426,6 +488,15 @@ class PostgresStore:
 
 def _queue_row(row: Sequence[Any]) -> QueueRow:
     return QueueRow.from_row(tuple(row))
+
+
+def _credentials(row: Sequence[Any]) -> Credentials:
+    current, previous, until = row
+    return Credentials(
+        None if current is None else bytes(current),
+        None if previous is None else bytes(previous),
+        until,
+    )
 
 
 def _count(status: str) -> int:

@@ -136,13 +136,53 @@ NOTIFY = f"SELECT pg_notify('{CHANNEL}', $1)"
 # --- owners -------------------------------------------------------------------------------
 
 INSERT_OWNER = """
-INSERT INTO owners (id, name, key_digest, created_at) VALUES ($1, $2, $3, $4)
+INSERT INTO owners (id, name, key_digest, signing_secret, created_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (name) DO NOTHING RETURNING id
 """
-SELECT_KEY_DIGEST = "SELECT key_digest FROM owners WHERE id = $1"
+SELECT_KEY_DIGESTS = (
+    "SELECT key_digest, previous_key_digest, previous_key_until FROM owners WHERE id = $1"
+)
+ROTATE_KEY = """
+UPDATE owners SET previous_key_digest = key_digest, previous_key_until = $1, key_digest = $2
+ WHERE id = $3 AND name = $4 RETURNING id
+"""
+SELECT_SIGNING = """
+SELECT signing_secret, previous_signing_secret, previous_signing_until FROM owners WHERE id = $1
+"""
+SET_MISSING_SIGNING = (
+    "UPDATE owners SET signing_secret = $1 WHERE id = $2 AND signing_secret IS NULL"
+)
+LOCK_SIGNING_BY_NAME = "SELECT signing_secret FROM owners WHERE id = $1 AND name = $2 FOR UPDATE"
+ROTATE_SIGNING = """
+UPDATE owners SET previous_signing_secret = $1, previous_signing_until = $2, signing_secret = $3
+ WHERE id = $4
+"""
 SELECT_OWNER = "SELECT id, name, created_at, active_tasks FROM owners WHERE id = $1 AND name = $2"
 LOCK_OWNER_ACTIVE = "SELECT active_tasks FROM owners WHERE id = $1 AND name = $2 FOR UPDATE"
 DELETE_OWNER = "DELETE FROM owners WHERE id = $1"
+
+# --- idempotent registration ------------------------------------------------------------
+
+# Registrations of one owner take turns on its row, so concurrent repeats of a key on any
+# node store exactly one task; each also deletes a few expired keys (rows others are
+# deleting are skipped, never waited for).
+LOCK_OWNER = "SELECT 1 FROM owners WHERE id = $1 FOR UPDATE"
+SELECT_IDEMPOTENCY = """
+SELECT body_digest, queue_id FROM idempotency
+ WHERE owner_id = $1 AND key = $2 AND expires_at > $3
+"""
+UPSERT_IDEMPOTENCY = """
+INSERT INTO idempotency (owner_id, key, body_digest, queue_id, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (owner_id, key) DO UPDATE
+   SET body_digest = excluded.body_digest, queue_id = excluded.queue_id,
+       expires_at = excluded.expires_at
+"""
+PURGE_IDEMPOTENCY = """
+DELETE FROM idempotency WHERE ctid IN (
+  SELECT ctid FROM idempotency WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+IDEMPOTENCY_PURGE_BATCH = 8
 
 # --- tasks --------------------------------------------------------------------------------
 

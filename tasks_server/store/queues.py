@@ -180,7 +180,8 @@ def insert_unit(
     limit: int,
     lease: tuple[str, int] | None,
 ) -> tuple[InsertOutcome, QueueRow | None]:
-    """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it."""
+    """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it. Runs
+    inside a write unit (its own, or a larger one such as an idempotent registration)."""
     lease_owner, lease_until = lease or (None, None)
     rows = conn.execute(
         INSERT_QUEUE,

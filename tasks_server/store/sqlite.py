@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks_server.store import idempotency as idempotent
 from tasks_server.store import owners, queues
 from tasks_server.store.base import (
     AttemptRow,
+    Credentials,
     Decide,
     DeleteOutcome,
     Due,
+    Idempotency,
     InsertOutcome,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
     Rejected,
+    Reseal,
     Result,
 )
 from tasks_server.store.db import Database
@@ -75,15 +80,26 @@ class SqliteStore:
 
     # owners
 
-    async def create_owner(
-        self, *, owner_id: str, name: str, key_digest: bytes, created_at: int
-    ) -> bool:
-        return await owners.create_owner(
-            self.db, owner_id=owner_id, name=name, key_digest=key_digest, created_at=created_at
-        )
+    async def create_owner(self, **fields: Any) -> bool:
+        return await owners.create_owner(self.db, **fields)
 
-    async def key_digest(self, owner_id: str) -> bytes | None:
-        return await owners.key_digest(self.db, owner_id)
+    async def key_digests(self, owner_id: str) -> Credentials | None:
+        return await owners.key_digests(self.db, owner_id)
+
+    async def rotate_key(
+        self, owner_id: str, name: str, digest: bytes, previous_until: int
+    ) -> bool:
+        return await owners.rotate_key(self.db, owner_id, name, digest, previous_until)
+
+    async def signing_secrets(
+        self, owner_id: str, missing: bytes | None = None
+    ) -> Credentials | None:
+        return await owners.signing_secrets(self.db, owner_id, missing)
+
+    async def rotate_signing(
+        self, owner_id: str, name: str, previous_until: int, reseal: Reseal
+    ) -> bool:
+        return await owners.rotate_signing(self.db, owner_id, name, previous_until, reseal)
 
     async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None:
         return await owners.get_owner(self.db, owner_id, name)
@@ -93,13 +109,23 @@ class SqliteStore:
 
     # tasks
 
-    async def insert(self, **fields: Any) -> tuple[InsertOutcome, QueueRow | None]:
-        return await queues.insert(self.db, **fields)
+    async def insert(
+        self, *, idempotency: Idempotency | None = None, **fields: Any
+    ) -> tuple[InsertOutcome, QueueRow | None]:
+        if idempotency is None:
+            return await queues.insert(self.db, **fields)
+
+        def insert(conn: sqlite3.Connection) -> tuple[InsertOutcome, QueueRow | None]:
+            return queues.insert_unit(conn, **fields)
+
+        owner_id = fields["owner_id"]
+        once = await idempotent.insert_once(self.db, insert, idempotency, owner_id=owner_id)
+        return once
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         return await queues.get(self.db, owner_id, queue_id)
 
-    async def list(self, owner_id: str, **query: Any) -> list[QueueSummaryRow]:
+    async def list_tasks(self, owner_id: str, **query: Any) -> list[QueueSummaryRow]:
         return await queues.list_for_owner(self.db, owner_id, **query)
 
     async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:

@@ -89,6 +89,6 @@ async def test_forwarded_for_trusted_only_from_listed_proxies(
         max_throttle_request=1, max_throttle_time_window=60_000, forwarded_allow_ips=["127.0.0.1"]
     )
     async with open_client(settings, client_addr=peer) as client:
-        first = await client.get("/v1/owners/x", headers={"X-Forwarded-For": "203.0.113.1"})
-        second = await client.get("/v1/owners/x", headers={"X-Forwarded-For": "203.0.113.2"})
+        first = await client.get("/v1/owners/nobody", headers={"X-Forwarded-For": "203.0.113.1"})
+        second = await client.get("/v1/owners/nobody", headers={"X-Forwarded-For": "203.0.113.2"})
         assert (first.status_code, second.status_code) == (403, second_status)

@@ -10,8 +10,9 @@ async def test_register_returns_id_and_key_once(client: httpx.AsyncClient) -> No
     response = await client.post("/v1/owners/register", json={"name": "my-app-1"})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "key"}
+    assert set(body) == {"id", "key", "signingSecret"}
     assert len(body["id"]) == 26 and len(body["key"]) == 64 and body["key"].isalnum()
+    assert body["signingSecret"].startswith("whsec_")
     headers = {"Authorization": f"Bearer {body['key']}", "X-Tasks-Owner-Id": body["id"]}
     owner = (await client.get("/v1/owners/my-app-1", headers=headers)).json()
     assert owner["id"] == body["id"] and owner["name"] == "my-app-1"
@@ -21,7 +22,8 @@ async def test_register_returns_id_and_key_once(client: httpx.AsyncClient) -> No
 
 
 @pytest.mark.parametrize(
-    "name", ["abcd", "a" * 33, "1abcde", "-abcde", "abcde-", "ab--cd", "ABCDE", "ab_cd", ""]
+    "name",
+    ["abcd", "a" * 33, "1abcde", "-abcde", "abcde-", "ab--cd", "ABCDE", "ab_cd", "", "abcde\n"],
 )
 async def test_register_rejects_bad_names(client: httpx.AsyncClient, name: str) -> None:
     response = await client.post("/v1/owners/register", json={"name": name})
@@ -91,3 +93,21 @@ async def test_delete_owner(client: httpx.AsyncClient) -> None:
     # The name is free again, with a new id and key.
     again = await register_owner(client, "alice")
     assert again != headers
+
+
+async def test_a_trailing_newline_is_not_a_second_owner(client: httpx.AsyncClient) -> None:
+    await register_owner(client, "dupname")
+    response = await client.post("/v1/owners/register", json={"name": "dupname\n"})
+    assert response.status_code == 400
+    assert response.json()["message"][0]["path"] == "name"
+
+
+@pytest.mark.parametrize("name", ["abcd", "ABCDE", "ab--cd", "alice%0A"])
+async def test_a_malformed_name_in_the_path_is_400(client: httpx.AsyncClient, name: str) -> None:
+    headers = await register_owner(client, "alice")
+    for method in ("GET", "DELETE"):
+        response = await client.request(method, f"/v1/owners/{name}", headers=headers)
+        assert response.status_code == 400, (method, response.text)
+        assert response.json()["message"][0]["path"] == "name"
+    response = await client.post(f"/v1/owners/{name}/key", headers=headers)
+    assert response.status_code == 400

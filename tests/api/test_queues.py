@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import email.utils
 import itertools
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -514,3 +517,50 @@ async def test_smuggling_registration_is_refused_and_owners_get_their_own_answer
     b = await register(client, other, task(f"{target.url}/b"))
     done = await wait_state(client, other, b["id"], "SUCCESS")
     assert base64.b64decode(done["response"]) == b"for-b"
+
+
+async def test_a_registration_cancelled_after_its_commit_still_runs(
+    make_settings: MakeSettings, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client hangs up between the commit and the answer: the task, already leased to
+    this process, is still handed to its scheduler (no orphaned lease)."""
+    app = open_client(make_settings())
+    async with app as client:
+        owner = await register_owner(client)
+        store = app.services.store
+        insert, committed, go_on = store.insert, asyncio.Event(), asyncio.Event()
+
+        async def slow_insert(**fields: Any) -> Any:
+            result = await insert(**fields)
+            committed.set()
+            await go_on.wait()
+            return result
+
+        monkeypatch.setattr(store, "insert", slow_insert)
+        body = task(f"{target.url}/orphan")
+        request = asyncio.create_task(client.post("/v1/queues/register", json=body, headers=owner))
+        await committed.wait()
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        go_on.set()
+        (hit,) = await target.wait_hits("/orphan", 1, timeout=5)
+        assert hit.method == "POST"
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_retry_after_on_429_and_503_delays_the_retry(
+    client: httpx.AsyncClient, owner: Headers, target: Target, form: str
+) -> None:
+    """SPEC §11.4: the next retry waits at least what Retry-After says (both forms)."""
+    for status in (429, 503):
+        if form == "seconds":
+            value = b"1"
+        else:  # an HTTP date has whole seconds: 2 s ahead is at least 1 s away
+            value = email.utils.formatdate(time.time() + 2, usegmt=True).encode()
+        path = f"/busy-{status}-{form}"
+        target.script(path, Step(status, headers=((b"retry-after", value),)), Step(200))
+        created = await register(client, owner, task(f"{target.url}{path}", retry=1))
+        first, second = await target.wait_hits(path, 2)
+        assert second.at_ms - first.at_ms >= 990, (status, form)
+        await wait_state(client, owner, created["id"], "SUCCESS")

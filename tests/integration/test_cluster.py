@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.server import ServerProcess
-from tests.target import Target
+from tests.target import Step, Target
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +140,24 @@ def test_changes_reach_the_process_holding_the_task(cluster: Cluster) -> None:
     cluster.wait_settled()
     assert set(cluster.hits("/paused/")) == set(paused)
     assert max(cluster.hits("/paused/").values()) == 1
+
+
+def test_an_attempt_in_flight_refuses_edit_and_execute_on_every_process(
+    cluster: Cluster,
+) -> None:
+    """SPEC §9.1: the open attempt row answers "in flight" wherever the request lands."""
+    cluster.target.script("/in-flight", Step(delay_ms=3000))
+    task = cluster.register("/in-flight", 1)
+    cluster.target.wait(lambda: cluster.hits("/in-flight"), timeout=10)
+    for _ in range(12):  # new connections: spread over the processes
+        edit = cluster.call("PATCH", f"/v1/queues/{task['id']}", {"metadata": {"k": "v"}})
+        execute = cluster.call("POST", f"/v1/queues/{task['id']}/execute")
+        assert (edit.status_code, execute.status_code) == (422, 422), (edit.text, execute.text)
+    deadline = time.monotonic() + 30
+    while cluster.call("GET", f"/v1/queues/{task['id']}").json()["state"] != "SUCCESS":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert cluster.hits("/in-flight") == {task["id"]: 1}
 
 
 def _registrations(cluster: Cluster) -> float:

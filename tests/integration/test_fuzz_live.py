@@ -28,8 +28,19 @@ from tests.integration.server import ServerProcess
 SCENARIOS = 25
 FAR_AWAY_MS = 3_600_000
 
+# Scenarios replay against one server, so none may change what later ones find: rotating the
+# owner's key twice ends the first key's grace, and a remembered Idempotency-Key turns a later
+# 201 into a 200. Rotations and keys are fuzzed in-process by test_fuzz.py; leaving both
+# rotations out here keeps the 25 scenarios on the task routes.
 schema = schemathesis.openapi.from_dict(build_openapi()).exclude(
-    operation_id=["executeQueue", "replayQueue", "bulkQueues", "deleteOwner"]
+    operation_id=[
+        "executeQueue",
+        "replayQueue",
+        "bulkQueues",
+        "deleteOwner",
+        "rotateOwnerKey",
+        "rotateOwnerSigningSecret",
+    ]
 )
 
 
@@ -65,6 +76,8 @@ def test_stateful_scenarios_find_no_error(live: tuple[str, dict[str, str]]) -> N
         def before_call(self, case: schemathesis.Case) -> None:
             if case.operation.method.upper() in ("POST", "PATCH") and case.body is not None:
                 case.body = _far_away(case.body)
+            if case.headers:
+                case.headers.pop("Idempotency-Key", None)
 
         def after_call(self, response: Any, case: schemathesis.Case) -> None:
             seen[case.operation.label].add(response.status_code)

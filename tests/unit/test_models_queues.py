@@ -453,7 +453,7 @@ BAD_CREDENTIALS = [
 CONFIG_CASES: list[tuple[str, list[Any], list[Any]]] = [
     ("executionDelay", [0, MAX_DELAY_MS], [-1, MAX_DELAY_MS + 1, None]),
     ("retry", [0, 1000], [-1, 1001, None]),
-    ("retryInterval", [0, MAX_DELAY_MS], [-1, MAX_DELAY_MS + 1]),
+    ("retryInterval", [1, MAX_DELAY_MS], [0, -1, MAX_DELAY_MS + 1]),
     ("retryBackoff", ["fixed", "linear", "exponential", None], ["quadratic", "FIXED"]),
     ("retryMaxInterval", [1, MAX_DELAY_MS, None], [0, MAX_DELAY_MS + 1]),
     ("ignoreStatusCode", [[], [400, 599], [404] * 40], [[399], [600], [404] * 41, None, "404"]),
@@ -682,10 +682,19 @@ def test_execution_time() -> None:
 def full_body() -> dict[str, Any]:
     return body(
         {
-            "url": "https://bob:hunter2@target.example/hook",
+            "url": "https://bob:hunter2@target.example/hook?sig=url-secret&flag&page=2",
             "method": "patch",
             "query": {"page": "1", "access_token": "tok"},
-            "headers": {"Authorization": "Bearer abc", "X-Plain": "yes", "User-Agent": "x"},
+            "headers": {
+                "Authorization": "Bearer abc",
+                "X-Plain": "yes",
+                "User-Agent": "x",
+                "X-Credential": "cred-secret",
+                "X-Api-Key": "api-secret",
+                "X-Webhook-Signature": "sig-secret",
+                "Set-Cookie-ish": "c",
+                "X-Passphrase": "phrase-secret",
+            },
             "data": {"a": {"b": {"c": None}}, "n": 1.25},
             "cookie": [{"name": "sid", "value": "cookie-secret"}],
             "authBasic": CREDS,
@@ -714,7 +723,7 @@ def full_body() -> dict[str, Any]:
             "httpVersion": "2",
             "userAgent": "my-agent/2.0",
             "ipVersion": 6,
-            "refererUrl": "https://ref:pw@from.example/page",
+            "refererUrl": "https://ref-token@from.example/page?from=ref-secret",
             "keepAliveDuration": 0,
             "hsts": B64,
             "sessionId": False,
@@ -738,7 +747,7 @@ def full_body() -> dict[str, Any]:
             "tlsVersion": "1.2",
             "tlsMaxVersion": "1.3",
             "proxy": {"protocol": "https", "host": "proxy.local", "port": 3128},
-            "proxyHeaders": {"Proxy-Authorization": "Basic xyz", "X-Via": "me"},
+            "proxyHeaders": {"Proxy-Authorization": "Basic xyz", "X-Via": "me", "X-Token": "t"},
             "proxyInsecure": True,
             "proxyHttpVersion": "1.0",
             "proxyAuthBasic": CREDS,
@@ -776,9 +785,17 @@ def test_redact_hides_every_secret_and_keeps_the_rest() -> None:
     out = redact(dumped)
     assert dumped == original  # a copy, the input is untouched
     request, config = out["httpRequest"], out["config"]
-    assert request["url"] == "https://bob:***@target.example/hook"
-    assert request["query"] == {"page": "1", "access_token": "***"}
-    assert request["headers"] == {"Authorization": "***", "X-Plain": "yes"}
+    assert request["url"] == "https://bob:***@target.example/hook?sig=***&***&page=***"
+    assert request["query"] == {"page": "***", "access_token": "***"}
+    assert request["headers"] == {
+        "Authorization": "***",
+        "X-Plain": "yes",
+        "X-Credential": "***",
+        "X-Api-Key": "***",
+        "X-Webhook-Signature": "***",
+        "Set-Cookie-ish": "***",
+        "X-Passphrase": "***",
+    }
     assert request["cookie"] == [{"name": "sid", "value": "***"}]
     for name in ("authBasic", "authDigest", "authNtlm"):
         assert request[name] == {"username": "alice", "password": "***"}
@@ -795,12 +812,16 @@ def test_redact_hides_every_secret_and_keeps_the_rest() -> None:
         assert config[name] == {"username": "alice", "password": "***"}
     assert (config["ca"], config["key"], config["hsts"]) == ("***", "***", "***")
     assert config["cert"] == {"value": "***", "password": "***"}
-    assert config["proxyHeaders"] == {"Proxy-Authorization": "***", "X-Via": "me"}
-    assert config["refererUrl"] == "https://ref:***@from.example/page"
+    assert config["proxyHeaders"] == {"Proxy-Authorization": "***", "X-Via": "me", "X-Token": "***"}
+    assert config["refererUrl"] == "https://***@from.example/page?from=***"
     assert config["dohUrl"] == "https://doh.example/dns-query"
     assert config["proxy"] == {"protocol": "https", "host": "proxy.local", "port": 3128}
     assert out["metadata"] == {"customer": "42"}
-    secrets = ("s3cret", "aws-secret", "AKIA", "cookie-secret", "cert-pass", B64, "hunter2")
+    secrets = (
+        *("s3cret", "aws-secret", "AKIA", "cookie-secret", "cert-pass", B64, "hunter2"),
+        *("url-secret", "cred-secret", "api-secret", "sig-secret", "phrase-secret"),
+        *("ref-token", "ref-secret"),
+    )
     assert not any(secret in repr(out) for secret in secrets)
 
 
@@ -936,3 +957,17 @@ def test_stored_request_revalidates_later_without_clock_checks() -> None:
         dumped, context={"now": 1_000_000, "check_future": False}
     )
     assert later == reg
+
+
+@pytest.mark.parametrize(
+    ("data", "loc"),
+    [
+        (body({"headers": {"X-Name\n": "v"}}), ("httpRequest", "headers")),
+        (body({"query": {"page\n": "1"}}), ("httpRequest", "query")),
+        (body({"data": {"field\n": 1}}), ("httpRequest", "data")),
+        (body(metadata={"order\n": "42"}), ("metadata",)),
+    ],
+)
+def test_names_are_matched_on_the_whole_string(data: dict[str, Any], loc: tuple[str, ...]) -> None:
+    """A trailing newline is not part of a valid name (Python's `$` would allow it)."""
+    assert refused(data, loc)

@@ -628,6 +628,11 @@ def test_unsupported_bad_base64_or_relative_path():
     ]
 
 
+def test_unsupported_non_ascii_certificate_is_a_problem_not_an_error():
+    problems = unsupported(reg(config={"key": "cl\u00e9"}), certs_dir=None, features=ALL)
+    assert [p["path"] for p in problems] == ["config.key"]
+
+
 def test_unsupported_paths(tmp_path: Path):
     certs = tmp_path / "certs"
     (certs / "sub").mkdir(parents=True)

@@ -13,7 +13,7 @@ from ulid import ULID
 from tasks_server import cli
 from tasks_server.settings import SettingsError, load_settings
 from tasks_server.store import postgres_sql
-from tasks_server.store.base import InsertOutcome, QueueRow
+from tasks_server.store.base import Idempotency, InsertOutcome, QueueRow
 from tasks_server.store.postgres import PostgresStore, migrate_url
 
 OWNER = str(ULID())
@@ -55,6 +55,30 @@ async def test_the_limit_is_exact_with_two_nodes_registering_at_once(
     assert outcomes.count(InsertOutcome.INSERTED) == 25
     assert outcomes.count(InsertOutcome.LIMIT_REACHED) == 55
     assert await nodes[0].active_counts() == {OWNER: (25, 25)}
+
+
+async def test_one_idempotency_key_repeated_on_two_nodes_at_once_stores_one_task(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    async def register(store: PostgresStore) -> tuple[InsertOutcome, QueueRow | None]:
+        return await store.insert(
+            queue_id=str(ULID()),
+            owner_id=OWNER,
+            created_at=0,
+            due=10**12,
+            retry_limit=0,
+            request=b"sealed",
+            metadata=None,
+            limit=1000,
+            lease=None,
+            idempotency=Idempotency("same", b"digest", 1, 60_000),
+        )
+
+    results = await asyncio.gather(*(register(nodes[n % 2]) for n in range(20)))
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count(InsertOutcome.INSERTED) == 1
+    assert outcomes.count(InsertOutcome.REPLAYED) == 19
+    assert len({row.id for _, row in results if row is not None}) == 1
 
 
 async def test_concurrent_claims_never_lease_a_task_twice(

@@ -1,10 +1,13 @@
 import dataclasses
+import email.utils
+import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tasks_server.models.queues import MAX_DELAY_MS, QueueConfig
-from tasks_server.retry import RetryPolicy
+from tasks_server.retry import RETRY_AFTER_CAP_MS, RetryPolicy, retry_after_ms
 
 NOW = 1_700_000_000_000
 
@@ -64,8 +67,9 @@ def test_huge_exponents_stay_within_the_absolute_ceiling() -> None:
     assert RetryPolicy(limit=1000, interval=1, backoff="exponential").delay_ms(1000) == MAX_DELAY_MS
 
 
-def test_zero_interval_retries_at_once() -> None:
-    assert delays(policy(retry=3, retryInterval=0, retryBackoff="exponential"), 3) == [0, 0, 0]
+def test_the_shortest_interval_is_one_ms() -> None:
+    # retryInterval 0 is refused (as the original), so a retry storm needs at least 1 ms.
+    assert delays(policy(retry=3, retryInterval=1, retryBackoff="fixed"), 3) == [1, 1, 1]
 
 
 def test_retry_at_is_carried_and_means_one_retry() -> None:
@@ -82,3 +86,41 @@ def test_retry_numbers_start_at_one(n: int) -> None:
 def test_policy_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         RetryPolicy(limit=1, interval=1, backoff="fixed").limit = 2  # type: ignore[misc]
+
+
+# --- Retry-After and jitter (SPEC §11.4) ---------------------------------------------------
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    assert retry_after_ms("120", NOW) == 120_000
+    assert retry_after_ms(" 0 ", NOW) == 0
+    date = email.utils.format_datetime(
+        datetime.fromtimestamp((NOW + 30_000) / 1000, UTC), usegmt=True
+    )
+    assert retry_after_ms(date, NOW) == 30_000
+    past = email.utils.format_datetime(datetime.fromtimestamp(NOW / 1000 - 60, UTC), usegmt=True)
+    assert retry_after_ms(past, NOW) == 0
+
+
+def test_retry_after_is_capped_at_a_day_and_ignored_when_unreadable() -> None:
+    assert retry_after_ms("999999999", NOW) == RETRY_AFTER_CAP_MS == 86_400_000
+    for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2026 00:00:00 GMT"):
+        assert retry_after_ms(junk, NOW) is None, junk
+
+
+def test_retry_after_is_a_floor_under_the_policy() -> None:
+    policy = RetryPolicy(limit=3, interval=1000, backoff="fixed")
+    rng = random.Random(1)
+    assert policy.wait_ms(1, retry_after_ms=5000, rng=rng) == 5000
+    assert policy.wait_ms(1, retry_after_ms=10, rng=rng) == 1000
+    assert policy.wait_ms(1, rng=rng) == 1000
+
+
+def test_jitter_spreads_each_wait_over_half_to_full() -> None:
+    policy = RetryPolicy(limit=5, interval=10_000, backoff="linear", jitter=True)
+    rng = random.Random(7)
+    for n in (1, 3):
+        delay = policy.delay_ms(n)
+        waits = [policy.wait_ms(n, rng=rng) for _ in range(2000)]
+        assert all(delay / 2 <= wait <= delay for wait in waits)
+        assert min(waits) < delay * 0.55 and max(waits) > delay * 0.95  # really spread

@@ -97,11 +97,15 @@ class Harness:
             runner,
             ConnectivityGate("", 5000),
             Metrics(),
+            signing_keys=self.signing_keys,
             clock=self.clock.wall,
             **options,
         )
         await self.scheduler.start()
         return self.scheduler
+
+    async def signing_keys(self, owner_id: str) -> tuple[bytes, ...]:
+        return (owner_id.encode(),)
 
     async def add(self, path: str, *, delay_ms: int = 1, owner: str = OWNER, **config: Any) -> str:
         """Insert a task as another process would, without telling the scheduler."""

@@ -1,0 +1,101 @@
+"""Owner signing secrets (Standard Webhooks): creation, rotation, and the lookup for signing.
+
+A secret is ``whsec_<base64 of 32 random bytes>``; the raw bytes are the HMAC-SHA256 key. It
+is stored sealed with the owner id and column as associated data. After a rotation the old
+secret stays in the previous column until its grace ends, and attempts are signed with both,
+so receivers can switch over. Lookups are cached per owner: a rotation in this process
+evicts at once, and entries expire after `CACHE_TTL_MS` for rotations by other processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks_server.crypto import Cipher
+from tasks_server.store.base import TaskStore
+from tasks_server.timeutil import now_ms
+
+PREFIX = "whsec_"
+SECRET_BYTES = 32
+CACHE_TTL_MS = 5_000
+CURRENT, PREVIOUS = "signing_secret", "previous_signing_secret"
+
+
+def encode(raw: bytes) -> str:
+    return PREFIX + base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    keys: tuple[bytes, ...]
+    valid_until: int
+
+
+class SigningKeys:
+    """Seals new secrets, rotates them, and answers which keys sign an owner's attempts."""
+
+    def __init__(self, store: TaskStore, cipher: Cipher, clock: Callable[[], int] = now_ms) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._entries: dict[str, _Entry] = {}
+        self.clock = clock
+
+    def new(self, owner_id: str, column: str = CURRENT) -> tuple[str, bytes]:
+        """A fresh secret as shown to the owner, and its blob sealed for `column`."""
+        raw = secrets.token_bytes(SECRET_BYTES)
+        return encode(raw), self._seal(raw, owner_id, column)
+
+    async def for_owner(self, owner_id: str) -> tuple[bytes, ...]:
+        """The raw keys to sign with: the current one first, then the previous during grace.
+
+        An owner created before signing secrets gets one now. Empty: no such owner.
+        """
+        now = self.clock()
+        entry = self._entries.get(owner_id)
+        if entry is not None and now < entry.valid_until:
+            return entry.keys
+        stored = await self._store.signing_secrets(owner_id)
+        if stored is not None and stored.current is None:
+            stored = await self._store.signing_secrets(owner_id, self.new(owner_id)[1])
+        if stored is None or stored.current is None:
+            self.forget(owner_id)
+            return ()
+        keys: tuple[bytes, ...] = (self._open(stored.current, owner_id, CURRENT),)
+        valid_until = now + CACHE_TTL_MS
+        until = stored.previous_until
+        if stored.previous is not None and until is not None and now < until:
+            keys += (self._open(stored.previous, owner_id, PREVIOUS),)
+            valid_until = min(valid_until, until)
+        self._entries[owner_id] = _Entry(keys, valid_until)
+        return keys
+
+    async def rotate(self, owner_id: str, name: str, grace_ms: int) -> str | None:
+        """A new secret; the old one keeps signing for `grace_ms`. None: no such owner."""
+        shown, sealed = self.new(owner_id)
+
+        def reseal(current: bytes | None) -> tuple[bytes | None, bytes]:
+            if current is None:
+                return None, sealed
+            raw = self._open(current, owner_id, CURRENT)
+            return self._seal(raw, owner_id, PREVIOUS), sealed
+
+        rotated = await self._store.rotate_signing(owner_id, name, self.clock() + grace_ms, reseal)
+        self.forget(owner_id)
+        return shown if rotated else None
+
+    def forget(self, owner_id: str) -> None:
+        self._entries.pop(owner_id, None)
+
+    def _seal(self, raw: bytes, owner_id: str, column: str) -> bytes:
+        return self._cipher.encrypt(raw, _bound(owner_id, column))
+
+    def _open(self, blob: bytes, owner_id: str, column: str) -> bytes:
+        return self._cipher.decrypt(blob, _bound(owner_id, column))
+
+
+def _bound(owner_id: str, column: str) -> str:
+    """The associated data: a blob opens only for its owner and column."""
+    return f"{owner_id}:owners.{column}"
