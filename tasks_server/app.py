@@ -14,6 +14,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tasks_server import logs
 from tasks_server.api import errors, owners, service
 from tasks_server.api import queues as queue_routes
+from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
@@ -26,6 +27,7 @@ from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
 from tasks_server.retention import Retention
 from tasks_server.scheduler import LEASE_MS, Scheduler
+from tasks_server.schedules import ScheduleRunner
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
 from tasks_server.signing_keys import SigningKeys
@@ -86,6 +88,10 @@ def create_app(settings: Settings) -> Starlette:
             backups.start()
         retention = Retention(store, keep_ms=settings.retention_finished_ms)
         retention.start()
+        schedules = ScheduleRunner(
+            store, codec, scheduler.changed, metrics, queue_limit=settings.max_tasks_in_queue
+        )
+        schedules.start()
         try:
             yield {
                 "services": Services(
@@ -96,9 +102,11 @@ def create_app(settings: Settings) -> Starlette:
                     scheduler=scheduler,
                     metrics=metrics,
                     signing_keys=signing_keys,
+                    schedules=schedules,
                 )
             }
         finally:
+            await schedules.stop()
             await retention.stop()
             await backups.stop()
             await scheduler.stop(SHUTDOWN_GRACE_S)
@@ -120,7 +128,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     return Starlette(
-        routes=[*service.routes, *owners.routes, *queue_routes.routes],
+        routes=[*service.routes, *owners.routes, *queue_routes.routes, *schedule_routes.routes],
         middleware=middleware,
         exception_handlers={
             errors.ApiError: errors.on_api_error,

@@ -55,6 +55,18 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.schedule_fires = Counter(
+            "tasks_schedule_fires",
+            "Schedule fire times by outcome (fired, skipped for a full queue, duplicate)",
+            ["outcome"],
+            registry=r,
+        )
+        self.schedules = Gauge(
+            "tasks_schedules_active",
+            "ACTIVE schedules",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         # Read from the database at scrape time: the latest reading is the truth.
         self.tasks = Gauge(
             "tasks_by_state",

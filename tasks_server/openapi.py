@@ -32,6 +32,7 @@ from tasks_server.models.queues import (
     QueueRegistration,
     QueueSummary,
 )
+from tasks_server.models.schedules import ScheduleListQuery, ScheduleOut, ScheduleRegistration
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
@@ -42,6 +43,9 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (QueueRegistration, "validation"),
     (ListQuery, "validation"),
     (AttemptsQuery, "validation"),
+    (ScheduleRegistration, "validation"),
+    (ScheduleListQuery, "validation"),
+    (ScheduleOut, "serialization"),
     (Replay, "validation"),
     (Bulk, "validation"),
     (AttemptOut, "serialization"),
@@ -425,6 +429,64 @@ def _build() -> dict[str, Any]:
             "parameters": [id_param],
             method: _op(
                 f"{verb}Queue", summary, "queues", {"200": success, **_errors(404, 422, *_AUTH)}
+            ),
+        }
+
+    schedule_id = _path_param("id", ULID_PATTERN, "The schedule id (a ULID)")
+    schedule_out = _json(of(ScheduleOut), "The schedule")
+    schedule_query = of(ScheduleListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    paths["/v1/schedules"] = {
+        "post": _op(
+            "createSchedule",
+            "Create a recurring schedule: each fire time registers one task",
+            "schedules",
+            {"201": schedule_out, **_errors(400, 413, 422, *_AUTH)},
+            body=_body(of(ScheduleRegistration, "validation"), "The schedule"),
+        ),
+        "get": _op(
+            "listSchedules",
+            "List the owner's schedules, oldest first",
+            "schedules",
+            {
+                "200": _json({"type": "array", "items": of(ScheduleOut)}, "The schedules"),
+                **_errors(400, *_AUTH),
+            },
+            parameters=_query_params(schemas[schedule_query]),
+        ),
+    }
+    paths["/v1/schedules/{id}"] = {
+        "parameters": [schedule_id],
+        "get": _op(
+            "getSchedule",
+            "Read a schedule",
+            "schedules",
+            {"200": schedule_out, **_errors(404, *_AUTH)},
+        ),
+        "patch": _op(
+            "editSchedule",
+            "Edit a schedule (JSON merge patch, validated in full)",
+            "schedules",
+            {"200": schedule_out, **_errors(400, 404, 413, 422, *_AUTH)},
+            body=_body(
+                {"type": "object", "description": "An RFC 7396 JSON merge patch of the schedule"},
+                "The merge patch",
+            ),
+        ),
+        "delete": _op(
+            "deleteSchedule",
+            "Delete a schedule (the tasks it registered stay)",
+            "schedules",
+            {"200": done, **_errors(404, *_AUTH)},
+        ),
+    }
+    for verb, summary in (("pause", "Pause an ACTIVE schedule"), ("resume", "Resume a PAUSED one")):
+        paths[f"/v1/schedules/{{id}}/{verb}"] = {
+            "parameters": [schedule_id],
+            "patch": _op(
+                f"{verb}Schedule",
+                summary,
+                "schedules",
+                {"200": schedule_out, **_errors(404, 422, *_AUTH)},
             ),
         }
 

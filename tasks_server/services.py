@@ -10,6 +10,7 @@ from tasks_server.api.auth import Authenticator
 from tasks_server.codec import TaskCodec
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler import Scheduler
+from tasks_server.schedules import ScheduleRunner
 from tasks_server.settings import Settings
 from tasks_server.signing_keys import SigningKeys
 from tasks_server.store.base import TaskStore
@@ -24,6 +25,7 @@ class Services:
     scheduler: Scheduler
     metrics: Metrics
     signing_keys: SigningKeys
+    schedules: ScheduleRunner
 
 
 def services(request: Request) -> Services:

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_throttle_time_window: int = Field(0, ge=0)
     max_tasks_in_queue: int = Field(1000, ge=1)
     max_attempts_kept: int = Field(100, ge=1)
+    max_schedules: int = Field(100, ge=1)
     max_in_flight_per_owner: int = Field(250, ge=1)
     retention_finished_ms: int = Field(2_592_000_000, ge=0)
 

@@ -31,3 +31,16 @@ async def read_json(request: Request, limit: int, *, required: bool = True) -> A
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"Malformed JSON body: {exc}") from None
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from ulid import ULID
 
 from tasks_server.api import idempotency
-from tasks_server.api.body import read_json
+from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.executor.options import unsupported
 from tasks_server.models.attempts import (
@@ -66,7 +66,11 @@ _TIMING_FIELDS = ("executionDelay", "executeAt")
 _EDIT_ATTEMPTS = 3
 
 
-def _validate(svc: Services, document: Any, now: int, *, check_future: bool) -> QueueRegistration:
+def validate_task(
+    svc: Services, document: Any, now: int, *, check_future: bool
+) -> QueueRegistration:
+    """A task registration as the routes accept it: the model's rules, then what the
+    running libcurl and the destination guard refuse (400)."""
     context = {"now": now, "tz": svc.settings.tz, "check_future": check_future}
     reg = QueueRegistration.model_validate(document, context=context)
     problems = unsupported(
@@ -116,7 +120,7 @@ async def register(request: Request) -> Response:
     idempotency_key = idempotency.key(request)
     document = await read_json(request, svc.settings.max_size_body_request)
     now = now_ms()
-    reg = _validate(svc, document, now, check_future=True)
+    reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
     due = execution_time(reg, now)
     lease = svc.scheduler.lease_for(due)
@@ -168,6 +172,7 @@ async def list_queues(request: Request) -> Response:
     rows = await svc.store.list_tasks(
         owner_id,
         state=query.state.value if query.state else None,
+        schedule_id=query.schedule_id,
         order=query.order,
         descending=query.sort == "desc",
         limit=query.limit,
@@ -211,19 +216,6 @@ def _document(svc: Services, row: QueueRow) -> dict[str, Any]:
     return document
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
-
-
 async def edit(request: Request) -> Response:
     svc, owner_id, queue_id = await _owned(request)
     patch = await read_json(request, svc.settings.max_size_body_request)
@@ -235,10 +227,10 @@ async def edit(request: Request) -> Response:
             raise NotFound()
         _editable(svc, row)
         before = _document(svc, row)
-        merged = _merge_patch(before, patch)
+        merged = merge_patch(before, patch)
         now = now_ms()
         timing = _timing(merged) != _timing(before)
-        reg = _validate(svc, merged, now, check_future=timing)
+        reg = validate_task(svc, merged, now, check_future=timing)
         changes: dict[str, Any] = {
             "request": svc.codec.seal_request(reg, queue_id),
             "metadata": None

@@ -41,6 +41,7 @@ async def metrics(request: Request) -> Response:
     """Prometheus text; task counts come from the database at scrape time."""
     svc = services(request)
     counts = await svc.store.count_by_state()
+    svc.metrics.schedules.set(await svc.store.count_schedules())
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
     svc.metrics.overdue.set(await svc.store.count_overdue(now=now_ms(), late_by=OVERDUE_MS))

@@ -607,3 +607,9 @@ class ListQuery(BaseModel):
     order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = "createdAt"
     sort: Literal["asc", "desc"] = "asc"
     state: Annotated[QueueState | None, BeforeValidator(_upper)] = None
+    schedule_id: str | None = Field(
+        None,
+        alias="scheduleId",
+        pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$",
+        description="Only the tasks this schedule registered",
+    )

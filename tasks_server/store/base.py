@@ -165,6 +165,44 @@ class Rejected:
 Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    id: str
+    owner_id: str
+    state: str
+    cron: str
+    timezone: str
+    created_at: int
+    next_run_at: int
+    last_run_at: int
+    last_queue_id: str | None
+    version: int
+    request: bytes  # sealed registration document (httpRequest, config)
+    metadata: bytes | None
+
+
+ScheduleDecide = Callable[[ScheduleRow], "dict[str, Any] | Rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task a schedule's fire registers (blobs already sealed for `queue_id`)."""
+
+    queue_id: str
+    created_at: int
+    due: int
+    retry_limit: int
+    request: bytes
+    metadata: bytes | None
+
+
+class FireOutcome(Enum):
+    FIRED = auto()
+    DUPLICATE = auto()  # that fire time already has its task
+    LIMIT_REACHED = auto()  # the owner's queue is full: the fire is skipped
+    STALE = auto()  # the schedule changed (or fired) since it was read
+
+
 class Leader(Protocol):
     """A held single-runner role (retention, backups); `release` gives it up."""
 
@@ -241,6 +279,7 @@ class TaskStore(Protocol):
         owner_id: str,
         *,
         state: str | None,
+        schedule_id: str | None,
         order: str,
         descending: bool,
         limit: int,
@@ -260,6 +299,54 @@ class TaskStore(Protocol):
     async def delete(self, owner_id: str, queue_id: str) -> bool: ...
 
     async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]: ...
+
+    # --- schedules ------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        *,
+        schedule_id: str,
+        owner_id: str,
+        cron: str,
+        timezone: str,
+        created_at: int,
+        next_run_at: int,
+        request: bytes,
+        metadata: bytes | None,
+        limit: int,
+    ) -> ScheduleRow | None:
+        """Insert an ACTIVE schedule; None when the owner already has `limit`."""
+
+    async def get_schedule(self, owner_id: str, schedule_id: str) -> ScheduleRow | None: ...
+
+    async def list_schedules(
+        self, owner_id: str, *, limit: int, offset: int
+    ) -> list[ScheduleRow]: ...
+
+    async def change_schedule(
+        self, owner_id: str, schedule_id: str, decide: ScheduleDecide
+    ) -> ScheduleRow | Rejected | None:
+        """Compare-and-set as `change`, for a schedule."""
+
+    async def delete_schedule(self, owner_id: str, schedule_id: str) -> bool: ...
+
+    async def due_schedules(self, *, before: int, limit: int) -> list[ScheduleRow]:
+        """ACTIVE schedules whose next fire time is at or before `before`."""
+
+    async def fire(
+        self,
+        schedule: ScheduleRow,
+        *,
+        fire_at: int,
+        next_run_at: int,
+        task: NewTask,
+        limit: int,
+    ) -> tuple[FireOutcome, QueueRow | None]:
+        """Register the task of fire time `fire_at` (at most one per schedule and fire time,
+        by a unique constraint) and move the schedule to `next_run_at`, in one transaction."""
+
+    async def count_schedules(self) -> int:
+        """ACTIVE schedules, all owners."""
 
     # --- the scheduler --------------------------------------------------------------------
 

@@ -28,14 +28,18 @@ from tasks_server.store.base import (
     Decide,
     DeleteOutcome,
     Due,
+    FireOutcome,
     Idempotency,
     InsertOutcome,
+    NewTask,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
     Rejected,
     Reseal,
     Result,
+    ScheduleDecide,
+    ScheduleRow,
     limit_message,
 )
 from tasks_server.timeutil import now_ms
@@ -319,14 +323,19 @@ class PostgresStore:
         owner_id: str,
         *,
         state: str | None,
+        schedule_id: str | None,
         order: str,
         descending: bool,
         limit: int,
         offset: int,
     ) -> list[QueueSummaryRow]:
-        query = sql.list_for_owner(with_state=state is not None, order=order, descending=descending)
-        params = (owner_id, state) if state is not None else (owner_id,)
-        rows = await self.pool.fetch(query, *params, limit, offset)
+        filters = {
+            name: value
+            for name, value in (("state", state), ("schedule_id", schedule_id))
+            if value is not None
+        }
+        query = sql.list_for_owner(filters, order=order, descending=descending)
+        rows = await self.pool.fetch(query, owner_id, *filters.values(), limit, offset)
         return [QueueSummaryRow(*row) for row in rows]
 
     async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
@@ -372,6 +381,100 @@ class PostgresStore:
     async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
         rows = await self.pool.fetch(sql.SELECT_ATTEMPTS, queue_id, limit, offset)
         return [AttemptRow(*row) for row in rows]
+
+    # --- schedules ------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        *,
+        schedule_id: str,
+        owner_id: str,
+        cron: str,
+        timezone: str,
+        created_at: int,
+        next_run_at: int,
+        request: bytes,
+        metadata: bytes | None,
+        limit: int,
+    ) -> ScheduleRow | None:
+        async def unit(conn: asyncpg.Connection) -> ScheduleRow | None:
+            if await conn.fetchval(sql.LOCK_OWNER, owner_id) is None:
+                return None
+            if await conn.fetchval(sql.COUNT_OWNER_SCHEDULES, owner_id) >= limit:
+                return None
+            row = await conn.fetchrow(
+                sql.INSERT_SCHEDULE,
+                *(schedule_id, owner_id, cron, timezone, created_at, next_run_at),
+                *(request, metadata),
+            )
+            return ScheduleRow(*row)
+
+        return await self._write(unit)
+
+    async def get_schedule(self, owner_id: str, schedule_id: str) -> ScheduleRow | None:
+        row = await self.pool.fetchrow(sql.SELECT_SCHEDULE, schedule_id, owner_id)
+        return None if row is None else ScheduleRow(*row)
+
+    async def list_schedules(self, owner_id: str, *, limit: int, offset: int) -> list[ScheduleRow]:
+        rows = await self.pool.fetch(sql.LIST_SCHEDULES, owner_id, limit, offset)
+        return [ScheduleRow(*row) for row in rows]
+
+    async def change_schedule(
+        self, owner_id: str, schedule_id: str, decide: ScheduleDecide
+    ) -> ScheduleRow | Rejected | None:
+        async def unit(conn: asyncpg.Connection) -> ScheduleRow | Rejected | None:
+            found = await conn.fetchrow(sql.LOCK_SCHEDULE, schedule_id, owner_id)
+            if found is None:
+                return None
+            changes = decide(ScheduleRow(*found))
+            if isinstance(changes, Rejected):
+                return changes
+            query = sql.update_schedule(changes)
+            return ScheduleRow(*await conn.fetchrow(query, *changes.values(), schedule_id))
+
+        return await self._write(unit)
+
+    async def delete_schedule(self, owner_id: str, schedule_id: str) -> bool:
+        found = await self._write(
+            lambda conn: conn.fetchval(sql.DELETE_SCHEDULE, schedule_id, owner_id)
+        )
+        return found is not None
+
+    async def due_schedules(self, *, before: int, limit: int) -> list[ScheduleRow]:
+        rows = await self.pool.fetch(sql.DUE_SCHEDULES, before, limit)
+        return [ScheduleRow(*row) for row in rows]
+
+    async def fire(
+        self,
+        schedule: ScheduleRow,
+        *,
+        fire_at: int,
+        next_run_at: int,
+        task: NewTask,
+        limit: int,
+    ) -> tuple[FireOutcome, QueueRow | None]:
+        async def unit(conn: asyncpg.Connection) -> tuple[FireOutcome, QueueRow | None]:
+            current = (schedule.id, schedule.version, schedule.next_run_at)
+            if await conn.fetchval(sql.LOCK_CURRENT_SCHEDULE, *current) is None:
+                return FireOutcome.STALE, None
+            if not await conn.fetchval(sql.OWNER_HAS_ROOM, schedule.owner_id, limit):
+                await conn.execute(sql.ADVANCE_SCHEDULE, next_run_at, schedule.id)
+                return FireOutcome.LIMIT_REACHED, None
+            row = await conn.fetchrow(
+                sql.INSERT_FIRED,
+                *(task.queue_id, schedule.owner_id, task.created_at, task.due),
+                *(task.retry_limit, task.request, task.metadata, schedule.id, fire_at),
+            )
+            if row is None:
+                await conn.execute(sql.ADVANCE_SCHEDULE, next_run_at, schedule.id)
+                return FireOutcome.DUPLICATE, None
+            await conn.execute(sql.FIRED, next_run_at, fire_at, task.queue_id, schedule.id)
+            return FireOutcome.FIRED, _queue_row(row)
+
+        return await self._write(unit)
+
+    async def count_schedules(self) -> int:
+        return int(await self.pool.fetchval(sql.COUNT_ACTIVE_SCHEDULES))
 
     # --- the scheduler --------------------------------------------------------------------
 

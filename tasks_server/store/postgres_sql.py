@@ -107,6 +107,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX idempotency_expiry ON idempotency (expires_at)
     """,
+    # 2: recurring schedules (SQLite migration 3). The unique index makes one task per
+    # (schedule, fire time), whichever node fires and however often.
+    """
+    CREATE TABLE schedules (
+        id text PRIMARY KEY,
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state text NOT NULL CHECK (state IN ('ACTIVE','PAUSED')),
+        cron text NOT NULL,
+        timezone text NOT NULL,
+        created_at bigint NOT NULL,
+        next_run_at bigint NOT NULL DEFAULT 0,
+        last_run_at bigint NOT NULL DEFAULT 0,
+        last_queue_id text,
+        version integer NOT NULL DEFAULT 0,
+        request bytea NOT NULL,
+        metadata bytea
+    );
+    CREATE INDEX schedules_owner ON schedules (owner_id, created_at);
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'ACTIVE';
+
+    ALTER TABLE queues ADD COLUMN scheduled_for bigint;
+    CREATE UNIQUE INDEX queues_schedule_fire ON queues (schedule_id, scheduled_for)
+      WHERE schedule_id IS NOT NULL;
+    CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
+      WHERE schedule_id IS NOT NULL
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------
@@ -241,13 +267,19 @@ SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, re
 """
 
 
-def list_for_owner(*, with_state: bool, order: str, descending: bool) -> str:
-    """The summary list of one owner's tasks: $1 owner, [$2 state], then limit and offset."""
+def list_for_owner(filters: Iterable[str], *, order: str, descending: bool) -> str:
+    """The summary list of one owner's tasks: $1 owner, then one parameter per filter column
+    (`state`, `schedule_id`), then limit and offset."""
     column = ORDER_COLUMNS[order]
     direction = "DESC" if descending else "ASC"
-    where, n = ("owner_id = $1 AND state = $2", 3) if with_state else ("owner_id = $1", 2)
+    where = ["owner_id = $1"]
+    for name in filters:
+        if name not in ("state", "schedule_id"):
+            raise ValueError(f"not a filter: {name}")
+        where.append(f"{name} = ${len(where) + 1}")
+    n = len(where) + 1
     return (
-        f"SELECT {SUMMARY_COLUMNS} FROM queues WHERE {where} "
+        f"SELECT {SUMMARY_COLUMNS} FROM queues WHERE {' AND '.join(where)} "
         f"ORDER BY {column} {direction}, id {direction} LIMIT ${n} OFFSET ${n + 1}"
     )
 
@@ -262,6 +294,64 @@ def update_queue(columns: Iterable[str]) -> str:
     return (
         f"UPDATE queues SET {assignments}, version = version + 1 "
         f"WHERE id = ${len(names) + 1} RETURNING {COLUMNS}"
+    )
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = (
+    "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, last_queue_id, "
+    "version, request, metadata"
+)
+# Counted after LOCK_OWNER, in a statement of its own: a subquery of the locking statement
+# would read the snapshot from before the wait for the lock, and miss the schedules the
+# previous holder of the lock added.
+COUNT_OWNER_SCHEDULES = "SELECT count(*) FROM schedules WHERE owner_id = $1"
+INSERT_SCHEDULE = f"""
+INSERT INTO schedules (id, owner_id, state, cron, timezone, created_at, next_run_at, request,
+                       metadata)
+VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $8)
+RETURNING {SCHEDULE_COLUMNS}
+"""
+SELECT_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1 AND owner_id = $2"
+LOCK_SCHEDULE = f"{SELECT_SCHEDULE} FOR UPDATE"
+LIST_SCHEDULES = f"""
+SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE owner_id = $1 ORDER BY created_at, id
+ LIMIT $2 OFFSET $3
+"""
+DELETE_SCHEDULE = "DELETE FROM schedules WHERE id = $1 AND owner_id = $2 RETURNING id"
+DUE_SCHEDULES = f"""
+SELECT {SCHEDULE_COLUMNS} FROM schedules
+ WHERE state = 'ACTIVE' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2
+"""
+# A fire applies only to the schedule as it was read: a change or another fire meanwhile wins.
+LOCK_CURRENT_SCHEDULE = """
+SELECT 1 FROM schedules WHERE id = $1 AND state = 'ACTIVE' AND version = $2 AND next_run_at = $3
+   FOR UPDATE
+"""
+INSERT_FIRED = f"""
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, schedule_id, scheduled_for)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
+RETURNING {COLUMNS}
+"""
+ADVANCE_SCHEDULE = "UPDATE schedules SET next_run_at = $1 WHERE id = $2"
+FIRED = "UPDATE schedules SET next_run_at = $1, last_run_at = $2, last_queue_id = $3 WHERE id = $4"
+COUNT_ACTIVE_SCHEDULES = "SELECT count(*) FROM schedules WHERE state = 'ACTIVE'"
+SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})
+
+
+def update_schedule(columns: Iterable[str]) -> str:
+    """Set `columns` ($1…$n, checked), bump the version; the schedule id is $n+1."""
+    names = list(columns)
+    unknown = set(names) - SCHEDULE_CHANGEABLE
+    if unknown:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, 1))
+    return (
+        f"UPDATE schedules SET {assignments}, version = version + 1 "
+        f"WHERE id = ${len(names) + 1} RETURNING {SCHEDULE_COLUMNS}"
     )
 
 

@@ -212,6 +212,7 @@ async def list_for_owner(
     owner_id: str,
     *,
     state: str | None,
+    schedule_id: str | None,
     order: str,
     descending: bool,
     limit: int,
@@ -219,10 +220,13 @@ async def list_for_owner(
 ) -> list[QueueSummaryRow]:
     column = ORDER_COLUMNS[order]
     direction = "DESC" if descending else "ASC"
-    where = "owner_id = ?" + (" AND state = ?" if state else "")
-    params: tuple[Any, ...] = (owner_id, state) if state else (owner_id,)
+    where, params = ["owner_id = ?"], [owner_id]
+    for name, value in (("state", state), ("schedule_id", schedule_id)):
+        if value is not None:
+            where.append(f"{name} = ?")
+            params.append(value)
     sql = (
-        f"SELECT {SUMMARY_COLUMNS} FROM queues WHERE {where} "
+        f"SELECT {SUMMARY_COLUMNS} FROM queues WHERE {' AND '.join(where)} "
         f"ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?"
     )
     rows = await db.fetchall(sql, (*params, limit, offset))

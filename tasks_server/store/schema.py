@@ -110,4 +110,31 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX idempotency_expiry ON idempotency (expires_at)
     """,
+    # 3: recurring schedules. Each fire registers one task carrying `schedule_id` and the
+    # fire time it stands for (`scheduled_for`); the unique index makes that exactly one per
+    # (schedule, fire time), whichever process fires and however often.
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state TEXT NOT NULL CHECK (state IN ('ACTIVE','PAUSED')),
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        next_run_at INTEGER NOT NULL DEFAULT 0,
+        last_run_at INTEGER NOT NULL DEFAULT 0,
+        last_queue_id TEXT,
+        version INTEGER NOT NULL DEFAULT 0,
+        request BLOB NOT NULL,
+        metadata BLOB
+    ) STRICT;
+    CREATE INDEX schedules_owner ON schedules (owner_id, created_at);
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'ACTIVE';
+
+    ALTER TABLE queues ADD COLUMN scheduled_for INTEGER;
+    CREATE UNIQUE INDEX queues_schedule_fire ON queues (schedule_id, scheduled_for)
+      WHERE schedule_id IS NOT NULL;
+    CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
+      WHERE schedule_id IS NOT NULL
+    """,
 )

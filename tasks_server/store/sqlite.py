@@ -15,21 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from tasks_server.store import idempotency as idempotent
-from tasks_server.store import owners, queues
+from tasks_server.store import owners, queues, schedules
 from tasks_server.store.base import (
     AttemptRow,
     Credentials,
     Decide,
     DeleteOutcome,
     Due,
+    FireOutcome,
     Idempotency,
     InsertOutcome,
+    NewTask,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
     Rejected,
     Reseal,
     Result,
+    ScheduleDecide,
+    ScheduleRow,
 )
 from tasks_server.store.db import Database
 from tasks_server.timeutil import now_ms
@@ -141,6 +145,44 @@ class SqliteStore:
 
     async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
         return await queues.attempts(self.db, queue_id, limit=limit, offset=offset)
+
+    # schedules
+
+    async def create_schedule(self, **fields: Any) -> ScheduleRow | None:
+        return await schedules.create(self.db, **fields)
+
+    async def get_schedule(self, owner_id: str, schedule_id: str) -> ScheduleRow | None:
+        return await schedules.get(self.db, owner_id, schedule_id)
+
+    async def list_schedules(self, owner_id: str, *, limit: int, offset: int) -> list[ScheduleRow]:
+        return await schedules.list_for_owner(self.db, owner_id, limit=limit, offset=offset)
+
+    async def change_schedule(
+        self, owner_id: str, schedule_id: str, decide: ScheduleDecide
+    ) -> ScheduleRow | Rejected | None:
+        return await schedules.change(self.db, owner_id, schedule_id, decide)
+
+    async def delete_schedule(self, owner_id: str, schedule_id: str) -> bool:
+        return await schedules.delete(self.db, owner_id, schedule_id)
+
+    async def due_schedules(self, *, before: int, limit: int) -> list[ScheduleRow]:
+        return await schedules.due(self.db, before=before, limit=limit)
+
+    async def fire(
+        self,
+        schedule: ScheduleRow,
+        *,
+        fire_at: int,
+        next_run_at: int,
+        task: NewTask,
+        limit: int,
+    ) -> tuple[FireOutcome, QueueRow | None]:
+        return await schedules.fire(
+            self.db, schedule, fire_at=fire_at, next_run_at=next_run_at, task=task, limit=limit
+        )
+
+    async def count_schedules(self) -> int:
+        return await schedules.count_active(self.db)
 
     # the scheduler
 

@@ -3,7 +3,7 @@
 Every task runs exactly once whichever node registered it; pause, revoke and execute sent to
 one node reach the node holding the task (a revoke aborts its attempt in flight within a
 second); one node killed with -9 mid-flight leaves its tasks to the others; one node alone
-holds the retention role.
+holds each single-runner role (retention, schedules).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tasks_server.store.postgres import lock_key
 from tests.integration.server import ServerProcess
 from tests.postgres import Databases, run_apart
 from tests.target import Step, Target
@@ -151,16 +152,22 @@ def test_changes_sent_to_one_node_reach_the_node_holding_the_task(nodes: Nodes) 
     assert nodes.hits("/paused") == {paused["id"]: 1}
 
 
-def test_one_node_holds_the_retention_role(nodes: Nodes) -> None:
-    async def advisory_locks() -> int:
+def test_each_single_runner_role_is_held_by_one_node(nodes: Nodes) -> None:
+    async def holders() -> collections.Counter[int]:
         conn = await asyncpg.connect(nodes.database_url)
         try:
-            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            return int(await conn.fetchval(query))
+            rows = await conn.fetch(
+                "SELECT classid::bigint, objid::bigint FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted"
+            )
         finally:
             await conn.close()
+        # A bigint advisory key shows as its high and low 32 bits.
+        keys = (((high << 32) | low) - ((high >> 31) << 64) for high, low in rows)
+        return collections.Counter(keys)
 
-    assert run_apart(advisory_locks()) == 1
+    held = run_apart(holders())
+    assert held == {lock_key("retention"): 1, lock_key("schedules"): 1}
 
 
 def test_a_node_killed_mid_flight_leaves_every_task_to_the_others(nodes: Nodes) -> None:

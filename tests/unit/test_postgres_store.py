@@ -13,7 +13,7 @@ from ulid import ULID
 from tasks_server import cli
 from tasks_server.settings import SettingsError, load_settings
 from tasks_server.store import postgres_sql
-from tasks_server.store.base import Idempotency, InsertOutcome, QueueRow
+from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow
 from tasks_server.store.postgres import PostgresStore, migrate_url
 
 OWNER = str(ULID())
@@ -219,3 +219,53 @@ def test_migrate_subcommand(
     with pytest.raises(SystemExit) as exited:
         cli.main(["migrate"])
     assert exited.value.code == 2
+
+
+async def test_a_schedule_fired_by_two_nodes_at_once_registers_one_task(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = nodes
+    made = await asyncio.gather(
+        *(
+            nodes[n % 2].create_schedule(
+                schedule_id=str(ULID()),
+                owner_id=OWNER,
+                cron="* * * * *",
+                timezone="UTC",
+                created_at=0,
+                next_run_at=60_000,
+                request=b"sealed",
+                metadata=None,
+                limit=3,
+            )
+            for n in range(8)
+        )
+    )
+    schedules = [schedule for schedule in made if schedule is not None]
+    assert len(schedules) == 3  # the per-owner limit holds across nodes
+    schedule = schedules[0]
+
+    def task() -> NewTask:
+        return NewTask(str(ULID()), 0, 60_000, 0, b"sealed", None)
+
+    fires = await asyncio.gather(
+        *(
+            store.fire(schedule, fire_at=60_000, next_run_at=120_000, task=task(), limit=100)
+            for store in (first, second, first, second)
+        )
+    )
+    outcomes = sorted(outcome.name for outcome, _ in fires)
+    assert outcomes == ["FIRED", "STALE", "STALE", "STALE"]
+    listed = await second.list_tasks(
+        OWNER,
+        state=None,
+        schedule_id=schedule.id,
+        order="createdAt",
+        descending=False,
+        limit=10,
+        offset=0,
+    )
+    assert len(listed) == 1
+    moved = await first.get_schedule(OWNER, schedule.id)
+    assert moved is not None and moved.next_run_at == 120_000
+    assert await second.count_schedules() == 3

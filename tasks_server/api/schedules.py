@@ -1,0 +1,210 @@
+"""Schedule routes (SPEC §11.1): create, list, read, edit, pause, resume, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from ulid import ULID
+
+from tasks_server.api.body import merge_patch, read_json
+from tasks_server.api.errors import ApiError, JSONResponse, NotFound
+from tasks_server.api.queues import validate_task
+from tasks_server.cron import Cron
+from tasks_server.models.common import Done
+from tasks_server.models.schedules import (
+    ScheduleListQuery,
+    ScheduleOut,
+    ScheduleRegistration,
+    ScheduleState,
+    task_document,
+)
+from tasks_server.schedules import METADATA, REQUEST
+from tasks_server.services import Services, services
+from tasks_server.store.base import Rejected, ScheduleRow
+from tasks_server.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+ACTIVE, PAUSED = ScheduleState.ACTIVE.value, ScheduleState.PAUSED.value
+
+
+def _validate(svc: Services, document: Any, now: int) -> ScheduleRegistration:
+    schedule = ScheduleRegistration.model_validate(document)
+    validate_task(svc, task_document(schedule.document()), now, check_future=False)
+    return schedule
+
+
+def _sealed(svc: Services, schedule: ScheduleRegistration, schedule_id: str) -> dict[str, Any]:
+    document = schedule.document()
+    metadata = document.pop("metadata", None)
+    return {
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "request": svc.codec.seal_json(document, schedule_id, REQUEST),
+        "metadata": None
+        if metadata is None
+        else svc.codec.seal_json(metadata, schedule_id, METADATA),
+    }
+
+
+def _out(svc: Services, row: ScheduleRow) -> dict[str, Any]:
+    metadata = None
+    if row.metadata is not None:
+        metadata = svc.codec.open_json(row.metadata, row.id, METADATA)
+    out = ScheduleOut(
+        id=row.id,
+        state=ScheduleState(row.state),
+        cron=row.cron,
+        timezone=row.timezone,
+        created_at=row.created_at,
+        next_run_at=row.next_run_at if row.state == ACTIVE else 0,
+        last_run_at=row.last_run_at,
+        last_queue_id=row.last_queue_id,
+        metadata=metadata,
+    )
+    return out.model_dump(by_alias=True)
+
+
+def _event(action: str, schedule_id: str, owner_id: str) -> None:
+    fields = {"action": f"schedule_{action}", "schedule_id": schedule_id, "owner_id": owner_id}
+    log.info("schedule %s", action, extra=fields)
+
+
+async def create(request: Request) -> Response:
+    svc = services(request)
+    owner_id = await svc.auth.owner_id(request)
+    now = now_ms()
+    document = await read_json(request, svc.settings.max_size_body_request)
+    schedule = _validate(svc, document, now)
+    schedule_id = str(ULID())
+    row = await svc.store.create_schedule(
+        schedule_id=schedule_id,
+        owner_id=owner_id,
+        created_at=now,
+        next_run_at=Cron(schedule.cron, schedule.timezone).next_after(now),
+        limit=svc.settings.max_schedules,
+        **_sealed(svc, schedule, schedule_id),
+    )
+    if row is None:
+        raise ApiError(
+            422, f"Schedule limit reached: at most {svc.settings.max_schedules} per owner"
+        )
+    svc.schedules.changed()
+    _event("created", schedule_id, owner_id)
+    return JSONResponse(_out(svc, row), 201)
+
+
+async def list_schedules(request: Request) -> Response:
+    svc = services(request)
+    owner_id = await svc.auth.owner_id(request)
+    query = ScheduleListQuery.model_validate(dict(request.query_params))
+    rows = await svc.store.list_schedules(owner_id, limit=query.limit, offset=query.offset)
+    return JSONResponse([_out(svc, row) for row in rows])
+
+
+async def _owned(request: Request) -> tuple[Services, str, str]:
+    svc = services(request)
+    owner_id = await svc.auth.owner_id(request)
+    return svc, owner_id, request.path_params["id"]
+
+
+async def get(request: Request) -> Response:
+    svc, owner_id, schedule_id = await _owned(request)
+    row = await svc.store.get_schedule(owner_id, schedule_id)
+    if row is None:
+        raise NotFound()
+    return JSONResponse(_out(svc, row))
+
+
+def _document(svc: Services, row: ScheduleRow) -> dict[str, Any]:
+    document: dict[str, Any] = svc.codec.open_json(row.request, row.id, REQUEST)
+    document.update(cron=row.cron, timezone=row.timezone)
+    if row.metadata is not None:
+        document["metadata"] = svc.codec.open_json(row.metadata, row.id, METADATA)
+    return document
+
+
+async def edit(request: Request) -> Response:
+    """A JSON merge patch over the stored schedule, validated in full."""
+    svc, owner_id, schedule_id = await _owned(request)
+    patch = await read_json(request, svc.settings.max_size_body_request)
+    if not isinstance(patch, dict):
+        raise ApiError(400, "The body must be a JSON merge patch object")
+    row = await svc.store.get_schedule(owner_id, schedule_id)
+    if row is None:
+        raise NotFound()
+    now = now_ms()
+    schedule = _validate(svc, merge_patch(_document(svc, row), patch), now)
+    changes = _sealed(svc, schedule, schedule_id)
+    if row.state == ACTIVE:
+        changes["next_run_at"] = Cron(schedule.cron, schedule.timezone).next_after(now)
+    seen = row.version
+
+    def decide(current: ScheduleRow) -> dict[str, Any] | Rejected:
+        if current.version != seen:
+            return Rejected("The schedule changed while being edited; try again")
+        return changes
+
+    result = await _apply(svc, owner_id, schedule_id, "edited", decide)
+    return JSONResponse(_out(svc, result))
+
+
+async def _apply(
+    svc: Services, owner_id: str, schedule_id: str, action: str, decide: Any
+) -> ScheduleRow:
+    result = await svc.store.change_schedule(owner_id, schedule_id, decide)
+    if result is None:
+        raise NotFound()
+    if isinstance(result, Rejected):
+        raise ApiError(422, result.message)
+    svc.schedules.changed()
+    _event(action, schedule_id, owner_id)
+    return result
+
+
+async def pause(request: Request) -> Response:
+    svc, owner_id, schedule_id = await _owned(request)
+
+    def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
+        if row.state != ACTIVE:
+            return Rejected(f"Only an ACTIVE schedule can be paused; this one is {row.state}")
+        return {"state": PAUSED}
+
+    return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "paused", decide)))
+
+
+async def resume(request: Request) -> Response:
+    svc, owner_id, schedule_id = await _owned(request)
+    now = now_ms()
+
+    def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
+        if row.state != PAUSED:
+            return Rejected(f"Only a PAUSED schedule can be resumed; this one is {row.state}")
+        # From now on: fire times that passed while paused are not caught up.
+        return {"state": ACTIVE, "next_run_at": Cron(row.cron, row.timezone).next_after(now)}
+
+    return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "resumed", decide)))
+
+
+async def delete(request: Request) -> Response:
+    """Delete the schedule; the tasks it registered stay."""
+    svc, owner_id, schedule_id = await _owned(request)
+    if not await svc.store.delete_schedule(owner_id, schedule_id):
+        raise NotFound()
+    _event("deleted", schedule_id, owner_id)
+    return JSONResponse(Done().model_dump())
+
+
+routes = [
+    Route("/v1/schedules", create, methods=["POST"]),
+    Route("/v1/schedules", list_schedules, methods=["GET"]),
+    Route("/v1/schedules/{id}", get, methods=["GET"]),
+    Route("/v1/schedules/{id}", edit, methods=["PATCH"]),
+    Route("/v1/schedules/{id}", delete, methods=["DELETE"]),
+    Route("/v1/schedules/{id}/pause", pause, methods=["PATCH"]),
+    Route("/v1/schedules/{id}/resume", resume, methods=["PATCH"]),
+]

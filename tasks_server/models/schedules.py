@@ -1,0 +1,96 @@
+"""Recurring schedules (SPEC §11.1): registration, the schedule object and the list query."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from tasks_server.cron import Cron, CronError
+from tasks_server.models.attempts import MAX_OFFSET
+from tasks_server.models.queues import HttpRequest, Metadata, QueueConfig
+
+# Timing of a one-shot task: a schedule's fire times replace them.
+ONE_SHOT_FIELDS = ("executionDelay", "executeAt", "executeImmediately", "retryAt", "timeoutAt")
+
+
+class ScheduleState(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+
+
+class ScheduleRegistration(BaseModel):
+    """The body of ``POST /v1/schedules``, and what is stored for a schedule."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", strict=True)
+
+    cron: str = Field(
+        description="5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly",
+        examples=["*/5 * * * *"],
+    )
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    http_request: HttpRequest = Field(description="The request each fire time sends")
+    config: QueueConfig = Field(
+        default_factory=QueueConfig,
+        description="As a task's config, without executionDelay, executeAt, "
+        "executeImmediately, retryAt and timeoutAt",
+    )
+    metadata: Metadata | None = Field(None, description="Given to every task it registers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_one_shot_timing(cls, data: Any) -> Any:
+        config = data.get("config") if isinstance(data, dict) else None
+        if isinstance(config, dict):
+            for name in ONE_SHOT_FIELDS:
+                if name in config:
+                    raise ValueError(f"config.{name} has no meaning for a schedule")
+        return data
+
+    @model_validator(mode="after")
+    def _cron_in_zone(self) -> ScheduleRegistration:
+        try:
+            Cron(self.cron, self.timezone)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def document(self) -> dict[str, Any]:
+        """The stored form, as a client could send it back (merge patches apply to it)."""
+        document = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        config = document.get("config", {})
+        for name in ONE_SHOT_FIELDS:
+            config.pop(name, None)
+        return document
+
+
+def task_document(schedule: dict[str, Any]) -> dict[str, Any]:
+    """What each fire registers, as a task registration document (metadata aside)."""
+    return {"httpRequest": schedule["httpRequest"], "config": schedule.get("config", {})}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ScheduleOut(_Out):
+    id: str = Field(description="Schedule id (a ULID)")
+    state: ScheduleState = Field(description="ACTIVE fires; PAUSED does not")
+    cron: str = Field(description="The cron expression")
+    timezone: str = Field(description="Its IANA time zone")
+    created_at: int = Field(description="Creation time (epoch ms)")
+    next_run_at: int = Field(description="The next fire time (epoch ms); 0 while paused")
+    last_run_at: int = Field(description="The last fire time that registered a task; 0: none")
+    last_queue_id: str | None = Field(description="The task registered by the last fire")
+    metadata: dict[str, str] | None = Field(description="The schedule's metadata")
+
+
+class ScheduleListQuery(BaseModel):
+    """Query parameters of ``GET /v1/schedules``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(10, ge=1, le=1000, description="At most this many schedules")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Skip this many, oldest first")
