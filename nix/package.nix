@@ -9,6 +9,7 @@
   starlette,
   uvicorn,
   aiosqlite,
+  asyncpg,
   pycurl,
   boto3,
   pydantic,
@@ -54,6 +55,7 @@ buildPythonApplication {
     starlette
     uvicorn
     aiosqlite
+    asyncpg
     pycurl'
     boto3
     pydantic

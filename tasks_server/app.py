@@ -26,12 +26,14 @@ from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
 from tasks_server.retention import Retention
-from tasks_server.scheduler import Scheduler
+from tasks_server.scheduler import LEASE_MS, Scheduler
 from tasks_server.schedules import ScheduleRunner
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
 from tasks_server.signing_keys import SigningKeys
-from tasks_server.store.sqlite import SqliteStore
+from tasks_server.store import build_store
+from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
+from tasks_server.store.postgres import PostgresStore
 
 SHUTDOWN_GRACE_S = 10.0
 
@@ -52,13 +54,17 @@ def create_app(settings: Settings) -> Starlette:
         # Whatever opened is closed also when a later step fails: an open database keeps
         # non-daemon threads alive, and the process would linger without serving.
         async with contextlib.AsyncExitStack() as stack:
-            startup.create_database_file(settings.path_sqlite)
-            store = SqliteStore(settings.path_sqlite)
+            store = build_store(settings)
+            on_postgres = isinstance(store, PostgresStore)
+            if not on_postgres:
+                startup.create_database_file(settings.path_sqlite)
             await store.open()
             stack.push_async_callback(store.close)
             cipher = await startup.checked_cipher(store, settings)
             codec = TaskCodec(cipher)
-            if not settings.cluster_mode:
+            # On PostgreSQL other nodes may be running: leases only ever expire there.
+            shared = settings.cluster_mode or on_postgres
+            if not shared:
                 # Alone on this database: every lease is left over from a stopped process.
                 await store.release_all()
             transport = CurlTransport(guard=settings.destination_guard)
@@ -77,17 +83,21 @@ def create_app(settings: Settings) -> Starlette:
                 ),
                 metrics,
                 signing_keys=signing_keys.for_owner,
-                cluster=settings.cluster_mode,
+                cluster=shared,
                 max_in_flight_per_owner=settings.max_in_flight_per_owner,
                 max_attempts_kept=settings.max_attempts_kept,
+                lease_ms=POSTGRES_LEASE_MS if on_postgres else LEASE_MS,
             )
             await scheduler.start()
             stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
-            backups = BackupScheduler(
-                settings, metrics, lock_path=lock_path_for(settings.path_sqlite)
-            )
-            backups.start()
-            stack.push_async_callback(backups.stop)
+            if isinstance(store, PostgresStore):
+                await store.listen(scheduler.notice)
+            else:  # SQLite backups; PostgreSQL is backed up with its own tools.
+                backups = BackupScheduler(
+                    settings, metrics, lock_path=lock_path_for(settings.path_sqlite)
+                )
+                backups.start()
+                stack.push_async_callback(backups.stop)
             retention = Retention(store, keep_ms=settings.retention_finished_ms)
             retention.start()
             stack.push_async_callback(retention.stop)

@@ -1,4 +1,4 @@
-"""Command line: ``tasks-server [serve|backup|restore|version]``."""
+"""Command line: ``tasks-server [serve|backup|restore|migrate|version]``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore_cmd.add_argument(
         "--force", action="store_true", help="replace an existing database, keeping it aside"
+    )
+    commands.add_parser(
+        "migrate", help="bring the PostgreSQL database at DATABASE_URL to this server's schema"
     )
     commands.add_parser("version", help="print the version")
     return parser
@@ -117,7 +120,8 @@ def serve(settings: Settings) -> None:
     }
     workers = settings.max_instances if settings.cluster_mode else 1
     if workers > 1:
-        # Workers share the database; leases left by a previous run are cleared once, here.
+        # Workers share the database; leases left by a previous run are cleared once, here
+        # (on PostgreSQL other nodes may hold them: they expire instead).
         asyncio.run(_release_leases(settings))
         config = uvicorn.Config(
             "tasks_server.app:create_app_from_env", factory=True, workers=workers, **options
@@ -134,6 +138,8 @@ def serve(settings: Settings) -> None:
 
 
 async def _release_leases(settings: Settings) -> None:
+    if settings.database_url:
+        return
     store = SqliteStore(settings.path_sqlite)
     await store.open()
     try:
@@ -151,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = _settings(args)
         if args.command == "backup":
             _backup(settings)
+        elif args.command == "migrate":
+            _migrate(settings)
         elif args.command == "restore":
             _restore(settings, args.source, force=args.force)
         else:
@@ -166,7 +174,27 @@ def _fail(exc: Exception, status: int) -> None:
     sys.exit(status)
 
 
+def _migrate(settings: Settings) -> None:
+    if not settings.database_url:
+        print(
+            "tasks-server: migrate needs DATABASE_URL (SQLite migrates at start)", file=sys.stderr
+        )
+        sys.exit(2)
+    from tasks_server.store.postgres import migrate_url
+
+    logs.configure_from(settings)
+    print(f"schema version {asyncio.run(migrate_url(settings.database_url))}")
+
+
 def _backup(settings: Settings) -> None:
+    if settings.database_url:
+        print(
+            "tasks-server: on PostgreSQL, back up with PostgreSQL's own tools: pg_dump for a "
+            "logical copy, or base backups with WAL archiving (pg_basebackup) for point-in-time "
+            "recovery",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     logs.configure_from(settings)
     try:
         print(backup_now(settings))

@@ -107,6 +107,7 @@ class Scheduler:
         cluster: bool = False,
         max_in_flight_per_owner: int = 250,
         max_attempts_kept: int = 100,
+        lease_ms: int = LEASE_MS,
         clock: Callable[[], int] = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -121,6 +122,8 @@ class Scheduler:
         self._cluster = cluster
         self._per_owner = max_in_flight_per_owner
         self._attempts_kept = max_attempts_kept
+        self._lease_ms = lease_ms
+        self._renew_ms = lease_ms * RENEW_MS // LEASE_MS  # the same share of the lease
         self._clock = clock
         self._monotonic = monotonic
         self._rng = rng or random.Random()
@@ -177,7 +180,7 @@ class Scheduler:
         """A lease for a task being registered, when it is due soon enough to hold now."""
         now = self._clock()
         if due <= now + WINDOW_MS and len(self._held) < MAX_HELD and not self._stopping:
-            return self.lease_owner, now + LEASE_MS
+            return self.lease_owner, now + self._lease_ms
         return None
 
     def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -204,6 +207,24 @@ class Scheduler:
                 held.task.cancel()
             return
         self._settle(held, row)
+
+    def notice(self, queue_id: str, version: int | None) -> None:
+        """Another process changed a task (`version` None: deleted), as its store announces
+        it: catch up now rather than at the next reconcile or poll."""
+        if self._stopping:
+            return
+        held = self._held.get(queue_id)
+        if held is None:
+            self._claim_wanted = True  # it may have become due soon (execute now, earlier)
+            self._wake.set()
+        elif version is None or version != held.row.version:
+            self._tasks.spawn(self._catch_up(queue_id), f"notice-{queue_id}")
+
+    async def _catch_up(self, queue_id: str) -> None:
+        row = await self._store.reload(queue_id)
+        held = self._held.get(queue_id)
+        if held is not None and (row is None or row.version != held.row.version):
+            self.changed(queue_id, row)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -256,7 +277,7 @@ class Scheduler:
         if room <= 0:
             return
         rows = await self._store.claim(
-            holder=self.lease_owner, window_ms=WINDOW_MS, lease_ms=LEASE_MS, limit=room
+            holder=self.lease_owner, window_ms=WINDOW_MS, lease_ms=self._lease_ms, limit=room
         )
         for row in rows:
             self._hold(row, None)
@@ -482,16 +503,16 @@ class Scheduler:
     # --- housekeeping ---------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        interval = RECONCILE_MS if self._cluster else RENEW_MS
+        interval = RECONCILE_MS if self._cluster else self._renew_ms
         last_renewal = self._monotonic()
         while True:
             await asyncio.sleep(interval / 1000)
             try:
                 if self._cluster:
                     await self._reconcile()
-                if self._monotonic() - last_renewal >= RENEW_MS / 1000:
+                if self._monotonic() - last_renewal >= self._renew_ms / 1000:
                     last_renewal = self._monotonic()
-                    await self._store.renew(self.lease_owner, list(self._held), LEASE_MS)
+                    await self._store.renew(self.lease_owner, list(self._held), self._lease_ms)
             except Exception:
                 log.exception("scheduler housekeeping failed", extra={"action": "housekeeping"})
 

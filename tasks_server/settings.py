@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     port: int = Field(9220, ge=0, le=65535)
     tz: str = "UTC"
     path_sqlite: Path = Path(".database/tasks.db")
+    # postgresql://user:password@host:port/dbname: any number of nodes on one PostgreSQL.
+    database_url: str | None = None
     cipher_key: str | None = None
     log: bool = True
     log_tz: str | None = None
@@ -142,6 +144,15 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme, sep, rest = value.partition("://")
+            if scheme not in ("postgresql", "postgres") or not sep or not rest:
+                raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+        return value
+
     @field_validator("destination_deny", "destination_allow")
     @classmethod
     def _destinations(cls, value: str | None) -> str | None:
@@ -153,6 +164,9 @@ class Settings(BaseSettings):
     def _pairs(self) -> Settings:
         if (self.path_tls_cert is None) != (self.path_tls_key is None):
             raise ValueError("PATH_TLS_CERT and PATH_TLS_KEY must be set together")
+        if self.database_url and not self.cipher_key:
+            # Every node must seal and open the same blobs: no key file beside a database.
+            raise ValueError("DATABASE_URL needs CIPHER_KEY, the same on every node")
         return self
 
     @property

@@ -16,9 +16,8 @@ from pathlib import Path
 from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_for
 from tasks_server.settings import Settings
-from tasks_server.store import meta
+from tasks_server.store import build_store, meta
 from tasks_server.store.base import CipherCheck, TaskStore
-from tasks_server.store.sqlite import SqliteStore
 
 _CHECK_VALUE = b"tasks-server cipher check v1"
 _CHECK_AD = "meta:cipher_check"
@@ -89,12 +88,14 @@ def prepare(settings: Settings) -> None:
 
 
 async def _prepare(settings: Settings) -> None:
-    create_database_file(settings.path_sqlite)
-    store = SqliteStore(settings.path_sqlite)
+    if not settings.database_url:
+        create_database_file(settings.path_sqlite)
+    store = build_store(settings)
     try:
         await store.open()
-    except (sqlite3.Error, OSError) as exc:
-        raise StartupError(f"cannot open the database {settings.path_sqlite}: {exc}") from None
+    except Exception as exc:  # the driver's own errors: a path, a refused connection, auth
+        where = "PostgreSQL" if settings.database_url else settings.path_sqlite
+        raise StartupError(f"cannot open the database {where}: {exc}") from None
     try:
         await checked_cipher(store, settings)
     finally:

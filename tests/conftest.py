@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from asgi_lifespan import LifespanManager
 from tasks_server.app import create_app
 from tasks_server.services import Services
 from tasks_server.settings import Settings
+from tests.postgres import Databases, local_server, run_apart
 
 MakeSettings = Callable[..., Settings]
 
@@ -25,11 +27,48 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[Databases]:
+    """A PostgreSQL server for the whole session (TEST_DATABASE_URL, or one started here)."""
+    existing = os.environ.get("TEST_DATABASE_URL")
+    if existing:
+        databases = Databases(existing)
+        run_apart(databases.prepare())
+        try:
+            yield databases
+        finally:
+            run_apart(databases.drop_template())
+        return
+    with local_server() as url:
+        databases = Databases(url)
+        run_apart(databases.prepare())
+        yield databases
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> MakeSettings:
+def postgres_url(postgres_databases: Databases) -> Iterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    url = run_apart(postgres_databases.create())
+    try:
+        yield url
+    finally:
+        run_apart(postgres_databases.drop(url))
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """Which store the settings select; tests/api runs on both (see tests/api/conftest.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> MakeSettings:
+    database_url = request.getfixturevalue("postgres_url") if store_kind == "postgres" else None
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "path_sqlite": tmp_path / "db" / "tasks.db",
+            "database_url": database_url,
             "log": False,
             "cipher_key": "test-cipher-key",
         }

@@ -117,6 +117,7 @@ async def test_a_malformed_key_is_400(client: httpx.AsyncClient, key: str | byte
     assert await _listed(client, owner) == []
 
 
+@pytest.mark.sqlite_only("reads and writes the SQLite tables directly")
 async def test_a_key_expires_after_its_ttl(make_settings: MakeSettings) -> None:
     opened = open_client(make_settings())
     async with opened as client:
@@ -150,6 +151,7 @@ async def test_a_key_expires_after_its_ttl(make_settings: MakeSettings) -> None:
         assert [tuple(r) for r in rows] == [("01JAAAAAAAAAAAAAAAAAAAAAA3", start + 2 * ttl)]
 
 
+@pytest.mark.sqlite_only("reads and writes the SQLite tables directly")
 async def test_expired_keys_are_purged(make_settings: MakeSettings) -> None:
     opened = open_client(make_settings())
     async with opened as client:

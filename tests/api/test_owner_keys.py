@@ -152,6 +152,7 @@ async def test_signing_secret_rotation_signs_with_both_during_grace(
         assert response.status_code == 404
 
 
+@pytest.mark.sqlite_only("reads and writes the SQLite tables directly")
 async def test_signing_secrets_are_sealed_and_bound_to_their_owner(
     make_settings: MakeSettings,
 ) -> None:
@@ -165,6 +166,7 @@ async def test_signing_secrets_are_sealed_and_bound_to_their_owner(
         assert body["signingSecret"].encode() not in bytes(row[0])
 
 
+@pytest.mark.sqlite_only("reads and writes the SQLite tables directly")
 async def test_an_owner_from_before_signing_secrets_gets_one(make_settings: MakeSettings) -> None:
     settings = make_settings()
     opened = open_client(settings)

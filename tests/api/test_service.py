@@ -21,7 +21,7 @@ async def test_health_ok_then_503_when_database_gone(settings: Settings) -> None
         async def broken(*args: object) -> None:
             raise OSError("disk I/O error")
 
-        opened.services.store.db.fetchone = broken  # type: ignore[method-assign]
+        opened.services.store.ping = broken  # type: ignore[method-assign]
         response = await client.get("/health")
         assert response.status_code == 503 and response.json()["status"] == "error"
 

@@ -31,7 +31,8 @@ def _wait_all_succeeded(http: httpx.Client, headers: dict[str, str], timeout: fl
 def test_sigkill_loses_no_acknowledged_task(tmp_path: Path) -> None:
     with Target() as target:
         for n in range(60):  # the first tasks are slow: in flight when the kill comes
-            target.script(f"/slow/{n}", Step(delay_ms=3000))
+            # Long enough that all 60 are still in flight when the last one arrives, under load.
+            target.script(f"/slow/{n}", Step(delay_ms=8000))
         server = ServerProcess(tmp_path).start()
         http = httpx.Client(base_url=server.url, timeout=10)
         owner = http.post("/v1/owners/register", json={"name": "crash-owner"}).json()
@@ -50,7 +51,7 @@ def test_sigkill_loses_no_acknowledged_task(tmp_path: Path) -> None:
             response = http.post("/v1/queues/register", json=body, headers=headers)
             assert response.status_code == 201
             ids.append(response.json()["id"])
-        target.wait(lambda: len(target.hits) >= 60, timeout=20)
+        target.wait(lambda: sum(h.path.startswith("/slow/") for h in target.hits) >= 60, 20)
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
         http.close()
 

@@ -1,4 +1,4 @@
-"""The scheduler against a real SQLite store, a fake transport and a clock the test can step.
+"""The scheduler against a real store (SQLite and PostgreSQL), a fake transport, a clock to step.
 
 The wall clock is the real one plus an offset the test moves (an NTP step, a VM resume); the
 monotonic clock is the real one. The transport answers when the test lets it, and counts
@@ -29,8 +29,8 @@ from tasks_server.executor.transport import CurlResponse
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler import LEASE_MS, Scheduler
-from tasks_server.store import owners
-from tasks_server.store.base import QueueRow
+from tasks_server.store.base import QueueRow, TaskStore
+from tasks_server.store.postgres import PostgresStore
 from tasks_server.store.sqlite import SqliteStore
 from tasks_server.timeutil import now_ms
 
@@ -77,10 +77,9 @@ class FakeTransport:
 
 
 class Harness:
-    def __init__(self, path: Path) -> None:
-        self.clock = Clock()
-        self.store = SqliteStore(path, clock=self.clock.wall)
-        self.db = self.store.db
+    def __init__(self, clock: Clock, store: TaskStore) -> None:
+        self.clock = clock
+        self.store = store
         self.codec = TaskCodec(Cipher.from_secret("scheduler-test"))
         self.transport = FakeTransport()
         self.scheduler: Scheduler | None = None
@@ -88,8 +87,8 @@ class Harness:
     async def start(self, **options: Any) -> Scheduler:
         await self.store.open()
         for owner_id, name in ((OWNER, "owner-one"), (OTHER, "owner-two")):
-            await owners.create_owner(
-                self.db, owner_id=owner_id, name=name, key_digest=b"-", created_at=0
+            await self.store.create_owner(
+                owner_id=owner_id, name=name, key_digest=b"-", created_at=0
             )
         runner = Runner(self.transport, max_body_bytes=1000, certs_dir=None)  # type: ignore[arg-type]
         self.scheduler = Scheduler(
@@ -137,7 +136,12 @@ class Harness:
         return row
 
     async def lease_of(self, queue_id: str) -> str | None:
-        found = await self.db.fetchone("SELECT lease_owner FROM queues WHERE id = ?", (queue_id,))
+        if isinstance(self.store, PostgresStore):
+            sql = "SELECT lease_owner FROM queues WHERE id = $1"
+            return await self.store.pool.fetchval(sql, queue_id)  # type: ignore[no-any-return]
+        assert isinstance(self.store, SqliteStore)
+        sql = "SELECT lease_owner FROM queues WHERE id = ?"
+        found = await self.store.db.fetchone(sql, (queue_id,))
         assert found is not None
         return found[0]  # type: ignore[no-any-return]
 
@@ -169,9 +173,15 @@ async def state_is(h: Harness, queue_id: str, state: str) -> bool:
     return (await h.row(queue_id)).state == state
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = Harness(tmp_path / "tasks.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def h(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    clock = Clock()
+    store: TaskStore
+    if request.param == "postgres":
+        store = PostgresStore(request.getfixturevalue("postgres_url"))
+    else:
+        store = SqliteStore(tmp_path / "tasks.db", clock=clock.wall)
+    harness = Harness(clock, store)
     yield harness
     for path in list(harness.transport.held):
         harness.transport.release(path)

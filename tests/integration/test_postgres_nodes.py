@@ -1,0 +1,185 @@
+"""Three `tasks-server serve` nodes on one PostgreSQL (SPEC §12).
+
+Every task runs exactly once whichever node registered it; pause, revoke and execute sent to
+one node reach the node holding the task (a revoke aborts its attempt in flight within a
+second); one node killed with -9 mid-flight leaves its tasks to the others; one node alone
+holds each single-runner role (retention, schedules).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tasks_server.store.postgres import lock_key
+from tests.integration.server import ServerProcess
+from tests.postgres import Databases, run_apart
+from tests.target import Step, Target
+
+pytestmark = pytest.mark.slow
+
+NODES = 3
+TASKS = 1500
+NEAR_MS = 1900  # inside the 2 s window: the registering node holds it at once
+
+
+@dataclass
+class Nodes:
+    servers: list[ServerProcess]
+    target: Target
+    database_url: str
+    clients: list[httpx.Client]
+    headers: dict[str, str] = field(default_factory=dict)
+    _turn: Iterator[int] = field(default_factory=lambda: itertools.cycle(range(NODES)))
+
+    def call(self, node: int, method: str, path: str, body: Any = None) -> httpx.Response:
+        return self.clients[node].request(method, path, json=body, headers=self.headers)
+
+    def register(self, path: str, delay_ms: int, node: int | None = None) -> dict[str, Any]:
+        body = {
+            "httpRequest": {"url": f"{self.target.url}{path}", "method": "GET"},
+            "config": {"executionDelay": delay_ms},
+        }
+        response = self.call(
+            next(self._turn) if node is None else node, "POST", "/v1/queues/register", body
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def hits(self, prefix: str) -> collections.Counter[str]:
+        return collections.Counter(
+            hit.queue_id for hit in list(self.target.hits) if hit.path.startswith(prefix)
+        )
+
+    def state(self, queue_id: str, node: int = 0) -> str:
+        return str(self.call(node, "GET", f"/v1/queues/{queue_id}").json()["state"])
+
+    def wait_settled(self, node: int = 0, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.call(node, "GET", "/v1/queues?state=RUNNING&limit=1").json():
+            assert time.monotonic() < deadline, f"tasks still RUNNING after {timeout} s"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    tmp_path_factory: pytest.TempPathFactory, postgres_databases: Databases
+) -> Iterator[Nodes]:
+    workdir = tmp_path_factory.mktemp("pg-nodes")
+    url = run_apart(postgres_databases.create())
+    env = {"DATABASE_URL": url, "CIPHER_KEY": "one-key-for-every-node", "LOG": "true"}
+    servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(NODES)]
+    clients: list[httpx.Client] = []
+    with Target() as target:
+        try:
+            for server in servers:
+                server.workdir.mkdir()
+                server.start()
+            clients.extend(httpx.Client(base_url=server.url, timeout=30) for server in servers)
+            group = Nodes(servers, target, url, clients)
+            owner = group.call(0, "POST", "/v1/owners/register", {"name": "nodes"}).json()
+            group.headers = {
+                "Authorization": f"Bearer {owner['key']}",
+                "X-Tasks-Owner-Id": owner["id"],
+            }
+            yield group
+        finally:
+            for client in clients:
+                client.close()
+            for server in servers:
+                if server.process is not None:
+                    server.stop()
+            run_apart(postgres_databases.drop(url))
+    for server in servers:
+        if server.process is not None and server.process.returncode != -signal.SIGKILL:
+            assert "Traceback" not in server.output(), server.output()
+
+
+def test_every_task_runs_exactly_once_across_the_nodes(nodes: Nodes) -> None:
+    def register(n: int) -> str:
+        # Some held by the registering node at once, most claimed later by any node.
+        return str(nodes.register(f"/once/{n}", n % 4000, node=n % NODES)["id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(register, range(TASKS)))
+    nodes.target.wait(lambda: sum(nodes.hits("/once/").values()) >= TASKS, timeout=90)
+    nodes.wait_settled()
+    counts = nodes.hits("/once/")
+    assert set(counts) == set(ids)
+    assert max(counts.values()) == 1
+    assert nodes.call(1, "GET", "/v1/queues?state=ERROR").json() == []
+
+
+def test_changes_sent_to_one_node_reach_the_node_holding_the_task(nodes: Nodes) -> None:
+    # Revoke through node 1 aborts the attempt node 0 has in flight, within a second.
+    nodes.target.script("/slow", Step(delay_ms=20_000))
+    slow = nodes.register("/slow", 1, node=0)
+    nodes.target.wait(lambda: bool(nodes.hits("/slow")), timeout=10)
+    sent = time.monotonic()
+    assert nodes.call(1, "PATCH", f"/v1/queues/{slow['id']}/revoke").status_code == 200
+    nodes.target.wait(lambda: "/slow" in nodes.target.disconnects, timeout=5)
+    assert time.monotonic() - sent < 1.0
+    assert nodes.state(slow["id"], node=2) == "REVOKED"
+
+    # Execute through node 2 runs at once the task node 0 holds for later.
+    held = nodes.register("/executed", NEAR_MS, node=0)
+    sent = time.monotonic()
+    assert nodes.call(2, "POST", f"/v1/queues/{held['id']}/execute").status_code == 200
+    nodes.target.wait(lambda: bool(nodes.hits("/executed")), timeout=5)
+    assert time.monotonic() - sent < 1.0
+    assert nodes.hits("/executed") == {held["id"]: 1}
+
+    # Pause through node 1 stops the task node 2 holds; resumed through node 0, it runs once.
+    paused = nodes.register("/paused", 800, node=2)
+    assert nodes.call(1, "PATCH", f"/v1/queues/{paused['id']}/pause").status_code == 200
+    sentinel = nodes.register("/sentinel", 1500, node=2)  # ran: the paused one's time passed
+    nodes.target.wait(lambda: bool(nodes.hits("/sentinel")), timeout=10)
+    assert nodes.hits("/paused") == {}
+    assert nodes.state(paused["id"]) == "PAUSED" and nodes.state(sentinel["id"]) == "SUCCESS"
+    assert nodes.call(0, "PATCH", f"/v1/queues/{paused['id']}/resume").status_code == 200
+    nodes.target.wait(lambda: bool(nodes.hits("/paused")), timeout=10)
+    nodes.wait_settled()
+    assert nodes.hits("/paused") == {paused["id"]: 1}
+
+
+def test_each_single_runner_role_is_held_by_one_node(nodes: Nodes) -> None:
+    async def holders() -> collections.Counter[int]:
+        conn = await asyncpg.connect(nodes.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT classid::bigint, objid::bigint FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted"
+            )
+        finally:
+            await conn.close()
+        # A bigint advisory key shows as its high and low 32 bits.
+        keys = (((high << 32) | low) - ((high >> 31) << 64) for high, low in rows)
+        return collections.Counter(keys)
+
+    held = run_apart(holders())
+    assert held == {lock_key("retention"): 1, lock_key("schedules"): 1}
+
+
+def test_a_node_killed_mid_flight_leaves_every_task_to_the_others(nodes: Nodes) -> None:
+    count = 300
+    for n in range(count):
+        nodes.target.script(f"/killed/{n}", Step(delay_ms=400))
+    ids = [str(nodes.register(f"/killed/{n}", n * 5, node=n % NODES)["id"]) for n in range(count)]
+    nodes.target.wait(lambda: len(nodes.hits("/killed/")) >= count // 3, timeout=30)
+    killed_at = time.monotonic()
+    nodes.servers[0].stop(signal.SIGKILL)
+    nodes.target.wait(lambda: set(nodes.hits("/killed/")) >= set(ids), timeout=60)
+    nodes.wait_settled(node=1, timeout=60)
+    assert all(nodes.state(queue_id, node=1) == "SUCCESS" for queue_id in ids)
+    # Its leases expired on time: nothing waited for more than the lease after the kill.
+    assert time.monotonic() - killed_at < 30

@@ -1,0 +1,271 @@
+"""What the PostgreSQL store adds to the shared contract: several nodes writing at once stay
+exact, leases follow the database clock, single runners are exclusive, migrations run once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from ulid import ULID
+
+from tasks_server import cli
+from tasks_server.settings import SettingsError, load_settings
+from tasks_server.store import postgres_sql
+from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow
+from tasks_server.store.postgres import PostgresStore, migrate_url
+
+OWNER = str(ULID())
+
+
+@pytest.fixture
+async def nodes(postgres_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database, as two nodes have."""
+    first, second = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    await first.open()
+    await second.open()
+    await first.create_owner(owner_id=OWNER, name="one", key_digest=b"-", created_at=0)
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def insert(store: PostgresStore, *, due: int, limit: int = 1000) -> InsertOutcome:
+    outcome, _ = await store.insert(
+        queue_id=str(ULID()),
+        owner_id=OWNER,
+        created_at=0,
+        due=due,
+        retry_limit=0,
+        request=b"sealed",
+        metadata=None,
+        limit=limit,
+        lease=None,
+    )
+    return outcome
+
+
+async def test_the_limit_is_exact_with_two_nodes_registering_at_once(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    outcomes = await asyncio.gather(*(insert(nodes[n % 2], due=0, limit=25) for n in range(80)))
+    assert outcomes.count(InsertOutcome.INSERTED) == 25
+    assert outcomes.count(InsertOutcome.LIMIT_REACHED) == 55
+    assert await nodes[0].active_counts() == {OWNER: (25, 25)}
+
+
+async def test_one_idempotency_key_repeated_on_two_nodes_at_once_stores_one_task(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    async def register(store: PostgresStore) -> tuple[InsertOutcome, QueueRow | None]:
+        return await store.insert(
+            queue_id=str(ULID()),
+            owner_id=OWNER,
+            created_at=0,
+            due=10**12,
+            retry_limit=0,
+            request=b"sealed",
+            metadata=None,
+            limit=1000,
+            lease=None,
+            idempotency=Idempotency("same", b"digest", 1, 60_000),
+        )
+
+    results = await asyncio.gather(*(register(nodes[n % 2]) for n in range(20)))
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count(InsertOutcome.INSERTED) == 1
+    assert outcomes.count(InsertOutcome.REPLAYED) == 19
+    assert len({row.id for _, row in results if row is not None}) == 1
+
+
+async def test_concurrent_claims_never_lease_a_task_twice(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    for _ in range(300):
+        await insert(nodes[0], due=0)
+    claims = await asyncio.gather(
+        *(
+            nodes[n % 2].claim(holder=f"node-{n}", window_ms=0, lease_ms=60_000, limit=40)
+            for n in range(10)
+        )
+    )
+    ids = [due.id for claim in claims for due in claim]
+    assert len(ids) == len(set(ids)) == 300
+
+
+async def test_due_and_lease_times_are_on_the_database_clock(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    store = nodes[0]
+    now = await store.now()
+    await insert(store, due=now + 60_000)  # due in a minute by the database
+    assert await store.claim(holder="a", window_ms=2_000, lease_ms=100, limit=10) == []
+    await insert(store, due=now - 1)
+    (held,) = await store.claim(holder="a", window_ms=2_000, lease_ms=100, limit=10)
+    assert await store.claim(holder="b", window_ms=2_000, lease_ms=100, limit=10) == []
+
+    async def expired() -> bool:
+        return bool(await store.claim(holder="b", window_ms=2_000, lease_ms=60_000, limit=10))
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await expired():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert await store.leased_versions("b") == {held.id: ("RUNNING", held.version)}
+
+
+async def test_an_open_attempt_of_a_dead_holder_ends_interrupted_when_claimed(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = nodes
+    await insert(first, due=0)
+    (due,) = await first.claim(holder="dead", window_ms=0, lease_ms=1, limit=1)
+    assert await first.started(holder="dead", due=due, now=1) == 1
+    assert await first.claim(holder="dead", window_ms=0, lease_ms=1, limit=1) == []
+    deadline = asyncio.get_running_loop().time() + 5
+    while not (claimed := await second.claim(holder="live", window_ms=0, lease_ms=9, limit=1)):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert claimed[0].id == due.id
+    (attempt,) = await second.attempts(due.id, limit=10, offset=0)
+    assert attempt.outcome == "INTERRUPTED" and attempt.finished_at > 0
+
+
+async def test_a_single_runner_role_is_held_by_one_node_until_released(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = nodes
+    leader = await first.leader("retention")
+    assert leader is not None
+    assert await second.leader("retention") is None
+    other = await second.leader("another-role")
+    assert other is not None
+    other.release()
+    leader.release()
+    deadline = asyncio.get_running_loop().time() + 5
+    while (taken := await second.leader("retention")) is None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    taken.release()
+
+
+async def test_changes_and_deletes_are_announced_to_every_node(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = nodes
+    heard: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
+    await second.listen(lambda queue_id, version: heard.put_nowait((queue_id, version)))
+    _, row = await first.insert(
+        queue_id=str(ULID()),
+        owner_id=OWNER,
+        created_at=0,
+        due=0,
+        retry_limit=0,
+        request=b"sealed",
+        metadata=None,
+        limit=10,
+        lease=None,
+    )
+    assert row is not None
+    changed = await first.change(OWNER, row.id, lambda _row: {"state": "PAUSED"})
+    assert isinstance(changed, QueueRow)
+    assert await asyncio.wait_for(heard.get(), 1) == (row.id, changed.version)
+    assert await first.delete(OWNER, row.id)
+    assert await asyncio.wait_for(heard.get(), 1) == (row.id, None)
+
+
+async def test_migrations_apply_once_and_record_their_version(postgres_url: str) -> None:
+    results = await asyncio.gather(*(migrate_url(postgres_url) for _ in range(3)))
+    assert results == [len(postgres_sql.MIGRATIONS)] * 3
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    assert [row[0] for row in versions] == list(range(1, len(postgres_sql.MIGRATIONS) + 1))
+
+
+def test_database_url_must_be_postgresql_and_needs_the_cipher_key() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        load_settings(database_url="mysql://db/tasks", cipher_key="k")
+    with pytest.raises(SettingsError, match="CIPHER_KEY"):
+        load_settings(database_url="postgresql://db/tasks")
+    assert load_settings(database_url="postgres://u@db/tasks", cipher_key="k").database_url
+
+
+def test_backup_on_postgresql_points_to_its_own_tools(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1:1/tasks")
+    monkeypatch.setenv("CIPHER_KEY", "k")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["backup"])
+    assert exited.value.code == 2
+    assert "pg_dump" in capsys.readouterr().err
+
+
+def test_migrate_subcommand(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.setenv("CIPHER_KEY", "k")
+    monkeypatch.setenv("LOG", "false")
+    cli.main(["migrate"])
+    assert capsys.readouterr().out.strip() == f"schema version {len(postgres_sql.MIGRATIONS)}"
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["migrate"])
+    assert exited.value.code == 2
+
+
+async def test_a_schedule_fired_by_two_nodes_at_once_registers_one_task(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = nodes
+    made = await asyncio.gather(
+        *(
+            nodes[n % 2].create_schedule(
+                schedule_id=str(ULID()),
+                owner_id=OWNER,
+                cron="* * * * *",
+                timezone="UTC",
+                created_at=0,
+                next_run_at=60_000,
+                request=b"sealed",
+                metadata=None,
+                limit=3,
+            )
+            for n in range(8)
+        )
+    )
+    schedules = [schedule for schedule in made if schedule is not None]
+    assert len(schedules) == 3  # the per-owner limit holds across nodes
+    schedule = schedules[0]
+
+    def task() -> NewTask:
+        return NewTask(str(ULID()), 0, 60_000, 0, b"sealed", None)
+
+    fires = await asyncio.gather(
+        *(
+            store.fire(schedule, fire_at=60_000, next_run_at=120_000, task=task(), limit=100)
+            for store in (first, second, first, second)
+        )
+    )
+    outcomes = sorted(outcome.name for outcome, _ in fires)
+    assert outcomes == ["FIRED", "STALE", "STALE", "STALE"]
+    listed = await second.list_tasks(
+        OWNER,
+        state=None,
+        schedule_id=schedule.id,
+        order="createdAt",
+        descending=False,
+        limit=10,
+        offset=0,
+    )
+    assert len(listed) == 1
+    moved = await first.get_schedule(OWNER, schedule.id)
+    assert moved is not None and moved.next_run_at == 120_000
+    assert await second.count_schedules() == 3
