@@ -65,6 +65,9 @@ buildPythonApplication {
     croniter
     prometheus-client
     tzdata
+    httpx
+    typer
+    rich
   ]
   # uvicorn[standard]: the server runs on uvloop and httptools.
   ++ uvicorn.optional-dependencies.standard;
@@ -74,6 +77,7 @@ buildPythonApplication {
   pythonImportsCheck = [
     "tasks_server"
     "tasks_server.cli"
+    "tasks_server.client.cli"
   ];
 
   meta = {
