@@ -23,7 +23,7 @@ from tasks_server.connectivity import ConnectivityGate
 from tasks_server.crypto import Cipher
 from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
-from tasks_server.metrics import Metrics
+from tasks_server.metrics import Metrics, RequestMetrics
 from tasks_server.retention import Retention
 from tasks_server.scheduler import Scheduler
 from tasks_server.services import Services
@@ -109,6 +109,8 @@ def create_app(settings: Settings) -> Starlette:
                 on_throttled=metrics.throttled.inc,
             )
         )
+    # Innermost, so it sees the route the router matched (429s are counted by Throttle).
+    middleware.append(Middleware(RequestMetrics, metrics=metrics))
     return Starlette(
         routes=[*service.routes, *owners.routes, *queue_routes.routes],
         middleware=middleware,
