@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +16,13 @@ console = Console(highlight=False, soft_wrap=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def when(epoch_ms: Any) -> str:
-    """Epoch ms as UTC time; 0 (not yet) as a dash."""
+def when(epoch_ms: Any, *, short: bool = False) -> str:
+    """Epoch ms as UTC time (to the second when short, for list rows); 0 (not yet) as a dash."""
     if not isinstance(epoch_ms, int) or epoch_ms <= 0:
         return "-"
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    if short:
+        return moment.strftime("%m-%d %H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -46,16 +47,23 @@ def _text(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def queues(rows: Iterable[dict[str, Any]]) -> None:
-    table = Table("id", "state", "status", "created", "next attempt", "ended", box=None)
+def queues(rows: list[dict[str, Any]]) -> None:
+    """One line per task, within 80 columns: ids are never cut, they are what people copy."""
+    if not rows:
+        console.print("no tasks")
+        return
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True, min_width=26)
+    for name in ("state", "status", "created (UTC)", "due / ended"):
+        table.add_column(name, no_wrap=True)
     for row in rows:
+        running = row["state"] == "RUNNING"
         table.add_row(
             row["id"],
             row["state"],
             str(row["statusCode"]),
-            when(row["createdAt"]),
-            when(row["estimateExecutionAt"]) if row["state"] == "RUNNING" else "-",
-            when(row["estimateEndAt"]),
+            when(row["createdAt"], short=True),
+            when(row["estimateExecutionAt" if running else "estimateEndAt"], short=True),
         )
     console.print(table)
 
@@ -87,7 +95,10 @@ def attempt_line(attempt: dict[str, Any]) -> str:
     )
 
 
-def attempts(rows: Iterable[dict[str, Any]]) -> None:
+def attempts(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no attempts yet")
+        return
     table = Table("#", "outcome", "status", "due", "late ms", "took ms", "error", box=None)
     for row in rows:
         table.add_row(
@@ -103,11 +114,9 @@ def attempts(rows: Iterable[dict[str, Any]]) -> None:
 
 
 def owner(created: dict[str, Any]) -> None:
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    table.add_row("owner id", created["id"])
-    table.add_row("key", created["key"])
-    table.add_row("signing secret", created.get("signingSecret") or "-")
-    console.print(table)
+    """Plain lines, never wrapped: the key is meant to be copied whole."""
+    console.print(f"owner id:       {created['id']}", markup=False, soft_wrap=True)
+    console.print(f"key:            {created['key']}", markup=False, soft_wrap=True)
+    secret = created.get("signingSecret") or "-"
+    console.print(f"signing secret: {secret}", markup=False, soft_wrap=True)
     console.print("The key and signing secret are shown once: keep them.")

@@ -144,3 +144,27 @@ def test_usage_errors_exit_2(env: Env, args: list[str]) -> None:
     run = env.run(*args)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stdout == ""
+
+
+def test_owner_register_with_the_admin_key(tmp_path: Path) -> None:
+    admin_key = "k" * 40
+    with ServerProcess(tmp_path, ADMIN_KEY=admin_key) as server, Target() as target:
+        cli = Env(server, target, tmp_path / "config")
+        refused = cli.run("owner", "register", "no-admin-key")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.startswith("tasks: ") and len(refused.stderr.strip()) > 7
+        created = cli.run(
+            "owner", "register", "with-admin-key", "--json", TASKS_ADMIN_KEY=admin_key
+        )
+        assert created.returncode == 0, created.stderr
+        assert set(json.loads(created.stdout)) >= {"id", "key", "signingSecret"}
+        assert not (tmp_path / "config").exists()  # no --save, no file
+
+
+def test_watch_json_prints_the_final_task(env: Env) -> None:
+    added = env.run("add", f"{env.target.url}/watched", "--json")
+    queue_id = json.loads(added.stdout)["id"]
+    watched = env.run("watch", queue_id, "--json", "--interval", "50ms")
+    assert watched.returncode == 0, watched.stderr
+    final = json.loads(watched.stdout)
+    assert (final["id"], final["state"], final["statusCode"]) == (queue_id, "SUCCESS", 200)

@@ -76,3 +76,29 @@ def test_responses_are_shown_decoded_when_text() -> None:
     assert long.endswith("… (1000 bytes)") and len(long) < 500
     assert output.when(0) == "-"
     assert output.when(1_767_225_600_123) == "2026-01-01 00:00:00.123Z"
+    assert output.when(1_767_225_600_123, short=True) == "01-01 00:00:00"
+
+
+def test_list_rows_keep_whole_ids_within_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    row = {
+        "id": "01JD0000000000000000000000",
+        "state": "REVOKED",
+        "statusCode": 503,
+        "createdAt": 1_767_225_600_123,
+        "estimateExecutionAt": 1_767_225_601_000,
+        "estimateEndAt": 1_767_225_602_000,
+    }
+    output.queues([row, row])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    assert lines[1].split() == [
+        row["id"],
+        "REVOKED",
+        "503",
+        "01-01",
+        "00:00:00",
+        "01-01",
+        "00:00:02",
+    ]
+    output.queues([])
+    assert capsys.readouterr().out == "no tasks\n"
