@@ -136,6 +136,28 @@ class Api:
         method, suffix = ACTIONS[action]
         return self.call(method, f"/v1/queues/{_segment(queue_id)}{suffix}", body=body)
 
+    # --- schedules (SPEC §11.1) ------------------------------------------------------------
+
+    def create_schedule(self, body: dict[str, Any]) -> Answer:
+        return self.call("POST", "/v1/schedules", body=body)
+
+    def schedules(self, *, limit: int = 10, offset: int = 0) -> Answer:
+        return self.call("GET", "/v1/schedules", params={"limit": limit, "offset": offset})
+
+    def schedule(self, schedule_id: str) -> Answer:
+        return self.call("GET", f"/v1/schedules/{_segment(schedule_id)}")
+
+    def act_on_schedule(self, action: str, schedule_id: str) -> Answer:
+        """pause, resume or delete."""
+        method, suffix = SCHEDULE_ACTIONS[action]
+        return self.call(method, f"/v1/schedules/{_segment(schedule_id)}{suffix}")
+
+
+SCHEDULE_ACTIONS: dict[str, tuple[str, str]] = {
+    "pause": ("PATCH", "/pause"),
+    "resume": ("PATCH", "/resume"),
+    "delete": ("DELETE", ""),
+}
 
 # Action → (HTTP method, path suffix) as SPEC §1 and §9.3 route them.
 ACTIONS: dict[str, tuple[str, str]] = {

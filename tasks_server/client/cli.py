@@ -22,8 +22,8 @@ import typer
 
 from tasks_server import __version__
 from tasks_server.client import output, profiles
-from tasks_server.client.api import Api, Refused, Unreachable
-from tasks_server.client.durations import parse_duration
+from tasks_server.client.api import Answer, Api, Refused, Unreachable
+from tasks_server.client.durations import every, parse_duration
 
 DEFAULT_URL = "http://127.0.0.1:9220"
 FINISHED = {"SUCCESS": 0, "ERROR": 1, "REVOKED": 1}  # watch's exit status per final state
@@ -47,8 +47,12 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+schedule_app = typer.Typer(
+    help="Recurring schedules: each fire time registers one task.", no_args_is_help=True
+)
 owner_app = typer.Typer(help="Owners: register one and save its credentials.", no_args_is_help=True)
 app.add_typer(owner_app, name="owner")
+app.add_typer(schedule_app, name="schedule")
 
 
 def _usage(message: str) -> NoReturn:
@@ -217,66 +221,100 @@ def _instant(text: str) -> str:
     return text
 
 
-@app.command()
-def add(
-    ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="http or https URL the server will request")],
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method",
-            "-X",
-            help="GET, POST, PUT, PATCH, DELETE [default: GET, or POST with --data]",
-        ),
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option("--data", "-d", help="body: JSON (object or list) or text, or @file"),
-    ] = None,
-    header: Annotated[
-        list[str] | None, typer.Option("--header", "-H", help="NAME:VALUE, repeatable")
-    ] = None,
-    in_: Annotated[
-        int | None,
-        typer.Option(
-            "--in",
-            parser=_duration,
-            metavar="DURATION",
-            help="run after 500ms, 5s, 5m, 2h, 1d",
-        ),
-    ] = None,
-    at: Annotated[str | None, typer.Option("--at", help="run at this ISO 8601 time")] = None,
-    retry: Annotated[
-        int | None, typer.Option("--retry", min=0, help="retries after the first attempt")
-    ] = None,
-    retry_interval: Annotated[
-        int | None,
-        typer.Option(parser=_duration, metavar="DURATION", help="wait before a retry"),
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Register a task: the server requests URL later, with retries."""
-    if in_ is not None and at is not None:
-        _usage("give --in or --at, not both")
-    http_request: dict[str, Any] = {"url": url, "method": method or ("POST" if data else "GET")}
-    if header:
-        http_request["headers"] = dict(_header(h) for h in header)
+# Options `add` and `schedule add` share.
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method", "-X", help="GET, POST, PUT, PATCH, DELETE [default: GET, or POST with --data]"
+    ),
+]
+Data = Annotated[
+    str | None,
+    typer.Option("--data", "-d", help="body: JSON (object or list) or text, or @file"),
+]
+Headers = Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME:VALUE, repeatable")]
+Retry = Annotated[
+    int | None, typer.Option("--retry", min=0, help="retries after the first attempt")
+]
+RetryInterval = Annotated[
+    int | None, typer.Option(parser=_duration, metavar="DURATION", help="wait before a retry")
+]
+
+
+def _request(
+    url: str, method: str | None, data: str | None, headers: list[str] | None
+) -> dict[str, Any]:
+    """The httpRequest object (SPEC §2)."""
+    request: dict[str, Any] = {"url": url, "method": method or ("POST" if data else "GET")}
+    if headers:
+        request["headers"] = dict(_header(h) for h in headers)
     if data is not None:
-        http_request["data"] = _data(data)
+        request["data"] = _data(data)
+    return request
+
+
+def _retries(retry: int | None, retry_interval: int | None) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    if in_ is not None:
-        config["executionDelay"] = in_
-    if at is not None:
-        config["executeAt"] = _instant(at)
     if retry is not None:
         config["retry"] = retry
     if retry_interval is not None:
         config["retryInterval"] = retry_interval
-    body: dict[str, Any] = {"httpRequest": http_request}
-    if config:
-        body["config"] = config
+    return config
+
+
+def _document(http_request: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    return {"httpRequest": http_request, **({"config": config} if config else {})}
+
+
+def _cron_every(text: str) -> str:
+    try:
+        return every(parse_duration(text))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="http or https URL the server will request")],
+    method: Method = None,
+    data: Data = None,
+    header: Headers = None,
+    in_: Annotated[
+        int | None,
+        typer.Option(
+            "--in", parser=_duration, metavar="DURATION", help="run after 500ms, 5s, 5m, 2h, 1d"
+        ),
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="run at this ISO 8601 time")] = None,
+    every_: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            parser=_cron_every,
+            metavar="DURATION",
+            help="a schedule instead: every 10s, 5m, 2h, 1d (dividing a minute, hour or day)",
+        ),
+    ] = None,
+    retry: Retry = None,
+    retry_interval: RetryInterval = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a task: the server requests URL later, with retries (or, with --every, a
+    schedule that registers one at each fire time)."""
+    if sum(option is not None for option in (in_, at, every_)) > 1:
+        _usage("give one of --in, --at and --every")
+    http_request = _request(url, method, data, header)
+    config = _retries(retry, retry_interval)
+    if every_ is not None:
+        _create_schedule(ctx, {"cron": every_, **_document(http_request, config)}, as_json)
+        return
+    if in_ is not None:
+        config["executionDelay"] = in_
+    if at is not None:
+        config["executeAt"] = _instant(at)
     with _refusals(), _state(ctx).api() as api:
-        answer = api.register(body)
+        answer = api.register(_document(http_request, config))
     if as_json:
         _print_json(answer.text)
     else:
@@ -391,14 +429,31 @@ def _act(
     as_json: bool,
     body: dict[str, Any] | None = None,
 ) -> None:
+    _each(
+        ctx,
+        queue_ids,
+        lambda api, queue_id: api.act(action, queue_id, body=body),
+        done,
+        as_json=as_json,
+    )
+
+
+def _each(
+    ctx: typer.Context,
+    ids: list[str],
+    call: Callable[[Api, str], Answer],
+    done: str,
+    *,
+    as_json: bool,
+) -> None:
     """Each id in turn; a refused one is reported and the others still go; 1 if any refused."""
     refused = False
     with _state(ctx).api() as api:
-        for queue_id in queue_ids:
+        for one in ids:
             try:
-                answer = api.act(action, queue_id, body=body)
+                answer = call(api, one)
             except Refused as exc:
-                output.errors.print(f"tasks: {queue_id}: {exc}", markup=False)
+                output.errors.print(f"tasks: {one}: {exc}", markup=False)
                 refused = True
                 continue
             except Unreachable as exc:
@@ -407,7 +462,7 @@ def _act(
             if as_json:
                 _print_json(answer.text)
             else:
-                output.console.print(f"{queue_id} {done}", markup=False)
+                output.console.print(f"{one} {done}", markup=False)
     if refused:
         raise typer.Exit(1)
 
@@ -437,3 +492,100 @@ def replay(
 
 
 app.command("rm")(_action("delete", "deleted", "Delete tasks in any state."))
+
+
+# --- schedules (SPEC §11.1) --------------------------------------------------------------
+
+
+def _create_schedule(ctx: typer.Context, body: dict[str, Any], as_json: bool) -> None:
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.create_schedule(body)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedule(answer.data)
+
+
+@schedule_app.command("add")
+def schedule_add(
+    ctx: typer.Context,
+    cron: Annotated[
+        str,
+        typer.Argument(
+            help="5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly"
+        ),
+    ],
+    url: Annotated[str, typer.Argument(help="http or https URL each fire time requests")],
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone the cron is read in [default: UTC]")
+    ] = None,
+    method: Method = None,
+    data: Data = None,
+    header: Headers = None,
+    retry: Retry = None,
+    retry_interval: RetryInterval = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a schedule that registers a task requesting URL at each fire time."""
+    body = _document(_request(url, method, data, header), _retries(retry, retry_interval))
+    body["cron"] = cron
+    if timezone is not None:
+        body["timezone"] = timezone
+    _create_schedule(ctx, body, as_json)
+
+
+@schedule_app.command("ls")
+def schedule_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List schedules, oldest first."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.schedules(limit=limit, offset=offset)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedules(answer.data)
+
+
+@schedule_app.command("show")
+def schedule_show(
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One schedule: its cron, next and last fire time, the last task it registered."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.schedule(schedule_id)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedule(answer.data)
+
+
+def _schedule_action(action: str, done: str, summary: str) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        schedule_ids: Annotated[list[str], typer.Argument(metavar="ID...")],
+        as_json: JsonFlag = False,
+    ) -> None:
+        _each(
+            ctx,
+            schedule_ids,
+            lambda api, schedule_id: api.act_on_schedule(action, schedule_id),
+            done,
+            as_json=as_json,
+        )
+
+    command.__doc__ = summary
+    return command
+
+
+for _name, _action_name, _done, _summary in (
+    ("pause", "pause", "paused", "Pause schedules: no fire time registers a task."),
+    ("resume", "resume", "resumed", "Resume schedules from now on (no catch-up)."),
+    ("rm", "delete", "deleted", "Delete schedules (the tasks they registered stay)."),
+):
+    schedule_app.command(_name)(_schedule_action(_action_name, _done, _summary))

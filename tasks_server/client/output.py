@@ -120,3 +120,39 @@ def owner(created: dict[str, Any]) -> None:
     secret = created.get("signingSecret") or "-"
     console.print(f"signing secret: {secret}", markup=False, soft_wrap=True)
     console.print("The key and signing secret are shown once: keep them.")
+
+
+def schedules(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no schedules")
+        return
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True, min_width=26)
+    for name in ("state", "cron", "next run (UTC)", "last run"):
+        table.add_column(name, no_wrap=name != "cron")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["state"],
+            f"{row['cron']} {row['timezone']}" if row["timezone"] != "UTC" else row["cron"],
+            when(row["nextRunAt"], short=True),
+            when(row["lastRunAt"], short=True),
+        )
+    console.print(table)
+
+
+def schedule(item: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("id", item["id"])
+    table.add_row("state", item["state"])
+    table.add_row("cron", item["cron"])
+    table.add_row("timezone", item["timezone"])
+    table.add_row("created", when(item["createdAt"]))
+    table.add_row("next run", when(item["nextRunAt"]))
+    table.add_row("last run", when(item["lastRunAt"]))
+    table.add_row("last task", _text(item.get("lastQueueId")))
+    for key, value in (item.get("metadata") or {}).items():
+        table.add_row(f"metadata.{key}", _text(value))
+    console.print(table)

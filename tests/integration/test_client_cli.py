@@ -168,3 +168,48 @@ def test_watch_json_prints_the_final_task(env: Env) -> None:
     assert watched.returncode == 0, watched.stderr
     final = json.loads(watched.stdout)
     assert (final["id"], final["state"], final["statusCode"]) == (queue_id, "SUCCESS", 200)
+
+
+def test_schedules_add_ls_show_pause_resume_rm(env: Env) -> None:
+    if httpx.get(f"{env.server.url}/v1/schedules", headers=_auth(env)).status_code == 404:
+        pytest.skip("this server has no schedule routes yet")
+    created = env.run("add", f"{env.target.url}/every", "--every", "1s", "--json")
+    assert created.returncode == 0, created.stderr
+    schedule = json.loads(created.stdout)
+    assert (schedule["state"], schedule["cron"]) == ("ACTIVE", "*/1 * * * * *")
+    env.target.wait(lambda: len(env.target.hits_for("/every")) >= 1, timeout=15)
+
+    by_cron = env.run(
+        "schedule",
+        "add",
+        "0 9 * * 1",
+        f"{env.target.url}/weekly",
+        "--timezone",
+        "Europe/Paris",
+        "--json",
+    )
+    assert by_cron.returncode == 0, by_cron.stderr
+    weekly = json.loads(by_cron.stdout)
+    assert (weekly["cron"], weekly["timezone"]) == ("0 9 * * 1", "Europe/Paris")
+
+    listed = env.run("schedule", "ls", "--json")
+    assert {s["id"] for s in json.loads(listed.stdout)} >= {schedule["id"], weekly["id"]}
+    shown = env.run("schedule", "show", weekly["id"])
+    assert shown.returncode == 0 and "Europe/Paris" in shown.stdout
+    assert env.run("schedule", "pause", weekly["id"]).returncode == 0
+    again = env.run("schedule", "pause", weekly["id"])
+    assert again.returncode == 1 and "Only an ACTIVE schedule" in again.stderr
+    assert env.run("schedule", "resume", weekly["id"]).returncode == 0
+    removed = env.run("schedule", "rm", schedule["id"], weekly["id"])
+    assert removed.returncode == 0, removed.stderr
+    gone = env.run("schedule", "show", weekly["id"])
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    bad = env.run("schedule", "add", "not a cron", f"{env.target.url}/x")
+    assert bad.returncode == 1 and bad.stderr.startswith("tasks: ")
+
+
+def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
+    run = env.run("add", f"{env.target.url}/x", "--every", "7s")
+    assert run.returncode == 2 and "divide a minute" in run.stderr
+    both = env.run("add", f"{env.target.url}/x", "--every", "5s", "--in", "1s")
+    assert both.returncode == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks_server.client import output, profiles
-from tasks_server.client.durations import parse_duration
+from tasks_server.client.durations import every, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,23 @@ def test_list_rows_keep_whole_ids_within_80_columns(capsys: pytest.CaptureFixtur
     ]
     output.queues([])
     assert capsys.readouterr().out == "no tasks\n"
+
+
+@pytest.mark.parametrize(
+    ("ms", "cron"),
+    [
+        (10_000, "*/10 * * * * *"),
+        (1_000, "*/1 * * * * *"),
+        (300_000, "0 */5 * * * *"),
+        (7_200_000, "0 0 */2 * * *"),
+        (86_400_000, "0 0 0 * * *"),
+    ],
+)
+def test_every_as_cron(ms: int, cron: str) -> None:
+    assert every(ms) == cron
+
+
+@pytest.mark.parametrize("ms", [0, 500, 1_500, 7_000, 420_000, 25_200_000, 172_800_000])
+def test_every_refuses_an_uneven_rhythm(ms: int) -> None:
+    with pytest.raises(ValueError, match="--every"):
+        every(ms)
