@@ -72,8 +72,10 @@ def test_add_ls_watch_attempts_with_the_servers_json(env: Env) -> None:
 
     watched = env.run("watch", task["id"], "--interval", "100ms")
     assert watched.returncode == 0, watched.stderr
-    assert "state RUNNING" in watched.stdout and "state SUCCESS" in watched.stdout
-    assert "attempt 1: SUCCESS 200" in watched.stdout
+    # The first poll may already find it done on a loaded machine: RUNNING is not required.
+    lines = watched.stdout.splitlines()
+    assert lines[-1] == "state SUCCESS" and lines[-2].startswith("attempt 1: SUCCESS 200")
+    assert set(lines[:-2]) <= {"state RUNNING"}
     assert [hit.queue_id for hit in env.target.hits_for("/hello")] == [task["id"]]
 
     attempts = env.run("attempts", task["id"], "--json")
