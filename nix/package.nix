@@ -67,6 +67,9 @@ buildPythonApplication {
     croniter
     prometheus-client
     tzdata
+    httpx
+    typer
+    rich
   ]
   # uvicorn[standard]: the server runs on uvloop and httptools.
   ++ uvicorn.optional-dependencies.standard;
@@ -76,6 +79,7 @@ buildPythonApplication {
   pythonImportsCheck = [
     "tasks_server"
     "tasks_server.cli"
+    "tasks_server.client.cli"
   ];
 
   meta = {

@@ -24,7 +24,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
-from tasks_server.metrics import Metrics
+from tasks_server.metrics import Metrics, RequestMetrics
 from tasks_server.retention import Retention
 from tasks_server.scheduler import LEASE_MS, Scheduler
 from tasks_server.schedules import ScheduleRunner
@@ -133,6 +133,8 @@ def create_app(settings: Settings) -> Starlette:
                 on_throttled=metrics.throttled.inc,
             )
         )
+    # Innermost, so it sees the route the router matched (429s are counted by Throttle).
+    middleware.append(Middleware(RequestMetrics, metrics=metrics))
     return Starlette(
         routes=[*service.routes, *owners.routes, *queue_routes.routes, *schedule_routes.routes],
         middleware=middleware,

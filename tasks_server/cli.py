@@ -9,7 +9,7 @@ import os
 import resource
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -23,21 +23,72 @@ from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store.sqlite import SqliteStore
 
+# The settings backup and restore read besides the backup_* ones: where the database is, the
+# object storage region, and logging. Names and defaults come from the Settings model.
+_BACKUP_SETTINGS = ("path_sqlite", "s3_region", "aws_region", "tz", "log", "log_tz")
+
+
+def _reads_backup(name: str) -> bool:
+    return name.startswith("backup_") or name in _BACKUP_SETTINGS
+
+
+def _default(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "(empty)"
+    return str(getattr(value, "value", value)) or "(empty)"
+
+
+def _environment(reads: Callable[[str], bool]) -> str:
+    """The help epilog: each variable the command reads, with its default."""
+    rows = [
+        f"  {name.upper():<36} {_default(field.default)}"
+        for name, field in Settings.model_fields.items()
+        if reads(name)
+    ]
+    return "environment (also read from ./.env), with defaults:\n" + "\n".join(rows)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    reads: Callable[[str], bool] | None = None,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=_environment(reads) if reads else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tasks-server",
         description="Execute HTTP requests later: after a delay or at an exact time, with retries.",
+        epilog="`tasks-server COMMAND --help` lists the environment variables COMMAND reads.",
     )
+    parser.add_argument("--version", action="version", version=f"tasks-server {__version__}")
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the HTTP server (default)")
-    serve.add_argument("--host", help="address to bind (env HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (env PORT, default 9220)")
-    commands.add_parser(
-        "backup", help="take one backup now with the configured BACKUP_METHOD_SQLITE"
+    serve = _command(commands, "serve", "run the HTTP server (the default)", lambda _: True)
+    serve.add_argument("--host", help="address to bind (overrides HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (overrides PORT)")
+    _command(
+        commands,
+        "backup",
+        "take one backup now with the configured BACKUP_METHOD_SQLITE",
+        _reads_backup,
     )
-    restore_cmd = commands.add_parser(
-        "restore", help="restore a backup into PATH_SQLITE (only when no database is there)"
+    restore_cmd = _command(
+        commands,
+        "restore",
+        "restore a backup into PATH_SQLITE (only when no database is there)",
+        _reads_backup,
     )
     restore_cmd.add_argument(
         "source", help="archive path, a name in BACKUP_PATH_DIR_SQLITE, or an S3 key"
@@ -45,10 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     restore_cmd.add_argument(
         "--force", action="store_true", help="replace an existing database, keeping it aside"
     )
-    commands.add_parser(
-        "migrate", help="bring the PostgreSQL database at DATABASE_URL to this server's schema"
+    _command(
+        commands,
+        "migrate",
+        "bring the PostgreSQL database at DATABASE_URL to this server's schema",
+        lambda name: name in ("database_url", "log", "log_tz", "log_format"),
     )
-    commands.add_parser("version", help="print the version")
+    _command(commands, "version", "print the version (as --version does)")
     return parser
 
 

@@ -68,6 +68,18 @@ def _stages() -> list[list[Instruction]]:
     return stages
 
 
+def _global_args() -> dict[str, str]:
+    """``ARG name=default`` lines before the first ``FROM``."""
+    pairs: dict[str, str] = {}
+    for instruction in _instructions(DOCKERFILE.read_text()):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.args.partition("=")
+            pairs[name] = default
+    return pairs
+
+
 def _args(stage: list[Instruction], keyword: str) -> list[str]:
     return [i.args for i in stage if i.keyword == keyword]
 
@@ -149,13 +161,39 @@ def test_final_stage_listens_on_all_interfaces_and_keeps_the_database_in_the_vol
     database = PurePosixPath(env["PATH_SQLITE"])
     assert database.is_absolute() and str(database.parent) in _volumes(final)
     assert PurePosixPath(env["BACKUP_PATH_DIR_SQLITE"]).is_relative_to(database.parent)
-    assert "/status" in _healthcheck_program()
+    # /health asks the database; /status would say OK with a broken one.
+    assert "/health" in _healthcheck_program() and "/status" not in _healthcheck_program()
+
+
+VERSION_ARG = "TASKS_SERVER_VERSION"
 
 
 def test_image_labels_carry_the_package_version() -> None:
-    labels = _pairs(_stages()[-1], "LABEL")
-    assert labels["org.opencontainers.image.version"] == __version__
+    assert _global_args()[VERSION_ARG] == __version__
+    builder, final = _stages()[0], _stages()[-1]
+    assert VERSION_ARG in _args(builder, "ARG") and VERSION_ARG in _args(final, "ARG")
+    labels = _pairs(final, "LABEL")
+    assert labels["org.opencontainers.image.version"] == f"${{{VERSION_ARG}}}"
     assert labels["org.opencontainers.image.title"] == "tasks-server"
+
+
+def test_builder_stops_when_the_version_arg_differs_from_the_package() -> None:
+    """The builder's check, run here against this venv's installed `tasks-server`."""
+    runs = " && ".join(_args(_stages()[0], "RUN"))
+    (check,) = [part.strip() for part in runs.split("&&") if VERSION_ARG in part]
+    check = check.replace("/opt/tasks-server/bin/", f"{Path(sys.executable).parent}/")
+
+    def build_with(version: str) -> int:
+        return subprocess.run(
+            ["sh", "-c", check],
+            env={**os.environ, VERSION_ARG: version},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        ).returncode
+
+    assert build_with(__version__) == 0
+    assert build_with("0.0.0-not-this") != 0
 
 
 def test_healthcheck_probe_follows_the_server(tmp_path: Path) -> None:

@@ -1,0 +1,591 @@
+"""The ``tasks`` commands (SPEC §13.3).
+
+Exit status: 0 done, 1 the server refused (its message is printed) or could not be reached,
+2 a usage error (bad flag, bad duration, no credentials). Typer turns type hints into flags,
+help and usage errors, so nothing here parses argv by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from tasks_server import __version__
+from tasks_server.client import output, profiles
+from tasks_server.client.api import Answer, Api, Refused, Unreachable
+from tasks_server.client.durations import every, parse_duration
+
+DEFAULT_URL = "http://127.0.0.1:9220"
+FINISHED = {"SUCCESS": 0, "ERROR": 1, "REVOKED": 1}  # watch's exit status per final state
+WATCH_INTERVAL_MS = 500
+WATCH_PAGE = 1000  # the server keeps at most MAX_ATTEMPTS_KEPT (≤ this in practice) per task
+
+
+class State(StrEnum):
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    REVOKED = "REVOKED"
+
+
+app = typer.Typer(
+    name="tasks",
+    help="Client of a tasks-server: register, list, follow and act on tasks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+schedule_app = typer.Typer(
+    help="Recurring schedules: each fire time registers one task.", no_args_is_help=True
+)
+owner_app = typer.Typer(help="Owners: register one and save its credentials.", no_args_is_help=True)
+app.add_typer(owner_app, name="owner")
+app.add_typer(schedule_app, name="schedule")
+
+
+def _usage(message: str) -> NoReturn:
+    output.errors.print(f"tasks: {message}", markup=False)
+    raise typer.Exit(2)
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@dataclass
+class Context:
+    url: str | None
+    profile: str
+    profile_given: bool
+
+    def credentials(self) -> tuple[str, str, str]:
+        """URL, owner id and key: each from its TASKS_* variable, else from the profile."""
+        saved = self._saved()
+        url = self.url or (saved.url if saved else DEFAULT_URL)
+        owner_id = os.environ.get("TASKS_OWNER_ID") or (saved.owner_id if saved else None)
+        key = os.environ.get("TASKS_KEY") or (saved.key if saved else None)
+        if not owner_id or not key:
+            _usage(
+                "no credentials: set TASKS_OWNER_ID and TASKS_KEY, or save a profile with "
+                "`tasks owner register NAME --save`"
+            )
+        return url, owner_id, key
+
+    def base_url(self) -> str:
+        saved = self._saved()
+        return self.url or (saved.url if saved else DEFAULT_URL)
+
+    def api(self) -> Api:
+        url, owner_id, key = self.credentials()
+        return Api(url, owner_id=owner_id, key=key)
+
+    def _saved(self) -> profiles.Profile | None:
+        try:
+            saved = profiles.load(self.profile)
+        except profiles.ProfileError as exc:
+            _usage(str(exc))
+        if saved is None and self.profile_given:
+            _usage(f"no profile {self.profile!r} in {profiles.profiles_path()}")
+        return saved
+
+
+def _state(ctx: typer.Context) -> Context:
+    return ctx.ensure_object(Context)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tasks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="TASKS_URL", help=f"server URL [default: {DEFAULT_URL}]"),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(envvar="TASKS_PROFILE", help="saved profile to use [default: default]"),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Credentials come from TASKS_URL, TASKS_OWNER_ID and TASKS_KEY, or from a profile saved
+    by `tasks owner register NAME --save` (XDG_CONFIG_HOME/tasks-server/profiles.json)."""
+    ctx.obj = Context(
+        url=url, profile=profile or profiles.DEFAULT_PROFILE, profile_given=profile is not None
+    )
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """A refusal or no answer: the server's message on stderr and exit status 1."""
+    try:
+        yield
+    except (Refused, Unreachable) as exc:
+        output.errors.print(f"tasks: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _print_json(text: str) -> None:
+    """The server's JSON body as it sent it."""
+    typer.echo(text)
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print the server's JSON as it is")]
+
+
+# --- owners ------------------------------------------------------------------------------
+
+
+@owner_app.command("register")
+def owner_register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="5–32 lowercase letters, digits and hyphens")],
+    save: Annotated[
+        bool, typer.Option("--save", help="save the id and key as the profile (0600 file)")
+    ] = False,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(envvar="TASKS_ADMIN_KEY", help="the server's ADMIN_KEY, when it has one"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register an owner; its key and signing secret are shown this once."""
+    state = _state(ctx)
+    url = state.base_url()
+    with _refusals(), Api(url) as api:
+        answer = api.register_owner(name, admin_key=admin_key)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.owner(answer.data)
+    if save:
+        path = profiles.save(
+            state.profile,
+            profiles.Profile(url=url, owner_id=answer.data["id"], key=answer.data["key"]),
+        )
+        output.errors.print(f"saved as profile {state.profile!r} in {path}", markup=False)
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"{text!r} is not NAME:VALUE", param_hint="--header")
+    return name.strip(), value.strip()
+
+
+def _data(text: str) -> Any:
+    """JSON text or @file; an object or list is sent as JSON, anything else as plain text."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--data") from None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    return parsed if isinstance(parsed, dict | list) else text
+
+
+def _instant(text: str) -> str:
+    """ISO 8601, checked here so a typo is a usage error; the server reads the zone (or TZ)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint="--at") from None
+    return text
+
+
+# Options `add` and `schedule add` share.
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method", "-X", help="GET, POST, PUT, PATCH, DELETE [default: GET, or POST with --data]"
+    ),
+]
+Data = Annotated[
+    str | None,
+    typer.Option("--data", "-d", help="body: JSON (object or list) or text, or @file"),
+]
+Headers = Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME:VALUE, repeatable")]
+Retry = Annotated[
+    int | None, typer.Option("--retry", min=0, help="retries after the first attempt")
+]
+RetryInterval = Annotated[
+    int | None, typer.Option(parser=_duration, metavar="DURATION", help="wait before a retry")
+]
+
+
+def _request(
+    url: str, method: str | None, data: str | None, headers: list[str] | None
+) -> dict[str, Any]:
+    """The httpRequest object (SPEC §2)."""
+    request: dict[str, Any] = {"url": url, "method": method or ("POST" if data else "GET")}
+    if headers:
+        request["headers"] = dict(_header(h) for h in headers)
+    if data is not None:
+        request["data"] = _data(data)
+    return request
+
+
+def _retries(retry: int | None, retry_interval: int | None) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if retry is not None:
+        config["retry"] = retry
+    if retry_interval is not None:
+        config["retryInterval"] = retry_interval
+    return config
+
+
+def _document(http_request: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    return {"httpRequest": http_request, **({"config": config} if config else {})}
+
+
+def _cron_every(text: str) -> str:
+    try:
+        return every(parse_duration(text))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="http or https URL the server will request")],
+    method: Method = None,
+    data: Data = None,
+    header: Headers = None,
+    in_: Annotated[
+        int | None,
+        typer.Option(
+            "--in", parser=_duration, metavar="DURATION", help="run after 500ms, 5s, 5m, 2h, 1d"
+        ),
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="run at this ISO 8601 time")] = None,
+    every_: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            parser=_cron_every,
+            metavar="DURATION",
+            help="a schedule instead: every 10s, 5m, 2h, 1d (dividing a minute, hour or day)",
+        ),
+    ] = None,
+    retry: Retry = None,
+    retry_interval: RetryInterval = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a task: the server requests URL later, with retries (or, with --every, a
+    schedule that registers one at each fire time)."""
+    if sum(option is not None for option in (in_, at, every_)) > 1:
+        _usage("give one of --in, --at and --every")
+    http_request = _request(url, method, data, header)
+    config = _retries(retry, retry_interval)
+    if every_ is not None:
+        _create_schedule(ctx, {"cron": every_, **_document(http_request, config)}, as_json)
+        return
+    if in_ is not None:
+        config["executionDelay"] = in_
+    if at is not None:
+        config["executeAt"] = _instant(at)
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.register(_document(http_request, config))
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.queue(answer.data)
+
+
+@app.command("ls")
+def list_tasks(
+    ctx: typer.Context,
+    state: Annotated[
+        State | None, typer.Option(case_sensitive=False, help="only this state")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks, oldest first."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.queues(state=state.value if state else None, limit=limit, offset=offset)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.queues(answer.data)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    queue_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One task with its outcome (the response decoded when it is text)."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.get(queue_id)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.queue(answer.data)
+
+
+@app.command()
+def attempts(
+    ctx: typer.Context,
+    queue_id: Annotated[str, typer.Argument(metavar="ID")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """A task's attempts, oldest first: lateness, duration, status, outcome, error."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.attempts(queue_id, limit=limit, offset=offset)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.attempts(answer.data)
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    queue_id: Annotated[str, typer.Argument(metavar="ID")],
+    interval: Annotated[
+        int | None,
+        typer.Option(parser=_duration, metavar="DURATION", help="poll interval [default: 500ms]"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Follow a task until it finishes, printing state changes and attempts.
+
+    Exit status 0 when it ends SUCCESS, 1 when ERROR or REVOKED (or it is deleted)."""
+    last_state: str | None = None
+    printed = 0
+    with _refusals(), _state(ctx).api() as api:
+        while True:
+            answer = api.get(queue_id)
+            item = answer.data
+            # Read after the state: an outcome and its attempt commit together.
+            for attempt in api.attempts(queue_id, limit=WATCH_PAGE).data:
+                if attempt["attempt"] > printed and attempt["outcome"] != "IN_FLIGHT":
+                    printed = attempt["attempt"]
+                    if not as_json:
+                        output.console.print(output.attempt_line(attempt), markup=False)
+            if item["state"] != last_state:
+                last_state = item["state"]
+                if not as_json:
+                    output.console.print(f"state {last_state}", markup=False)
+            if last_state in FINISHED:
+                if as_json:
+                    _print_json(answer.text)
+                raise typer.Exit(FINISHED[last_state])
+            time.sleep((interval or WATCH_INTERVAL_MS) / 1000)
+
+
+def _action(action: str, done: str, summary: str) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        queue_ids: Annotated[list[str], typer.Argument(metavar="ID...")],
+        as_json: JsonFlag = False,
+    ) -> None:
+        _act(ctx, action, done, queue_ids, as_json=as_json)
+
+    command.__doc__ = summary
+    return command
+
+
+def _act(
+    ctx: typer.Context,
+    action: str,
+    done: str,
+    queue_ids: list[str],
+    *,
+    as_json: bool,
+    body: dict[str, Any] | None = None,
+) -> None:
+    _each(
+        ctx,
+        queue_ids,
+        lambda api, queue_id: api.act(action, queue_id, body=body),
+        done,
+        as_json=as_json,
+    )
+
+
+def _each(
+    ctx: typer.Context,
+    ids: list[str],
+    call: Callable[[Api, str], Answer],
+    done: str,
+    *,
+    as_json: bool,
+) -> None:
+    """Each id in turn; a refused one is reported and the others still go; 1 if any refused."""
+    refused = False
+    with _state(ctx).api() as api:
+        for one in ids:
+            try:
+                answer = call(api, one)
+            except Refused as exc:
+                output.errors.print(f"tasks: {one}: {exc}", markup=False)
+                refused = True
+                continue
+            except Unreachable as exc:
+                output.errors.print(f"tasks: {exc}", markup=False)
+                raise typer.Exit(1) from None
+            if as_json:
+                _print_json(answer.text)
+            else:
+                output.console.print(f"{one} {done}", markup=False)
+    if refused:
+        raise typer.Exit(1)
+
+
+for _name, _done, _summary in (
+    ("pause", "paused", "Pause tasks (an attempt in flight is aborted)."),
+    ("resume", "resumed", "Resume paused tasks."),
+    ("revoke", "revoked", "Revoke tasks: they never run again."),
+    ("execute", "started", "Run RUNNING tasks now instead of at their time."),
+):
+    app.command(_name)(_action(_name, _done, _summary))
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    queue_ids: Annotated[list[str], typer.Argument(metavar="ID...")],
+    in_: Annotated[
+        int | None,
+        typer.Option("--in", parser=_duration, metavar="DURATION", help="run after this"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run finished tasks (SUCCESS, ERROR, REVOKED) again with a fresh retry budget."""
+    body = {"executionDelay": in_} if in_ is not None else None
+    _act(ctx, "replay", "replayed", queue_ids, as_json=as_json, body=body)
+
+
+app.command("rm")(_action("delete", "deleted", "Delete tasks in any state."))
+
+
+# --- schedules (SPEC §11.1) --------------------------------------------------------------
+
+
+def _create_schedule(ctx: typer.Context, body: dict[str, Any], as_json: bool) -> None:
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.create_schedule(body)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedule(answer.data)
+
+
+@schedule_app.command("add")
+def schedule_add(
+    ctx: typer.Context,
+    cron: Annotated[
+        str,
+        typer.Argument(
+            help="5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly"
+        ),
+    ],
+    url: Annotated[str, typer.Argument(help="http or https URL each fire time requests")],
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone the cron is read in [default: UTC]")
+    ] = None,
+    method: Method = None,
+    data: Data = None,
+    header: Headers = None,
+    retry: Retry = None,
+    retry_interval: RetryInterval = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a schedule that registers a task requesting URL at each fire time."""
+    body = _document(_request(url, method, data, header), _retries(retry, retry_interval))
+    body["cron"] = cron
+    if timezone is not None:
+        body["timezone"] = timezone
+    _create_schedule(ctx, body, as_json)
+
+
+@schedule_app.command("ls")
+def schedule_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List schedules, oldest first."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.schedules(limit=limit, offset=offset)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedules(answer.data)
+
+
+@schedule_app.command("show")
+def schedule_show(
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One schedule: its cron, next and last fire time, the last task it registered."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = api.schedule(schedule_id)
+    if as_json:
+        _print_json(answer.text)
+    else:
+        output.schedule(answer.data)
+
+
+def _schedule_action(action: str, done: str, summary: str) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        schedule_ids: Annotated[list[str], typer.Argument(metavar="ID...")],
+        as_json: JsonFlag = False,
+    ) -> None:
+        _each(
+            ctx,
+            schedule_ids,
+            lambda api, schedule_id: api.act_on_schedule(action, schedule_id),
+            done,
+            as_json=as_json,
+        )
+
+    command.__doc__ = summary
+    return command
+
+
+for _name, _action_name, _done, _summary in (
+    ("pause", "pause", "paused", "Pause schedules: no fire time registers a task."),
+    ("resume", "resume", "resumed", "Resume schedules from now on (no catch-up)."),
+    ("rm", "delete", "deleted", "Delete schedules (the tasks they registered stay)."),
+):
+    schedule_app.command(_name)(_schedule_action(_action_name, _done, _summary))

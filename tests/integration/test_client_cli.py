@@ -1,0 +1,217 @@
+"""The `tasks` client run as a subprocess against a real server and a local target."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.server import ServerProcess
+from tests.target import Step, Target
+
+TASKS = str(Path(sys.executable).parent / "tasks")
+UNKNOWN_ID = "01JD0000000000000000000000"
+
+
+@dataclass
+class Env:
+    server: ServerProcess
+    target: Target
+    config_home: Path
+
+    def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
+        env.update(XDG_CONFIG_HOME=str(self.config_home), TASKS_URL=self.server.url, **extra)
+        return subprocess.run(
+            [TASKS, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    workdir = tmp_path_factory.mktemp("cli")
+    with ServerProcess(workdir) as server, Target() as target:
+        cli = Env(server, target, workdir / "config")
+        registered = cli.run("owner", "register", "cli-owner", "--save")
+        assert registered.returncode == 0, registered.stderr
+        yield cli
+
+
+def _auth(env: Env) -> dict[str, str]:
+    saved = json.loads((env.config_home / "tasks-server" / "profiles.json").read_text())
+    profile = saved["default"]
+    return {"Authorization": f"Bearer {profile['key']}", "X-Tasks-Owner-Id": profile["ownerId"]}
+
+
+def test_register_saves_a_private_profile(env: Env) -> None:
+    path = env.config_home / "tasks-server" / "profiles.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    profile = json.loads(path.read_text())["default"]
+    assert profile["url"] == env.server.url and len(profile["key"]) == 64
+
+
+def test_add_ls_watch_attempts_with_the_servers_json(env: Env) -> None:
+    added = env.run("add", f"{env.target.url}/hello", "--in", "1s", "--json")
+    assert added.returncode == 0, added.stderr
+    task = json.loads(added.stdout)
+    assert task["state"] == "RUNNING"
+    assert task["estimateExecutionAt"] - task["createdAt"] >= 1000
+
+    listed = env.run("ls", "--json", "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    assert task["id"] in [row["id"] for row in json.loads(listed.stdout)]
+
+    watched = env.run("watch", task["id"], "--interval", "100ms")
+    assert watched.returncode == 0, watched.stderr
+    # The first poll may already find it done on a loaded machine: RUNNING is not required.
+    lines = watched.stdout.splitlines()
+    assert lines[-1] == "state SUCCESS" and lines[-2].startswith("attempt 1: SUCCESS 200")
+    assert set(lines[:-2]) <= {"state RUNNING"}
+    assert [hit.queue_id for hit in env.target.hits_for("/hello")] == [task["id"]]
+
+    attempts = env.run("attempts", task["id"], "--json")
+    assert attempts.returncode == 0, attempts.stderr
+    direct = httpx.get(f"{env.server.url}/v1/queues/{task['id']}/attempts", headers=_auth(env))
+    assert json.loads(attempts.stdout) == direct.json()
+    assert [a["outcome"] for a in direct.json()] == ["SUCCESS"]
+
+    shown = env.run("show", task["id"])
+    assert shown.returncode == 0 and "SUCCESS" in shown.stdout and "ok" in shown.stdout
+
+
+def test_watch_exits_1_when_the_task_ends_in_error(env: Env) -> None:
+    env.target.script("/fails", Step(status=503, body=b"down"))
+    added = env.run("add", f"{env.target.url}/fails", "--json", "-X", "POST", "-d", '{"a": 1}')
+    assert added.returncode == 0, added.stderr
+    queue_id = json.loads(added.stdout)["id"]
+    watched = env.run("watch", queue_id, "--interval", "100ms")
+    assert watched.returncode == 1, watched.stdout + watched.stderr
+    assert "state ERROR" in watched.stdout and "attempt 1: FAILURE 503" in watched.stdout
+    (hit,) = env.target.hits_for("/fails")
+    assert (hit.method, json.loads(hit.body)) == ("POST", {"a": 1})
+
+
+def test_show_unknown_id_exits_1_not_found(env: Env) -> None:
+    shown = env.run("show", UNKNOWN_ID)
+    assert (shown.returncode, shown.stdout) == (1, "")
+    assert "not found" in shown.stderr
+
+
+def test_a_refusal_prints_the_servers_message(env: Env) -> None:
+    added = env.run("add", f"{env.target.url}/later", "--in", "1h", "--json")
+    queue_id = json.loads(added.stdout)["id"]
+    direct = httpx.post(f"{env.server.url}/v1/queues/{queue_id}/replay", headers=_auth(env))
+    assert direct.status_code == 422
+    refused = env.run("replay", queue_id, UNKNOWN_ID)
+    assert refused.returncode == 1
+    assert f"{queue_id}: {direct.json()['message']}" in refused.stderr
+    assert f"{UNKNOWN_ID}: not found" in refused.stderr
+
+    done = env.run("revoke", queue_id)
+    assert (done.returncode, done.stdout.strip()) == (0, f"{queue_id} revoked")
+    removed = env.run("rm", queue_id, "--json")
+    assert (removed.returncode, json.loads(removed.stdout)) == (0, {"status": "Done"})
+
+
+def test_credentials_from_the_environment_win_and_bad_ones_are_refused(env: Env) -> None:
+    wrong = env.run("ls", TASKS_OWNER_ID=_auth(env)["X-Tasks-Owner-Id"], TASKS_KEY="x" * 64)
+    assert wrong.returncode == 1 and "Invalid credentials" in wrong.stderr
+    missing = env.run("--profile", "nobody", "ls")
+    assert missing.returncode == 2 and "no profile 'nobody'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "http://127.0.0.1:1/x", "--in", "5 minutes"],
+        ["add", "http://127.0.0.1:1/x", "--in", "1s", "--at", "2030-01-01T00:00:00Z"],
+        ["add", "http://127.0.0.1:1/x", "--at", "tomorrow"],
+        ["add", "http://127.0.0.1:1/x", "--header", "no-colon"],
+        ["ls", "--state", "DONE"],
+        ["ls", "--limit", "0"],
+        ["watch", UNKNOWN_ID, "--interval", "soon"],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors_exit_2(env: Env, args: list[str]) -> None:
+    run = env.run(*args)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stdout == ""
+
+
+def test_owner_register_with_the_admin_key(tmp_path: Path) -> None:
+    admin_key = "k" * 40
+    with ServerProcess(tmp_path, ADMIN_KEY=admin_key) as server, Target() as target:
+        cli = Env(server, target, tmp_path / "config")
+        refused = cli.run("owner", "register", "no-admin-key")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.startswith("tasks: ") and len(refused.stderr.strip()) > 7
+        created = cli.run(
+            "owner", "register", "with-admin-key", "--json", TASKS_ADMIN_KEY=admin_key
+        )
+        assert created.returncode == 0, created.stderr
+        assert set(json.loads(created.stdout)) >= {"id", "key", "signingSecret"}
+        assert not (tmp_path / "config").exists()  # no --save, no file
+
+
+def test_watch_json_prints_the_final_task(env: Env) -> None:
+    added = env.run("add", f"{env.target.url}/watched", "--json")
+    queue_id = json.loads(added.stdout)["id"]
+    watched = env.run("watch", queue_id, "--json", "--interval", "50ms")
+    assert watched.returncode == 0, watched.stderr
+    final = json.loads(watched.stdout)
+    assert (final["id"], final["state"], final["statusCode"]) == (queue_id, "SUCCESS", 200)
+
+
+def test_schedules_add_ls_show_pause_resume_rm(env: Env) -> None:
+    if httpx.get(f"{env.server.url}/v1/schedules", headers=_auth(env)).status_code == 404:
+        pytest.skip("this server has no schedule routes yet")
+    created = env.run("add", f"{env.target.url}/every", "--every", "1s", "--json")
+    assert created.returncode == 0, created.stderr
+    schedule = json.loads(created.stdout)
+    assert (schedule["state"], schedule["cron"]) == ("ACTIVE", "*/1 * * * * *")
+    env.target.wait(lambda: len(env.target.hits_for("/every")) >= 1, timeout=15)
+
+    by_cron = env.run(
+        "schedule",
+        "add",
+        "0 9 * * 1",
+        f"{env.target.url}/weekly",
+        "--timezone",
+        "Europe/Paris",
+        "--json",
+    )
+    assert by_cron.returncode == 0, by_cron.stderr
+    weekly = json.loads(by_cron.stdout)
+    assert (weekly["cron"], weekly["timezone"]) == ("0 9 * * 1", "Europe/Paris")
+
+    listed = env.run("schedule", "ls", "--json")
+    assert {s["id"] for s in json.loads(listed.stdout)} >= {schedule["id"], weekly["id"]}
+    shown = env.run("schedule", "show", weekly["id"])
+    assert shown.returncode == 0 and "Europe/Paris" in shown.stdout
+    assert env.run("schedule", "pause", weekly["id"]).returncode == 0
+    again = env.run("schedule", "pause", weekly["id"])
+    assert again.returncode == 1 and "Only an ACTIVE schedule" in again.stderr
+    assert env.run("schedule", "resume", weekly["id"]).returncode == 0
+    removed = env.run("schedule", "rm", schedule["id"], weekly["id"])
+    assert removed.returncode == 0, removed.stderr
+    gone = env.run("schedule", "show", weekly["id"])
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    bad = env.run("schedule", "add", "not a cron", f"{env.target.url}/x")
+    assert bad.returncode == 1 and bad.stderr.startswith("tasks: ")
+
+
+def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
+    run = env.run("add", f"{env.target.url}/x", "--every", "7s")
+    assert run.returncode == 2 and "divide a minute" in run.stderr
+    both = env.run("add", f"{env.target.url}/x", "--every", "5s", "--in", "1s")
+    assert both.returncode == 2

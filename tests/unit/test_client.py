@@ -1,0 +1,124 @@
+"""The `tasks` client's pure parts: durations, the profile file, how responses are shown."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+
+from tasks_server.client import output, profiles
+from tasks_server.client.durations import every, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("500ms", 500),
+        ("5s", 5_000),
+        ("5m", 300_000),
+        ("2h", 7_200_000),
+        ("1d", 86_400_000),
+        ("1h30m", 5_400_000),
+        ("1.5s", 1_500),
+        ("0s", 0),
+    ],
+)
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "5x", "-5s", "5s5", "ms5"])
+def test_bad_durations_name_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError, match="500ms, 5s, 5m, 2h or 1d"):
+        parse_duration(text)
+
+
+def test_profiles_are_written_0600_and_keep_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "tasks-server" / "profiles.json"
+    one = profiles.Profile("http://127.0.0.1:1", "01JD0000000000000000000001", "a" * 64)
+    two = profiles.Profile("http://127.0.0.1:2", "01JD0000000000000000000002", "b" * 64)
+    profiles.save("one", one, path)
+    path.chmod(0o644)  # a rewrite makes it private again
+    profiles.save("two", two, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert (profiles.load("one", path), profiles.load("two", path)) == (one, two)
+    assert profiles.load("three", path) is None
+    assert [p.name for p in path.parent.iterdir()] == ["profiles.json"]  # no temp file left
+
+
+def test_profile_path_follows_xdg_config_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert profiles.profiles_path() == tmp_path / "tasks-server" / "profiles.json"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert profiles.profiles_path() == tmp_path / ".config" / "tasks-server" / "profiles.json"
+
+
+def test_a_malformed_profile_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.json"
+    path.write_text("[1]")
+    with pytest.raises(profiles.ProfileError, match="not a JSON object"):
+        profiles.load("default", path)
+    path.write_text('{"default": {"url": "x"}}')
+    with pytest.raises(profiles.ProfileError, match="lacks url, ownerId or key"):
+        profiles.load("default", path)
+
+
+def test_responses_are_shown_decoded_when_text() -> None:
+    assert output.decoded(None) == "-"
+    assert output.decoded(base64.b64encode(b"hello").decode()) == "hello"
+    assert output.decoded(base64.b64encode(b"\xff\xfe").decode()) == "<2 bytes, not text>"
+    long = output.decoded(base64.b64encode(b"x" * 1000).decode())
+    assert long.endswith("… (1000 bytes)") and len(long) < 500
+    assert output.when(0) == "-"
+    assert output.when(1_767_225_600_123) == "2026-01-01 00:00:00.123Z"
+    assert output.when(1_767_225_600_123, short=True) == "01-01 00:00:00"
+
+
+def test_list_rows_keep_whole_ids_within_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    row = {
+        "id": "01JD0000000000000000000000",
+        "state": "REVOKED",
+        "statusCode": 503,
+        "createdAt": 1_767_225_600_123,
+        "estimateExecutionAt": 1_767_225_601_000,
+        "estimateEndAt": 1_767_225_602_000,
+    }
+    output.queues([row, row])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    assert lines[1].split() == [
+        row["id"],
+        "REVOKED",
+        "503",
+        "01-01",
+        "00:00:00",
+        "01-01",
+        "00:00:02",
+    ]
+    output.queues([])
+    assert capsys.readouterr().out == "no tasks\n"
+
+
+@pytest.mark.parametrize(
+    ("ms", "cron"),
+    [
+        (10_000, "*/10 * * * * *"),
+        (1_000, "*/1 * * * * *"),
+        (300_000, "0 */5 * * * *"),
+        (7_200_000, "0 0 */2 * * *"),
+        (86_400_000, "0 0 0 * * *"),
+    ],
+)
+def test_every_as_cron(ms: int, cron: str) -> None:
+    assert every(ms) == cron
+
+
+@pytest.mark.parametrize("ms", [0, 500, 1_500, 7_000, 420_000, 25_200_000, 172_800_000])
+def test_every_refuses_an_uneven_rhythm(ms: int) -> None:
+    with pytest.raises(ValueError, match="--every"):
+        every(ms)
