@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from tasks_server import logs
+from tasks_server import logs, startup
 from tasks_server.api import errors, owners, service
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
@@ -21,7 +22,6 @@ from tasks_server.api.throttle import Throttle
 from tasks_server.backup import BackupScheduler, lock_path_for
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
-from tasks_server.crypto import Cipher
 from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
@@ -42,7 +42,7 @@ SHUTDOWN_GRACE_S = 10.0
 def create_app_from_env() -> Starlette:
     """The app of one cluster worker: uvicorn spawns each worker process and imports this."""
     settings = load_settings()
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     return create_app(settings)
 
 
@@ -52,47 +52,61 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         owners.warn_if_registration_open(settings)
-        store = build_store(settings)
-        await store.open()
-        # On PostgreSQL other nodes may be running: leases only ever expire there.
-        shared = settings.cluster_mode or isinstance(store, PostgresStore)
-        if not shared:
-            # Alone on this database: every lease is left over from a stopped process.
-            await store.release_all()
-        cipher = Cipher.for_database(settings.cipher_key, settings.path_sqlite)
-        codec = TaskCodec(cipher)
-        transport = CurlTransport(guard=settings.destination_guard)
-        signing_keys = SigningKeys(store, cipher)
-        scheduler = Scheduler(
-            store,
-            codec,
-            Runner(
-                transport,
-                max_body_bytes=settings.max_size_data_response,
-                certs_dir=settings.certs_dir,
-            ),
-            ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
-            metrics,
-            signing_keys=signing_keys.for_owner,
-            cluster=shared,
-            max_in_flight_per_owner=settings.max_in_flight_per_owner,
-            max_attempts_kept=settings.max_attempts_kept,
-            lease_ms=POSTGRES_LEASE_MS if isinstance(store, PostgresStore) else LEASE_MS,
-        )
-        await scheduler.start()
-        if isinstance(store, PostgresStore):
-            await store.listen(scheduler.notice)
-        # SQLite backups; PostgreSQL is backed up with its own tools.
-        backups = BackupScheduler(settings, metrics, lock_path=lock_path_for(settings.path_sqlite))
-        if isinstance(store, SqliteStore):
-            backups.start()
-        retention = Retention(store, keep_ms=settings.retention_finished_ms)
-        retention.start()
-        schedules = ScheduleRunner(
-            store, codec, scheduler.changed, metrics, queue_limit=settings.max_tasks_in_queue
-        )
-        schedules.start()
-        try:
+        # Whatever opened is closed also when a later step fails: an open database keeps
+        # non-daemon threads alive, and the process would linger without serving.
+        async with contextlib.AsyncExitStack() as stack:
+            if not settings.database_url:
+                startup.create_database_file(settings.path_sqlite)
+            store = build_store(settings)
+            await store.open()
+            stack.push_async_callback(store.close)
+            cipher = await startup.checked_cipher(store, settings)
+            codec = TaskCodec(cipher)
+            # On PostgreSQL other nodes may be running: leases only ever expire there.
+            shared = settings.cluster_mode or isinstance(store, PostgresStore)
+            if not shared:
+                # Alone on this database: every lease is left over from a stopped process.
+                await store.release_all()
+            transport = CurlTransport(guard=settings.destination_guard)
+            stack.push_async_callback(transport.aclose)
+            signing_keys = SigningKeys(store, cipher)
+            scheduler = Scheduler(
+                store,
+                codec,
+                Runner(
+                    transport,
+                    max_body_bytes=settings.max_size_data_response,
+                    certs_dir=settings.certs_dir,
+                ),
+                ConnectivityGate(
+                    settings.connectivity_hostname, settings.connectivity_check_interval
+                ),
+                metrics,
+                signing_keys=signing_keys.for_owner,
+                cluster=shared,
+                max_in_flight_per_owner=settings.max_in_flight_per_owner,
+                max_attempts_kept=settings.max_attempts_kept,
+                lease_ms=POSTGRES_LEASE_MS if isinstance(store, PostgresStore) else LEASE_MS,
+            )
+            await scheduler.start()
+            stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
+            if isinstance(store, PostgresStore):
+                await store.listen(scheduler.notice)
+            # SQLite backups; PostgreSQL is backed up with its own tools.
+            backups = BackupScheduler(
+                settings, metrics, lock_path=lock_path_for(settings.path_sqlite)
+            )
+            if isinstance(store, SqliteStore):
+                backups.start()
+            stack.push_async_callback(backups.stop)
+            retention = Retention(store, keep_ms=settings.retention_finished_ms)
+            retention.start()
+            stack.push_async_callback(retention.stop)
+            schedules = ScheduleRunner(
+                store, codec, scheduler.changed, metrics, queue_limit=settings.max_tasks_in_queue
+            )
+            schedules.start()
+            stack.push_async_callback(schedules.stop)
             yield {
                 "services": Services(
                     settings=settings,
@@ -105,15 +119,8 @@ def create_app(settings: Settings) -> Starlette:
                     schedules=schedules,
                 )
             }
-        finally:
-            await schedules.stop()
-            await retention.stop()
-            await backups.stop()
-            await scheduler.stop(SHUTDOWN_GRACE_S)
-            await transport.aclose()
-            await store.close()
 
-    middleware = [Middleware(SecurityHeaders)]
+    middleware = [Middleware(SecurityHeaders), Middleware(errors.RequestGuard)]
     if settings.forwarded_allow_ips:
         middleware.append(
             Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
@@ -134,7 +141,6 @@ def create_app(settings: Settings) -> Starlette:
             errors.ApiError: errors.on_api_error,
             ValidationError: errors.on_validation_error,
             HTTPException: errors.on_http_exception,
-            Exception: errors.on_unexpected,
         },
         lifespan=lifespan,
     )

@@ -28,7 +28,11 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from tasks_server import startup
 from tasks_server.settings import BackupMethod, Settings
+from tasks_server.store import meta
+from tasks_server.store.db import DatabaseTooNew, migrate
+from tasks_server.store.sqlite import FileLock, try_lock
 
 if TYPE_CHECKING:
     from tasks_server.metrics import Metrics
@@ -55,12 +59,10 @@ class RestoreError(Exception):
 
 def snapshot(db_path: Path, dest: Path) -> None:
     """Copy `db_path` into `dest` with the online backup API; raise BackupError unless sound."""
-    if not db_path.is_file():
-        raise BackupError(f"no database at {db_path}")
     try:
         with (
             contextlib.closing(sqlite3.connect(db_path, timeout=10)) as source,
-            contextlib.closing(sqlite3.connect(dest)) as target,
+            contextlib.closing(sqlite3.connect(_private(dest))) as target,
         ):
             # One step (pages=-1): the whole copy is one read transaction, so one snapshot.
             source.backup(target)
@@ -94,7 +96,7 @@ def archive_name(db_path: Path, when: datetime) -> str:
 
 def pack(snapshot: Path, archive: Path, arcname: str) -> None:
     """Write a tar.gz at `archive` holding only `snapshot`, named `arcname`."""
-    with tarfile.open(archive, "w:gz") as tar:
+    with _private(archive).open("wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         tar.add(snapshot, arcname=arcname, recursive=False)
 
 
@@ -123,6 +125,57 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _private(path: Path) -> Path:
+    """Create `path` empty with mode 0600 (refusing an existing file); return it."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+def _lock(path: Path) -> int:
+    """An fd of `path` holding an exclusive flock: marks a temp file or folder as in use."""
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _remove_unless_in_use(path: Path) -> bool:
+    """Remove a temp file or folder that no running backup holds locked."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    return True
+
+
+def _temp_glob(db_path: Path) -> str:
+    return f".{db_path.name}.backup-*"
+
+
+def remove_leftovers(settings: Settings) -> None:
+    """Delete temp files of backups killed mid-way, beside the database and in the backup folder."""
+    db_path = settings.path_sqlite
+    leftovers = [*db_path.parent.glob(_temp_glob(db_path))]
+    if settings.backup_method_sqlite is BackupMethod.LOCAL:
+        leftovers += settings.backup_path_dir_sqlite.glob(f".*{ARCHIVE_SUFFIX}.*.tmp")
+    for path in leftovers:
+        if _remove_unless_in_use(path):
+            log.info(
+                "removed %s left by an interrupted backup",
+                path,
+                extra={"action": "backup_leftover_removed"},
+            )
+
+
 class LocalDestination:
     """A folder: a temp name in the same folder, fsync, then an atomic rename."""
 
@@ -130,11 +183,12 @@ class LocalDestination:
         self.directory = directory
 
     def put(self, archive: Path) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = self.directory / archive.name
-        temp = self.directory / f".{archive.name}.{secrets.token_hex(4)}.tmp"
+        temp = _private(self.directory / f".{archive.name}.{secrets.token_hex(4)}.tmp")
+        held = _lock(temp)
         try:
-            with archive.open("rb") as src, temp.open("xb") as out:
+            with archive.open("rb") as src, temp.open("r+b") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
@@ -142,6 +196,8 @@ class LocalDestination:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(held)
         _fsync_dir(self.directory)
         return str(final)
 
@@ -274,13 +330,24 @@ def backup_now(settings: Settings, when: datetime | None = None) -> str:
     db_path = settings.path_sqlite
     when = when or datetime.now(UTC)
     try:
+        if not db_path.is_file():
+            raise BackupError(f"no database at {db_path}")
         destination = destination_for(settings)
-        with tempfile.TemporaryDirectory(prefix="tasks-backup-") as tmp:
-            snap = Path(tmp) / db_path.name
-            snapshot(db_path, snap)
-            archive = Path(tmp) / archive_name(db_path, when)
-            pack(snap, archive, db_path.name)
-            where = destination.put(archive)
+        remove_leftovers(settings)
+        # Beside the database, not in the system temp folder: the copy is as private as the
+        # database, and a kill -9 leaves it where the next backup or start removes it.
+        with tempfile.TemporaryDirectory(
+            prefix=_temp_glob(db_path)[:-1], dir=db_path.parent
+        ) as tmp:
+            held = _lock(Path(tmp))
+            try:
+                snap = Path(tmp) / db_path.name
+                snapshot(db_path, snap)
+                archive = Path(tmp) / archive_name(db_path, when)
+                pack(snap, archive, db_path.name)
+                where = destination.put(archive)
+            finally:
+                os.close(held)
     except Exception as exc:
         raise BackupError(f"backup of {db_path} failed: {_cause(exc)}") from exc
     if settings.backup_retention:
@@ -319,42 +386,6 @@ def lock_path_for(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".backup.lock")
 
 
-class BackupLeader:
-    """The held ``flock`` on ``<db>.backup.lock``; released on `release()` or process exit."""
-
-    def __init__(self, fd: int, path: Path) -> None:
-        self._fd: int | None = fd
-        self.path = path
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> BackupLeader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def try_become_backup_leader(lock_path: Path) -> BackupLeader | None:
-    """Take the backup lock without waiting; None when another process (or handle) holds it."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return BackupLeader(fd, lock_path)
-
-
 # --- schedule ---------------------------------------------------------------------------
 
 
@@ -381,7 +412,7 @@ class BackupScheduler:
         self._sleep = sleep
         self._backup = backup or (lambda: run_backup(settings, metrics))
         self._lock_path = lock_path
-        self.leader: BackupLeader | None = None
+        self.leader: FileLock | None = None
         self._task: asyncio.Task[None] | None = None
 
     def next_fire(self, after: datetime) -> datetime:
@@ -393,7 +424,7 @@ class BackupScheduler:
     async def run_once(self) -> str | None:
         """One backup, if this process is the leader; failures are logged, never raised."""
         if self._lock_path is not None and self.leader is None:
-            self.leader = try_become_backup_leader(self._lock_path)
+            self.leader = try_lock(self._lock_path)
             if self.leader is None:
                 return None
         try:
@@ -445,12 +476,23 @@ def _extract_db(archive: Path, dest: Path) -> None:
                 raise RestoreError(f"{archive.name}: unexpected entry {name!r}")
             source = tar.extractfile(member)
             assert source is not None
-            with source, dest.open("xb") as out:
+            with source, _private(dest).open("r+b") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise RestoreError(f"{archive.name} is not a readable backup archive: {exc}") from exc
+
+
+def _check_key(settings: Settings, restored: Path) -> None:
+    """Refuse (KeyMismatch) an archive whose data the configured key cannot open."""
+    with contextlib.closing(sqlite3.connect(restored, isolation_level=None)) as conn:
+        try:
+            migrate(conn)
+        except DatabaseTooNew as exc:
+            raise RestoreError(f"{restored.name}: {exc}") from None
+        cipher = startup.open_cipher(settings, settings.path_sqlite, has_data=meta.has_data(conn))
+        startup.check_key(conn, cipher, source=startup.key_source(settings))
 
 
 def _fetch(settings: Settings, source: str, dest: Path) -> None:
@@ -479,13 +521,14 @@ def restore(
         raise RestoreError(
             f"a database already exists at {target}; pass --force to replace it (it is kept aside)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=target.parent) as tmp:
         archive = Path(tmp) / "backup.tar.gz"
         _fetch(settings, source, archive)
         restored = Path(tmp) / "restored.db"
         _extract_db(archive, restored)
         _check_integrity(restored, RestoreError)
+        _check_key(settings, restored)
         stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
         for path in sidecars:
             if path.exists():
@@ -503,9 +546,9 @@ def restore(
 
 
 @contextlib.contextmanager
-def backup_leader(lock_path: Path) -> Iterator[BackupLeader | None]:
-    """`try_become_backup_leader` as a context manager (None when not the leader)."""
-    leader = try_become_backup_leader(lock_path)
+def backup_leader(lock_path: Path) -> Iterator[FileLock | None]:
+    """The backup lock as a context manager (None when another process holds it)."""
+    leader = try_lock(lock_path)
     try:
         yield leader
     finally:

@@ -15,9 +15,10 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tasks_server import __version__, logs
+from tasks_server import __version__, logs, startup
 from tasks_server.app import create_app
-from tasks_server.backup import BackupError, RestoreError, backup_now, restore
+from tasks_server.backup import BackupError, RestoreError, backup_now, remove_leftovers, restore
+from tasks_server.httpserver import HttpLimits, protocol_for
 from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store.sqlite import SqliteStore
@@ -83,7 +84,8 @@ def _raise_file_limit() -> None:
 UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "loop": "uvloop",
-    "http": "httptools",
+    # httptools with the header, timeout and connection limits of SPEC §10.7.
+    "http": protocol_for(HttpLimits()),
     "log_config": None,
     "access_log": False,
     "proxy_headers": False,
@@ -92,11 +94,24 @@ UVICORN_OPTIONS: dict[str, Any] = {
 
 
 def serve(settings: Settings) -> None:
-    """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket."""
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket.
+
+    The database and key checks run here, before any worker starts: a worker that fails its
+    start-up is restarted by uvicorn's supervisor forever, while this process can exit.
+    """
+    logs.configure_from(settings)
     _raise_file_limit()
+    if not settings.database_url:  # on PostgreSQL each node migrates and checks at start
+        startup.prepare(settings)
+    remove_leftovers(settings)
+    limits = HttpLimits(
+        header_timeout_s=settings.http_header_timeout_ms / 1000,
+        body_timeout_s=settings.http_body_timeout_ms / 1000,
+        max_connections=settings.max_connections,
+    )
     options: dict[str, Any] = {
         **UVICORN_OPTIONS,
+        "http": protocol_for(limits),
         "host": settings.host,
         "port": settings.port,
         "timeout_graceful_shutdown": 30,
@@ -141,17 +156,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         settings = _settings(args)
-    except SettingsError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(2)
-    if args.command == "backup":
-        _backup(settings)
-    elif args.command == "migrate":
-        _migrate(settings)
-    elif args.command == "restore":
-        _restore(settings, args.source, force=args.force)
-    else:
-        serve(settings)
+        if args.command == "backup":
+            _backup(settings)
+        elif args.command == "migrate":
+            _migrate(settings)
+        elif args.command == "restore":
+            _restore(settings, args.source, force=args.force)
+        else:
+            serve(settings)
+    except (SettingsError, startup.KeyMismatch) as exc:
+        _fail(exc, 2)
+    except startup.StartupError as exc:
+        _fail(exc, 1)
+
+
+def _fail(exc: Exception, status: int) -> None:
+    print(f"tasks-server: {exc}", file=sys.stderr)
+    sys.exit(status)
 
 
 def _migrate(settings: Settings) -> None:
@@ -162,7 +183,7 @@ def _migrate(settings: Settings) -> None:
         sys.exit(2)
     from tasks_server.store.postgres import migrate_url
 
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     print(f"schema version {asyncio.run(migrate_url(settings.database_url))}")
 
 
@@ -175,18 +196,16 @@ def _backup(settings: Settings) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     try:
         print(backup_now(settings))
     except BackupError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(exc, 1)
 
 
 def _restore(settings: Settings, source: str, *, force: bool) -> None:
-    logs.configure(enabled=settings.log, tz=settings.log_tz or settings.tz)
+    logs.configure_from(settings)
     try:
         print(f"restored {source} into {restore(settings, source, force=force)}")
     except RestoreError as exc:
-        print(f"tasks-server: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(exc, 1)

@@ -28,6 +28,36 @@ class DecryptionError(Exception):
     """A blob does not decrypt with this key and row id (wrong CIPHER_KEY or tampering)."""
 
 
+class KeyFileError(Exception):
+    """The key file is missing where it must exist, or does not hold a 32-byte key."""
+
+
+def key_file_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".key")
+
+
+def _create_key_file(key_file: Path) -> None:
+    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temp = key_file.with_name(f".{key_file.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(temp, key_file)
+    except FileExistsError:
+        return  # another process created it first: use that one
+    finally:
+        temp.unlink(missing_ok=True)
+    log.warning(
+        "CIPHER_KEY is not set: generated a key in %s; keep it with the database "
+        "and its backups, or set CIPHER_KEY",
+        key_file,
+        extra={"action": "cipher_key_generated"},
+    )
+
+
 class Cipher:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
@@ -40,23 +70,23 @@ class Cipher:
         return cls(kdf.derive(secret.encode()))
 
     @classmethod
-    def for_database(cls, secret: str | None, db_path: Path) -> Cipher:
-        """From CIPHER_KEY, or from the key file beside the database (created when missing)."""
+    def for_database(cls, secret: str | None, db_path: Path, *, create: bool = True) -> Cipher:
+        """From CIPHER_KEY, or from the key file beside the database (created when missing).
+
+        Concurrent creators (cluster workers) all end with the one key that was linked first:
+        each writes a complete temp file, and `os.link` publishes it only if no key file exists.
+        """
         if secret:
             return cls.from_secret(secret)
-        key_file = db_path.with_name(db_path.name + ".key")
+        key_file = key_file_for(db_path)
         if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-            log.warning(
-                "CIPHER_KEY is not set: generated a key in %s; keep it with the database "
-                "and its backups, or set CIPHER_KEY",
-                key_file,
-                extra={"action": "cipher_key_generated"},
-            )
-        return cls(base64.b64decode(key_file.read_text().strip()))
+            if not create:
+                raise KeyFileError(f"the key file {key_file} is missing and CIPHER_KEY is not set")
+            _create_key_file(key_file)
+        try:
+            return cls(base64.b64decode(key_file.read_text().strip(), validate=True))
+        except (ValueError, OSError) as exc:
+            raise KeyFileError(f"the key file {key_file} is not usable: {exc}") from None
 
     def encrypt(self, plaintext: bytes, row_id: str) -> bytes:
         nonce = secrets.token_bytes(_NONCE)

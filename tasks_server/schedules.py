@@ -10,8 +10,6 @@ queue full is skipped, logged and counted.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -19,12 +17,12 @@ from ulid import ULID
 
 from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
+from tasks_server.jobs import LeaderJob
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.models.schedules import task_document
 from tasks_server.store.base import (
     FireOutcome,
-    Leader,
     NewTask,
     QueueRow,
     ScheduleRow,
@@ -36,13 +34,15 @@ log = logging.getLogger(__name__)
 
 LEAD_MS = 1_000  # register a fire's task this long before it is due
 LATE_MS = 1_000  # a fire time further in the past was missed: its task is a catch-up, due now
-PERIOD_S = 0.25  # how often to look for due schedules (a change here wakes the loop at once)
+PERIOD_S = 0.25  # how often to look for due schedules (a change here wakes it at once)
 BATCH = 200
 
 REQUEST, METADATA = "schedule-request", "schedule-metadata"
 
 
-class ScheduleRunner:
+class ScheduleRunner(LeaderJob):
+    name = "schedules"
+
     def __init__(
         self,
         store: TaskStore,
@@ -53,26 +53,15 @@ class ScheduleRunner:
         queue_limit: int,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._store = store
+        super().__init__(store, period_s=PERIOD_S)
         self._codec = codec
         self._registered = registered  # the scheduler's `changed`: due soon, hold it now
         self._metrics = metrics
         self._queue_limit = queue_limit
         self._clock = clock
-        self._wake = asyncio.Event()
-        self.leader: Leader | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def changed(self) -> None:
-        """A schedule was created, resumed or edited here: look again now."""
-        self._wake.set()
-
-    async def run_once(self) -> int | None:
-        """Fire what is due if this process leads; the tasks registered, or None."""
-        if self.leader is None:
-            self.leader = await self._store.leader("schedules")
-            if self.leader is None:
-                return None
+    async def work(self) -> int:
+        """Register the tasks of the fire times due within the lead; how many."""
         now = self._clock()
         fired = 0
         for schedule in await self._store.due_schedules(before=now + LEAD_MS, limit=BATCH):
@@ -117,27 +106,3 @@ class ScheduleRunner:
             self._registered(queue_id, row)
             return 1
         return 0
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("firing schedules failed", extra={"action": "schedule_failed"})
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PERIOD_S):
-                    await self._wake.wait()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="schedules")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.leader is not None:
-            self.leader.release()
-            self.leader = None

@@ -22,6 +22,11 @@ class BackupMethod(StrEnum):
     OBJECT_STORAGE = "OBJECT_STORAGE"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class SettingsError(Exception):
     """A setting has a bad value; the message names the variable."""
 
@@ -46,6 +51,7 @@ class Settings(BaseSettings):
     cipher_key: str | None = None
     log: bool = True
     log_tz: str | None = None
+    log_format: LogFormat = LogFormat.TEXT
     cluster_mode: bool = False
     max_instances: Annotated[int, NoDecode] = 1
 
@@ -87,6 +93,10 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(None, min_length=32)
     key_rotation_grace_ms: int = Field(86_400_000, ge=0)
     idempotency_ttl_ms: int = Field(86_400_000, ge=1)
+    # HTTP server limits (SPEC §10.7); the timeouts are settable so tests need not wait 10 s.
+    max_connections: int = Field(1000, ge=1)
+    http_header_timeout_ms: int = Field(10000, ge=1)
+    http_body_timeout_ms: int = Field(10000, ge=1)
 
     @field_validator("max_instances", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,41 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.detail, headers=headers)
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception(
-        "unhandled error on %s %s", request.method, request.url.path, extra={"action": "error"}
-    )
-    return error_response(500)
+class RequestGuard:
+    """Refuses a NUL byte in the path or query (400) and answers unhandled errors with 500.
+
+    A NUL reaches SQLite, file and libcurl calls as a C string terminator, so it is refused
+    before any route sees it. Starlette's own handler for `Exception` re-raises after
+    answering, and uvicorn then closes the keep-alive connection; caught here, the client's
+    next request on that connection is served.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            await error_response(400, "The path or query contains a NUL byte")(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise  # too late for an answer: uvicorn closes the connection
+            log.exception(
+                "unhandled error on %s %s",
+                scope["method"],
+                scope["path"],
+                extra={"action": "error"},
+            )
+            await error_response(500)(scope, receive, send)

@@ -93,7 +93,7 @@ async def create(request: Request) -> Response:
         raise ApiError(
             422, f"Schedule limit reached: at most {svc.settings.max_schedules} per owner"
         )
-    svc.schedules.changed()
+    svc.schedules.wake()
     _event("created", schedule_id, owner_id)
     return JSONResponse(_out(svc, row), 201)
 
@@ -161,7 +161,7 @@ async def _apply(
         raise NotFound()
     if isinstance(result, Rejected):
         raise ApiError(422, result.message)
-    svc.schedules.changed()
+    svc.schedules.wake()
     _event(action, schedule_id, owner_id)
     return result
 

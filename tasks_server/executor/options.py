@@ -615,7 +615,7 @@ def _check_path(value: str, certs_dir: Path | None) -> str | None:
     try:
         real = Path(value).resolve(strict=True)
         root = certs_dir.resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
         return f"{value} does not exist in CERTS_DIR"
     if not real.is_relative_to(root):
         return f"{value} resolves outside CERTS_DIR"

@@ -603,7 +603,7 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2**63 - 1)  # SQLite's INTEGER range
     order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = "createdAt"
     sort: Literal["asc", "desc"] = "asc"
     state: Annotated[QueueState | None, BeforeValidator(_upper)] = None

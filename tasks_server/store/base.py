@@ -203,6 +203,11 @@ class FireOutcome(Enum):
     STALE = auto()  # the schedule changed (or fired) since it was read
 
 
+# Given the stored check value and one sealed task (id, request), raise when the key does not
+# open this database; return a check value to record, or None.
+CipherCheck = Callable[[bytes | None, tuple[str, bytes] | None], bytes | None]
+
+
 class Leader(Protocol):
     """A held single-runner role (retention, backups); `release` gives it up."""
 
@@ -216,6 +221,13 @@ class TaskStore(Protocol):
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
+
+    async def has_data(self) -> bool:
+        """Whether any owner or task exists (a lost key then matters)."""
+
+    async def check_cipher(self, check: CipherCheck) -> None:
+        """Run `check` on the stored cipher check value in one transaction, recording the
+        value it returns."""
 
     # --- owners ---------------------------------------------------------------------------
 

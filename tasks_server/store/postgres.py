@@ -24,6 +24,7 @@ import asyncpg
 from tasks_server.store import postgres_sql as sql
 from tasks_server.store.base import (
     AttemptRow,
+    CipherCheck,
     Credentials,
     Decide,
     DeleteOutcome,
@@ -194,6 +195,23 @@ class PostgresStore:
     async def now(self) -> int:
         """The database clock, epoch ms."""
         return int(await self.pool.fetchval(sql.NOW_MS))
+
+    async def has_data(self) -> bool:
+        return bool(await self.pool.fetchval(sql.HAS_DATA))
+
+    async def check_cipher(self, check: CipherCheck) -> None:
+        async def unit(conn: asyncpg.Connection) -> None:
+            await conn.execute(sql.LOCK_META_TABLE)
+            stored = await conn.fetchval(sql.SELECT_META, sql.CIPHER_CHECK)
+            sample = await conn.fetchrow(sql.SEALED_SAMPLE)
+            value = check(
+                None if stored is None else bytes(stored),
+                None if sample is None else (sample[0], bytes(sample[1])),
+            )
+            if value is not None:
+                await conn.execute(sql.INSERT_META, sql.CIPHER_CHECK, value)
+
+        await self._write(unit)
 
     # --- owners ---------------------------------------------------------------------------
 

@@ -159,6 +159,16 @@ TRY_LEADER = "SELECT pg_try_advisory_lock($1)"
 CHANNEL = "tasks_server_changes"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', $1)"
 
+# --- meta (the cipher check value) --------------------------------------------------------
+
+CIPHER_CHECK = "cipher_check"
+# Locked, so nodes starting together record one value (the first to commit wins).
+LOCK_META_TABLE = "LOCK TABLE meta IN EXCLUSIVE MODE"
+SELECT_META = "SELECT value FROM meta WHERE name = $1"
+INSERT_META = "INSERT INTO meta (name, value) VALUES ($1, $2)"
+HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
+SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
+
 # --- owners -------------------------------------------------------------------------------
 
 INSERT_OWNER = """

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from tasks_server.store import idempotency as idempotent
-from tasks_server.store import owners, queues, schedules
+from tasks_server.store import meta, owners, queues, schedules
 from tasks_server.store.base import (
     AttemptRow,
+    CipherCheck,
     Credentials,
     Decide,
     DeleteOutcome,
@@ -81,6 +82,12 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self.db.fetchone(queues.PING)
+
+    async def has_data(self) -> bool:
+        return await self.db.write(meta.has_data)
+
+    async def check_cipher(self, check: CipherCheck) -> None:
+        await self.db.write(lambda conn: meta.check_cipher(conn, check))
 
     # owners
 

@@ -34,10 +34,10 @@ from tasks_server.backup import (
     restore,
     run_backup,
     snapshot,
-    try_become_backup_leader,
 )
 from tasks_server.metrics import Metrics
 from tasks_server.settings import BackupMethod, Settings
+from tasks_server.store.sqlite import try_lock
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.integration.server import free_port
 
@@ -458,7 +458,7 @@ async def test_only_the_lock_holder_backs_up(make_settings: MakeSettings) -> Non
     assert await first.run_once() == "x"
     assert await second.run_once() is None  # another holder: skipped
     assert calls == ["backup"]
-    assert try_become_backup_leader(lock) is None
+    assert try_lock(lock) is None
     await first.stop()  # releases the lock: the next one takes over
     assert await second.run_once() == "x"
     await second.stop()
@@ -560,7 +560,11 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 async def test_cli_backup_and_restore(local_settings: Settings, tmp_path: Path) -> None:
     await populate(local_settings)
     db = local_settings.path_sqlite
-    env = {"PATH_SQLITE": str(db), "BACKUP_PATH_DIR_SQLITE": str(tmp_path / "backups")}
+    env = {
+        "PATH_SQLITE": str(db),
+        "BACKUP_PATH_DIR_SQLITE": str(tmp_path / "backups"),
+        "CIPHER_KEY": str(local_settings.cipher_key),  # restore checks the archive against it
+    }
     done = _cli("backup", env=env)
     assert done.returncode == 0, done.stderr
     where = Path(done.stdout.strip())

@@ -160,6 +160,23 @@ def test_an_attempt_in_flight_refuses_edit_and_execute_on_every_process(
     assert cluster.hits("/in-flight") == {task["id"]: 1}
 
 
+def test_a_schedule_registers_one_task_per_fire_time(cluster: Cluster) -> None:
+    """Four processes share the schedule: each fire time gives one task, run once."""
+    body = {
+        "cron": "* * * * * *",
+        "httpRequest": {"url": f"{cluster.target.url}/cron", "method": "GET"},
+    }
+    created = cluster.call("POST", "/v1/schedules", body).json()
+    cluster.target.wait(lambda: len(cluster.hits("/cron")) >= 4, timeout=20)
+    assert cluster.call("PATCH", f"/v1/schedules/{created['id']}/pause").status_code == 200
+    cluster.wait_settled()
+    tasks = cluster.call("GET", f"/v1/queues?scheduleId={created['id']}&limit=1000").json()
+    dues = [task["estimateExecutionAt"] for task in tasks]
+    assert len(dues) == len(set(dues)) >= 4
+    assert all(due % 1000 == 0 for due in dues)
+    assert cluster.hits("/cron") == {task["id"]: 1 for task in tasks}
+
+
 def _registrations(cluster: Cluster) -> float:
     for line in cluster.call("GET", "/metrics").text.splitlines():
         if line.startswith("tasks_registrations_total "):

@@ -1,9 +1,13 @@
+import base64
+import concurrent.futures
+import multiprocessing
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tasks_server.crypto import Cipher, DecryptionError
+from tasks_server.crypto import Cipher, DecryptionError, KeyFileError
 
 
 def test_round_trip_and_binding_to_row_id() -> None:
@@ -32,3 +36,32 @@ def test_generated_key_file_is_private_and_reused(tmp_path: Path, caplog) -> Non
 def test_key_must_be_32_bytes() -> None:
     with pytest.raises(ValueError):
         Cipher(b"short")
+
+
+def _create_keys(dbs: list[str], start: Any) -> list[bytes]:
+    """One creator: through the same databases as every other creator, at the same time."""
+    start.wait()
+    return [Cipher.for_database(None, Path(db)).encrypt(b"probe", "row") for db in dbs]
+
+
+def test_concurrent_creators_all_get_the_one_key(tmp_path: Path) -> None:
+    """Cluster workers starting together: each must end with the key file's one key."""
+    creators, rounds = 8, 300
+    dbs = [str(tmp_path / f"data-{n}" / "tasks.db") for n in range(rounds)]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Barrier(creators)
+        with concurrent.futures.ProcessPoolExecutor(creators, mp_context=context) as pool:
+            results = list(pool.map(_create_keys, [dbs] * creators, [start] * creators))
+    for n, db in enumerate(dbs):
+        key = Cipher.for_database(None, Path(db))
+        assert all(key.decrypt(sealed[n], "row") == b"probe" for sealed in results)
+        assert [p.name for p in Path(db).parent.iterdir()] == ["tasks.db.key"]
+
+
+def test_a_malformed_key_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "tasks.db.key").write_text(base64.b64encode(b"short").decode())
+    with pytest.raises(KeyFileError, match=r"tasks\.db\.key is not usable"):
+        Cipher.for_database(None, tmp_path / "tasks.db")
+    with pytest.raises(KeyFileError, match="missing"):
+        Cipher.for_database(None, tmp_path / "other.db", create=False)

@@ -64,6 +64,7 @@ def test_minimal_registration_gets_every_default() -> None:
         "retry": 0,
         "retryInterval": 1,
         "retryExponential": False,  # forced: retry ≤ 1
+        "retryJitter": False,
         "ignoreStatusCode": [],
         "timeout": 30000,
         "httpVersion": "1.1",
@@ -432,6 +433,7 @@ def test_metadata_bounds() -> None:
 BOOLEANS = [
     "executeImmediately",
     "retryExponential",
+    "retryJitter",
     "sessionId",
     "insecure",
     "traceResponseData",
@@ -911,6 +913,7 @@ def test_list_query_defaults_and_coercion() -> None:
         "order": "createdAt",
         "sort": "asc",
         "state": None,
+        "schedule_id": None,
     }
     query = ListQuery.model_validate(
         {

@@ -1,0 +1,67 @@
+"""Periodic jobs that one process runs (retention, schedules): the holder of a leader role.
+
+Every process runs the loop and tries for the store's leader role each period, so when the
+holder dies another takes over at its next turn. A job's own failure is logged; the loop goes
+on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tasks_server.store.base import Leader, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class LeaderJob:
+    name: str  # the leader role, and the job's name in logs
+
+    def __init__(self, store: TaskStore, *, period_s: float) -> None:
+        self._store = store
+        self._period_s = period_s
+        self._wake = asyncio.Event()
+        self.leader: Leader | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def work(self) -> int:
+        """One turn of the job, as the leader; how much it did."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Run the next turn now rather than at the end of the period."""
+        self._wake.set()
+
+    async def run_once(self) -> int | None:
+        """One turn if this process leads (taking the role when free); None when not."""
+        if self.leader is None:
+            self.leader = await self._store.leader(self.name)
+            if self.leader is None:
+                return None
+        return await self.work()
+
+    async def _run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("%s failed", self.name, extra={"action": f"{self.name}_failed"})
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._period_s):
+                    await self._wake.wait()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.leader is not None:
+            self.leader.release()
+            self.leader = None

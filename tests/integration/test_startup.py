@@ -1,0 +1,212 @@
+"""Start-up and files (SPEC §10.9, §9.6): the key check, failures that exit, private files, logs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.server import ServerProcess, free_port
+
+TASKS_SERVER = str(Path(sys.executable).parent / "tasks-server")
+# Every start-up failure must end the process well within this.
+DEADLINE_S = 20
+
+
+def _run(workdir: Path, *args: str, **env: Any) -> subprocess.CompletedProcess[str]:
+    """`tasks-server ARGS` in `workdir` with the test database; must end before the deadline."""
+    full_env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "PATH_SQLITE": str(workdir / "db" / "tasks.db"),
+        "LOG": "0",
+        **{key: str(value) for key, value in env.items()},
+    }
+    try:
+        return subprocess.run(
+            [TASKS_SERVER, *args],
+            cwd=workdir,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
+    except subprocess.TimeoutExpired as exc:  # run() has killed it
+        pytest.fail(f"tasks-server {' '.join(args)} still running after {DEADLINE_S} s: {exc}")
+
+
+def _with_data(workdir: Path, **env: Any) -> dict[str, str]:
+    """Start a server, register an owner and a task, stop it; return the owner's auth headers."""
+    with ServerProcess(workdir, **env) as server, httpx.Client(base_url=server.url) as http:
+        owner = http.post("/v1/owners/register", json={"name": "owner-data"}).json()
+        headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
+        task = {
+            "httpRequest": {"url": "http://127.0.0.1:9/x", "method": "GET"},
+            "config": {"executionDelay": 3_600_000},
+        }
+        assert http.post("/v1/queues/register", json=task, headers=headers).status_code == 201
+    return headers
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+CLUSTER = {"CLUSTER_MODE": 1, "MAX_INSTANCES": 2}
+
+
+@pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
+def test_another_cipher_key_exits_2_naming_it(tmp_path: Path, mode: dict[str, Any]) -> None:
+    _with_data(tmp_path, CIPHER_KEY="the-first-key")
+    result = _run(tmp_path, "serve", CIPHER_KEY="another-key", **mode)
+    assert result.returncode == 2
+    assert _one_line(result).startswith("tasks-server: CIPHER_KEY does not match the database")
+
+
+def test_the_right_key_still_starts_and_the_data_opens(tmp_path: Path) -> None:
+    headers = _with_data(tmp_path, CIPHER_KEY="the-first-key")
+    assert _run(tmp_path, "serve", CIPHER_KEY="another-key").returncode == 2
+    with ServerProcess(tmp_path, CIPHER_KEY="the-first-key") as server:
+        tasks = httpx.get(f"{server.url}/v1/queues", headers=headers)
+        assert tasks.status_code == 200 and len(tasks.json()) == 1
+
+
+@pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
+def test_a_deleted_key_file_exits_2_and_no_new_key_is_made(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    _with_data(tmp_path)
+    key_file = tmp_path / "db" / "tasks.db.key"
+    key_file.unlink()
+    result = _run(tmp_path, "serve", **mode)
+    assert result.returncode == 2
+    assert f"the key file {key_file} is missing" in _one_line(result)
+    assert not key_file.exists()
+
+
+def test_a_database_from_before_the_check_value(tmp_path: Path) -> None:
+    """No check value yet: accepted when the key opens a stored task, which records it."""
+    _with_data(tmp_path, CIPHER_KEY="old-key")
+    db = tmp_path / "db" / "tasks.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM meta")
+    assert _run(tmp_path, "serve", CIPHER_KEY="wrong-key").returncode == 2
+    with ServerProcess(tmp_path, CIPHER_KEY="old-key"):
+        pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM meta").fetchone() == (1,)
+
+
+def test_restore_with_the_wrong_key_exits_2_and_replaces_nothing(tmp_path: Path) -> None:
+    _with_data(tmp_path, CIPHER_KEY="backup-key")
+    backup = _run(tmp_path, "backup", CIPHER_KEY="backup-key")
+    assert backup.returncode == 0, backup.stderr
+    archive = backup.stdout.strip()
+    target = tmp_path / "restored" / "tasks.db"
+    result = _run(tmp_path, "restore", archive, PATH_SQLITE=target, CIPHER_KEY="other-key")
+    assert result.returncode == 2
+    assert _one_line(result).startswith("tasks-server: CIPHER_KEY does not match the database")
+    assert not target.exists()
+    good = _run(tmp_path, "restore", archive, PATH_SQLITE=target, CIPHER_KEY="backup-key")
+    assert good.returncode == 0, good.stderr
+    assert _mode(target.parent) == 0o700 and _mode(target) == 0o600
+
+
+def test_a_malformed_key_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "tasks.db.key").write_text("not a key\n")
+    result = _run(tmp_path, "serve")
+    assert result.returncode == 2
+    assert "is not usable" in _one_line(result)
+
+
+@pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
+def test_a_file_that_is_not_a_database_exits_non_zero(tmp_path: Path, mode: dict[str, Any]) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "tasks.db").write_bytes(b"not a database " * 100)
+    result = _run(tmp_path, "serve", CIPHER_KEY="k", **mode)
+    assert result.returncode == 1
+    assert "tasks.db" in _one_line(result)
+
+
+def test_an_unusable_database_folder_exits_non_zero(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = _run(tmp_path, "serve", CIPHER_KEY="k", PATH_SQLITE=tmp_path / "file" / "tasks.db")
+    assert result.returncode == 1, result.stderr
+
+
+@pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
+def test_a_port_in_use_exits_non_zero(tmp_path: Path, mode: dict[str, Any]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _run(tmp_path, "serve", CIPHER_KEY="k", PORT=taken.getsockname()[1], **mode)
+    assert result.returncode != 0
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_are_private_and_backup_leftovers_are_removed(tmp_path: Path) -> None:
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    db_dir = tmp_path / "db"
+    with ServerProcess(tmp_path, TMPDIR=temp) as server:
+        httpx.post(f"{server.url}/v1/owners/register", json={"name": "private"})
+        assert _mode(db_dir) == 0o700
+        for name in ("tasks.db", "tasks.db-wal", "tasks.db-shm", "tasks.db.key"):
+            assert _mode(db_dir / name) == 0o600, name
+
+    # What a backup killed mid-way leaves: its folder beside the database, a temp archive.
+    backups = tmp_path / ".backup"
+    backups.mkdir()
+    killed_copy = db_dir / ".tasks.db.backup-killed1"
+    killed_copy.mkdir()
+    (killed_copy / "tasks.db").write_bytes(b"copy")
+    killed_archive = backups / ".tasks-2026-01-01T00-00-00Z.db.tar.gz.0123abcd.tmp"
+    killed_archive.write_bytes(b"partial")
+
+    result = _run(tmp_path, "backup", TMPDIR=temp)
+    assert result.returncode == 0, result.stderr
+    archive = Path(result.stdout.strip())
+    assert _mode(archive) == 0o600
+    assert not killed_copy.exists() and not killed_archive.exists()
+    assert sorted(p.name for p in backups.iterdir()) == [archive.name]
+    assert [p.name for p in db_dir.iterdir() if p.name.startswith(".")] == []
+    assert list(temp.iterdir()) == []  # nothing went through the system temp folder
+
+    killed_copy.mkdir()
+    with ServerProcess(tmp_path):  # a start removes them too
+        assert not killed_copy.exists()
+
+
+def test_a_new_backup_folder_is_private(tmp_path: Path) -> None:
+    _with_data(tmp_path, CIPHER_KEY="k")
+    result = _run(tmp_path, "backup", CIPHER_KEY="k", BACKUP_PATH_DIR_SQLITE=tmp_path / "new")
+    assert result.returncode == 0, result.stderr
+    assert _mode(tmp_path / "new") == 0o700
+
+
+def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, LOG=1, LOG_FORMAT="json")
+    with server, httpx.Client(base_url=server.url) as http:
+        owner = http.post("/v1/owners/register", json={"name": "json-logs"}).json()
+    lines = [line for line in server.output().splitlines() if line.strip()]
+    assert lines
+    records = [orjson.loads(line) for line in lines]
+    for record in records:
+        assert {"ts", "level", "event"} <= set(record)
+    assert any(record.get("action") == "cipher_key_generated" for record in records)
+    assert owner["key"] not in server.output()
