@@ -155,7 +155,8 @@ def serve(settings: Settings) -> None:
     """
     logs.configure_from(settings)
     _raise_file_limit()
-    startup.prepare(settings)
+    if not settings.database_url:  # on PostgreSQL each node migrates and checks at start
+        startup.prepare(settings)
     remove_leftovers(settings)
     limits = HttpLimits(
         header_timeout_s=settings.http_header_timeout_ms / 1000,

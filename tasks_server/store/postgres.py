@@ -43,7 +43,6 @@ from tasks_server.store.base import (
     ScheduleRow,
     limit_message,
 )
-from tasks_server.store.meta import CIPHER_CHECK
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -193,22 +192,26 @@ class PostgresStore:
     async def ping(self) -> None:
         await self.pool.fetchval(sql.PING)
 
+    async def now(self) -> int:
+        """The database clock, epoch ms."""
+        return int(await self.pool.fetchval(sql.NOW_MS))
+
     async def has_data(self) -> bool:
         return bool(await self.pool.fetchval(sql.HAS_DATA))
 
     async def check_cipher(self, check: CipherCheck) -> None:
         async def unit(conn: asyncpg.Connection) -> None:
-            stored = await conn.fetchval(sql.LOCK_META, CIPHER_CHECK)
+            await conn.execute(sql.LOCK_META_TABLE)
+            stored = await conn.fetchval(sql.SELECT_META, sql.CIPHER_CHECK)
             sample = await conn.fetchrow(sql.SEALED_SAMPLE)
-            value = check(stored, None if sample is None else (sample[0], bytes(sample[1])))
+            value = check(
+                None if stored is None else bytes(stored),
+                None if sample is None else (sample[0], bytes(sample[1])),
+            )
             if value is not None:
-                await conn.execute(sql.INSERT_META, CIPHER_CHECK, value)
+                await conn.execute(sql.INSERT_META, sql.CIPHER_CHECK, value)
 
         await self._write(unit)
-
-    async def now(self) -> int:
-        """The database clock, epoch ms."""
-        return int(await self.pool.fetchval(sql.NOW_MS))
 
     # --- owners ---------------------------------------------------------------------------
 

@@ -152,17 +152,22 @@ RECORD_VERSION = "INSERT INTO schema_migrations (version) VALUES ($1)"
 # --- service ------------------------------------------------------------------------------
 
 PING = "SELECT 1"
-HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
-# The check value is read under a lock, so nodes starting together record it once.
-LOCK_META = "SELECT value FROM meta WHERE name = $1 FOR UPDATE"
-INSERT_META = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
-SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
 NOW_MS = "SELECT tasks_now_ms()"
 TRY_LEADER = "SELECT pg_try_advisory_lock($1)"
 # Client changes are announced to every node; the payload is "<queue id> <version>" (the
 # version -1 for a deleted task).
 CHANNEL = "tasks_server_changes"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', $1)"
+
+# --- meta (the cipher check value) --------------------------------------------------------
+
+CIPHER_CHECK = "cipher_check"
+# Locked, so nodes starting together record one value (the first to commit wins).
+LOCK_META_TABLE = "LOCK TABLE meta IN EXCLUSIVE MODE"
+SELECT_META = "SELECT value FROM meta WHERE name = $1"
+INSERT_META = "INSERT INTO meta (name, value) VALUES ($1, $2)"
+HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
+SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
 
 # --- owners -------------------------------------------------------------------------------
 

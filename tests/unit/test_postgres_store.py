@@ -10,11 +10,12 @@ import asyncpg
 import pytest
 from ulid import ULID
 
-from tasks_server import cli
-from tasks_server.settings import SettingsError, load_settings
+from tasks_server import cli, startup
+from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store import postgres_sql
 from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow
 from tasks_server.store.postgres import PostgresStore, migrate_url
+from tests.conftest import open_client, register_owner
 
 OWNER = str(ULID())
 
@@ -269,3 +270,22 @@ async def test_a_schedule_fired_by_two_nodes_at_once_registers_one_task(
     moved = await first.get_schedule(OWNER, schedule.id)
     assert moved is not None and moved.next_run_at == 120_000
     assert await second.count_schedules() == 3
+
+
+async def test_a_node_with_another_cipher_key_is_refused(postgres_url: str) -> None:
+    def settings(key: str) -> Settings:
+        return Settings(database_url=postgres_url, cipher_key=key, log=False)
+
+    async with open_client(settings("the-key")) as client:
+        owner = await register_owner(client)
+        body = {
+            "httpRequest": {"url": "http://127.0.0.1:9/x", "method": "GET"},
+            "config": {"executionDelay": 10**8},
+        }
+        response = await client.post("/v1/queues/register", json=body, headers=owner)
+        assert response.status_code == 201, response.text
+    with pytest.raises(startup.KeyMismatch):
+        async with open_client(settings("another-key")):
+            pass
+    async with open_client(settings("the-key")) as client:
+        assert (await client.get("/health")).status_code == 200
