@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server import logs
-from tasks_server.api import errors, owners, service
+from tasks_server.api import errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     return Starlette(
-        routes=[*service.routes, *owners.routes, *queue_routes.routes],
+        routes=[*service.routes, *ui.routes, *owners.routes, *queue_routes.routes],
         middleware=middleware,
         exception_handlers={
             errors.ApiError: errors.on_api_error,

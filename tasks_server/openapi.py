@@ -182,6 +182,17 @@ def _build() -> dict[str, Any]:
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
     id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
     queue_out = _json(of(QueueOut), "The task")
+    asset_param = _path_param("name", r"^[A-Za-z0-9._-]+$", "The file name")
+    asset_responses = {
+        "200": {
+            "description": "The file",
+            "content": {
+                media_type: {"schema": {"type": "string"}}
+                for media_type in ("text/javascript", "text/css")
+            },
+        },
+        "404": {"description": "No such file (or, for /swagger, SWAGGER_UI is off)"},
+    }
     done = _json(of(Done), "Done")
 
     paths: dict[str, Any] = {
@@ -249,6 +260,35 @@ def _build() -> dict[str, Any]:
                 },
                 secured=False,
             )
+        },
+        "/swagger/{name}": {
+            "parameters": [asset_param],
+            "get": _op(
+                "swaggerAsset",
+                "A script or stylesheet of the Swagger UI page (packaged, when SWAGGER_UI=1)",
+                "service",
+                asset_responses,
+                secured=False,
+            ),
+        },
+        "/ui": {
+            "get": _op(
+                "dashboard",
+                "The dashboard page (it signs in with an owner id and key)",
+                "service",
+                {"200": _text("The dashboard page", "text/html")},
+                secured=False,
+            )
+        },
+        "/ui/{name}": {
+            "parameters": [asset_param],
+            "get": _op(
+                "dashboardAsset",
+                "A script or stylesheet of the dashboard (packaged)",
+                "service",
+                asset_responses,
+                secured=False,
+            ),
         },
         "/v1/owners/register": {
             "post": _op(

@@ -8,6 +8,7 @@ import httpx
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
+from tasks_server.api.security import SWAGGER_CSP
 from tasks_server.app import create_app
 from tasks_server.openapi import build_openapi
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -101,9 +102,31 @@ async def test_swagger_is_404_by_default(client: httpx.AsyncClient) -> None:
 
 
 async def test_swagger_page_when_enabled(make_settings: MakeSettings) -> None:
+    """The page loads its viewer and initializer from the server: no inline script, no CDN."""
     async with open_client(make_settings(swagger_ui=True)) as client:
         response = await client.get("/swagger")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert re.search(r"url:\s*\"/openapi.json\"", response.text)
-    assert "swagger-ui" in response.text
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["content-security-policy"] == SWAGGER_CSP
+        sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert sources == [
+            "swagger/swagger-ui.css",
+            "swagger/swagger-page.css",
+            "swagger/swagger-ui-bundle.js",
+            "swagger/swagger-init.js",
+        ]
+        assert "<script>" not in response.text and "style=" not in response.text
+        for source in sources:
+            asset = await client.get(f"/{source}")
+            assert asset.status_code == 200, source
+            assert asset.headers["content-security-policy"] == SWAGGER_CSP
+            assert "sourceMappingURL" not in asset.text
+        init = (await client.get("/swagger/swagger-init.js")).text
+        assert 'url: new URL("openapi.json", document.baseURI).href' in init
+        assert (await client.get("/swagger/VERSION")).status_code == 404
+        assert (await client.get("/swagger/index.html")).status_code == 404
+
+
+async def test_swagger_assets_are_404_when_off(client: httpx.AsyncClient) -> None:
+    response = await client.get("/swagger/swagger-ui-bundle.js")
+    assert response.status_code == 404 and response.content == b""
