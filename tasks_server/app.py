@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server import logs, startup
-from tasks_server.api import errors, owners, service
+from tasks_server.api import errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
@@ -136,7 +136,13 @@ def create_app(settings: Settings) -> Starlette:
     # Innermost, so it sees the route the router matched (429s are counted by Throttle).
     middleware.append(Middleware(RequestMetrics, metrics=metrics))
     return Starlette(
-        routes=[*service.routes, *owners.routes, *queue_routes.routes, *schedule_routes.routes],
+        routes=[
+            *service.routes,
+            *ui.routes,
+            *owners.routes,
+            *queue_routes.routes,
+            *schedule_routes.routes,
+        ],
         middleware=middleware,
         exception_handlers={
             errors.ApiError: errors.on_api_error,

@@ -92,6 +92,52 @@ _TASK_LINKS = {
     )
 }
 _SECURITY: list[dict[str, list[str]]] = [{"bearer": [], "ownerId": []}]
+# Request examples (tests validate each against its model). The targets are on localhost, so a
+# tool that sends the examples reaches no other host.
+OWNER_EXAMPLES = {
+    "owner": {"summary": "An owner for a billing service", "value": {"name": "acme-billing"}}
+}
+QUEUE_EXAMPLES = {
+    "webhook": {
+        "summary": "A JSON webhook in five minutes, retried three times a minute apart",
+        "value": {
+            "httpRequest": {
+                "url": "http://localhost:8080/hooks/invoice-paid",
+                "method": "POST",
+                "headers": {"Authorization": "Bearer target-token"},
+                "data": {"invoice": "INV-1042", "amount": 1999, "currency": "EUR"},
+            },
+            "config": {"executionDelay": 300_000, "retry": 3, "retryInterval": 60_000},
+            "metadata": {"invoice": "INV-1042"},
+        },
+    },
+    "at": {
+        "summary": "At an exact time, with exponential backoff and a 10 s timeout",
+        "value": {
+            "httpRequest": {"url": "http://localhost:8080/reports/daily", "method": "GET"},
+            "config": {
+                "executeAt": "2036-01-01T09:00:00Z",
+                "retry": 5,
+                "retryInterval": 30_000,
+                "retryBackoff": "exponential",
+                "retryMaxInterval": 600_000,
+                "timeout": 10_000,
+            },
+        },
+    },
+    "form": {
+        "summary": "A form post with Basic authentication, soon",
+        "value": {
+            "httpRequest": {
+                "url": "http://localhost:8080/forms/signup",
+                "method": "POST",
+                "data": [{"name": "email", "value": "ada@example.org"}],
+                "authBasic": {"username": "forms", "password": "s3cret"},
+            },
+            "config": {"executionDelay": 1000},
+        },
+    },
+}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -129,22 +175,34 @@ def _query_params(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
     params = []
     for name, field in model_schema["properties"].items():
         schema = dict(field)
+        description = schema.pop("description")
         options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
         if "anyOf" in schema and len(options) == 1:
             del schema["anyOf"]
             schema.update(options[0])
             if schema.get("default", ...) is None:
                 del schema["default"]
-        params.append({"name": name, "in": "query", "required": name in required, "schema": schema})
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "description": description,
+                "schema": schema,
+            }
+        )
     return params
 
 
-def _body(ref_or_schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "description": description,
-        "content": {"application/json": {"schema": ref_or_schema}},
-    }
+def _body(
+    ref_or_schema: dict[str, Any],
+    description: str,
+    examples: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": ref_or_schema}
+    if examples:
+        media["examples"] = examples
+    return {"required": True, "description": description, "content": {"application/json": media}}
 
 
 def _op(
@@ -186,6 +244,17 @@ def _build() -> dict[str, Any]:
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
     id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
     queue_out = _json(of(QueueOut), "The task")
+    asset_param = _path_param("name", r"^[A-Za-z0-9._-]+$", "The file name")
+    asset_responses = {
+        "200": {
+            "description": "The file",
+            "content": {
+                media_type: {"schema": {"type": "string"}}
+                for media_type in ("text/javascript", "text/css")
+            },
+        },
+        "404": {"description": "No such file (or, for /swagger, SWAGGER_UI is off)"},
+    }
     done = _json(of(Done), "Done")
 
     paths: dict[str, Any] = {
@@ -202,8 +271,11 @@ def _build() -> dict[str, Any]:
                         {
                             "type": "object",
                             "properties": {
-                                "status": {"const": "ok"},
-                                "database": {"type": "string"},
+                                "status": {"const": "ok", "description": "The server is up"},
+                                "database": {
+                                    "type": "string",
+                                    "description": '"ok": the database answered',
+                                },
                             },
                             "required": ["status"],
                         },
@@ -213,8 +285,11 @@ def _build() -> dict[str, Any]:
                         {
                             "type": "object",
                             "properties": {
-                                "status": {"const": "error"},
-                                "database": {"type": "string"},
+                                "status": {"const": "error", "description": "Not healthy"},
+                                "database": {
+                                    "type": "string",
+                                    "description": '"unavailable": no answer in time',
+                                },
                             },
                             "required": ["status"],
                         },
@@ -254,6 +329,35 @@ def _build() -> dict[str, Any]:
                 secured=False,
             )
         },
+        "/swagger/{name}": {
+            "parameters": [asset_param],
+            "get": _op(
+                "swaggerAsset",
+                "A script or stylesheet of the Swagger UI page (packaged, when SWAGGER_UI=1)",
+                "service",
+                asset_responses,
+                secured=False,
+            ),
+        },
+        "/ui": {
+            "get": _op(
+                "dashboard",
+                "The dashboard page (it signs in with an owner id and key)",
+                "service",
+                {"200": _text("The dashboard page", "text/html")},
+                secured=False,
+            )
+        },
+        "/ui/{name}": {
+            "parameters": [asset_param],
+            "get": _op(
+                "dashboardAsset",
+                "A script or stylesheet of the dashboard (packaged)",
+                "service",
+                asset_responses,
+                secured=False,
+            ),
+        },
         "/v1/owners/register": {
             "post": _op(
                 "registerOwner",
@@ -264,7 +368,7 @@ def _build() -> dict[str, Any]:
                     **_errors(400, 403, 409, 413, 429, 500),
                 },
                 secured=False,
-                body=_body(of(OwnerRegister, "validation"), "The owner name"),
+                body=_body(of(OwnerRegister, "validation"), "The owner name", OWNER_EXAMPLES),
             )
         },
         "/v1/owners/{name}": {
@@ -331,7 +435,7 @@ def _build() -> dict[str, Any]:
                         "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
                     }
                 ],
-                body=_body(of(QueueRegistration, "validation"), "The task"),
+                body=_body(of(QueueRegistration, "validation"), "The task", QUEUE_EXAMPLES),
             )
         },
         "/v1/queues/bulk": {

@@ -7,10 +7,11 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from tasks_server.api.errors import JSONResponse
+from tasks_server.api.ui import PAGE_MEDIA_TYPE, UI_DIR, Assets, file_response
 from tasks_server.metrics import OVERDUE_MS
 from tasks_server.models.queues import QueueState
 from tasks_server.openapi import build_openapi
@@ -52,29 +53,25 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(build_openapi())
 
 
-SWAGGER_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Tasks Server API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
-  </script>
-</body>
-</html>
-"""
+SWAGGER_DIR = UI_DIR / "swagger"
+_swagger_assets = Assets(SWAGGER_DIR, SWAGGER_DIR / "vendor")
 
 
 async def swagger(request: Request) -> Response:
-    """A Swagger UI page for /openapi.json (assets from a CDN), only when SWAGGER_UI=1."""
+    """A Swagger UI page for /openapi.json, only when SWAGGER_UI=1.
+
+    The viewer ships in the package (``scripts/vendor-swagger-ui`` refreshes it), so the page
+    renders with no network, under the same CSP as the dashboard.
+    """
     if not services(request).settings.swagger_ui:
         return Response(status_code=404)
-    return HTMLResponse(SWAGGER_PAGE)
+    return file_response(SWAGGER_DIR / "index.html", PAGE_MEDIA_TYPE)
+
+
+async def swagger_asset(request: Request) -> Response:
+    if not services(request).settings.swagger_ui:
+        return Response(status_code=404)
+    return _swagger_assets.response(request.path_params["name"])
 
 
 routes = [
@@ -83,4 +80,5 @@ routes = [
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/swagger", swagger, methods=["GET"]),
+    Route("/swagger/{name}", swagger_asset, methods=["GET"]),
 ]

@@ -50,8 +50,8 @@ class AttemptsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(100, ge=1, le=1000, description="At most this many attempts (1–1000)")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Skip this many attempts first")
 
 
 class Replay(BaseModel):

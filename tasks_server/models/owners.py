@@ -27,26 +27,36 @@ OwnerName = Annotated[
 class OwnerRegister(StrictModel):
     model_config = ConfigDict(regex_engine="python-re")  # the pattern needs look-arounds
 
-    name: OwnerName
+    name: OwnerName = Field(
+        description="5–32 lowercase letters, digits and single hyphens; not starting with a "
+        "digit or hyphen, not ending with a hyphen"
+    )
+
+
+_KEY = "The bearer key (64 letters and digits), shown once: send it as Authorization: Bearer"
+_SIGNING_SECRET = "The secret that signs outgoing requests (Standard Webhooks), shown once"
 
 
 class OwnerRegistered(StrictModel):
-    id: str
-    key: str
-    signing_secret: str = Field(alias="signingSecret")
+    id: str = Field(description="The owner id (a ULID): send it as X-Tasks-Owner-Id")
+    key: str = Field(description=_KEY)
+    signing_secret: str = Field(alias="signingSecret", description=_SIGNING_SECRET)
 
 
 class OwnerKey(StrictModel):
-    key: str
+    key: str = Field(description=_KEY)
 
 
 class OwnerSigningSecret(StrictModel):
-    signing_secret: str = Field(alias="signingSecret")
+    signing_secret: str = Field(alias="signingSecret", description=_SIGNING_SECRET)
 
 
 class OwnerOut(StrictModel):
-    id: str
-    name: str
-    created_at: int = Field(alias="createdAt")
-    tasks_in_queue: int = Field(alias="tasksInQueue")
-    tasks_in_queue_limit: int = Field(alias="tasksInQueueLimit")
+    id: str = Field(description="The owner id (a ULID)")
+    name: str = Field(description="The owner name")
+    created_at: int = Field(alias="createdAt", description="When it was registered (epoch ms)")
+    tasks_in_queue: int = Field(alias="tasksInQueue", description="Its tasks now RUNNING or PAUSED")
+    tasks_in_queue_limit: int = Field(
+        alias="tasksInQueueLimit",
+        description="At most this many RUNNING or PAUSED (MAX_TASKS_IN_QUEUE)",
+    )

@@ -254,18 +254,26 @@ class _Body(BaseModel):
 class NameValue(_Body):
     """One multipart form field."""
 
-    name: Key
-    value: Annotated[str, StringConstraints(max_length=4096)]
+    name: Key = Field(description="The form field's name")
+    value: Annotated[str, StringConstraints(max_length=4096)] = Field(
+        description="The form field's value (at most 4096 characters)"
+    )
 
 
 class Cookie(_Body):
-    name: Key
-    value: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_cookie_value)]
+    name: Key = Field(description="The cookie's name")
+    value: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_cookie_value)] = (
+        Field(description='The cookie\'s value (no ";"; redacted in /config)')
+    )
 
 
 class Credentials(_Body):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="The user name (1–64 characters)"
+    )
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="The password (1–256 characters; redacted in /config)"
+    )
 
 
 _AwsPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -273,12 +281,14 @@ _AwsSecret = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class AwsSigv4(_Body):
-    provider1: _AwsPart
-    provider2: _AwsPart
-    region: _AwsPart
-    service: _AwsPart
-    key: _AwsSecret
-    secret: _AwsSecret
+    """libcurl's AWS_SIGV4 ``provider1:provider2:region:service``, signed with key:secret."""
+
+    provider1: _AwsPart = Field(description='First provider part, e.g. "aws"')
+    provider2: _AwsPart = Field(description='Second provider part, e.g. "amz"')
+    region: _AwsPart = Field(description='The region, e.g. "eu-west-1"')
+    service: _AwsPart = Field(description='The service, e.g. "execute-api"')
+    key: _AwsSecret = Field(description="The access key id (redacted in /config)")
+    secret: _AwsSecret = Field(description="The secret access key (redacted in /config)")
 
 
 Data = Annotated[
@@ -303,17 +313,37 @@ CookieInput = Annotated[
 
 
 class HttpRequest(_Body):
-    url: TargetUrl
-    method: Method
-    query: Query | None = None
-    headers: Headers | None = None
-    data: Data | None = None
-    cookie: CookieInput | None = None
-    auth_basic: Credentials | None = None
-    auth_digest: Credentials | None = None
-    auth_ntlm: Credentials | None = None
-    auth_aws_sigv4: AwsSigv4 | None = None
-    transport: Literal["curl", "fetch"] | None = None  # compatibility only: libcurl sends all
+    """The request to send later."""
+
+    url: TargetUrl = Field(
+        description='The http or https URL (at most 1024 characters, not ending in "/" or "?")'
+    )
+    method: Method = Field(description="GET, POST, PUT, PATCH or DELETE (any case)")
+    query: Query | None = Field(
+        None, description="Query parameters appended URL-encoded (values redacted in /config)"
+    )
+    headers: Headers | None = Field(
+        None,
+        description="Request headers; User-Agent is config.userAgent, and framing, connection "
+        "and Webhook-* headers are refused",
+    )
+    data: Data | None = Field(
+        None,
+        description="The body: a string (text/plain unless a header says otherwise), a list of "
+        "{name, value} (multipart form) or a JSON object; dropped for GET and DELETE",
+    )
+    cookie: CookieInput | None = Field(
+        None, description="Cookies: a list of {name, value}, or the base64 of a cookie file"
+    )
+    auth_basic: Credentials | None = Field(None, description="HTTP Basic authentication")
+    auth_digest: Credentials | None = Field(None, description="HTTP Digest authentication")
+    auth_ntlm: Credentials | None = Field(
+        None, description="NTLM authentication (needs a libcurl with NTLM)"
+    )
+    auth_aws_sigv4: AwsSigv4 | None = Field(None, description="AWS Signature Version 4")
+    transport: Literal["curl", "fetch"] | None = Field(  # compatibility only: libcurl sends all
+        None, description="Accepted for compatibility; every request goes through libcurl"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -347,14 +377,22 @@ class HttpRequest(_Body):
 
 
 class Cert(_Body):
-    value: CertSource
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    value: CertSource = Field(
+        description="The client certificate: base64, or a file path under CERTS_DIR"
+    )
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        None, description="The certificate's passphrase (redacted in /config)"
+    )
 
 
 class Resolve(_Body):
-    host: Host
-    port: Port
-    address: Annotated[list[IpAddress], Field(min_length=1, max_length=4)]
+    """One curl ``--resolve`` entry: connect to these addresses for host:port."""
+
+    host: Host = Field(description="The host name (or IP) to pin")
+    port: Port = Field(description="The port (not 22)")
+    address: Annotated[list[IpAddress], Field(min_length=1, max_length=4)] = Field(
+        description="1–4 IPv4 or IPv6 addresses to use instead of DNS"
+    )
 
     @field_validator("port")
     @classmethod
@@ -365,68 +403,186 @@ class Resolve(_Body):
 
 
 class Proxy(_Body):
-    protocol: Proto
-    host: Host
-    port: Port | None = None
+    protocol: Proto = Field(description='The proxy\'s protocol: "http" or "https"')
+    host: Host = Field(description="The proxy's host name or IP")
+    port: Port | None = Field(None, description="The proxy's port (libcurl's default when absent)")
 
 
 class QueueConfig(_Body):
     """SPEC §2 ``config``. Field order matters: later checks read earlier fields."""
 
-    execution_delay: int = Field(1, ge=0, le=MAX_DELAY_MS)
-    execute_at: Instant | None = None
-    execute_immediately: bool = False
-    retry: int = Field(0, ge=0, le=MAX_RETRY)
-    retry_interval: int = Field(1, ge=1, le=MAX_DELAY_MS)
-    retry_exponential: bool = True
-    retry_backoff: Literal["fixed", "linear", "exponential"] | None = None
-    retry_max_interval: int | None = Field(None, ge=1, le=MAX_DELAY_MS)
-    retry_jitter: bool = False  # spread each retry uniformly over [delay/2, delay]
-    retry_at: Instant | None = None
-    ignore_status_code: list[Annotated[int, Field(ge=400, le=599)]] = Field(
-        default_factory=list, max_length=40
+    execution_delay: int = Field(
+        1,
+        ge=0,
+        le=MAX_DELAY_MS,
+        description="ms after registration until the first attempt (default 1); ignored when "
+        "executeAt is given",
     )
-    timeout: int = Field(30_000, ge=1000, le=MAX_TIMEOUT_MS)
-    timeout_at: Instant | None = None
-    http_version: Literal["0.9", "1.0", "1.1", "2", "2-prior-knowledge"] = "1.1"
+    execute_at: Instant | None = Field(
+        None,
+        description='When to run: epoch ms, ISO 8601 or a date string such as "Dec 12 2012 '
+        '12:12:12 AM +07:00" (no zone: TZ); must be in the future',
+    )
+    execute_immediately: bool = Field(
+        False,
+        description="With executeAt: if that time passed while the task was paused, run it at "
+        "resume",
+    )
+    retry: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRY,
+        description="Retries after the first attempt (default 0), so retry+1 attempts at most",
+    )
+    retry_interval: int = Field(
+        1, ge=1, le=MAX_DELAY_MS, description="ms before a retry (default 1)"
+    )
+    retry_exponential: bool = Field(
+        True,
+        description="Retry n waits retryInterval × n (default true); false: each waits "
+        "retryInterval. Forced false when retry ≤ 1",
+    )
+    retry_backoff: Literal["fixed", "linear", "exponential"] | None = Field(
+        None,
+        description='Instead of retryExponential: "fixed", "linear" (retryInterval × n) or '
+        '"exponential" (retryInterval × 2^(n-1))',
+    )
+    retry_max_interval: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        description="Cap on a retry's wait, in ms (at least retryInterval)",
+    )
+    retry_jitter: bool = Field(
+        False, description="Spread each retry's wait uniformly over [wait/2, wait] (default false)"
+    )
+    retry_at: Instant | None = Field(
+        None,
+        description="Exactly one retry, at this time (epoch ms or date string; sets retry to 1); "
+        "at least 1 s after the execution time",
+    )
+    ignore_status_code: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=list,
+        max_length=40,
+        description="Up to 40 status codes in 400–599 that count as success",
+    )
+    timeout: int = Field(
+        30_000,
+        ge=1000,
+        le=MAX_TIMEOUT_MS,
+        description="ms per attempt (default 30000, at least 1000); over it the attempt fails "
+        "with statusCode 408",
+    )
+    timeout_at: Instant | None = Field(
+        None,
+        description="Absolute deadline of the first attempt (epoch ms or date string); at least 1 "
+        "s after the execution time",
+    )
+    http_version: Literal["0.9", "1.0", "1.1", "2", "2-prior-knowledge"] = Field(
+        "1.1", description='HTTP version: "0.9", "1.0", "1.1" (default), "2" or "2-prior-knowledge"'
+    )
     user_agent: Annotated[
         str, StringConstraints(min_length=8, max_length=256), AfterValidator(_single_line)
-    ] = DEFAULT_USER_AGENT
-    ip_version: Literal[4, 6] = 4
-    referer_url: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_referer)] = (
-        "AUTO"
+    ] = Field(DEFAULT_USER_AGENT, description="The User-Agent header (8–256 characters)")
+    ip_version: Literal[4, 6] = Field(
+        4, description="Resolve names to IPv4 (4, default) or IPv6 (6) addresses only"
     )
-    keep_alive_duration: int = Field(30, ge=0, le=259_200)
-    hsts: Hsts | None = None
-    session_id: bool = True
-    insecure: bool = False
-    trace_response_data: bool = True
-    ca: CertSource | None = None
-    cert: Cert | None = None
-    cert_type: Literal["PEM", "DER", "ENG", "P12"] = "PEM"
-    key_type: Literal["PEM", "DER", "ENG"] = "PEM"
-    cert_status: bool | None = None
-    key: CertSource | None = None
-    location: bool = True
-    redirect_attempts: int = Field(8, ge=0, le=32)
-    location_trusted: Credentials | None = None
-    proto: Proto | None = None
-    proto_redirect: Proto | None = None
-    dns_server: list[IpAddress] | None = Field(None, min_length=1, max_length=4)
-    resolve: list[Resolve] | None = Field(None, min_length=1, max_length=4)
-    doh_url: HttpsUrl | None = None
-    doh_insecure: bool = False
-    tls_version: TlsVersion | None = None
-    tls_max_version: TlsVersion | None = None
-    proxy: Proxy | None = None
-    proxy_headers: Headers | None = None
-    proxy_insecure: bool = False
-    proxy_http_version: Literal["1.0", "1.1"] | None = None
-    proxy_auth_basic: Credentials | None = None
-    proxy_auth_digest: Credentials | None = None
-    proxy_auth_ntlm: Credentials | None = None
-    ha_proxy_client_ip: IpAddress | None = None
-    ha_proxy_protocol: bool = False
+    referer_url: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_referer)] = (
+        Field(
+            "AUTO",
+            description='The Referer: a URL, or "AUTO" (default: libcurl sets it on redirects)',
+        )
+    )
+    keep_alive_duration: int = Field(
+        30,
+        ge=0,
+        le=259_200,
+        description="TCP keep-alive idle time in seconds (default 30, 0 turns it off)",
+    )
+    hsts: Hsts | None = Field(
+        None, description="true: HSTS on with no cache file; or the base64 of an HSTS cache file"
+    )
+    session_id: bool = Field(True, description="TLS session-id caching (default true)")
+    insecure: bool = Field(False, description="Skip TLS verification of the target (default false)")
+    trace_response_data: bool = Field(
+        True, description="Keep the response body in response (default true)"
+    )
+    ca: CertSource | None = Field(
+        None,
+        description="CA certificates: base64 PEM, or a file path under CERTS_DIR (redacted in "
+        "/config)",
+    )
+    cert: Cert | None = Field(None, description="The client certificate (redacted in /config)")
+    cert_type: Literal["PEM", "DER", "ENG", "P12"] = Field(
+        "PEM",
+        description='The client certificate\'s format: "PEM" (default), "DER", "ENG" or "P12"',
+    )
+    key_type: Literal["PEM", "DER", "ENG"] = Field(
+        "PEM", description='The client key\'s format: "PEM" (default), "DER" or "ENG"'
+    )
+    cert_status: bool | None = Field(
+        None, description="Check the target's OCSP stapled status (curl --cert-status)"
+    )
+    key: CertSource | None = Field(
+        None,
+        description="The client private key: base64, or a file path under CERTS_DIR (redacted in "
+        "/config)",
+    )
+    location: bool = Field(
+        True, description="Follow redirects (default true), at most redirectAttempts"
+    )
+    redirect_attempts: int = Field(
+        8, ge=0, le=32, description="At most this many redirects (0–32, default 8)"
+    )
+    location_trusted: Credentials | None = Field(
+        None, description="Credentials sent on redirects to other hosts too"
+    )
+    proto: Proto | None = Field(None, description='Allow only this protocol: "http" or "https"')
+    proto_redirect: Proto | None = Field(
+        None, description='Allow only this protocol on redirects: "http" or "https"'
+    )
+    dns_server: list[IpAddress] | None = Field(
+        None,
+        min_length=1,
+        max_length=4,
+        description="1–4 DNS server IPs (needs a libcurl with c-ares)",
+    )
+    resolve: list[Resolve] | None = Field(
+        None, min_length=1, max_length=4, description="1–4 host:port pins, as curl --resolve"
+    )
+    doh_url: HttpsUrl | None = Field(None, description="A DNS-over-HTTPS server URL")
+    doh_insecure: bool = Field(
+        False, description="Skip TLS verification of the DNS-over-HTTPS server (default false)"
+    )
+    tls_version: TlsVersion | None = Field(None, description='Lowest TLS version: "1.0" to "1.3"')
+    tls_max_version: TlsVersion | None = Field(
+        None, description='Highest TLS version: "1.0" to "1.3"'
+    )
+    proxy: Proxy | None = Field(None, description="Send through this proxy")
+    proxy_headers: Headers | None = Field(
+        None, description="Headers for the proxy only (credential-like values redacted in /config)"
+    )
+    proxy_insecure: bool = Field(
+        False, description="Skip TLS verification of an https proxy (default false)"
+    )
+    proxy_http_version: Literal["1.0", "1.1"] | None = Field(
+        None, description='HTTP version to the proxy: "1.0" or "1.1"'
+    )
+    proxy_auth_basic: Credentials | None = Field(
+        None, description="Basic authentication to the proxy"
+    )
+    proxy_auth_digest: Credentials | None = Field(
+        None, description="Digest authentication to the proxy"
+    )
+    proxy_auth_ntlm: Credentials | None = Field(
+        None, description="NTLM authentication to the proxy (needs a libcurl with NTLM)"
+    )
+    ha_proxy_client_ip: IpAddress | None = Field(
+        None, description="Send a PROXY protocol v1 header with this client IP"
+    )
+    ha_proxy_protocol: bool = Field(
+        False, description="Send a PROXY protocol v1 header (default false)"
+    )
 
     @field_validator("proxy_headers")
     @classmethod
@@ -478,9 +634,13 @@ class QueueConfig(_Body):
 class QueueRegistration(_Body):
     """The body of ``POST /v1/queues/register``, and what is stored for a task."""
 
-    http_request: HttpRequest
-    config: QueueConfig = Field(default_factory=QueueConfig)
-    metadata: Metadata | None = None
+    http_request: HttpRequest = Field(description="The request to send")
+    config: QueueConfig = Field(
+        default_factory=QueueConfig, description="When and how to send it (all optional)"
+    )
+    metadata: Metadata | None = Field(
+        None, description="1–8 string pairs of your own, returned as given"
+    )
 
 
 def execution_time(reg: QueueRegistration, now_ms: int) -> int:
@@ -571,30 +731,44 @@ class _Out(BaseModel):
 
 
 class QueueSummary(_Out):
-    id: str
-    state: QueueState
-    created_at: int
-    status_code: int
-    estimate_end_at: int
-    estimate_execution_at: int
-    schedule_id: str | None = None
+    id: str = Field(description="The task id (a ULID)")
+    state: QueueState = Field(description="RUNNING, PAUSED, SUCCESS, ERROR or REVOKED")
+    created_at: int = Field(description="When it was registered (epoch ms)")
+    status_code: int = Field(description="HTTP status of the last attempt; 0 before any")
+    estimate_end_at: int = Field(
+        description="When it finished, was paused or revoked (epoch ms); 0 otherwise"
+    )
+    estimate_execution_at: int = Field(description="When the next attempt is due (epoch ms)")
+    schedule_id: str | None = Field(None, description="The schedule that made it, or null")
 
 
 class QueueOut(QueueSummary):
-    response: str | None = None
-    metadata: dict[str, str] | None = None
+    response: str | None = Field(
+        None,
+        description="Base64 of the last response body (or of the error text); null before an "
+        "attempt or when traceResponseData is false",
+    )
+    metadata: dict[str, str] | None = Field(
+        None, description="The metadata given at registration, or null"
+    )
 
 
 class QueueConfigOut(_Out):
     """``GET /v1/queues/{id}/config``: the redacted stored request and retry progress."""
 
-    http_request: dict[str, Any]
-    config: dict[str, Any]
-    metadata: dict[str, str] | None = None
-    retry_count: int
-    retry_limit: int
-    retrying: bool
-    estimate_next_retry_at: int
+    http_request: dict[str, Any] = Field(
+        description="The stored httpRequest, every secret shown as ***"
+    )
+    config: dict[str, Any] = Field(
+        description="The stored config with its defaults, every secret shown as ***"
+    )
+    metadata: dict[str, str] | None = Field(None, description="The metadata, or null")
+    retry_count: int = Field(description="Retries used so far")
+    retry_limit: int = Field(description="Retries allowed (config.retry)")
+    retrying: bool = Field(description="Whether the next attempt is a retry")
+    estimate_next_retry_at: int = Field(
+        description="When the next retry is due (epoch ms); 0 when none is"
+    )
 
 
 class ListQuery(BaseModel):
@@ -602,11 +776,15 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=2**63 - 1)  # SQLite's INTEGER range
-    order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = "createdAt"
-    sort: Literal["asc", "desc"] = "asc"
-    state: Annotated[QueueState | None, BeforeValidator(_upper)] = None
+    limit: int = Field(10, ge=1, le=1000, description="At most this many tasks (1–1000)")
+    offset: int = Field(0, ge=0, le=2**63 - 1, description="Skip this many tasks first")
+    order: Literal["createdAt", "estimateEndAt", "estimateExecutionAt"] = Field(
+        "createdAt", description="The time to order by"
+    )
+    sort: Literal["asc", "desc"] = Field("asc", description="Ascending or descending")
+    state: Annotated[QueueState | None, BeforeValidator(_upper)] = Field(
+        None, description="Only tasks in this state"
+    )
     schedule_id: str | None = Field(
         None,
         alias="scheduleId",

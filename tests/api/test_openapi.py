@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
+from tasks_server.api.security import SWAGGER_CSP
 from tasks_server.app import create_app
+from tasks_server.models.owners import OwnerRegister
+from tasks_server.models.queues import QueueRegistration
 from tasks_server.openapi import build_openapi
 from tests.conftest import MakeSettings, open_client, register_owner
 
@@ -101,9 +106,66 @@ async def test_swagger_is_404_by_default(client: httpx.AsyncClient) -> None:
 
 
 async def test_swagger_page_when_enabled(make_settings: MakeSettings) -> None:
+    """The page loads its viewer and initializer from the server: no inline script, no CDN."""
     async with open_client(make_settings(swagger_ui=True)) as client:
         response = await client.get("/swagger")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert re.search(r"url:\s*\"/openapi.json\"", response.text)
-    assert "swagger-ui" in response.text
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["content-security-policy"] == SWAGGER_CSP
+        sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert sources == [
+            "swagger/swagger-ui.css",
+            "swagger/swagger-page.css",
+            "swagger/swagger-ui-bundle.js",
+            "swagger/swagger-init.js",
+        ]
+        assert "<script>" not in response.text and "style=" not in response.text
+        for source in sources:
+            asset = await client.get(f"/{source}")
+            assert asset.status_code == 200, source
+            assert asset.headers["content-security-policy"] == SWAGGER_CSP
+            assert "sourceMappingURL" not in asset.text
+        init = (await client.get("/swagger/swagger-init.js")).text
+        assert 'url: new URL("openapi.json", document.baseURI).href' in init
+        assert (await client.get("/swagger/VERSION")).status_code == 404
+        assert (await client.get("/swagger/index.html")).status_code == 404
+
+
+async def test_swagger_assets_are_404_when_off(client: httpx.AsyncClient) -> None:
+    response = await client.get("/swagger/swagger-ui-bundle.js")
+    assert response.status_code == 404 and response.content == b""
+
+
+def _properties(node: object, where: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every property schema in the document, with its JSON pointer."""
+    if isinstance(node, dict):
+        for name, schema in (node.get("properties") or {}).items():
+            yield f"{where}/properties/{name}", schema
+        for key, value in node.items():
+            yield from _properties(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _properties(value, f"{where}/{index}")
+
+
+def test_every_property_has_a_description() -> None:
+    missing = [
+        where
+        for where, schema in _properties(build_openapi())
+        if not (isinstance(schema, dict) and str(schema.get("description", "")).strip())
+    ]
+    assert missing == []
+
+
+def test_register_bodies_have_valid_examples() -> None:
+    document = build_openapi()
+    for path, model in (
+        ("/v1/queues/register", QueueRegistration),
+        ("/v1/owners/register", OwnerRegister),
+    ):
+        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        examples = content["examples"]
+        assert examples, path
+        for example in examples.values():
+            assert example["summary"]
+            model.model_validate(example["value"], context={"now": 0})

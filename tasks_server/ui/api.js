@@ -1,0 +1,121 @@
+// The JSON API as the dashboard uses it. The owner's key travels only in the Authorization
+// header (never in a URL, a cookie or local storage); refusals become ApiError carrying the
+// server's own {action, message}.
+
+/** Where the credentials of this tab live: sessionStorage, gone when the tab closes. */
+const STORAGE_KEY = "tasks-server.credentials";
+
+export class ApiError extends Error {
+  constructor(status, message, action = "") {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.action = action;
+  }
+}
+
+/** The server's message as one readable line: validation problems list their field paths. */
+function messageOf(status, body) {
+  const message = body && typeof body === "object" ? body.message : undefined;
+  if (Array.isArray(message)) {
+    return message.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ");
+  }
+  if (typeof message === "string" && message) return message;
+  if (message && typeof message === "object") return JSON.stringify(message);
+  if (status === 404) return "Not found: no such task for this owner";
+  return `The server answered ${status}`;
+}
+
+export function loadCredentials() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+    return saved && saved.ownerId && saved.key ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveCredentials(credentials) {
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(credentials));
+}
+
+export function clearCredentials() {
+  sessionStorage.removeItem(STORAGE_KEY);
+}
+
+export class Api {
+  /** `base` is the server root, found from this module's own URL (works behind a prefix). */
+  constructor(credentials, base = new URL("../", import.meta.url)) {
+    this.credentials = credentials;
+    this.base = base;
+  }
+
+  async request(method, path, { query, body } = {}) {
+    const url = new URL(path.replace(/^\//, ""), this.base);
+    for (const [name, value] of Object.entries(query || {})) {
+      if (value !== undefined && value !== null && value !== "") {
+        url.searchParams.set(name, String(value));
+      }
+    }
+    const headers = {
+      Accept: "application/json",
+      Authorization: `Bearer ${this.credentials.key}`,
+      "X-Tasks-Owner-Id": this.credentials.ownerId,
+    };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch (error) {
+      throw new ApiError(0, `The server could not be reached (${error.message})`);
+    }
+    const type = response.headers.get("content-type") || "";
+    const parsed = type.includes("json") ? await response.json().catch(() => null) : null;
+    if (!response.ok) {
+      throw new ApiError(response.status, messageOf(response.status, parsed), parsed?.action);
+    }
+    return parsed;
+  }
+
+  listTasks(query) {
+    return this.request("GET", "/v1/queues", { query });
+  }
+
+  task(id) {
+    return this.request("GET", `/v1/queues/${encodeURIComponent(id)}`);
+  }
+
+  config(id) {
+    return this.request("GET", `/v1/queues/${encodeURIComponent(id)}/config`);
+  }
+
+  attempts(id) {
+    return this.request("GET", `/v1/queues/${encodeURIComponent(id)}/attempts`, {
+      query: { limit: 1000 },
+    });
+  }
+
+  /** One of the single-task actions: pause, resume, revoke, execute, replay, delete. */
+  act(id, action) {
+    const path = `/v1/queues/${encodeURIComponent(id)}`;
+    switch (action) {
+      case "pause":
+      case "resume":
+      case "revoke":
+        return this.request("PATCH", `${path}/${action}`);
+      case "execute":
+      case "replay":
+        return this.request("POST", `${path}/${action}`);
+      case "delete":
+        return this.request("DELETE", path);
+      default:
+        throw new Error(`unknown action ${action}`);
+    }
+  }
+}
