@@ -31,7 +31,7 @@ from croniter import croniter
 from tasks_server import startup
 from tasks_server.settings import BackupMethod, Settings
 from tasks_server.store import meta
-from tasks_server.store.db import DatabaseTooNew, migrate
+from tasks_server.store.db import DatabaseTooNew, integrity, make_self_contained, migrate
 from tasks_server.store.sqlite import FileLock, try_lock
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def snapshot(db_path: Path, dest: Path) -> None:
             # One step (pages=-1): the whole copy is one read transaction, so one snapshot.
             source.backup(target)
             # A self-contained file: no -wal beside it in the archive or after restore.
-            target.execute("PRAGMA journal_mode = DELETE")
+            make_self_contained(target)
     except sqlite3.Error as exc:
         raise BackupError(f"snapshot of {db_path} failed: {exc}") from exc
     _check_integrity(dest, BackupError)
@@ -76,10 +76,9 @@ def snapshot(db_path: Path, dest: Path) -> None:
 def _check_integrity(path: Path, error: type[Exception]) -> None:
     try:
         with contextlib.closing(sqlite3.connect(path)) as conn:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
+            result = integrity(conn)
     except sqlite3.Error as exc:
         raise error(f"{path.name} is not a sound SQLite database: {exc}") from exc
-    result = "; ".join(str(row[0]) for row in rows)
     if result != "ok":
         raise error(f"integrity check of {path.name} failed: {result}")
 
