@@ -362,9 +362,11 @@ class Scheduler:
         row = held.row
         reg: QueueRegistration | None = None
         number: int | None = None
+        started: tuple[int, int] | None = None  # the attempt row asked for: number, start
         try:
             await self._gate.wait_open()
             start = self._clock()
+            started = (row.attempts + 1, start)
             number = await self._store.started(holder=self.lease_owner, due=row, now=start)
             if number is None:  # changed since it was held: act on what it is now
                 self._count_in_flight(row.owner_id, -1)
@@ -402,7 +404,7 @@ class Scheduler:
                 raise  # its open attempt is closed as INTERRUPTED with the leases
             log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
             current = await self._store.aborted(
-                holder=self.lease_owner, queue_id=row.id, now=self._clock()
+                holder=self.lease_owner, queue_id=row.id, now=self._clock(), started=started
             )
             self._settle(held, current)
             return

@@ -374,8 +374,11 @@ class TaskStore(Protocol):
         """Close the attempt and write the task's outcome in one transaction, keeping at most
         `keep` attempt rows; False when the task changed meanwhile."""
 
-    async def aborted(self, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
-        """Close `holder`'s open attempt as ABORTED; the task as it is now."""
+    async def aborted(
+        self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+    ) -> QueueRow | None:
+        """Close `holder`'s attempt (number, start time) as ABORTED if it was opened; the task
+        as it is now. Only that attempt: a newer one may be running already."""
 
     async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
         """Give a task up after a failed write: open attempt INTERRUPTED, lease released."""

@@ -540,9 +540,12 @@ class PostgresStore:
 
         return await self._write(unit)
 
-    async def aborted(self, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
+    async def aborted(
+        self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+    ) -> QueueRow | None:
         async def unit(conn: asyncpg.Connection) -> QueueRow | None:
-            await conn.execute(sql.ABORT_OPEN, now, queue_id, holder)
+            if started is not None:
+                await conn.execute(sql.ABORT_OPEN, now, queue_id, holder, *started)
             row = await conn.fetchrow(sql.SELECT_BY_ID, queue_id)
             return None if row is None else _queue_row(row)
 

@@ -416,7 +416,7 @@ UPDATE attempts SET finished_at = $3, status_code = $4, outcome = $5, error = $6
 PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE queue_id = $1 AND attempt <= $2"
 ABORT_OPEN = """
 UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'
- WHERE queue_id = $2 AND holder = $3 AND finished_at = 0
+ WHERE queue_id = $2 AND holder = $3 AND attempt = $4 AND started_at = $5 AND finished_at = 0
 """
 RENEW_LEASES = """
 UPDATE queues SET lease_until = tasks_now_ms() + $3

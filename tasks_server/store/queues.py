@@ -91,7 +91,7 @@ SELECT id, attempts + 1, :holder, estimate_execution_at, :now FROM queues
 COUNT_ATTEMPT = "UPDATE queues SET attempts = attempts + 1 WHERE id = ?"
 ABORT_OPEN = """
 UPDATE attempts SET finished_at = ?, outcome = 'ABORTED'
- WHERE queue_id = ? AND holder = ? AND finished_at = 0
+ WHERE queue_id = ? AND holder = ? AND attempt = ? AND started_at = ? AND finished_at = 0
 """
 CLOSE_ATTEMPT = """
 UPDATE attempts SET finished_at = :now, status_code = :status_code, outcome = :outcome,
@@ -342,12 +342,15 @@ async def record(db: Database, *, holder: str, due: Due, result: Result, keep: i
     return await db.write(unit)
 
 
-async def aborted(db: Database, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
-    """Close the attempt `holder` had open (if its start was written) as ABORTED, and read
-    the task as it is now. Writes run in order, so a start still queued is closed too."""
+async def aborted(
+    db: Database, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+) -> QueueRow | None:
+    """Close the aborted attempt (number, start time) if it was opened, and read the task as
+    it is now. Only that attempt: a newer one of the task may already be running."""
 
     def unit(conn: sqlite3.Connection) -> QueueRow | None:
-        conn.execute(ABORT_OPEN, (now, queue_id, holder))
+        if started is not None:
+            conn.execute(ABORT_OPEN, (now, queue_id, holder, *started))
         rows = conn.execute(SELECT_BY_ID, (queue_id,)).fetchall()
         return QueueRow.from_row(rows[0]) if rows else None
 

@@ -205,8 +205,12 @@ class SqliteStore:
     async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
         return await queues.record(self.db, holder=holder, due=due, result=result, keep=keep)
 
-    async def aborted(self, *, holder: str, queue_id: str, now: int) -> QueueRow | None:
-        return await queues.aborted(self.db, holder=holder, queue_id=queue_id, now=now)
+    async def aborted(
+        self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+    ) -> QueueRow | None:
+        return await queues.aborted(
+            self.db, holder=holder, queue_id=queue_id, now=now, started=started
+        )
 
     async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
         await queues.abandon(self.db, holder=holder, queue_id=queue_id, now=now)
