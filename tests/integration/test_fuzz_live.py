@@ -25,13 +25,13 @@ from tasks_server.openapi import build_openapi
 from tests.api.test_fuzz import CHECKS
 from tests.integration.server import ServerProcess
 
-SCENARIOS = 25
+SCENARIOS = 60
 FAR_AWAY_MS = 3_600_000
 
 # Scenarios replay against one server, so none may change what later ones find: rotating the
 # owner's key twice ends the first key's grace, and a remembered Idempotency-Key turns a later
 # 201 into a 200. Rotations and keys are fuzzed in-process by test_fuzz.py; leaving both
-# rotations out here keeps the 25 scenarios on the task routes. Schedules fire tasks of their
+# rotations out here keeps the scenarios on the task routes. Schedules fire tasks of their
 # own at generated URLs: they too are fuzzed in-process only.
 schema = schemathesis.openapi.from_dict(build_openapi()).exclude(
     operation_id=[
@@ -107,6 +107,7 @@ def test_stateful_scenarios_find_no_error(live: tuple[str, dict[str, str]]) -> N
             suppress_health_check=list(HealthCheck),
         )
     )
-    # The scenarios did follow the links: registered tasks were found and changed by id.
+    # The scenarios did follow the links: registered tasks were found or changed by id.
     assert 201 in seen["POST /v1/queues/register"]
-    assert 200 in seen["GET /v1/queues/{id}"]
+    by_id = [label for label in seen if label.split(" ", 1)[1].startswith("/v1/queues/{id}")]
+    assert any(200 in seen[label] for label in by_id), dict(seen)
