@@ -133,6 +133,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
       WHERE schedule_id IS NOT NULL
     """,
+    # 3: callbacks and flow control (SQLite migration 4).
+    """
+    ALTER TABLE queues ADD COLUMN callback_of text;
+    ALTER TABLE queues ADD COLUMN callback_id text;
+    ALTER TABLE queues ADD COLUMN flow_key text;
+    ALTER TABLE queues ADD COLUMN flow_parallelism integer;
+    ALTER TABLE queues ADD COLUMN flow_rate double precision;
+    CREATE INDEX queues_flow ON queues (owner_id, flow_key, estimate_execution_at)
+      WHERE state = 'RUNNING' AND flow_key IS NOT NULL;
+
+    CREATE TABLE flows (
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key text NOT NULL,
+        next_start_at bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner_id, key)
+    )
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

@@ -137,4 +137,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
       WHERE schedule_id IS NOT NULL
     """,
+    # 4: callbacks and flow control. A callback is a task of its own (`callback_of` names
+    # the task whose outcome it delivers; that task's `callback_id` names it), inserted in
+    # the outcome's transaction. Tasks sharing a flow key are claimed through `flows`: the
+    # row is the key's lock and keeps the next start its rate allows.
+    """
+    ALTER TABLE queues ADD COLUMN callback_of TEXT;
+    ALTER TABLE queues ADD COLUMN callback_id TEXT;
+    ALTER TABLE queues ADD COLUMN flow_key TEXT;
+    ALTER TABLE queues ADD COLUMN flow_parallelism INTEGER;
+    ALTER TABLE queues ADD COLUMN flow_rate REAL;
+    CREATE INDEX queues_flow ON queues (owner_id, flow_key, estimate_execution_at)
+      WHERE state = 'RUNNING' AND flow_key IS NOT NULL;
+
+    CREATE TABLE flows (
+        owner_id TEXT NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        next_start_at INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner_id, key)
+    ) STRICT, WITHOUT ROWID
+    """,
 )
