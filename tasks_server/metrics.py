@@ -34,6 +34,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OVERDUE_MS = 5_000
 _LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+_FLOW_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -79,6 +80,13 @@ class Metrics:
             "tasks_scheduling_lateness_seconds",
             "Start of an attempt minus its due time",
             buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.flow_wait = Histogram(
+            "tasks_flow_control_wait_seconds",
+            "Start of an attempt of a task with flow control minus its due time: the wait its "
+            "key's parallelism and rate imposed, plus the scheduling lateness",
+            buckets=_FLOW_WAIT_BUCKETS,
             registry=r,
         )
         self.attempt_duration = Histogram(

@@ -137,6 +137,13 @@ QUEUE_EXAMPLES = {
             "config": {"executionDelay": 1000},
         },
     },
+    "flow": {
+        "summary": "Through a shared limit: 2 at once and 5 a second for this owner's key",
+        "value": {
+            "httpRequest": {"url": "http://localhost:8080/api/sync", "method": "POST"},
+            "config": {"flowControl": {"key": "api", "parallelism": 2, "ratePerSecond": 5}},
+        },
+    },
 }
 
 

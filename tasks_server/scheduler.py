@@ -14,6 +14,11 @@ delete) bump the row's `version`. The API tells the local scheduler at once; in 
 the holder also compares its leases' versions every `RECONCILE_MS`. An attempt whose version
 changed is aborted, and an outcome is only recorded for the version it was run with.
 
+Flow control lives in the claim (`store/flow.py`): a task with a flow key is leased only
+within its key's limits, never at registration, and may carry a start time its key's rate
+allotted; here it only waits for that start and keeps its key's starts spaced. An outcome
+of such a task asks for a claim at once: the key's next task may go.
+
 Time: waits and periods use the monotonic clock, due and lease comparisons the wall clock
 (`clock`), so a clock step neither stalls polling nor re-sends a task: a claim never returns
 a task whose attempt this process still has open. A failed outcome write is retried with
@@ -134,6 +139,8 @@ class Scheduler:
         self._owner_in_flight: dict[str, int] = defaultdict(int)
         # Due entries of owners at their in-flight share, back in the heap when one returns.
         self._parked: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
+        # The last start of each rate-limited flow key (owner, key) here.
+        self._flow_started: dict[tuple[str, str | None], int] = {}
         self._wake = asyncio.Event()
         self._claim_wanted = True
         self._stopping = False
@@ -300,10 +307,24 @@ class Scheduler:
             if self._owner_in_flight[owner] >= self._per_owner:
                 self._parked[owner].append(entry)  # its turn comes when one of the owner's ends
                 continue
+            if held.row.spacing_ms and not self._flow_turn(held.row, entry, now):
+                continue
             self._count_in_flight(owner, +1)
             fired += 1
             held.task = self._tasks.spawn(self._attempt(held), f"attempt-{queue_id}")
         return False
+
+    def _flow_turn(self, row: Due, entry: tuple[int, int, str, int], now: int) -> bool:
+        """Whether a rate-limited task may start now; if not it goes back to the heap."""
+        key = (row.owner_id, row.flow_key)
+        ready = self._flow_started.get(key, 0) + row.spacing_ms
+        if ready > now:
+            heapq.heappush(self._heap, (ready, *entry[1:]))
+            return False
+        if len(self._flow_started) >= MAX_HELD:  # keys long idle are all that is dropped
+            self._flow_started = {k: t for k, t in self._flow_started.items() if t > now - 60_000}
+        self._flow_started[key] = now
+        return True
 
     def _count_in_flight(self, owner: str, change: int) -> None:
         self._in_flight += change
@@ -321,9 +342,7 @@ class Scheduler:
         if current is not None and (current.task is not None or current.recording):
             return  # its attempt still runs here: never a second one beside it
         self._held[row.id] = _Held(row, reg)
-        heapq.heappush(
-            self._heap, (row.estimate_execution_at, next(self._seq), row.id, row.version)
-        )
+        heapq.heappush(self._heap, (row.starts_at, next(self._seq), row.id, row.version))
         self._wake.set()
 
     def _due_soon(self, row: QueueRow) -> bool:
@@ -375,8 +394,10 @@ class Scheduler:
                 return
             reg = held.reg or self._codec.open_request(row.request, row.id)
             signing_secrets = await self._signing_keys(row.owner_id)
-            lateness_ms = max(0, start - row.estimate_execution_at)
+            lateness_ms = max(0, start - row.starts_at)
             self._metrics.lateness.observe(lateness_ms / 1000)
+            if row.flow_key is not None:
+                self._metrics.flow_wait.observe(max(0, start - row.estimate_execution_at) / 1000)
             log.info(
                 "attempt started",
                 extra={
@@ -475,7 +496,9 @@ class Scheduler:
             self._drop(held)
             return
         self._log_outcome(row, number, outcome, event if applied else "outcome_discarded", retry_at)
-        if state is None and applied and retry_at <= now + WINDOW_MS:
+        # A retry due soon, or a flow key's turn for the next of its tasks: claim now.
+        retry_soon = state is None and retry_at <= now + WINDOW_MS
+        if applied and (retry_soon or row.flow_key is not None):
             self._claim_wanted = True
             self._wake.set()
         held.recording = False

@@ -1,7 +1,8 @@
 """A recording HTTP target on a free 127.0.0.1 port, in its own thread.
 
 It records every request with its arrival time and answers from a per-path script of
-(status, delay_ms, body) steps, then 200 "ok". A delayed answer notices a client that hangs
+(status, delay_ms, body) steps, then 200 "ok"; it counts the requests of each path it is
+answering at once. A delayed answer notices a client that hangs
 up, so tests can see an attempt being aborted.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ class Target:
         self.url = f"http://127.0.0.1:{self.port}"
         self.hits: list[Hit] = []
         self.disconnects: list[str] = []
+        self.active: Counter[str] = Counter()  # requests of each path being answered now
+        self.peak: Counter[str] = Counter()  # the most ever answered at once
         self._scripts: dict[str, list[Step]] = defaultdict(list)
         self._cond = threading.Condition()
         config = uvicorn.Config(
@@ -99,7 +102,17 @@ class Target:
             self.hits.append(Hit(time.time_ns() // 1_000_000, scope["method"], path, headers, body))
             script = self._scripts.get(path)
             step = script.pop(0) if script else Step()
+            self.active[path] += 1
+            self.peak[path] = max(self.peak[path], self.active[path])
             self._cond.notify_all()
+        try:
+            await self._answer(path, step, receive, send)
+        finally:
+            with self._cond:
+                self.active[path] -= 1
+                self._cond.notify_all()
+
+    async def _answer(self, path, step, receive, send):  # type: ignore[no-untyped-def]
         if step.delay_ms:
             try:
                 message = await asyncio.wait_for(receive(), step.delay_ms / 1000)

@@ -37,6 +37,7 @@ from tasks_server.models.queues import (
     QueueState,
     QueueSummary,
     execution_time,
+    flow_of,
     redact,
 )
 from tasks_server.services import Services, services
@@ -48,6 +49,7 @@ from tasks_server.store.base import (
     QueueRow,
     QueueSummaryRow,
     Rejected,
+    flow_columns,
     limit_message,
 )
 from tasks_server.timeutil import now_ms
@@ -123,7 +125,9 @@ async def register(request: Request) -> Response:
     reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
     due = execution_time(reg, now)
-    lease = svc.scheduler.lease_for(due)
+    flow = flow_of(reg)
+    # A task with flow control is leased only by a claim, under its key's lock.
+    lease = None if flow is not None else svc.scheduler.lease_for(due)
 
     async def insert_and_adopt() -> tuple[InsertOutcome, QueueRow | None]:
         inserted = await svc.store.insert(
@@ -139,6 +143,7 @@ async def register(request: Request) -> Response:
             limit=svc.settings.max_tasks_in_queue,
             lease=lease,
             idempotency=once,
+            flow=flow,
         )
         if lease is not None and inserted[0] is InsertOutcome.INSERTED:
             svc.scheduler.adopt(inserted[1], reg)  # type: ignore[arg-type]
@@ -237,6 +242,7 @@ async def edit(request: Request) -> Response:
             if reg.metadata is None
             else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
             "retry_limit": reg.config.retry,
+            **flow_columns(flow_of(reg)),
         }
         if timing:
             changes["estimate_execution_at"] = execution_time(reg, now)

@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tasks_server import timeutil
+from tasks_server.store.base import Flow
 
 KEY_PATTERN = r"^[A-Za-z0-9$_.\-\[\]]{1,64}$"
 DEFAULT_USER_AGENT = "Tasks-Server/1.0 (compatible; Linux x86_64; +http://tasks-server)"
@@ -408,6 +409,34 @@ class Proxy(_Body):
     port: Port | None = Field(None, description="The proxy's port (libcurl's default when absent)")
 
 
+MAX_FLOW_LIMIT = 10_000
+
+
+class FlowControl(_Body):
+    """SPEC §11.3: limits shared by the owner's tasks that carry the same key."""
+
+    key: Annotated[
+        str, StringConstraints(min_length=1, max_length=64), AfterValidator(_single_line)
+    ] = Field(description="1–64 characters; the owner's tasks with this key share the limits")
+    parallelism: int | None = Field(
+        None, ge=1, le=MAX_FLOW_LIMIT, description="At most this many attempts in flight at once"
+    )
+    rate_per_second: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_FLOW_LIMIT,
+        allow_inf_nan=False,
+        description="At most this many attempts started per second (fractions allowed: 0.5 is "
+        "one every 2 s)",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Self:
+        if self.parallelism is None and self.rate_per_second is None:
+            raise ValueError("flowControl needs parallelism, ratePerSecond or both")
+        return self
+
+
 class QueueConfig(_Body):
     """SPEC §2 ``config``. Field order matters: later checks read earlier fields."""
 
@@ -583,6 +612,11 @@ class QueueConfig(_Body):
     ha_proxy_protocol: bool = Field(
         False, description="Send a PROXY protocol v1 header (default false)"
     )
+    flow_control: FlowControl | None = Field(
+        None,
+        description="Limit the attempts in flight and started per second of the owner's tasks "
+        "sharing a key; tasks over the limit wait their turn in due order, never failing",
+    )
 
     @field_validator("proxy_headers")
     @classmethod
@@ -641,6 +675,14 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
+
+
+def flow_of(reg: QueueRegistration) -> Flow | None:
+    """The store's record of the task's flow control."""
+    control = reg.config.flow_control
+    if control is None:
+        return None
+    return Flow(control.key, control.parallelism, control.rate_per_second)
 
 
 def execution_time(reg: QueueRegistration, now_ms: int) -> int:

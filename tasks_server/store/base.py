@@ -87,7 +87,11 @@ class QueueRow:
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A RUNNING task as the scheduler holds it: no response, no metadata."""
+    """A RUNNING task as the scheduler holds it: no response, no metadata.
+
+    `start_at` is the start its flow key's rate allotted at the claim (0: none); the attempt
+    starts at the later of it and `estimate_execution_at`, and at least `spacing_ms` after
+    the key's previous start in this process (a late start never lets the next catch up)."""
 
     id: str
     owner_id: str
@@ -97,6 +101,30 @@ class Due:
     version: int
     attempts: int
     request: bytes
+    flow_key: str | None = None
+    start_at: int = 0
+    spacing_ms: int = 0
+
+    @property
+    def starts_at(self) -> int:
+        return max(self.estimate_execution_at, self.start_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A task's `config.flowControl`: its owner's tasks sharing `key` have at most
+    `parallelism` attempts in flight and start at most `rate` per second."""
+
+    key: str
+    parallelism: int | None
+    rate: float | None
+
+
+def flow_columns(flow: Flow | None) -> dict[str, Any]:
+    """The queue columns that hold `flow`, in table order (all None without one)."""
+    if flow is None:
+        return {"flow_key": None, "flow_parallelism": None, "flow_rate": None}
+    return {"flow_key": flow.key, "flow_parallelism": flow.parallelism, "flow_rate": flow.rate}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +222,7 @@ class NewTask:
     retry_limit: int
     request: bytes
     metadata: bytes | None
+    flow: Flow | None = None
 
 
 class FireOutcome(Enum):
@@ -278,6 +307,7 @@ class TaskStore(Protocol):
         limit: int,
         lease: tuple[str, int] | None,
         idempotency: Idempotency | None = None,
+        flow: Flow | None = None,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
         exact under concurrency); `lease` pre-claims it for the registering process. With
@@ -365,7 +395,11 @@ class TaskStore(Protocol):
     async def claim(self, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
         """Lease RUNNING tasks due within `window_ms` that nobody holds, never one whose
         attempt `holder` still has open; attempts left open by an expired holder end
-        INTERRUPTED. "Now" is the store's clock."""
+        INTERRUPTED. "Now" is the store's clock.
+
+        Tasks with a flow key are leased under the key's lock and only within its limits
+        (`store.flow.plan`), so its leases, and so its attempts in flight, never exceed its
+        parallelism, and its rate spaces their `start_at`."""
 
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         """Open (commit) the attempt row; its number, or None when the task changed."""

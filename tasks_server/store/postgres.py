@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from tasks_server.store import flow
 from tasks_server.store import postgres_sql as sql
 from tasks_server.store.base import (
     AttemptRow,
@@ -30,6 +31,7 @@ from tasks_server.store.base import (
     DeleteOutcome,
     Due,
     FireOutcome,
+    Flow,
     Idempotency,
     InsertOutcome,
     NewTask,
@@ -41,6 +43,7 @@ from tasks_server.store.base import (
     Result,
     ScheduleDecide,
     ScheduleRow,
+    flow_columns,
     limit_message,
 )
 from tasks_server.timeutil import now_ms
@@ -294,6 +297,7 @@ class PostgresStore:
         limit: int,
         lease: tuple[str, int] | None,
         idempotency: Idempotency | None = None,
+        flow: Flow | None = None,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         # The lease was computed on this node's clock: keep its length, not its end.
         holder, lease_ms = (lease[0], max(0, lease[1] - now_ms())) if lease else (None, 0)
@@ -307,7 +311,7 @@ class PostgresStore:
             row = await conn.fetchrow(
                 sql.INSERT_QUEUE,
                 *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
-                *(holder, lease_ms),
+                *(holder, lease_ms, *flow_columns(flow).values()),
             )
             return InsertOutcome.INSERTED, _queue_row(row)
 
@@ -482,6 +486,7 @@ class PostgresStore:
                 sql.INSERT_FIRED,
                 *(task.queue_id, schedule.owner_id, task.created_at, task.due),
                 *(task.retry_limit, task.request, task.metadata, schedule.id, fire_at),
+                *flow_columns(task.flow).values(),
             )
             if row is None:
                 await conn.execute(sql.ADVANCE_SCHEDULE, next_run_at, schedule.id)
@@ -499,9 +504,31 @@ class PostgresStore:
     async def claim(self, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
         async def unit(conn: asyncpg.Connection) -> list[Due]:
             rows = await conn.fetch(sql.CLAIM, holder, window_ms, lease_ms, limit)
-            if rows:
-                await conn.execute(sql.INTERRUPT_CLAIMED, holder, [row[0] for row in rows])
-            return [Due(*row) for row in rows]
+            claimed = [Due(*row) for row in rows]
+            now = int(await conn.fetchval(sql.NOW))
+            horizon = now + window_ms
+            keys = await conn.fetch(sql.FLOW_KEYS_READY, now, horizon, limit)
+            # Locked in one order on every node, so two claims never wait on each other.
+            for owner_id, key in sorted(tuple(key) for key in keys):
+                if len(claimed) >= limit:
+                    break
+                await conn.execute(sql.FLOW_ROW, owner_id, key)
+                next_start_at = await conn.fetchval(sql.LOCK_FLOW, owner_id, key)
+                busy = await conn.fetchval(sql.FLOW_BUSY, owner_id, key, now)
+                rows = await conn.fetch(
+                    sql.FLOW_CANDIDATES, holder, owner_id, key, horizon, limit - len(claimed)
+                )
+                candidates = [flow.Candidate(Due(*row[:9]), row[9], row[10]) for row in rows]
+                planned = flow.plan(
+                    candidates, busy=busy, next_start_at=next_start_at, now=now, horizon=horizon
+                )
+                ids = [due.id for due in planned.leased]
+                await conn.execute(sql.LEASE, holder, now + lease_ms, ids)
+                await conn.execute(sql.FLOW_ADVANCE, planned.next_start_at, owner_id, key)
+                claimed += planned.leased
+            if claimed:
+                await conn.execute(sql.INTERRUPT_CLAIMED, holder, [due.id for due in claimed])
+            return claimed
 
         return await self._write(unit)
 

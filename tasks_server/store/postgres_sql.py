@@ -267,6 +267,9 @@ CHANGEABLE = frozenset(
         "retry_limit",
         "request",
         "metadata",
+        "flow_key",
+        "flow_parallelism",
+        "flow_rate",
     }
 )
 
@@ -275,9 +278,11 @@ OWNER_HAS_ROOM = "SELECT active_tasks < $2 FROM owners WHERE id = $1 FOR UPDATE"
 # $9: how long the pre-claim lease lasts (ms), measured from the database clock.
 INSERT_QUEUE = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, lease_owner, lease_until)
+                    request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
+                    flow_rate)
 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8,
-        CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END)
+        CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END,
+        $10, $11, $12)
 RETURNING {COLUMNS}
 """
 SELECT_QUEUE = f"SELECT {COLUMNS} FROM queues WHERE id = $1 AND owner_id = $2"
@@ -358,8 +363,9 @@ SELECT 1 FROM schedules WHERE id = $1 AND state = 'ACTIVE' AND version = $2 AND 
 """
 INSERT_FIRED = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, schedule_id, scheduled_for)
-VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9)
+                    request, metadata, schedule_id, scheduled_for, flow_key,
+                    flow_parallelism, flow_rate)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -384,6 +390,9 @@ def update_schedule(columns: Iterable[str]) -> str:
 
 # --- the scheduler ------------------------------------------------------------------------
 
+CLAIMABLE = """(q.lease_owner IS NULL OR q.lease_until < clock.now)
+     AND NOT EXISTS (SELECT 1 FROM attempts a
+                      WHERE a.queue_id = q.id AND a.finished_at = 0 AND a.holder = $1)"""
 # A lease passes on only once expired (on the database clock), never to a task whose attempt
 # this holder still runs; rows another node is claiming right now are skipped, not waited for.
 CLAIM = f"""
@@ -391,15 +400,49 @@ WITH clock AS (SELECT tasks_now_ms() AS now),
 picked AS (
   SELECT q.id FROM queues q, clock
    WHERE q.state = 'RUNNING' AND q.estimate_execution_at <= clock.now + $2
-     AND (q.lease_owner IS NULL OR q.lease_until < clock.now)
-     AND NOT EXISTS (SELECT 1 FROM attempts a
-                      WHERE a.queue_id = q.id AND a.finished_at = 0 AND a.holder = $1)
+     AND q.flow_key IS NULL AND {CLAIMABLE}
    ORDER BY q.estimate_execution_at LIMIT $4
    FOR UPDATE OF q SKIP LOCKED)
 UPDATE queues SET lease_owner = $1, lease_until = clock.now + $3
   FROM picked, clock WHERE queues.id = picked.id
 RETURNING {", ".join(f"queues.{c.strip()}" for c in DUE_COLUMNS.split(","))}
 """
+NOW = "SELECT tasks_now_ms()"
+# Flow keys (owner, key) with a waiting task their limits could lease now, earliest first
+# ($1 now, $2 horizon, $3 limit). Read without locks: each key is locked and checked again.
+FLOW_KEYS_READY = """
+SELECT q.owner_id, q.flow_key FROM queues q
+  LEFT JOIN flows f ON f.owner_id = q.owner_id AND f.key = q.flow_key
+ WHERE q.state = 'RUNNING' AND q.flow_key IS NOT NULL AND q.estimate_execution_at <= $2
+   AND (q.lease_owner IS NULL OR q.lease_until < $1)
+ GROUP BY q.owner_id, q.flow_key
+HAVING coalesce(max(f.next_start_at), 0) <= $2
+   AND (max(q.flow_parallelism) IS NULL OR max(q.flow_parallelism) > (
+        SELECT count(*) FROM queues b
+         WHERE b.owner_id = q.owner_id AND b.flow_key = q.flow_key AND b.state = 'RUNNING'
+           AND b.lease_until >= $1))
+ ORDER BY min(q.estimate_execution_at) LIMIT $3
+"""
+# The key's row is its lock: claims of one key, on any node, take turns.
+FLOW_ROW = "INSERT INTO flows (owner_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+LOCK_FLOW = "SELECT next_start_at FROM flows WHERE owner_id = $1 AND key = $2 FOR UPDATE"
+FLOW_BUSY = """
+SELECT count(*) FROM queues
+ WHERE owner_id = $1 AND flow_key = $2 AND state = 'RUNNING' AND lease_until >= $3
+"""
+# $1 holder, $2 owner, $3 key, $4 horizon, $5 limit.
+FLOW_CANDIDATES = f"""
+WITH clock AS (SELECT tasks_now_ms() AS now)
+SELECT {", ".join(f"q.{c.strip()}" for c in DUE_COLUMNS.split(","))},
+       q.flow_key, q.flow_parallelism, q.flow_rate
+  FROM queues q, clock
+ WHERE q.owner_id = $2 AND q.flow_key = $3 AND q.state = 'RUNNING'
+   AND q.estimate_execution_at <= $4 AND {CLAIMABLE}
+ ORDER BY q.estimate_execution_at, q.id LIMIT $5
+   FOR UPDATE OF q SKIP LOCKED
+"""
+LEASE = "UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3::text[])"
+FLOW_ADVANCE = "UPDATE flows SET next_start_at = $1 WHERE owner_id = $2 AND key = $3"
 # Attempts left open by a holder whose lease expired (a dead node) end when claimed again.
 INTERRUPT_CLAIMED = """
 UPDATE attempts SET finished_at = tasks_now_ms(), outcome = 'INTERRUPTED'

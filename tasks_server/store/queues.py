@@ -12,15 +12,18 @@ from typing import Any
 
 import orjson
 
+from tasks_server.store import flow
 from tasks_server.store.base import (
     AttemptRow,
     Decide,
     Due,
+    Flow,
     InsertOutcome,
     QueueRow,
     QueueSummaryRow,
     Rejected,
     Result,
+    flow_columns,
     limit_message,
 )
 from tasks_server.store.db import Database
@@ -42,8 +45,9 @@ SUMMARY_COLUMNS = (
 
 INSERT_QUEUE = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, lease_owner, lease_until)
-SELECT ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?
+                    request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
+                    flow_rate)
+SELECT ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
  WHERE (SELECT active_tasks FROM owners WHERE id = ?) < ?
 RETURNING {COLUMNS}
 """
@@ -64,19 +68,48 @@ ORDER_COLUMNS = {
     "estimateExecutionAt": "estimate_execution_at",
 }
 
+CLAIMABLE = """(lease_owner IS NULL OR lease_until < :now)
+   AND NOT EXISTS (SELECT 1 FROM attempts a
+                    WHERE a.queue_id = queues.id AND a.finished_at = 0 AND a.holder = :holder)"""
 # A lease passes on only once expired, and never to a task whose attempt this holder still
 # runs: after a forward clock step its own leases look expired (SPEC §3.5).
 CLAIM = f"""
 UPDATE queues SET lease_owner = :holder, lease_until = :now + :lease
  WHERE id IN (SELECT id FROM queues
                WHERE state = 'RUNNING' AND estimate_execution_at <= :horizon
-                 AND (lease_owner IS NULL OR lease_until < :now)
-                 AND NOT EXISTS (SELECT 1 FROM attempts a
-                                  WHERE a.queue_id = queues.id AND a.finished_at = 0
-                                    AND a.holder = :holder)
+                 AND flow_key IS NULL AND {CLAIMABLE}
                ORDER BY estimate_execution_at LIMIT :limit)
 RETURNING {DUE_COLUMNS}
 """
+# Flow keys (owner, key) with a waiting task their limits could lease now, earliest first.
+FLOW_KEYS_READY = """
+SELECT q.owner_id, q.flow_key FROM queues q
+  LEFT JOIN flows f ON f.owner_id = q.owner_id AND f.key = q.flow_key
+ WHERE q.state = 'RUNNING' AND q.flow_key IS NOT NULL AND q.estimate_execution_at <= :horizon
+   AND (q.lease_owner IS NULL OR q.lease_until < :now)
+ GROUP BY q.owner_id, q.flow_key
+HAVING coalesce(max(f.next_start_at), 0) <= :horizon
+   AND (max(q.flow_parallelism) IS NULL OR max(q.flow_parallelism) > (
+        SELECT count(*) FROM queues b
+         WHERE b.owner_id = q.owner_id AND b.flow_key = q.flow_key AND b.state = 'RUNNING'
+           AND b.lease_until >= :now))
+ ORDER BY min(q.estimate_execution_at) LIMIT :limit
+"""
+# The key's row is its lock (SQLite has one writer: the row only has to exist).
+FLOW_ROW = "INSERT INTO flows (owner_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING"
+FLOW_NEXT_START = "SELECT next_start_at FROM flows WHERE owner_id = ? AND key = ?"
+FLOW_BUSY = """
+SELECT count(*) FROM queues
+ WHERE owner_id = ? AND flow_key = ? AND state = 'RUNNING' AND lease_until >= ?
+"""
+FLOW_CANDIDATES = f"""
+SELECT {DUE_COLUMNS}, flow_key, flow_parallelism, flow_rate FROM queues
+ WHERE owner_id = :owner AND flow_key = :key AND state = 'RUNNING'
+   AND estimate_execution_at <= :horizon AND {CLAIMABLE}
+ ORDER BY estimate_execution_at, id LIMIT :limit
+"""
+LEASE = "UPDATE queues SET lease_owner = ?, lease_until = ? WHERE id = ?"
+FLOW_ADVANCE = "UPDATE flows SET next_start_at = ? WHERE owner_id = ? AND key = ?"
 # Attempts left open by a holder whose lease expired (a dead process) end when claimed again.
 INTERRUPT_CLAIMED = """
 UPDATE attempts SET finished_at = :now, outcome = 'INTERRUPTED'
@@ -160,6 +193,9 @@ _CHANGEABLE = frozenset(
         "retry_limit",
         "request",
         "metadata",
+        "flow_key",
+        "flow_parallelism",
+        "flow_rate",
     }
 )
 
@@ -179,6 +215,7 @@ def insert_unit(
     metadata: bytes | None,
     limit: int,
     lease: tuple[str, int] | None,
+    flow: Flow | None = None,
 ) -> tuple[InsertOutcome, QueueRow | None]:
     """Insert a RUNNING task unless the owner is at its limit; `lease` pre-claims it. Runs
     inside a write unit (its own, or a larger one such as an idempotent registration)."""
@@ -187,7 +224,7 @@ def insert_unit(
         INSERT_QUEUE,
         (
             *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
-            *(lease_owner, lease_until, owner_id, limit),
+            *(lease_owner, lease_until, *flow_columns(flow).values(), owner_id, limit),
         ),
     ).fetchall()
     if rows:
@@ -300,11 +337,31 @@ async def claim(
     open by their previous (dead) holder are closed as INTERRUPTED."""
 
     def unit(conn: sqlite3.Connection) -> list[Due]:
-        params = {"holder": holder, "now": now, "lease": lease_ms}
-        rows = conn.execute(CLAIM, {**params, "horizon": horizon, "limit": limit}).fetchall()
-        if rows:
+        params = {"holder": holder, "now": now, "horizon": horizon}
+        claimed = [
+            Due(*row) for row in conn.execute(CLAIM, {**params, "lease": lease_ms, "limit": limit})
+        ]
+        keys = conn.execute(FLOW_KEYS_READY, {**params, "limit": limit}).fetchall()
+        for owner_id, key in keys:
+            if len(claimed) >= limit:
+                break
+            conn.execute(FLOW_ROW, (owner_id, key))
+            (next_start_at,) = conn.execute(FLOW_NEXT_START, (owner_id, key)).fetchone()
+            (busy,) = conn.execute(FLOW_BUSY, (owner_id, key, now)).fetchone()
+            rows = conn.execute(
+                FLOW_CANDIDATES,
+                {**params, "owner": owner_id, "key": key, "limit": limit - len(claimed)},
+            )
+            candidates = [flow.Candidate(Due(*row[:9]), row[9], row[10]) for row in rows]
+            planned = flow.plan(
+                candidates, busy=busy, next_start_at=next_start_at, now=now, horizon=horizon
+            )
+            conn.executemany(LEASE, [(holder, now + lease_ms, due.id) for due in planned.leased])
+            conn.execute(FLOW_ADVANCE, (planned.next_start_at, owner_id, key))
+            claimed += planned.leased
+        if claimed:
             conn.execute(INTERRUPT_CLAIMED, {"holder": holder, "now": now})
-        return [Due(*row) for row in rows]
+        return claimed
 
     return await db.write(unit)
 

@@ -12,6 +12,7 @@ from tasks_server.store.base import (
     Rejected,
     ScheduleDecide,
     ScheduleRow,
+    flow_columns,
 )
 from tasks_server.store.db import Database
 from tasks_server.store.queues import COLUMNS
@@ -44,8 +45,9 @@ SELECT 1 FROM schedules WHERE id = ? AND state = 'ACTIVE' AND version = ? AND ne
 OWNER_HAS_ROOM = "SELECT active_tasks < ? FROM owners WHERE id = ?"
 INSERT_FIRED = f"""
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, schedule_id, scheduled_for)
-VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?)
+                    request, metadata, schedule_id, scheduled_for, flow_key,
+                    flow_parallelism, flow_rate)
+VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -154,6 +156,7 @@ async def fire(
             return FireOutcome.LIMIT_REACHED, None
         params: tuple[Any, ...] = (task.queue_id, schedule.owner_id, task.created_at, task.due)
         params += (task.retry_limit, task.request, task.metadata, schedule.id, fire_at)
+        params += tuple(flow_columns(task.flow).values())
         rows = conn.execute(INSERT_FIRED, params).fetchall()
         if not rows:
             conn.execute(ADVANCE, (next_run_at, schedule.id))

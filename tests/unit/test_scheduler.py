@@ -8,6 +8,7 @@ how many attempts of each task are in flight at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from tasks_server.crypto import Cipher
 from tasks_server.executor.runner import Runner
 from tasks_server.executor.transport import CurlResponse
 from tasks_server.metrics import Metrics
-from tasks_server.models.queues import QueueRegistration
+from tasks_server.models.queues import QueueRegistration, flow_of
 from tasks_server.scheduler import LEASE_MS, Scheduler
 from tasks_server.store.base import QueueRow, TaskStore
 from tasks_server.store.postgres import PostgresStore
@@ -54,6 +55,7 @@ class FakeTransport:
         self.status: dict[str, int] = {}
         self.current: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
+        self.in_flight = self.peak_in_flight = 0
         self._released: dict[str, asyncio.Event] = {}
 
     def release(self, path: str) -> None:
@@ -68,21 +70,26 @@ class FakeTransport:
         self.sends.append(path)
         self.current[path] += 1
         self.peak[path] = max(self.peak[path], self.current[path])
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             if path in self.held:
                 await self._released.setdefault(path, asyncio.Event()).wait()
             return CurlResponse(self.status.get(path, 200), b"ok", 1.0, url)
         finally:
             self.current[path] -= 1
+            self.in_flight -= 1
 
 
 class Harness:
-    def __init__(self, clock: Clock, store: TaskStore) -> None:
+    def __init__(self, clock: Clock, make_store: Callable[[], TaskStore]) -> None:
         self.clock = clock
-        self.store = store
+        self.make_store = make_store
+        self.store = make_store()
         self.codec = TaskCodec(Cipher.from_secret("scheduler-test"))
         self.transport = FakeTransport()
         self.scheduler: Scheduler | None = None
+        self.others: list[tuple[Scheduler, TaskStore]] = []
 
     async def start(self, **options: Any) -> Scheduler:
         await self.store.open()
@@ -90,9 +97,22 @@ class Harness:
             await self.store.create_owner(
                 owner_id=owner_id, name=name, key_digest=b"-", created_at=0
             )
+        self.scheduler = await self._scheduler(self.store, **options)
+        return self.scheduler
+
+    async def start_other(self, **options: Any) -> Scheduler:
+        """A second process (or node) on the same database, sending through the same
+        transport, so the transport sees the attempts in flight of both."""
+        store = self.make_store()
+        await store.open()
+        scheduler = await self._scheduler(store, cluster=True, **options)
+        self.others.append((scheduler, store))
+        return scheduler
+
+    async def _scheduler(self, store: TaskStore, **options: Any) -> Scheduler:
         runner = Runner(self.transport, max_body_bytes=1000, certs_dir=None)  # type: ignore[arg-type]
-        self.scheduler = Scheduler(
-            self.store,
+        scheduler = Scheduler(
+            store,
             self.codec,
             runner,
             ConnectivityGate("", 5000),
@@ -101,8 +121,8 @@ class Harness:
             clock=self.clock.wall,
             **options,
         )
-        await self.scheduler.start()
-        return self.scheduler
+        await scheduler.start()
+        return scheduler
 
     async def signing_keys(self, owner_id: str) -> tuple[bytes, ...]:
         return (owner_id.encode(),)
@@ -126,6 +146,7 @@ class Harness:
             metadata=None,
             limit=1000,
             lease=None,
+            flow=flow_of(reg),
         )
         assert row is not None, outcome
         return queue_id
@@ -150,6 +171,9 @@ class Harness:
         return [row.outcome for row in rows]
 
     async def close(self) -> None:
+        for scheduler, store in self.others:
+            await scheduler.stop(1.0)
+            await store.close()
         if self.scheduler is not None:
             await self.scheduler.stop(1.0)
         await self.store.close()
@@ -176,12 +200,13 @@ async def state_is(h: Harness, queue_id: str, state: str) -> bool:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def h(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = Clock()
-    store: TaskStore
+    make_store: Callable[[], TaskStore]
     if request.param == "postgres":
-        store = PostgresStore(request.getfixturevalue("postgres_url"))
+        url = request.getfixturevalue("postgres_url")
+        make_store = lambda: PostgresStore(url)  # noqa: E731
     else:
-        store = SqliteStore(tmp_path / "tasks.db", clock=clock.wall)
-    harness = Harness(clock, store)
+        make_store = lambda: SqliteStore(tmp_path / "tasks.db", clock=clock.wall)  # noqa: E731
+    harness = Harness(clock, make_store)
     yield harness
     for path in list(harness.transport.held):
         harness.transport.release(path)
@@ -311,3 +336,56 @@ async def test_attempts_kept_are_capped(h: Harness) -> None:
     rows = await h.store.attempts(queue_id, limit=100, offset=0)
     assert [row.attempt for row in rows] == [3, 4]
     assert len(h.transport.sends) == 4
+
+
+async def test_flow_parallelism_holds_across_processes_in_due_order(h: Harness) -> None:
+    scheduler = await h.start()
+    other = await h.start_other()
+    paths = [f"/p{n}" for n in range(6)]
+    h.transport.held.update(paths)
+    flow = {"flowControl": {"key": "shared", "parallelism": 2}}
+    ids = [await h.add(path, delay_ms=1 + n, **flow) for n, path in enumerate(paths)]
+    await until(lambda: len(h.transport.sends) == 2)
+    await scheduler._claim()
+    await other._claim()  # a claim would lease a third here if the limit let it
+    leased = [await h.lease_of(queue_id) for queue_id in ids]
+    assert sum(lease is not None for lease in leased) == 2
+    for n in range(len(paths)):
+        h.transport.release(h.transport.sends[n])
+        await until(lambda n=n: len(h.transport.sends) == min(n + 3, len(paths)))
+    for queue_id in ids:
+        await until(lambda q=queue_id: state_is(h, q, "SUCCESS"))
+    assert h.transport.peak_in_flight == 2
+    # Waiting tasks keep their due order: each free slot goes to the earliest.
+    assert sorted(h.transport.sends[:2]) == paths[:2] and h.transport.sends[2:] == paths[2:]
+
+
+async def test_flow_rate_spaces_the_starts(h: Harness) -> None:
+    await h.start()
+    flow = {"flowControl": {"key": "paced", "ratePerSecond": 5}}
+    ids = [await h.add(f"/r{n}", **flow) for n in range(6)]
+    for queue_id in ids:
+        await until(lambda q=queue_id: state_is(h, q, "SUCCESS"))
+    starts = sorted([(await h.store.attempts(q, limit=1, offset=0))[0].started_at for q in ids])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 195, gaps  # 200 ms apart, give or take the event loop's turn
+    # They were due at once: the wait shows as each attempt's lateness.
+    rows = [(await h.store.attempts(q, limit=1, offset=0))[0] for q in ids]
+    assert max(row.started_at - row.due_at for row in rows) >= 900
+
+
+async def test_tasks_of_other_keys_and_without_a_key_do_not_wait(h: Harness) -> None:
+    await h.start()
+    h.transport.held.update(["/busy0", "/busy1"])
+    flow = {"flowControl": {"key": "narrow", "parallelism": 1}}
+    await h.add("/busy0", **flow)
+    waiting = await h.add("/busy1", delay_ms=2, **flow)
+    await until(lambda: h.transport.sends == ["/busy0"])
+    free = await h.add("/free")
+    other_key = await h.add("/wide", flowControl={"key": "wide", "parallelism": 1})
+    await until(lambda: state_is(h, free, "SUCCESS"))
+    await until(lambda: state_is(h, other_key, "SUCCESS"))
+    assert "/busy1" not in h.transport.sends and await h.lease_of(waiting) is None
+    h.transport.release("/busy0")
+    h.transport.release("/busy1")
+    await until(lambda: state_is(h, waiting, "SUCCESS"))

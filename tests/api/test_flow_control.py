@@ -1,0 +1,108 @@
+"""`config.flowControl` through the API (SPEC §11.3), on both stores: validation, limits
+observed at a real target, edits and schedules carrying a key, and the wait metric."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.api.test_queues import Headers, register, task, wait_state
+from tests.conftest import register_owner
+from tests.target import Step, Target
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with Target() as t:
+        yield t
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> Headers:
+    return await register_owner(client, "flow-owner")
+
+
+async def test_invalid_flow_control_is_refused_naming_the_field(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    body = task("http://127.0.0.1:9/x", flowControl={"key": "k"})
+    response = await client.post("/v1/queues/register", json=body, headers=owner)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == [
+        {
+            "path": "config.flowControl",
+            "message": "Value error, flowControl needs parallelism, ratePerSecond or both",
+        }
+    ]
+
+
+async def test_parallelism_and_the_wait_it_costs(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/one", *[Step(delay_ms=100)] * 5)
+    flow = {"key": "one-at-a-time", "parallelism": 1}
+    ids = [(await register(client, owner, task(f"{target.url}/one", flowControl=flow)))["id"]]
+    ids += [
+        (await register(client, owner, task(f"{target.url}/one", flowControl=flow)))["id"]
+        for _ in range(4)
+    ]
+    for queue_id in ids:
+        await wait_state(client, owner, queue_id, "SUCCESS")
+    assert target.peak["/one"] == 1
+    # Due order: they reach the target in the order they were registered.
+    assert [hit.queue_id for hit in target.hits_for("/one")] == ids
+    config = (await client.get(f"/v1/queues/{ids[0]}/config", headers=owner)).json()
+    assert config["config"]["flowControl"] == flow
+    metrics = (await client.get("/metrics")).text
+    assert "tasks_flow_control_wait_seconds_count 5.0" in metrics
+    last = (await client.get(f"/v1/queues/{ids[-1]}/attempts", headers=owner)).json()[0]
+    assert last["startedAt"] - last["dueAt"] >= 300  # it waited for four 100 ms attempts
+
+
+async def test_keys_are_per_owner(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    other = await register_owner(client, "flow-other")
+    target.script("/same-key", Step(delay_ms=5_000), Step(delay_ms=5_000))
+    flow = {"key": "shared-name", "parallelism": 1}
+    mine = await register(client, owner, task(f"{target.url}/same-key", flowControl=flow))
+    theirs = await register(client, other, task(f"{target.url}/same-key", flowControl=flow))
+    await target.wait_hits("/same-key", 2)  # both in flight at once: not one key
+    assert {hit.queue_id for hit in target.hits_for("/same-key")} == {mine["id"], theirs["id"]}
+
+
+async def test_an_edit_sets_the_key(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    target.script("/held", Step(delay_ms=1_000))
+    flow = {"key": "edited", "parallelism": 1}
+    await register(client, owner, task(f"{target.url}/held", flowControl=flow))
+    await target.wait_hits("/held", 1)
+    later = await register(client, owner, task(f"{target.url}/later", executionDelay=600_000))
+    patch = {"config": {"executionDelay": 1, "flowControl": flow}}
+    response = await client.patch(f"/v1/queues/{later['id']}", json=patch, headers=owner)
+    assert response.status_code == 200, response.text
+    await wait_state(client, owner, later["id"], "SUCCESS")
+    (held,) = target.hits_for("/held")
+    (waited,) = target.hits_for("/later")
+    assert waited.at_ms - held.at_ms >= 900  # it waited for the held one to answer
+
+
+async def test_a_schedules_tasks_carry_its_key(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    body = {
+        "cron": "* * * * * *",
+        "httpRequest": {"url": f"{target.url}/fired", "method": "GET"},
+        "config": {"flowControl": {"key": "fired", "ratePerSecond": 0.5}},
+    }
+    response = await client.post("/v1/schedules", json=body, headers=owner)
+    assert response.status_code == 201, response.text
+    schedule = response.json()
+    await target.wait_hits("/fired", 2, timeout=15)
+    await client.patch(f"/v1/schedules/{schedule['id']}/pause", headers=owner)
+    first, second = target.hits_for("/fired")[:2]
+    # Fired every second, started every two: the rate of the key holds.
+    assert second.at_ms - first.at_ms >= 1_900
