@@ -299,20 +299,27 @@ class Scheduler:
             if fired == FIRE_BATCH:
                 return True
             entry = heapq.heappop(self._heap)
-            queue_id, version = entry[2], entry[3]
-            held = self._held.get(queue_id)
-            if held is None or held.row.version != version or held.task is not None:
+            held = self._current(entry)
+            if held is None:
                 continue  # superseded entry
             owner = held.row.owner_id
             if self._owner_in_flight[owner] >= self._per_owner:
-                self._parked[owner].append(entry)  # its turn comes when one of the owner's ends
+                # Its turn comes when one of the owner's attempts ends.
+                heapq.heappush(self._parked[owner], entry)
                 continue
             if held.row.spacing_ms and not self._flow_turn(held.row, entry, now):
                 continue
             self._count_in_flight(owner, +1)
             fired += 1
-            held.task = self._tasks.spawn(self._attempt(held), f"attempt-{queue_id}")
+            held.task = self._tasks.spawn(self._attempt(held), f"attempt-{held.row.id}")
         return False
+
+    def _current(self, entry: tuple[int, int, str, int]) -> _Held | None:
+        """The held task a heap entry stands for, unless a newer entry or attempt replaced it."""
+        held = self._held.get(entry[2])
+        if held is None or held.row.version != entry[3] or held.task is not None:
+            return None
+        return held
 
     def _flow_turn(self, row: Due, entry: tuple[int, int, str, int], now: int) -> bool:
         """Whether a rate-limited task may start now; if not it goes back to the heap."""
@@ -332,9 +339,17 @@ class Scheduler:
         if change < 0:
             if not self._owner_in_flight[owner]:
                 del self._owner_in_flight[owner]
-            for entry in self._parked.pop(owner, ()):
-                heapq.heappush(self._heap, entry)
-            self._wake.set()  # a slot is free
+            # One slot is free: the owner's earliest parked task takes it (one, not all of
+            # them: with thousands parked, returning all on each end costs O(n) per attempt).
+            parked = self._parked.get(owner)
+            while parked:
+                entry = heapq.heappop(parked)
+                if self._current(entry) is not None:
+                    heapq.heappush(self._heap, entry)
+                    break
+            if not parked:
+                self._parked.pop(owner, None)
+            self._wake.set()
         self._metrics.in_flight.set(self._in_flight)
 
     def _hold(self, row: Due, reg: QueueRegistration | None) -> None:

@@ -562,7 +562,8 @@ class PostgresStore:
                 *(due.id, result.attempt, result.finished_at, result.status_code),
                 *(result.outcome, result.error, result.response),
             )
-            await conn.execute(sql.PRUNE_ATTEMPTS, due.id, result.attempt - keep)
+            if result.attempt > keep:
+                await conn.execute(sql.PRUNE_ATTEMPTS, due.id, result.attempt - keep)
             return _count(status) > 0
 
         return await self._write(unit)

@@ -393,7 +393,8 @@ async def record(db: Database, *, holder: str, due: Due, result: Result, keep: i
             params = (result.status_code, result.response, result.retry_at)
             params += (due.id, holder, due.version)
             applied = conn.execute(RETRY_LATER, params).rowcount > 0
-        conn.execute(PRUNE_ATTEMPTS, (due.id, result.attempt - keep))
+        if result.attempt > keep:  # else there is nothing to prune: save the statement
+            conn.execute(PRUNE_ATTEMPTS, (due.id, result.attempt - keep))
         return applied
 
     return await db.write(unit)
