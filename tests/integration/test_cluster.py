@@ -75,6 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             workdir,
             CLUSTER_MODE=1,
             MAX_INSTANCES=PROCESSES,
+            MAX_TASKS_IN_QUEUE=2 * TASKS,  # never the limit: tasks registered faster than due
             BACKUP_CRON_PATTERN_SQLITE="* * * * * */2",  # every two seconds
             BACKUP_PATH_DIR_SQLITE=backups,
         ) as server,

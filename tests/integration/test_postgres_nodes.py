@@ -77,7 +77,12 @@ def nodes(
 ) -> Iterator[Nodes]:
     workdir = tmp_path_factory.mktemp("pg-nodes")
     url = run_apart(postgres_databases.create())
-    env = {"DATABASE_URL": url, "CIPHER_KEY": "one-key-for-every-node", "LOG": "true"}
+    env = {
+        "DATABASE_URL": url,
+        "CIPHER_KEY": "one-key-for-every-node",
+        "LOG": "true",
+        "MAX_TASKS_IN_QUEUE": 2 * TASKS,  # never the limit, however fast they register
+    }
     servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(NODES)]
     clients: list[httpx.Client] = []
     with Target() as target:
