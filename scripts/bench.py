@@ -602,6 +602,7 @@ def start_server(procs: Processes, workdir: Path, db: Path, name: str) -> Server
         "MAX_THROTTLE_REQUEST": "0",
         "MAX_THROTTLE_TIME_WINDOW": "0",
         "MAX_TASKS_IN_QUEUE": "1000000000",
+        "MAX_IN_FLIGHT_PER_OWNER": "1000",  # the whole engine (MAX_IN_FLIGHT) for one owner
         "BACKUP_CRON_PATTERN_SQLITE": "0 0 1 1 *",
         "BACKUP_PATH_DIR_SQLITE": str(workdir / "backups"),
     }
