@@ -7,6 +7,7 @@ background. Only the ports change: the server and the target get free ones.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -57,6 +58,8 @@ def test_the_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
                 text=True,
                 timeout=60,
             )
+            if run.returncode == 0:
+                _check_flow_tasks(server.url, run.stdout)
         finally:
             target.terminate()
             target.wait(10)
@@ -66,3 +69,26 @@ def test_the_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "[build-system]\n" in out  # the decoded response: pyproject.toml's first line
     assert '"outcome":"SUCCESS"' in out  # the attempts listing
     assert out.count('{"status":"Done"}') == 3  # pause, revoke, delete
+    ulid = "[0-9A-Z]{26}"
+    fired = re.search(rf'\[\{{"id":"{ulid}","state":"SUCCESS".*?"scheduleId":"{ulid}"', out)
+    assert fired, out  # a fired task of the schedule succeeded
+    assert '"state":"PAUSED","cron":"*/2 * * * * *"' in out
+
+
+def _check_flow_tasks(url: str, out: str) -> None:
+    """The walkthrough's last six lines are the flow-controlled tasks: each succeeds, and
+    their attempts never overlap more than two at a time."""
+    owner = json.loads(next(line for line in out.splitlines() if '"signingSecret"' in line))
+    headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
+    ids = re.findall(r"([0-9A-Z]{26})\n", out)[-6:]  # curl prints no newline of its own
+    spans: list[tuple[int, int]] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
+        for queue_id in ids:
+            deadline = time.monotonic() + 20
+            while http.get(f"/v1/queues/{queue_id}").json()["state"] != "SUCCESS":
+                assert time.monotonic() < deadline, f"{queue_id} did not succeed"
+                time.sleep(0.05)  # polling the API as a user would
+            (attempt,) = http.get(f"/v1/queues/{queue_id}/attempts").json()
+            spans.append((attempt["startedAt"], attempt["finishedAt"]))
+    most = max(sum(1 for s, f in spans if s <= start < f) for start, _ in spans)
+    assert most <= 2, spans
