@@ -88,7 +88,13 @@ def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     metadata = None
     if row.metadata is not None:
         metadata = svc.codec.open_json(row.metadata, row.id, "metadata")
-    out = QueueOut(**_summary_fields(row), response=response, metadata=metadata)
+    out = QueueOut(
+        **_summary_fields(row),
+        response=response,
+        metadata=metadata,
+        callback_queue_id=row.callback_id,
+        callback_of=row.callback_of,
+    )
     return out.model_dump(by_alias=True)
 
 
