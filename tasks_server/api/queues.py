@@ -271,6 +271,8 @@ def _timing(document: dict[str, Any]) -> tuple[Any, ...]:
 def _editable(svc: Services, row: QueueRow) -> None:
     if row.state not in (RUNNING, PAUSED):
         raise ApiError(422, f"A {row.state} task can no longer be changed")
+    if row.callback_of is not None:
+        raise ApiError(422, "A callback's request is the server's report: it cannot be edited")
     if row.in_flight:
         raise ApiError(422, IN_FLIGHT_MESSAGE)
 

@@ -185,6 +185,55 @@ async def test_a_failing_callback_is_retried_on_its_own_policy(
     assert base64.b64decode(attempts[0]["response"]) == b"busy"
 
 
+async def test_a_pending_callback_can_be_paused_but_not_edited(
+    client: httpx.AsyncClient, target: Target
+) -> None:
+    owner = await register_owner(client, "pausing-owner")
+    target.script("/done", Step(503))
+    created = await register(
+        client, owner, with_callbacks(f"{target.url}/work", callback={"url": f"{target.url}/done"})
+    )
+    await target.wait_hits("/done", 1)
+    child_id = await callback_of(client, owner, created["id"])
+    async with asyncio.timeout(10):
+        while True:  # wait for the first attempt's outcome: the retry is 5 s away
+            child = (await client.get(f"/v1/queues/{child_id}", headers=owner)).json()
+            if child["statusCode"] == 503:
+                break
+            await asyncio.sleep(0.01)
+    edited = await client.patch(
+        f"/v1/queues/{child_id}", json={"config": {"retry": 0}}, headers=owner
+    )
+    assert edited.status_code == 422
+    assert "cannot be edited" in edited.json()["message"]
+    paused = await client.patch(f"/v1/queues/{child_id}/pause", headers=owner)
+    assert paused.status_code == 200, paused.text
+    revoked = await client.patch(f"/v1/queues/{child_id}/revoke", headers=owner)
+    assert revoked.status_code == 200, revoked.text
+    assert (await client.get(f"/v1/queues/{child_id}", headers=owner)).json()["state"] == "REVOKED"
+
+
+async def test_a_full_queue_does_not_stop_a_callback(
+    make_settings: MakeSettings, target: Target
+) -> None:
+    """The owner's limit, lowered below what it holds, refuses new tasks but not a callback."""
+    body = with_callbacks(
+        f"{target.url}/work", executionDelay=600_000, callback={"url": f"{target.url}/done"}
+    )
+    async with open_client(make_settings(max_tasks_in_queue=2)) as client:
+        owner = await register_owner(client, "full-owner")
+        created = await register(client, owner, body)
+        await register(client, owner, body)
+    async with open_client(make_settings(max_tasks_in_queue=1)) as client:
+        refused = await client.post("/v1/queues/register", json=body, headers=owner)
+        assert refused.status_code == 422
+        executed = await client.post(f"/v1/queues/{created['id']}/execute", headers=owner)
+        assert executed.status_code == 200, executed.text
+        await target.wait_hits("/done", 1)
+        child_id = await callback_of(client, owner, created["id"])
+        await wait_state(client, owner, child_id, "SUCCESS")
+
+
 async def test_the_callback_task_belongs_to_the_owner_only(
     client: httpx.AsyncClient, target: Target
 ) -> None:
