@@ -31,7 +31,7 @@ class TaskCodec:
 
     def open_request(self, blob: bytes, queue_id: str) -> QueueRegistration:
         return QueueRegistration.model_validate(
-            self.open_document(blob, queue_id), context={"check_future": False}
+            self.open_document(blob, queue_id), context={"check_future": False, "stored": True}
         )
 
     def seal_json(self, value: Any, queue_id: str, column: str) -> bytes:

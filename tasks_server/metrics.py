@@ -115,6 +115,18 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.callbacks_queued = Counter(
+            "tasks_callbacks_queued",
+            "Callback tasks stored with an outcome, by kind (success, failure)",
+            ["kind"],
+            registry=r,
+        )
+        self.callbacks_finished = Counter(
+            "tasks_callbacks_finished",
+            "Callback tasks ended, by outcome (SUCCESS, ERROR)",
+            ["outcome"],
+            registry=r,
+        )
         self.schedules = Gauge(
             "tasks_schedules_active",
             "ACTIVE schedules",

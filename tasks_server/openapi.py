@@ -125,6 +125,26 @@ QUEUE_EXAMPLES = {
             },
         },
     },
+    "callbacks": {
+        "summary": "An order sync whose outcome is POSTed back, on success and on failure",
+        "value": {
+            "httpRequest": {
+                "url": "http://localhost:8080/orders/sync",
+                "method": "POST",
+                "data": {"order": "ORD-77"},
+            },
+            "config": {
+                "retry": 2,
+                "retryInterval": 10_000,
+                "callback": {
+                    "url": "http://localhost:8080/hooks/synced",
+                    "headers": {"Authorization": "Bearer callback-token"},
+                },
+                "failureCallback": {"url": "http://localhost:8080/hooks/sync-failed"},
+            },
+            "metadata": {"order": "ORD-77"},
+        },
+    },
     "form": {
         "summary": "A form post with Basic authentication, soon",
         "value": {

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from ulid import ULID
 
+from tasks_server import callbacks
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
@@ -50,7 +51,7 @@ from tasks_server.metrics import Metrics
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy, retry_after_ms
-from tasks_server.store.base import Due, QueueRow, Result, TaskStore
+from tasks_server.store.base import Due, NewTask, QueueRow, Result, TaskStore
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -493,12 +494,17 @@ class Scheduler:
             retry_at=retry_at,
         )
         try:
+            callback = await _retrying(
+                lambda: self._callback(row, reg, result, outcome.body if trace else None),
+                self._stopping,
+            )
             applied = await _retrying(
                 lambda: self._store.record(
                     holder=self.lease_owner,
                     due=row,
                     result=result,
                     keep=self._attempts_kept,
+                    callback=None if callback is None else callback[1],
                 ),
                 self._stopping,
             )
@@ -516,12 +522,82 @@ class Scheduler:
         if applied and (retry_soon or row.flow_key is not None):
             self._claim_wanted = True
             self._wake.set()
+        if applied and state is not None:
+            self._count_callbacks(row, reg, state, callback)
         held.recording = False
         if applied:
             if self._held.get(row.id) is held:
                 del self._held[row.id]
         else:  # changed while in flight: act on what it is now
             self._settle(held, await self._store.reload(row.id))
+
+    async def _callback(
+        self, row: Due, reg: QueueRegistration | None, result: Result, response: bytes | None
+    ) -> tuple[callbacks.Kind, NewTask] | None:
+        """The callback task an ending outcome stores with it, when the task has one."""
+        if result.state is None:
+            return None
+        if reg is None:  # the attempt failed before its request was read
+            try:
+                reg = self._codec.open_request(row.request, row.id)
+            except Exception:
+                log.exception("no callback: the request does not open", extra={"queue_id": row.id})
+                return None
+        found = callbacks.wanted(reg.config, result.state)
+        if found is None:
+            return None
+        parent = await self._store.get(row.owner_id, row.id)  # metadata is not in `Due`
+        if parent is None:
+            return None  # deleted meanwhile: the outcome does not apply either
+        metadata = None
+        if parent.metadata is not None:
+            metadata = self._codec.open_json(parent.metadata, row.id, "metadata")
+        kind, callback = found
+        finished = callbacks.Finished(
+            queue_id=row.id,
+            state=result.state,
+            status_code=result.status_code,
+            attempts=result.attempt,
+            response=response,
+            metadata=metadata,
+            schedule_id=parent.schedule_id,
+        )
+        task = callbacks.task(
+            self._codec,
+            callback,
+            kind,
+            finished,
+            queue_id=str(ULID()),
+            now=result.finished_at,
+            ip_version=reg.config.ip_version,
+        )
+        return kind, task
+
+    def _count_callbacks(
+        self,
+        row: Due,
+        reg: QueueRegistration | None,
+        state: str,
+        callback: tuple[callbacks.Kind, NewTask] | None,
+    ) -> None:
+        """Metrics and logs of an applied ending outcome: a callback stored with it, or the
+        end of a callback's own task; a stored callback is due now, so claim it."""
+        if callback is not None:
+            kind, task = callback
+            self._metrics.callbacks_queued.labels(kind=kind).inc()
+            log.info(
+                "callback queued",
+                extra={
+                    "action": "callback_queued",
+                    "queue_id": row.id,
+                    "callback_queue_id": task.queue_id,
+                    "kind": kind,
+                },
+            )
+            self._claim_wanted = True
+            self._wake.set()
+        if reg is not None and callbacks.kind_of(reg) is not None:
+            self._metrics.callbacks_finished.labels(outcome=state).inc()
 
     @staticmethod
     def _log_outcome(row: Due, number: int, outcome: Outcome, event: str, retry_at: int) -> None:

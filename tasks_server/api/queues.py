@@ -90,7 +90,13 @@ def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     metadata = None
     if row.metadata is not None:
         metadata = svc.codec.open_json(row.metadata, row.id, "metadata")
-    out = QueueOut(**_summary_fields(row), response=response, metadata=metadata)
+    out = QueueOut(
+        **_summary_fields(row),
+        response=response,
+        metadata=metadata,
+        callback_queue_id=row.callback_id,
+        callback_of=row.callback_of,
+    )
     return out.model_dump(by_alias=True)
 
 
@@ -271,6 +277,8 @@ def _timing(document: dict[str, Any]) -> tuple[Any, ...]:
 def _editable(svc: Services, row: QueueRow) -> None:
     if row.state not in (RUNNING, PAUSED):
         raise ApiError(422, f"A {row.state} task can no longer be changed")
+    if row.callback_of is not None:
+        raise ApiError(422, "A callback's request is the server's report: it cannot be edited")
     if row.in_flight:
         raise ApiError(422, IN_FLIGHT_MESSAGE)
 

@@ -586,6 +586,10 @@ def _refused_literals(reg: QueueRegistration, guard: DestinationGuard) -> list[d
         hosts.append(("config.proxy.host", config.proxy.host))
     if config.doh_url:
         hosts.append(("config.dohUrl", urlsplit(config.doh_url).hostname))
+    callbacks = (("callback", config.callback), ("failureCallback", config.failure_callback))
+    for name, callback in callbacks:
+        if callback is not None:
+            hosts.append((f"config.{name}.url", urlsplit(callback.url).hostname))
     # c-ares queries dnsServer over its own sockets, which OPENSOCKETFUNCTION never sees.
     hosts += [(f"config.dnsServer.{i}", ip) for i, ip in enumerate(config.dns_server or ())]
     for i, entry in enumerate(config.resolve or ()):

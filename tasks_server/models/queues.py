@@ -8,8 +8,12 @@ Validation reads three optional keys from the pydantic context::
 ``now`` (epoch ms, default: the clock) anchors the execution time, ``tz`` (IANA zone, default
 UTC) reads date strings without a zone, and ``check_future`` (default true) requires
 ``executeAt`` to be in the future; the server turns it off when it re-validates a stored
-request. The JSON dump (``mode="json", by_alias=True, exclude_none=True``) validates again to
-an equal model.
+request. ``stored`` (default false) marks a document that is the server's own: a stored
+request read back, or a callback request the server made. It lifts the client-facing length
+limit of strings in a ``data`` object and allows the ``X-Tasks-Callback`` header.
+
+The JSON dump (``mode="json", by_alias=True, exclude_none=True``) validates again to an equal
+model.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ MAX_RETRY = 1000
 MAX_TIMEOUT_MS = 3_600_000
 MIN_GAP_MS = 1000  # retryAt and timeoutAt come at least this long after the execution time
 MAX_JSON_DEPTH = 3
+MAX_DATA_STRING = 4096  # characters of a string in an httpRequest.data object
+CALLBACK_HEADER = "X-Tasks-Callback"  # success or failure, on a callback's request
 SECRET = "***"
 
 _KEY = re.compile(KEY_PATTERN)
@@ -93,6 +99,25 @@ def _framing(headers: dict[str, str] | None, *, proxy_allowed: bool) -> dict[str
                 " headers itself"
             )
     return headers
+
+
+def _request_headers(headers: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+    """An owner's request headers: no framing, no signature headers, no X-Tasks-Callback
+    (it marks the server's callback requests; a stored one is the server's), and no
+    User-Agent (config.userAgent is the one)."""
+    headers = _framing(headers, proxy_allowed=False)
+    if headers is None:
+        return None
+    for name in headers:
+        if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5
+            raise ValueError(f"header {name!r} is not allowed: the server signs requests")
+        if name.lower() == CALLBACK_HEADER.lower() and not _stored(info):
+            raise ValueError(f"header {name!r} is not allowed: the server sets it on callbacks")
+    return {k: v for k, v in headers.items() if k.lower() != "user-agent"}
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("stored", False))
 
 
 def _single_line(value: str) -> str:
@@ -164,7 +189,15 @@ def _hsts(value: object) -> bool | str:
     raise ValueError("must be true, false or the base64 of an HSTS cache file")
 
 
-def _json_object(value: dict[str, Any], path: str = "", depth: int = 1) -> dict[str, Any]:
+def _data_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    # A stored document was checked when it was stored, or is a body the server made (a
+    # callback's outcome report, whose response may be long): no client length limit then.
+    return _json_object(value, max_string=None if _stored(info) else MAX_DATA_STRING)
+
+
+def _json_object(
+    value: dict[str, Any], path: str = "", depth: int = 1, *, max_string: int | None
+) -> dict[str, Any]:
     for key, item in value.items():
         where = f"{path}.{key}" if path else key
         if not _KEY.fullmatch(key):
@@ -172,10 +205,10 @@ def _json_object(value: dict[str, Any], path: str = "", depth: int = 1) -> dict[
         if isinstance(item, dict):
             if depth == MAX_JSON_DEPTH:
                 raise ValueError(f"{where!r}: objects nest at most {MAX_JSON_DEPTH} levels deep")
-            _json_object(item, where, depth + 1)
+            _json_object(item, where, depth + 1, max_string=max_string)
         elif isinstance(item, str):
-            if len(item) > 4096:
-                raise ValueError(f"{where!r}: strings are at most 4096 characters")
+            if max_string is not None and len(item) > max_string:
+                raise ValueError(f"{where!r}: strings are at most {max_string} characters")
         elif isinstance(item, float) and not math.isfinite(item):
             raise ValueError(f"{where!r}: numbers must be finite")
         elif item is not None and not isinstance(item, int | float):
@@ -295,7 +328,7 @@ class AwsSigv4(_Body):
 Data = Annotated[
     Annotated[str, Tag("text"), StringConstraints(min_length=1, max_length=4096)]
     | Annotated[list[NameValue], Tag("list"), Field(min_length=1, max_length=64)]
-    | Annotated[dict[str, Any], AfterValidator(_json_object), Tag("object")],
+    | Annotated[dict[str, Any], AfterValidator(_data_object), Tag("object")],
     Discriminator(
         _shape,
         custom_error_type="data_type",
@@ -360,15 +393,10 @@ class HttpRequest(_Body):
 
     @field_validator("headers")
     @classmethod
-    def _drop_user_agent(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        # config.userAgent is the one User-Agent.
-        value = _framing(value, proxy_allowed=False)
-        if value is None:
-            return None
-        for name in value:
-            if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5
-                raise ValueError(f"header {name!r} is not allowed: the server signs requests")
-        return {k: v for k, v in value.items() if k.lower() != "user-agent"}
+    def _owner_headers(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        return _request_headers(value, info)
 
     @model_validator(mode="after")
     def _drop_body(self) -> Self:
@@ -435,6 +463,30 @@ class FlowControl(_Body):
         if self.parallelism is None and self.rate_per_second is None:
             raise ValueError("flowControl needs parallelism, ratePerSecond or both")
         return self
+
+
+class Callback(_Body):
+    """Where a task's outcome is POSTed (SPEC §11.2), as a task of its own."""
+
+    url: TargetUrl = Field(
+        description='The http or https URL (at most 1024 characters, not ending in "/" or "?")'
+    )
+    headers: Headers | None = Field(
+        None,
+        description="Headers sent with the outcome, under the rules of httpRequest.headers; "
+        "Content-Type and X-Tasks-Callback are the server's",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _owner_headers(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        value = _request_headers(value, info)
+        for name in value or {}:
+            if name.lower() == "content-type":
+                raise ValueError(f"header {name!r} is not allowed: the outcome is JSON")
+        return value
 
 
 class QueueConfig(_Body):
@@ -617,6 +669,15 @@ class QueueConfig(_Body):
         description="Limit the attempts in flight and started per second of the owner's tasks "
         "sharing a key; tasks over the limit wait their turn in due order, never failing",
     )
+    callback: Callback | None = Field(
+        None,
+        description="When the task ends SUCCESS, POST its outcome here (a task of its own, "
+        "with its own retries and attempts: see callbackQueueId)",
+    )
+    failure_callback: Callback | None = Field(
+        None,
+        description="When the task ends ERROR (retries exhausted), POST its outcome here",
+    )
 
     @field_validator("proxy_headers")
     @classmethod
@@ -742,14 +803,26 @@ def redact(dumped: dict[str, Any]) -> dict[str, Any]:
         cert.update({k: SECRET for k in ("value", "password") if k in cert})
     if isinstance(config.get("hsts"), str):
         config["hsts"] = SECRET
-    for section, name in ((request, "headers"), (config, "proxyHeaders")):
+    callbacks: list[dict[str, Any]] = [
+        c for name in ("callback", "failureCallback") if isinstance(c := config.get(name), dict)
+    ]
+    for section, name in (
+        (request, "headers"),
+        (config, "proxyHeaders"),
+        *((callback, "headers") for callback in callbacks),
+    ):
         pairs = section.get(name) or {}
         for key in pairs:
             if _SENSITIVE_NAME.search(key):
                 pairs[key] = SECRET
     if isinstance(query := request.get("query"), dict):
         request["query"] = dict.fromkeys(query, SECRET)
-    for section, name in ((request, "url"), (config, "refererUrl"), (config, "dohUrl")):
+    for section, name in (
+        (request, "url"),
+        (config, "refererUrl"),
+        (config, "dohUrl"),
+        *((callback, "url") for callback in callbacks),
+    ):
         if isinstance(section.get(name), str):
             section[name] = _redact_url(section[name])
     return out
@@ -792,6 +865,14 @@ class QueueOut(QueueSummary):
     )
     metadata: dict[str, str] | None = Field(
         None, description="The metadata given at registration, or null"
+    )
+    callback_queue_id: str | None = Field(
+        None,
+        description="The task delivering this task's outcome to its callback or "
+        "failureCallback; null until the outcome is known (or without one)",
+    )
+    callback_of: str | None = Field(
+        None, description="For a callback's own task: the task whose outcome it delivers"
     )
 
 

@@ -65,11 +65,13 @@ class QueueRow:
     attempts: int  # attempts made so far, across retries and replays
     schedule_id: str | None
     in_flight: bool  # it has an open attempt row
+    callback_of: str | None = None  # a callback's task: the task whose outcome it delivers
+    callback_id: str | None = None  # the task delivering this one's outcome (SPEC §11.2)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]))  # type: ignore[call-arg]
+        return cls(*row[:16], bool(row[16]), *row[17:19])  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -214,7 +216,8 @@ ScheduleDecide = Callable[[ScheduleRow], "dict[str, Any] | Rejected"]
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """A task a schedule's fire registers (blobs already sealed for `queue_id`)."""
+    """A task a schedule's fire or an outcome's callback registers (blobs already sealed for
+    `queue_id`)."""
 
     queue_id: str
     created_at: int
@@ -404,9 +407,14 @@ class TaskStore(Protocol):
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         """Open (commit) the attempt row; its number, or None when the task changed."""
 
-    async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+    async def record(
+        self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
+    ) -> bool:
         """Close the attempt and write the task's outcome in one transaction, keeping at most
-        `keep` attempt rows; False when the task changed meanwhile."""
+        `keep` attempt rows; False when the task changed meanwhile. With `callback`, an
+        ending outcome that applies also inserts that task in the same transaction: RUNNING,
+        of the same owner, past the owner's queue limit, with `callback_of` the task's id
+        (and the task's `callback_id` the callback's)."""
 
     async def aborted(
         self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None

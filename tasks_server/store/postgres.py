@@ -543,7 +543,9 @@ class PostgresStore:
 
         return await self._write(unit)
 
-    async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+    async def record(
+        self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
+    ) -> bool:
         async def unit(conn: asyncpg.Connection) -> bool:
             if result.state is not None:
                 status = await conn.execute(
@@ -551,6 +553,13 @@ class PostgresStore:
                     *(result.state, result.status_code, result.response, result.finished_at),
                     *(due.id, holder, due.version),
                 )
+                if callback is not None and _count(status) > 0:
+                    await conn.execute(
+                        sql.INSERT_CALLBACK,
+                        *(callback.queue_id, due.owner_id, callback.created_at, callback.due),
+                        *(callback.retry_limit, callback.request, callback.metadata, due.id),
+                    )
+                    await conn.execute(sql.SET_CALLBACK_ID, callback.queue_id, due.id)
             else:
                 status = await conn.execute(
                     sql.RETRY_LATER,

@@ -243,7 +243,7 @@ IN_FLIGHT = "EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a
 COLUMNS = (
     "id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
     "paused_at, retry_count, retry_limit, version, request, metadata, response, attempts, "
-    f"schedule_id, {IN_FLIGHT}"
+    f"schedule_id, {IN_FLIGHT}, callback_of, callback_id"
 )
 DUE_COLUMNS = (
     "id, owner_id, estimate_execution_at, retry_count, retry_limit, version, attempts, request"
@@ -469,6 +469,14 @@ UPDATE queues SET status_code = $1, response = $2, retry_count = retry_count + 1
                   version = version + 1
  WHERE id = $4 AND lease_owner = $5 AND version = $6
 """
+# A callback's task (SPEC §11.2), inserted with the outcome it reports: past the owner's limit,
+# since a consequence of an accepted task must never fail.
+INSERT_CALLBACK = """
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, callback_of)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8)
+"""
+SET_CALLBACK_ID = "UPDATE queues SET callback_id = $1 WHERE id = $2"
 CLOSE_ATTEMPT = """
 UPDATE attempts SET finished_at = $3, status_code = $4, outcome = $5, error = $6, response = $7
  WHERE queue_id = $1 AND attempt = $2 AND finished_at = 0

@@ -19,6 +19,7 @@ from tasks_server.store.base import (
     Due,
     Flow,
     InsertOutcome,
+    NewTask,
     QueueRow,
     QueueSummaryRow,
     Rejected,
@@ -33,7 +34,7 @@ IN_FLIGHT = "EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a
 COLUMNS = (
     "id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
     "paused_at, retry_count, retry_limit, version, request, metadata, response, attempts, "
-    f"schedule_id, {IN_FLIGHT}"
+    f"schedule_id, {IN_FLIGHT}, callback_of, callback_id"
 )
 # What the scheduler needs of a due task: never the response blob.
 DUE_COLUMNS = (
@@ -166,6 +167,14 @@ UPDATE queues SET status_code = ?, response = ?, retry_count = retry_count + 1,
                   version = version + 1
  WHERE id = ? AND lease_owner = ? AND version = ?
 """
+# A callback's task (SPEC §11.2), inserted with the outcome it reports: past the owner's limit,
+# since a consequence of an accepted task must never fail.
+INSERT_CALLBACK = """
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, callback_of)
+VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)
+"""
+SET_CALLBACK_ID = "UPDATE queues SET callback_id = ? WHERE id = ?"
 PURGE_FINISHED = """
 DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
@@ -379,9 +388,18 @@ async def started(db: Database, *, holder: str, due: Due, now: int) -> int | Non
     return await db.write(unit)
 
 
-async def record(db: Database, *, holder: str, due: Due, result: Result, keep: int) -> bool:
+async def record(
+    db: Database,
+    *,
+    holder: str,
+    due: Due,
+    result: Result,
+    keep: int,
+    callback: NewTask | None = None,
+) -> bool:
     """Close the attempt row and write the task's outcome in one transaction; False when the
-    task changed meanwhile (the attempt row is closed all the same)."""
+    task changed meanwhile (the attempt row is closed all the same). An ending outcome that
+    applies inserts `callback` with it."""
 
     def unit(conn: sqlite3.Connection) -> bool:
         _close(conn, due.id, result)
@@ -389,6 +407,8 @@ async def record(db: Database, *, holder: str, due: Due, result: Result, keep: i
             params: tuple[Any, ...] = (result.state, result.status_code, result.response)
             params += (result.finished_at, due.id, holder, due.version)
             applied = conn.execute(FINISH, params).rowcount > 0
+            if applied and callback is not None:
+                _insert_callback(conn, due, callback)
         else:
             params = (result.status_code, result.response, result.retry_at)
             params += (due.id, holder, due.version)
@@ -413,6 +433,17 @@ async def aborted(
         return QueueRow.from_row(rows[0]) if rows else None
 
     return await db.write(unit)
+
+
+def _insert_callback(conn: sqlite3.Connection, parent: Due, task: NewTask) -> None:
+    conn.execute(
+        INSERT_CALLBACK,
+        (
+            *(task.queue_id, parent.owner_id, task.created_at, task.due, task.retry_limit),
+            *(task.request, task.metadata, parent.id),
+        ),
+    )
+    conn.execute(SET_CALLBACK_ID, (task.queue_id, parent.id))
 
 
 def _close(conn: sqlite3.Connection, queue_id: str, result: Result) -> None:

@@ -202,8 +202,12 @@ class SqliteStore:
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         return await queues.started(self.db, holder=holder, due=due, now=now)
 
-    async def record(self, *, holder: str, due: Due, result: Result, keep: int) -> bool:
-        return await queues.record(self.db, holder=holder, due=due, result=result, keep=keep)
+    async def record(
+        self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
+    ) -> bool:
+        return await queues.record(
+            self.db, holder=holder, due=due, result=result, keep=keep, callback=callback
+        )
 
     async def aborted(
         self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None

@@ -50,7 +50,8 @@ async def test_taken_name_is_409_even_when_racing(client: httpx.AsyncClient) -> 
     )
     codes = sorted(r.status_code for r in responses)
     assert codes == [201] + [409] * 9
-    assert responses[codes.index(201)].status_code == 201
+    (created,) = [r for r in responses if r.status_code == 201]
+    assert created.json()["key"]  # the one that won got the owner's key
 
 
 async def test_auth_headers(client: httpx.AsyncClient) -> None:

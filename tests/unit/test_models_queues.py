@@ -442,6 +442,23 @@ BOOLEANS = [
     "proxyInsecure",
     "haProxyProtocol",
 ]
+CALLBACKS = [
+    {"url": "https://hooks.example/done"},
+    {"url": "http://10.0.0.1:8080/done?x=1", "headers": {"Authorization": "Bearer t"}},
+    None,
+]
+BAD_CALLBACKS = [
+    {},
+    {"url": "ftp://hooks.example/done"},
+    {"url": "https://hooks.example/done/"},
+    {"url": "https://hooks.example/done", "method": "GET"},
+    {"url": "https://hooks.example/done", "headers": {"Host": "other.example"}},
+    {"url": "https://hooks.example/done", "headers": {"Webhook-Signature": "v1,x"}},
+    {"url": "https://hooks.example/done", "headers": {"X-Tasks-Callback": "success"}},
+    {"url": "https://hooks.example/done", "headers": {"Content-Type": "text/plain"}},
+    {"url": "https://hooks.example/done", "headers": {"k": "a\nb"}},
+    "https://hooks.example/done",
+]
 CREDENTIALS = ["locationTrusted", "proxyAuthBasic", "proxyAuthDigest", "proxyAuthNtlm"]
 BAD_CREDENTIALS = [
     {"username": "", "password": "p"},
@@ -559,6 +576,7 @@ CONFIG_CASES: list[tuple[str, list[Any], list[Any]]] = [
     ),
     *((name, [True, False], ["true", 1, None]) for name in BOOLEANS),
     *((name, [CREDS, None], BAD_CREDENTIALS) for name in CREDENTIALS),
+    *((name, CALLBACKS, BAD_CALLBACKS) for name in ("callback", "failureCallback")),
 ]
 
 
