@@ -78,8 +78,13 @@ def queue(item: dict[str, Any]) -> None:
     table.add_row("created", when(item["createdAt"]))
     table.add_row("next attempt", when(item["estimateExecutionAt"]))
     table.add_row("ended", when(item["estimateEndAt"]))
-    if item.get("scheduleId"):
-        table.add_row("schedule", item["scheduleId"])
+    for label, key in (
+        ("schedule", "scheduleId"),
+        ("callback task", "callbackQueueId"),
+        ("callback of", "callbackOf"),
+    ):
+        if item.get(key):
+            table.add_row(label, item[key])
     for key, value in (item.get("metadata") or {}).items():
         table.add_row(f"metadata.{key}", _text(value))
     table.add_row("response", decoded(item.get("response")))

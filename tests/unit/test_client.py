@@ -122,3 +122,23 @@ def test_every_as_cron(ms: int, cron: str) -> None:
 def test_every_refuses_an_uneven_rhythm(ms: int) -> None:
     with pytest.raises(ValueError, match="--every"):
         every(ms)
+
+
+def test_a_task_shows_its_schedule_and_callback_links(capsys: pytest.CaptureFixture[str]) -> None:
+    item = {
+        "id": "01JD0000000000000000000000",
+        "state": "SUCCESS",
+        "statusCode": 200,
+        "createdAt": 1_767_225_600_123,
+        "estimateExecutionAt": 1_767_225_601_000,
+        "estimateEndAt": 1_767_225_602_000,
+        "scheduleId": "01JF0000000000000000000000",
+        "callbackQueueId": "01JG0000000000000000000000",
+        "callbackOf": None,
+        "response": None,
+    }
+    output.queue(item)
+    lines = capsys.readouterr().out.splitlines()
+    assert ["schedule", "01JF0000000000000000000000"] in [line.split() for line in lines]
+    assert ["callback", "task", "01JG0000000000000000000000"] in [line.split() for line in lines]
+    assert not any(line.startswith("callback of") for line in lines)
