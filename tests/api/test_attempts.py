@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import random
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,12 +16,6 @@ from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, register, task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Step, Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 @pytest.fixture

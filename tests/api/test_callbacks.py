@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,12 +17,6 @@ from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Step, Target
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 async def signed_owner(client: httpx.AsyncClient, name: str) -> tuple[Headers, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,12 +12,6 @@ from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Target
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 def task(url: str, **config: Any) -> dict[str, Any]:

@@ -3,20 +3,12 @@ observed at a real target, edits and schedules carrying a key, and the wait metr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from tests.api.test_queues import Headers, register, task, wait_state
 from tests.conftest import register_owner
 from tests.target import Step, Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 @pytest.fixture

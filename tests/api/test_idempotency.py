@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,12 +13,6 @@ from tasks_server.store.base import Idempotency, InsertOutcome
 from tests.api.test_queues import task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 async def _register(

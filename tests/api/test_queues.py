@@ -9,7 +9,6 @@ import email.utils
 import itertools
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,12 +20,6 @@ from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Step, Target
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 @pytest.fixture

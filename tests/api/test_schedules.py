@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,6 @@ from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with Target() as t:
-        yield t
 
 
 @pytest.fixture
