@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -294,7 +295,8 @@ def cpu_s(pid: int) -> float:
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of `pid`, of the children it reaped, and of its children still running
-    (a PostgreSQL server: the postmaster, its ended backends and its live ones)."""
+    (a PostgreSQL server: the postmaster, its ended backends and its live ones; a node's
+    worker processes, if it has any)."""
     ticks = sum(int(value) for value in _stat(pid)[11:15])
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -1241,6 +1243,15 @@ SEED_COLUMNS = ["id", "owner_id", "created_at", "estimate_execution_at", "reques
 BACKEND_PID = "SELECT pg_backend_pid()"
 
 
+def suite_postgres() -> Any:
+    """`tests/postgres.py`: the suite's throwaway-server code, shared rather than copied."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tests.postgres
+
+    return tests.postgres
+
+
 def label(engine: str, nodes: int) -> str:
     return "sqlite" if engine == "sqlite" else f"pg {nodes} node{'s' if nodes > 1 else ''}"
 
@@ -1276,10 +1287,7 @@ class PostgresServer:
     per configuration, and the postmaster's pid for its CPU use (None when not on this box)."""
 
     def __init__(self, url: str) -> None:
-        sys.path.insert(0, str(ROOT))  # the suite's throwaway-server code, shared
-        from tests.postgres import Databases
-
-        self._databases = Databases(url)
+        self._databases = suite_postgres().Databases(url)
         self.runner = asyncio.Runner()
         self.runner.run(self._databases.prepare())
         self.postmaster: int | None = None
@@ -1288,8 +1296,9 @@ class PostgresServer:
         db = PostgresDb(self, self.runner.run(self._databases.create()))
         if self.postmaster is None:
             backend = self.runner.run(db.conn.fetchval(BACKEND_PID))
-            with contextlib.suppress(OSError):  # a server on another machine
-                self.postmaster = int(_stat(backend)[1])
+            with contextlib.suppress(OSError):  # no such process: a server elsewhere
+                if Path(f"/proc/{backend}/comm").read_text().strip() == "postgres":
+                    self.postmaster = int(_stat(backend)[1])
         return db
 
     def drop(self, url: str) -> None:
@@ -1332,11 +1341,8 @@ def postgres_server(url: str | None) -> Iterator[PostgresServer]:
     """The server at `url`, or one of our own (initdb in a temp folder, as the suite does)."""
     with contextlib.ExitStack() as stack:
         if url is None:
-            sys.path.insert(0, str(ROOT))
-            from tests.postgres import local_server
-
             print("postgres: starting a server of its own (initdb in a temp folder)", flush=True)
-            url = stack.enter_context(local_server())
+            url = stack.enter_context(suite_postgres().local_server())
         server = PostgresServer(url)
         try:
             yield server
@@ -1360,7 +1366,7 @@ class Cluster:
         this process's polling; `cores` adds the load generator's)."""
         return {
             "wall": time.perf_counter(),
-            "nodes": sum(cpu_s(server.proc.pid) for server in self.servers),
+            "nodes": sum(tree_cpu_s(server.proc.pid) for server in self.servers),
             "pg": float("nan") if self.postmaster is None else tree_cpu_s(self.postmaster),
             "load": cpu_s(self.target.proc.pid) + time.process_time(),
         }
@@ -1376,7 +1382,7 @@ class Cluster:
 
 
 def cpu_note(cores: dict[str, float]) -> str:
-    pg = "—" if cores["pg"] != cores["pg"] else f"{cores['pg']:.2f}"  # nan: not measurable
+    pg = "—" if math.isnan(cores["pg"]) else f"{cores['pg']:.2f}"  # nan: not measurable
     return f"cores: nodes {cores['nodes']:.2f} pg {pg} load {cores['load']:.2f}"
 
 

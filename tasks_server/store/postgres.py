@@ -129,7 +129,8 @@ class AdvisoryLeader:
         try:
             async with asyncio.timeout(LEADER_CHECK_S):
                 await conn.fetchval(sql.PING)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except Exception:  # any failure (a dying session can even leave asyncpg's protocol
+            # in an inconsistent state: InternalClientError) means the lock cannot be vouched for
             self.release()
             return False
         return True
