@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -37,10 +38,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 import pycurl
@@ -74,6 +76,9 @@ class Profile:
     load_s: int  # seconds of 1,000 tasks a second falling due
     burst: int
     scale_waiting: int
+    pg_burst: int  # --postgres: tasks due at one instant
+    pg_load_s: int  # --postgres: seconds of 1,000 tasks a second falling due
+    pg_lead_ms: int = 2_500  # --postgres: seeded tasks fall due this long after seeding
 
 
 FULL = Profile(
@@ -90,6 +95,8 @@ FULL = Profile(
     load_s=15,
     burst=5_000,
     scale_waiting=1_000_000,
+    pg_burst=10_000,
+    pg_load_s=10,
 )
 QUICK = Profile(
     name="quick",
@@ -105,6 +112,26 @@ QUICK = Profile(
     load_s=3,
     burst=1_000,
     scale_waiting=100_000,
+    pg_burst=2_000,
+    pg_load_s=3,
+)
+# Only proves the bench still runs end to end (the test suite uses it): figures mean nothing.
+TINY = replace(
+    QUICK,
+    name="tiny",
+    connections=4,
+    warmup_s=0.2,
+    duration_s=0.5,
+    ceiling_s=0.5,
+    exec_tasks=200,
+    waiting=1_000,
+    rest_tasks=5,
+    load_s=1,
+    burst=100,
+    scale_waiting=1_000,
+    pg_burst=200,
+    pg_load_s=1,
+    pg_lead_ms=500,
 )
 
 
@@ -122,6 +149,7 @@ class Row:
     baseline_of: str = ""
     target: str = ""
     passed: bool | None = None
+    note: str = ""  # printed after the result (the PostgreSQL rows: CPU use)
 
     @property
     def ratio(self) -> float | None:
@@ -146,7 +174,7 @@ class Report:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    if unit in ("req/s", "attempts/s"):
+    if unit in ("req/s", "attempts/s", "tasks"):
         return f"{value:,.0f}"
     if unit == "s":
         return f"{value:.2f}"
@@ -174,7 +202,8 @@ _WIDTHS = [40, 10, 26, 7, 22, 6]
 
 
 def _format_row(row: Row) -> str:
-    return _line(_cells(row))
+    line = _line(_cells(row))
+    return f"{line}  {row.note}" if row.note else line
 
 
 def _line(cells: list[str]) -> str:
@@ -253,10 +282,30 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat from the state field on (the command name may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by `pid` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of `pid`, of the children it reaped, and of its children still running
+    (a PostgreSQL server: the postmaster, its ended backends and its live ones; a node's
+    worker processes, if it has any)."""
+    ticks = sum(int(value) for value in _stat(pid)[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):  # a process that just ended
+            fields = _stat(int(entry.name))
+            if int(fields[1]) == pid:
+                ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -385,13 +434,18 @@ class Target:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def records(self) -> list[tuple[str, float]]:
+        """Every request carrying a queue id since the last dump: (id, arrival epoch ms)."""
+        _, body = http("GET", f"{self.url}/_dump")
+        return [
+            (queue_id, float(at)) for queue_id, at in map(str.split, body.decode().splitlines())
+        ]
+
     def dump(self) -> dict[str, float]:
         """Arrival time (epoch ms) of each queue id seen since the last dump (first arrival)."""
-        _, body = http("GET", f"{self.url}/_dump")
         arrivals: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            queue_id, at = line.split()
-            arrivals.setdefault(queue_id, float(at))
+        for queue_id, at in self.records():
+            arrivals.setdefault(queue_id, at)
         return arrivals
 
     def count(self) -> int:
@@ -511,12 +565,13 @@ def loadgen_main() -> None:
 
     spec = json.load(sys.stdin)
     requests = [request.encode("latin-1") for request in spec["requests"]]
+    ports = spec["ports"]
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         load = _LoadRun(len(requests), spec["warmup_s"], spec["duration_s"])
-        for request in requests:
-            await loop.create_connection(lambda r=request: _LoadClient(load, r), HOST, spec["port"])
+        for request, port in zip(requests, ports, strict=True):
+            await loop.create_connection(lambda r=request: _LoadClient(load, r), HOST, port)
         await asyncio.wait_for(load.finished, spec["warmup_s"] + spec["duration_s"] + 30)
         latencies = [seconds * 1000 for seconds in load.latencies]
         return {
@@ -526,17 +581,22 @@ def loadgen_main() -> None:
             "p99_ms": percentile(latencies, 99),
             "max_ms": max(latencies, default=float("nan")),
             "statuses": load.statuses,
+            "cpu_s": time.process_time(),
         }
 
     print(json.dumps(uvloop.run(run())), flush=True)
 
 
 def load(
-    procs: Processes, port: int, requests: list[bytes], warmup_s: float, duration_s: float
+    procs: Processes,
+    port: int | Sequence[int],
+    requests: list[bytes],
+    warmup_s: float,
+    duration_s: float,
 ) -> dict[str, Any]:
-    """Run the load generator in its own process against `port`."""
+    """Run the load generator in its own process against `port` (or a port per request)."""
     spec = {
-        "port": port,
+        "ports": [port] * len(requests) if isinstance(port, int) else list(port),
         "requests": [request.decode("latin-1") for request in requests],
         "warmup_s": warmup_s,
         "duration_s": duration_s,
@@ -589,14 +649,15 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
 
-def start_server(procs: Processes, workdir: Path, db: Path, name: str) -> Server:
-    """`tasks-server serve` on a free port, throttle off, no per-owner limit in the way."""
+def start_server(procs: Processes, workdir: Path, db: Path | str, name: str) -> Server:
+    """`tasks-server serve` on a free port, throttle off, no per-owner limit in the way; on
+    the SQLite file `db`, or on PostgreSQL when `db` is a database URL."""
     port = free_port()
     env = {
         **os.environ,
         "HOST": HOST,
         "PORT": str(port),
-        "PATH_SQLITE": str(db),
+        **({"DATABASE_URL": db} if isinstance(db, str) else {"PATH_SQLITE": str(db)}),
         "CIPHER_KEY": CIPHER_KEY,
         "LOG": "0",
         "MAX_THROTTLE_REQUEST": "0",
@@ -619,31 +680,31 @@ def start_server(procs: Processes, workdir: Path, db: Path, name: str) -> Server
     return Server(proc, port, time.perf_counter() - started, log)
 
 
-def new_database(path: Path, owner_names: Sequence[str]) -> list[Owner]:
-    """A migrated database with these owners, through the store layer."""
+def new_database(db: Path | str, owner_names: Sequence[str]) -> list[Owner]:
+    """A migrated database (a SQLite file, or a PostgreSQL URL) with these owners, through
+    the store layer."""
     from ulid import ULID
 
     from tasks_server.api.auth import digest, new_key
-    from tasks_server.store import owners as owner_store
-    from tasks_server.store.db import Database
+    from tasks_server.store.postgres import PostgresStore
+    from tasks_server.store.sqlite import SqliteStore
     from tasks_server.timeutil import now_ms
 
     made = [Owner(str(ULID()), name, new_key()) for name in owner_names]
 
     async def create() -> None:
-        db = Database(path)
-        await db.open()
+        store = PostgresStore(db) if isinstance(db, str) else SqliteStore(db)
+        await store.open()
         try:
             for owner in made:
-                await owner_store.create_owner(
-                    db,
+                await store.create_owner(
                     owner_id=owner.id,
                     name=owner.name,
                     key_digest=digest(owner.key),
                     created_at=now_ms(),
                 )
         finally:
-            await db.close()
+            await store.close()
 
     asyncio.run(create())
     return made
@@ -666,8 +727,11 @@ VALUES (?, ?, 'RUNNING', ?, ?, ?)
 """
 
 
-def seed_tasks(db: Path, owner: Owner, dues: Sequence[int], url: str) -> list[str]:
-    """Insert RUNNING GET tasks due at `dues` in one transaction; their ids, in order.
+def sealed_tasks(
+    owner: Owner, dues: Sequence[int], url: str
+) -> tuple[list[str], list[tuple[str, str, int, int, bytes]]]:
+    """RUNNING GET tasks due at `dues`: their ids, and their rows (id, owner, created, due,
+    request) for the `queues` table.
 
     The request blob is what registration stores: the validated document sealed by the
     task codec with the row id as associated data.
@@ -686,10 +750,16 @@ def seed_tasks(db: Path, owner: Owner, dues: Sequence[int], url: str) -> list[st
     plain = orjson.dumps(document)
     ids = new_ids(len(dues))
     created = now_ms()
-    rows = (
+    rows = [
         (queue_id, owner.id, created, due, codec.seal(plain, queue_id, "request"))
         for queue_id, due in zip(ids, dues, strict=True)
-    )
+    ]
+    return ids, rows
+
+
+def seed_tasks(db: Path, owner: Owner, dues: Sequence[int], url: str) -> list[str]:
+    """Insert RUNNING GET tasks due at `dues` in one transaction; their ids, in order."""
+    ids, rows = sealed_tasks(owner, dues, url)
     conn = sqlite3.connect(db, isolation_level=None, timeout=60)
     try:
         conn.execute("PRAGMA busy_timeout = 60000")
@@ -701,11 +771,16 @@ def seed_tasks(db: Path, owner: Owner, dues: Sequence[int], url: str) -> list[st
     return ids
 
 
-def count_running(db: Path) -> int:
-    """RUNNING tasks, counted on the scheduler's partial index (cheap: polled while measuring)."""
+COUNT_RUNNING = "SELECT count(*) FROM queues WHERE state = 'RUNNING' AND estimate_execution_at <= "
+EVER = 2**62  # later than any due time
+
+
+def count_running(db: Path, due_by: int = EVER) -> int:
+    """RUNNING tasks due by `due_by`, counted on the scheduler's partial index (cheap: polled
+    while measuring)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        (count,) = conn.execute("SELECT count(*) FROM queues WHERE state = 'RUNNING'").fetchone()
+        (count,) = conn.execute(COUNT_RUNNING + "?", (due_by,)).fetchone()
     finally:
         conn.close()
     return int(count)
@@ -718,16 +793,21 @@ def now_ms() -> int:
 # --- 1. registration ----------------------------------------------------------------------
 
 
-def bench_register(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
-    print("register: generator ceiling, bare route, tasks-server", flush=True)
-    target = start_target(procs)
-    body = orjson.dumps(
+def register_body(target: Target) -> bytes:
+    """A registration with data, retry and metadata, due in a day (never run while measured)."""
+    return orjson.dumps(
         {
             "httpRequest": {"url": f"{target.url}/never", "method": "POST", "data": {"n": 1}},
             "config": {"executionDelay": 86_400_000, "retry": 2, "retryInterval": 1000},
             "metadata": {"bench": "register"},
         }
     )
+
+
+def bench_register(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
+    print("register: generator ceiling, bare route, tasks-server", flush=True)
+    target = start_target(procs)
+    body = register_body(target)
     names = [f"bench-owner-{i}" for i in range(profile.connections)]
     owners = new_database(work / "register.db", names)
 
@@ -904,7 +984,7 @@ def bench_execution(profile: Profile, procs: Processes, work: Path, report: Repo
     due = now_ms() + 2_500
     seed_tasks(db, owner, [due] * profile.exec_tasks, f"{target.url}/task")
     cpu_before = cpu_s(server.proc.pid)
-    done_at = _wait_done(db, timeout=300)
+    done_at = _wait_done(lambda: count_running(db), timeout=300)
     server_cpu = cpu_s(server.proc.pid) - cpu_before
     procs.stop(server.proc)
     states = dict(sqlite3.connect(db).execute("SELECT state, count(*) FROM queues GROUP BY state"))
@@ -953,7 +1033,7 @@ def bench_burst(profile: Profile, procs: Processes, work: Path, report: Report) 
     server = start_server(procs, work, db, "burst")
     due = now_ms() + 2_500
     seed_tasks(db, owner, [due] * BURST, f"{target.url}/burst")
-    done_at = _wait_done(db, timeout=300)
+    done_at = _wait_done(lambda: count_running(db), timeout=300)
     procs.stop(server.proc)
     arrivals = sorted(target.dump().values())
     procs.stop(target.proc)
@@ -975,11 +1055,11 @@ def bench_burst(profile: Profile, procs: Processes, work: Path, report: Report) 
     report.add(Row(f"burst of {BURST:,}: start lateness p99", "ms", p99, None, ""))
 
 
-def _wait_done(db: Path, timeout: float) -> float:
+def _wait_done(running: Callable[[], int], timeout: float) -> float:
     """Poll until no task is RUNNING; the wall-clock time (s) when that was seen."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if count_running(db) == 0:
+        if running() == 0:
             return time.time()
         time.sleep(0.02)
     raise TimeoutError("tasks were still RUNNING at the deadline")
@@ -1154,6 +1234,299 @@ def _scale_probe(procs: Processes, work: Path, name: str, waiting: int) -> dict[
     }
 
 
+# --- 5. PostgreSQL: nodes on one database (SPEC §14) ------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGURATIONS = (("sqlite", 1), ("pg", 1), ("pg", 2), ("pg", 3))
+SCALE_TARGET = 1.3  # 3 nodes against 1, attempts/s
+LATENESS_TARGET_MS = 50
+SEED_COLUMNS = ["id", "owner_id", "created_at", "estimate_execution_at", "request", "state"]
+BACKEND_PID = "SELECT pg_backend_pid()"
+
+
+def suite_postgres() -> Any:
+    """`tests/postgres.py`: the suite's throwaway-server code, shared rather than copied."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tests.postgres
+
+    return tests.postgres
+
+
+def label(engine: str, nodes: int) -> str:
+    return "sqlite" if engine == "sqlite" else f"pg {nodes} node{'s' if nodes > 1 else ''}"
+
+
+class BenchDb(Protocol):
+    """One configuration's database: what the nodes and the seeding are pointed at."""
+
+    location: Path | str  # a SQLite file or a PostgreSQL URL (see `start_server`)
+
+    def seed(self, owner: Owner, dues: Sequence[int], url: str) -> list[str]: ...
+
+    def running(self, due_by: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class SqliteDb:
+    location: Path
+
+    def seed(self, owner: Owner, dues: Sequence[int], url: str) -> list[str]:
+        return seed_tasks(self.location, owner, dues, url)
+
+    def running(self, due_by: int) -> int:
+        return count_running(self.location, due_by)
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresServer:
+    """One PostgreSQL server for the run (started here, or given): a fresh migrated database
+    per configuration, and the postmaster's pid for its CPU use (None when not on this box)."""
+
+    def __init__(self, url: str) -> None:
+        self._databases = suite_postgres().Databases(url)
+        self.runner = asyncio.Runner()
+        self.runner.run(self._databases.prepare())
+        self.postmaster: int | None = None
+
+    def database(self) -> PostgresDb:
+        db = PostgresDb(self, self.runner.run(self._databases.create()))
+        if self.postmaster is None:
+            backend = self.runner.run(db.conn.fetchval(BACKEND_PID))
+            with contextlib.suppress(OSError):  # no such process: a server elsewhere
+                if Path(f"/proc/{backend}/comm").read_text().strip() == "postgres":
+                    self.postmaster = int(_stat(backend)[1])
+        return db
+
+    def drop(self, url: str) -> None:
+        self.runner.run(self._databases.drop(url))
+
+    def close(self) -> None:
+        try:
+            self.runner.run(self._databases.drop_template())
+        finally:
+            self.runner.close()
+
+
+class PostgresDb:
+    def __init__(self, server: PostgresServer, url: str) -> None:
+        import asyncpg
+
+        self._server = server
+        self.location = url
+        self.conn = server.runner.run(asyncpg.connect(url))
+
+    def seed(self, owner: Owner, dues: Sequence[int], url: str) -> list[str]:
+        ids, rows = sealed_tasks(owner, dues, url)
+        records = [(*row, "RUNNING") for row in rows]
+        copy = self.conn.copy_records_to_table("queues", records=records, columns=SEED_COLUMNS)
+        self._server.runner.run(copy)
+        return ids
+
+    def running(self, due_by: int) -> int:
+        return int(self._server.runner.run(self.conn.fetchval(COUNT_RUNNING + "$1", due_by)))
+
+    def close(self) -> None:
+        try:
+            self._server.runner.run(self.conn.close())
+        finally:
+            self._server.drop(self.location)
+
+
+@contextlib.contextmanager
+def postgres_server(url: str | None) -> Iterator[PostgresServer]:
+    """The server at `url`, or one of our own (initdb in a temp folder, as the suite does)."""
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            print("postgres: starting a server of its own (initdb in a temp folder)", flush=True)
+            url = stack.enter_context(suite_postgres().local_server())
+        server = PostgresServer(url)
+        try:
+            yield server
+        finally:
+            server.close()
+
+
+@dataclass(slots=True)
+class Cluster:
+    """`nodes` tasks-server processes on one database, and what measures their CPU use."""
+
+    name: str
+    db: BenchDb
+    servers: list[Server]
+    owners: list[Owner]
+    target: Target
+    postmaster: int | None
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: the nodes, PostgreSQL, and what loads them (the target and
+        this process's polling; `cores` adds the load generator's)."""
+        return {
+            "wall": time.perf_counter(),
+            "nodes": sum(tree_cpu_s(server.proc.pid) for server in self.servers),
+            "pg": float("nan") if self.postmaster is None else tree_cpu_s(self.postmaster),
+            "load": cpu_s(self.target.proc.pid) + time.process_time(),
+        }
+
+    def cores(
+        self, before: dict[str, float], after: dict[str, float], load_s: float = 0.0
+    ) -> dict[str, float]:
+        """Cores used between two `cpu()` samples (CPU seconds over wall seconds)."""
+        wall = after["wall"] - before["wall"]
+        used = {name: after[name] - before[name] for name in ("nodes", "pg", "load")}
+        used["load"] += load_s
+        return {name: seconds / wall for name, seconds in used.items()}
+
+
+def cpu_note(cores: dict[str, float]) -> str:
+    pg = "—" if math.isnan(cores["pg"]) else f"{cores['pg']:.2f}"  # nan: not measurable
+    return f"cores: nodes {cores['nodes']:.2f} pg {pg} load {cores['load']:.2f}"
+
+
+def pg_register(profile: Profile, procs: Processes, cluster: Cluster) -> dict[str, Any]:
+    """Closed-loop registrations, the generator's connections spread over the nodes."""
+    body = register_body(cluster.target)
+    nodes = [cluster.servers[i % len(cluster.servers)] for i in range(len(cluster.owners))]
+    requests = [
+        post_request(server.port, "/v1/queues/register", body, owner.headers)
+        for owner, server in zip(cluster.owners, nodes, strict=True)
+    ]
+    before = cluster.cpu()
+    measured = load(
+        procs, [server.port for server in nodes], requests, profile.warmup_s, profile.duration_s
+    )
+    measured["cores"] = cluster.cores(before, cluster.cpu(), measured["cpu_s"])
+    measured["value"] = measured["rps"]
+    errors = sum(n for status, n in measured["statuses"].items() if status != "201")
+    if errors:
+        print(f"  ! {cluster.name}: {errors} registrations did not answer 201")
+    return measured
+
+
+def pg_execution(profile: Profile, procs: Processes, cluster: Cluster) -> dict[str, Any]:
+    """A burst due at one instant, drained; how often each task reached the target."""
+    cluster.target.records()
+    due = now_ms() + profile.pg_lead_ms
+    ids = cluster.db.seed(cluster.owners[0], [due] * profile.pg_burst, f"{cluster.target.url}/b")
+    time.sleep(max(0.0, due / 1000 - time.time()))  # CPU is counted from the due instant
+    before = cluster.cpu()
+    done_at = _wait_done(lambda: cluster.db.running(due), timeout=300)
+    cores = cluster.cores(before, cluster.cpu())
+    seen = Counter(queue_id for queue_id, _ in cluster.target.records())
+    return {
+        "value": profile.pg_burst / (done_at - due / 1000),
+        "cores": cores,
+        "twice": sum(count - 1 for count in seen.values() if count > 1),
+        "never": len(set(ids) - set(seen)),
+    }
+
+
+def pg_lateness(profile: Profile, procs: Processes, cluster: Cluster) -> dict[str, Any]:
+    """Tasks due one per millisecond for `pg_load_s` seconds: arrival - due time."""
+    cluster.target.records()
+    start = now_ms() + profile.pg_lead_ms
+    dues = [start + i for i in range(profile.pg_load_s * 1_000)]
+    ids = cluster.db.seed(cluster.owners[0], dues, f"{cluster.target.url}/spread")
+    time.sleep(max(0.0, start / 1000 - time.time()))
+    before = cluster.cpu()
+    _wait_arrivals(cluster.target, len(ids), until_ms=dues[-1] + 10_000)
+    cores = cluster.cores(before, cluster.cpu())
+    arrivals = {}
+    for queue_id, at in cluster.target.records():
+        arrivals.setdefault(queue_id, at)
+    return {**_lateness(ids, dues, arrivals), "cores": cores}
+
+
+PG_MEASURES = {"register": pg_register, "execution": pg_execution, "lateness": pg_lateness}
+POSTGRES_PHASES = tuple(PG_MEASURES)
+
+
+def bench_postgres(
+    profile: Profile,
+    phases: Sequence[str],
+    procs: Processes,
+    work: Path,
+    report: Report,
+    database_url: str | None,
+) -> None:
+    """Each phase on SQLite (one node) and on 1, 2 and 3 nodes sharing one PostgreSQL."""
+    figures: dict[str, dict[str, dict[str, Any]]] = {phase: {} for phase in phases}
+    with postgres_server(database_url) as pg:
+        target = start_target(procs)
+        for engine, count in CONFIGURATIONS:
+            name = label(engine, count)
+            print(f"postgres: {name}: {', '.join(phases)}", flush=True)
+            db: BenchDb = (
+                SqliteDb(work / f"{engine}-{count}.db") if engine == "sqlite" else pg.database()
+            )
+            try:
+                owners = new_database(
+                    db.location, [f"owner-{i}" for i in range(profile.connections)]
+                )
+                servers = [
+                    start_server(procs, work, db.location, f"{name}-{n}") for n in range(count)
+                ]
+                cluster = Cluster(
+                    name, db, servers, owners, target, pg.postmaster if engine == "pg" else None
+                )
+                for phase in phases:
+                    figures[phase][name] = PG_MEASURES[phase](profile, procs, cluster)
+                for server in servers:
+                    procs.stop(server.proc)
+            finally:
+                db.close()
+        procs.stop(target.proc)
+    report.details["postgres"] = figures
+    for phase in phases:
+        for row in _pg_rows(profile, phase, figures[phase]):
+            report.add(row)
+
+
+def _pg_rows(profile: Profile, phase: str, figures: dict[str, dict[str, Any]]) -> Iterator[Row]:
+    """Each configuration beside the one before it: pg 1 node beside SQLite, more nodes
+    beside pg 1 node; SPEC §14's targets on the PostgreSQL rows."""
+    for engine, count in CONFIGURATIONS:
+        name = label(engine, count)
+        figure = figures[name]
+        base_name = None if engine == "sqlite" else label(*CONFIGURATIONS[0 if count == 1 else 1])
+        baseline = None if base_name is None else figures[base_name].get("value")
+        note = cpu_note(figure["cores"])
+        if phase == "register":
+            yield Row(
+                f"register, {name}", "req/s", figure["value"], baseline, base_name or "", note=note
+            )
+        elif phase == "execution":
+            scale = count == 3
+            yield Row(
+                f"burst {profile.pg_burst:,}, {name}",
+                "attempts/s",
+                figure["value"],
+                baseline,
+                base_name or "",
+                f">={SCALE_TARGET}x 1 node" if scale else "",
+                figure["value"] >= SCALE_TARGET * baseline if scale and baseline else None,
+                note,
+            )
+            wrong = figure["twice"] + figure["never"]
+            yield Row(f"burst, {name}: twice or never", "tasks", wrong, None, "", "0", wrong == 0)
+        else:
+            complete = not figure["missing"]
+            for q in ("p50", "p99"):
+                limited = engine == "pg" and q == "p99"
+                yield Row(
+                    f"lateness 1,000/s {q}, {name}",
+                    "ms",
+                    figure[q],
+                    target=f"<={LATENESS_TARGET_MS}" if limited else "",
+                    passed=complete and figure[q] <= LATENESS_TARGET_MS if limited else None,
+                    note=note if q == "p99" else "",
+                )
+
+
 # --- main ---------------------------------------------------------------------------------
 
 PHASES = ("register", "growth", "execution", "burst", "lateness", "scale")
@@ -1163,34 +1536,63 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/bench", description="Measure tasks-server against same-run baselines."
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    sizes.add_argument("--tiny", action="store_true", help="smallest sizes: checks it runs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="SQLite beside 1, 2 and 3 nodes on one PostgreSQL (SPEC §14), not the §8 phases",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --postgres: an existing server (the bench creates and drops databases"
+        " on it) instead of one started in a temp folder",
+    )
+    parser.add_argument(
         "--only",
-        default=",".join(PHASES),
-        help=f"comma-separated phases to run (default: {','.join(PHASES)})",
+        help=f"comma-separated phases to run (default: all; {','.join(PHASES)}, or with"
+        f" --postgres {','.join(POSTGRES_PHASES)})",
     )
     return parser
 
 
-def run(profile: Profile, phases: Sequence[str], json_path: Path | None) -> Report:
+def run_phases(
+    profile: Profile, phases: Sequence[str], procs: Processes, work: Path, report: Report
+) -> None:
+    """The SPEC §8 and §14 phases on one SQLite node."""
+    rate: float | None = None
+    if "register" in phases:
+        bench_register(profile, procs, work, report)
+    if "growth" in phases:
+        bench_register_growth(profile, procs, work, report)
+    if "execution" in phases:
+        rate = bench_execution(profile, procs, work, report)
+    if "burst" in phases:
+        bench_burst(profile, procs, work, report)
+    if "lateness" in phases:
+        bench_lateness(profile, procs, work, report, rate)
+    if "scale" in phases:
+        bench_scale(profile, procs, work, report)
+
+
+def run(
+    profile: Profile,
+    phases: Sequence[str],
+    json_path: Path | None,
+    postgres: bool = False,
+    database_url: str | None = None,
+) -> Report:
     report = Report()
     started = time.perf_counter()
-    rate: float | None = None
     with Processes() as procs, tempfile.TemporaryDirectory(prefix="tasks-bench-") as tmp:
         work = Path(tmp)
-        if "register" in phases:
-            bench_register(profile, procs, work, report)
-        if "growth" in phases:
-            bench_register_growth(profile, procs, work, report)
-        if "execution" in phases:
-            rate = bench_execution(profile, procs, work, report)
-        if "burst" in phases:
-            bench_burst(profile, procs, work, report)
-        if "lateness" in phases:
-            bench_lateness(profile, procs, work, report, rate)
-        if "scale" in phases:
-            bench_scale(profile, procs, work, report)
+        if postgres:
+            bench_postgres(profile, phases, procs, work, report, database_url)
+        else:
+            run_phases(profile, phases, procs, work, report)
     wall = time.perf_counter() - started
     print_table(report)
     print(f"\n{profile.name} run, {wall:.1f} s, {os.cpu_count()} CPUs shared by every process")
@@ -1231,8 +1633,9 @@ def main(argv: Sequence[str]) -> int:
         loadgen_main()
         return 0
     args = _parser().parse_args(argv)
-    phases = [phase.strip() for phase in args.only.split(",") if phase.strip()]
-    unknown = set(phases) - set(PHASES)
+    known = POSTGRES_PHASES if args.postgres else PHASES
+    phases = [phase.strip() for phase in (args.only or ",".join(known)).split(",") if phase.strip()]
+    unknown = set(phases) - set(known)
     if unknown:
         print(f"unknown phase(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -1241,7 +1644,8 @@ def main(argv: Sequence[str]) -> int:
         os.environ.pop(name.upper(), None)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        run(QUICK if args.quick else FULL, phases, args.json)
+        profile = QUICK if args.quick else TINY if args.tiny else FULL
+        run(profile, phases, args.json, args.postgres, args.database_url)
     except KeyboardInterrupt:
         print("interrupted; every process stopped", file=sys.stderr)
         return 130

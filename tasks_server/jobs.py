@@ -1,8 +1,8 @@
 """Periodic jobs that one process runs (retention, schedules): the holder of a leader role.
 
 Every process runs the loop and tries for the store's leader role each period, so when the
-holder dies another takes over at its next turn. A job's own failure is logged; the loop goes
-on.
+holder dies, or loses the role while alive, another takes over at its next turn. A job's
+own failure is logged; the loop goes on.
 """
 
 from __future__ import annotations
@@ -35,7 +35,18 @@ class LeaderJob:
         self._wake.set()
 
     async def run_once(self) -> int | None:
-        """One turn if this process leads (taking the role when free); None when not."""
+        """One turn if this process leads (taking the role when free); None when not.
+
+        A leader that lost its role (on PostgreSQL, its lock's connection ended) steps back
+        for this turn, so another process can take the role; it tries again next turn.
+        """
+        if self.leader is not None and not await self.leader.held():
+            log.warning(
+                "%s: lost the leader role", self.name, extra={"action": f"{self.name}_lost"}
+            )
+            self.leader.release()
+            self.leader = None
+            return None
         if self.leader is None:
             self.leader = await self._store.leader(self.name)
             if self.leader is None:

@@ -243,6 +243,9 @@ CipherCheck = Callable[[bytes | None, tuple[str, bytes] | None], bytes | None]
 class Leader(Protocol):
     """A held single-runner role (retention, backups); `release` gives it up."""
 
+    async def held(self) -> bool:
+        """Whether the role is still this process's (a database session holding it can end)."""
+
     def release(self) -> None: ...
 
 

@@ -109,11 +109,34 @@ async def migrate_url(url: str) -> int:
         await conn.close()
 
 
+# A leader's connection that does not answer within this has lost the role (see `held`).
+LEADER_CHECK_S = 5.0
+
+
 class AdvisoryLeader:
-    """A held session advisory lock; `release` drops its connection, which frees it."""
+    """A held session advisory lock; `release` drops its connection, which frees it.
+
+    The lock lives exactly as long as its session, so a connection that dies (server restart,
+    `pg_terminate_backend`, a network cut) has lost the role: another node can take it.
+    """
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn: asyncpg.Connection | None = conn
+
+    async def held(self) -> bool:
+        """Whether the session, and with it the lock, is still alive. Asked of the server: an
+        idle connection can be gone without this process having read anything from it."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            async with asyncio.timeout(LEADER_CHECK_S):
+                await conn.fetchval(sql.PING)
+        except Exception:  # any failure (a dying session can even leave asyncpg's protocol
+            # in an inconsistent state: InternalClientError) means the lock cannot be vouched for
+            self.release()
+            return False
+        return True
 
     def release(self) -> None:
         if self._conn is not None:

@@ -46,6 +46,10 @@ class FileLock:
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
+    async def held(self) -> bool:
+        """Until released: a lock on an open file cannot be taken away."""
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -1,0 +1,40 @@
+"""`scripts/bench --postgres` end to end at its tiniest sizes, so it cannot silently rot.
+
+The figures of so small a run mean nothing; what is checked is that every configuration ran
+every phase, each row carries its CPU use, and no task ran twice or never.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.postgres import Databases
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+CONFIGURATIONS = ("sqlite", "pg 1 node", "pg 2 nodes", "pg 3 nodes")
+
+
+def test_the_postgres_bench_runs_every_configuration(
+    tmp_path: Path, postgres_databases: Databases
+) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(BENCH), "--postgres", "--tiny", "--json", str(out)]
+    command += ["--database-url", postgres_databases.url]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=220)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+
+    rows = {row["metric"]: row for row in orjson.loads(out.read_bytes())["rows"]}
+    for name in CONFIGURATIONS:
+        assert rows[f"register, {name}"]["value"] > 0
+        assert rows[f"burst 200, {name}"]["note"].startswith("cores: nodes ")
+        assert rows[f"burst, {name}: twice or never"]["passed"] is True
+        assert rows[f"lateness 1,000/s p99, {name}"]["value"] >= 0
+    assert rows["burst 200, pg 3 nodes"]["target"] == ">=1.3x 1 node"
+    assert rows["lateness 1,000/s p99, pg 1 node"]["target"] == "<=50"
