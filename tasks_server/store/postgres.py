@@ -199,10 +199,18 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
-    async def _write(self, unit: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `unit` in one transaction, again when PostgreSQL aborted it for a deadlock."""
+    async def _write(
+        self, unit: Callable[[asyncpg.Connection], Awaitable[T]], *, statement: bool = False
+    ) -> T:
+        """Run `unit` in one transaction, again when PostgreSQL aborted it for a deadlock.
+
+        `statement`: the unit is one statement, its own transaction (one round trip, no
+        BEGIN and COMMIT of their own)."""
         for attempt in range(_TX_TRIES):
             try:
+                if statement:
+                    async with self.pool.acquire() as conn:
+                        return await unit(conn)
                 async with self._tx() as conn:
                     return await unit(conn)
             except _RETRIED:
@@ -557,18 +565,27 @@ class PostgresStore:
 
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         async def unit(conn: asyncpg.Connection) -> int | None:
-            counted = await conn.fetchrow(sql.COUNT_ATTEMPT, due.id, holder, due.version)
-            if counted is None:
-                return None
-            number, due_at = counted
-            await conn.execute(sql.OPEN_ATTEMPT, due.id, number, holder, due_at, now)
-            return int(number)
+            number = await conn.fetchval(sql.START_ATTEMPT, due.id, holder, due.version, now)
+            return None if number is None else int(number)
 
-        return await self._write(unit)
+        return await self._write(unit, statement=True)
 
     async def record(
         self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
     ) -> bool:
+        if callback is None and result.attempt <= keep:  # the common case: one statement
+            retry_at = None if result.state is not None else result.retry_at
+            applied = await self._write(
+                lambda conn: conn.fetchval(
+                    sql.RECORD_OUTCOME,
+                    *(result.state, result.status_code, result.response, result.finished_at),
+                    *(retry_at, due.id, holder, due.version),
+                    *(result.attempt, result.outcome, result.error),
+                ),
+                statement=True,
+            )
+            return bool(applied)
+
         async def unit(conn: asyncpg.Connection) -> bool:
             if result.state is not None:
                 status = await conn.execute(

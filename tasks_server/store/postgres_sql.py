@@ -449,14 +449,35 @@ UPDATE attempts SET finished_at = tasks_now_ms(), outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder <> $1 AND queue_id = ANY($2::text[])
 """
 # The queue row is locked before the attempt row everywhere, so two transactions never wait
-# on each other in opposite orders.
-COUNT_ATTEMPT = """
-UPDATE queues SET attempts = attempts + 1
- WHERE id = $1 AND lease_owner = $2 AND version = $3 AND state = 'RUNNING'
-RETURNING attempts, estimate_execution_at
+# on each other in opposite orders. The start and the common outcome are one statement each
+# (its own transaction, one round trip); reading `counted` or `applied` makes the queue
+# row's update run, so lock, first.
+START_ATTEMPT = """
+WITH counted AS (
+  UPDATE queues SET attempts = attempts + 1
+   WHERE id = $1 AND lease_owner = $2 AND version = $3 AND state = 'RUNNING'
+  RETURNING id, attempts, estimate_execution_at)
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
+SELECT id, attempts, $2, estimate_execution_at, $4 FROM counted
+RETURNING attempt
 """
-OPEN_ATTEMPT = """
-INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at) VALUES ($1, $2, $3, $4, $5)
+# $1 state (NULL: a retry at $5), $2 status, $3 response, $4 finished at, $6 id, $7 holder,
+# $8 version, $9 attempt, $10 outcome, $11 error. The attempt row closes either way.
+RECORD_OUTCOME = """
+WITH applied AS (
+  UPDATE queues SET state = coalesce($1::text, state), status_code = $2, response = $3,
+         estimate_end_at = CASE WHEN $1::text IS NULL THEN estimate_end_at ELSE $4 END,
+         estimate_execution_at = coalesce($5, estimate_execution_at),
+         retry_count = retry_count + CASE WHEN $1::text IS NULL THEN 1 ELSE 0 END,
+         lease_owner = NULL, lease_until = NULL, version = version + 1
+   WHERE id = $6 AND lease_owner = $7 AND version = $8
+  RETURNING id),
+closed AS (
+  UPDATE attempts SET finished_at = $4, status_code = $2, outcome = $10, error = $11,
+         response = $3
+   WHERE queue_id = $6 AND attempt = $9 AND finished_at = 0
+     AND (SELECT count(*) FROM applied) >= 0)
+SELECT count(*) FROM applied
 """
 FINISH = """
 UPDATE queues SET state = $1, status_code = $2, response = $3, estimate_end_at = $4,
