@@ -32,7 +32,12 @@ from tasks_server.models.queues import (
     QueueRegistration,
     QueueSummary,
 )
-from tasks_server.models.schedules import ScheduleListQuery, ScheduleOut, ScheduleRegistration
+from tasks_server.models.schedules import (
+    ScheduleConfigOut,
+    ScheduleListQuery,
+    ScheduleOut,
+    ScheduleRegistration,
+)
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
@@ -46,6 +51,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ScheduleRegistration, "validation"),
     (ScheduleListQuery, "validation"),
     (ScheduleOut, "serialization"),
+    (ScheduleConfigOut, "serialization"),
     (Replay, "validation"),
     (Bulk, "validation"),
     (AttemptOut, "serialization"),
@@ -608,6 +614,15 @@ def _build() -> dict[str, Any]:
             "Delete a schedule (the tasks it registered stay)",
             "schedules",
             {"200": done, **_errors(404, *_AUTH)},
+        ),
+    }
+    paths["/v1/schedules/{id}/config"] = {
+        "parameters": [schedule_id],
+        "get": _op(
+            "getScheduleConfig",
+            "The redacted request and config each fire registers",
+            "schedules",
+            {"200": _json(of(ScheduleConfigOut), "The config"), **_errors(404, *_AUTH)},
         ),
     }
     for verb, summary in (("pause", "Pause an ACTIVE schedule"), ("resume", "Resume a PAUSED one")):

@@ -15,7 +15,9 @@ from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.api.queues import validate_task
 from tasks_server.cron import Cron
 from tasks_server.models.common import Done
+from tasks_server.models.queues import redact
 from tasks_server.models.schedules import (
+    ScheduleConfigOut,
     ScheduleListQuery,
     ScheduleOut,
     ScheduleRegistration,
@@ -128,6 +130,21 @@ def _document(svc: Services, row: ScheduleRow) -> dict[str, Any]:
     return document
 
 
+async def config(request: Request) -> Response:
+    """The stored request and config each fire registers, as a task's ``/config`` shows it."""
+    svc, owner_id, schedule_id = await _owned(request)
+    row = await svc.store.get_schedule(owner_id, schedule_id)
+    if row is None:
+        raise NotFound()
+    document = redact(_document(svc, row))
+    out = ScheduleConfigOut(
+        http_request=document["httpRequest"],
+        config=document.get("config", {}),
+        metadata=document.get("metadata"),
+    )
+    return JSONResponse(out.model_dump(by_alias=True))
+
+
 async def edit(request: Request) -> Response:
     """A JSON merge patch over the stored schedule, validated in full."""
     svc, owner_id, schedule_id = await _owned(request)
@@ -205,6 +222,7 @@ routes = [
     Route("/v1/schedules/{id}", get, methods=["GET"]),
     Route("/v1/schedules/{id}", edit, methods=["PATCH"]),
     Route("/v1/schedules/{id}", delete, methods=["DELETE"]),
+    Route("/v1/schedules/{id}/config", config, methods=["GET"]),
     Route("/v1/schedules/{id}/pause", pause, methods=["PATCH"]),
     Route("/v1/schedules/{id}/resume", resume, methods=["PATCH"]),
 ]

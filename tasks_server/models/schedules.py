@@ -87,6 +87,18 @@ class ScheduleOut(_Out):
     metadata: dict[str, str] | None = Field(description="The schedule's metadata")
 
 
+class ScheduleConfigOut(_Out):
+    """``GET /v1/schedules/{id}/config``: what each fire registers, secrets redacted."""
+
+    http_request: dict[str, Any] = Field(
+        description="The stored httpRequest, every secret shown as ***"
+    )
+    config: dict[str, Any] = Field(
+        description="The stored config with its defaults, every secret shown as ***"
+    )
+    metadata: dict[str, str] | None = Field(None, description="The metadata, or null")
+
+
 class ScheduleListQuery(BaseModel):
     """Query parameters of ``GET /v1/schedules``."""
 

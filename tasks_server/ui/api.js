@@ -14,15 +14,21 @@ export class ApiError extends Error {
   }
 }
 
-/** The server's message as one readable line: validation problems list their field paths. */
-function messageOf(status, body) {
+/**
+ * The server's message as one readable line: validation problems list their field paths. A 404
+ * carries no message (`{}`), so it is worded from what `path` names.
+ */
+function messageOf(status, body, path) {
   const message = body && typeof body === "object" ? body.message : undefined;
   if (Array.isArray(message)) {
     return message.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ");
   }
   if (typeof message === "string" && message) return message;
   if (message && typeof message === "object") return JSON.stringify(message);
-  if (status === 404) return "Not found: no such task for this owner";
+  if (status === 404) {
+    const noun = path.startsWith("/v1/schedules") ? "schedule" : "task";
+    return `Not found: no such ${noun} for this owner`;
+  }
   return `The server answered ${status}`;
 }
 
@@ -78,7 +84,7 @@ export class Api {
     const type = response.headers.get("content-type") || "";
     const parsed = type.includes("json") ? await response.json().catch(() => null) : null;
     if (!response.ok) {
-      throw new ApiError(response.status, messageOf(response.status, parsed), parsed?.action);
+      throw new ApiError(response.status, messageOf(response.status, parsed, path), parsed?.action);
     }
     return parsed;
   }
@@ -112,6 +118,32 @@ export class Api {
       case "execute":
       case "replay":
         return this.request("POST", `${path}/${action}`);
+      case "delete":
+        return this.request("DELETE", path);
+      default:
+        throw new Error(`unknown action ${action}`);
+    }
+  }
+
+  listSchedules(query) {
+    return this.request("GET", "/v1/schedules", { query });
+  }
+
+  schedule(id) {
+    return this.request("GET", `/v1/schedules/${encodeURIComponent(id)}`);
+  }
+
+  scheduleConfig(id) {
+    return this.request("GET", `/v1/schedules/${encodeURIComponent(id)}/config`);
+  }
+
+  /** One of a schedule's actions: pause, resume, delete. */
+  actOnSchedule(id, action) {
+    const path = `/v1/schedules/${encodeURIComponent(id)}`;
+    switch (action) {
+      case "pause":
+      case "resume":
+        return this.request("PATCH", `${path}/${action}`);
       case "delete":
         return this.request("DELETE", path);
       default:

@@ -83,6 +83,27 @@ async def test_create_read_list_edit_pause_resume_delete(
     assert (await client.get(f"/v1/schedules/{sid}", headers=owner)).status_code == 404
 
 
+async def test_config_shows_the_stored_request_redacted(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    body = schedule("http://user:pw@127.0.0.1:9/x?token=abc", metadata={"team": "ops"})
+    body["httpRequest"]["headers"] = {"Authorization": "Bearer secret", "X-Kind": "tick"}
+    sid = (await create(client, owner, {**body, "config": {"retry": 2}}))["id"]
+    response = await client.get(f"/v1/schedules/{sid}/config", headers=owner)
+    assert response.status_code == 200
+    config = response.json()
+    assert set(config) == {"httpRequest", "config", "metadata"}
+    assert config["httpRequest"]["url"] == "http://user:***@127.0.0.1:9/x?token=***"
+    assert config["httpRequest"]["headers"] == {"Authorization": "***", "X-Kind": "tick"}
+    assert config["httpRequest"]["data"] == "tick"
+    assert config["config"]["retry"] == 2 and config["metadata"] == {"team": "ops"}
+    assert "secret" not in response.text and "pw@" not in response.text
+    other = await register_owner(client, "schedule-other")
+    assert (await client.get(f"/v1/schedules/{sid}/config", headers=other)).status_code == 404
+    assert (await client.delete(f"/v1/schedules/{sid}", headers=owner)).status_code == 200
+    assert (await client.get(f"/v1/schedules/{sid}/config", headers=owner)).status_code == 404
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -27,7 +27,8 @@ async def test_page_loads_only_packaged_files(client: httpx.AsyncClient) -> None
     assert "style=" not in page and "<style" not in page
     sources = re.findall(r'(?:src|href)="([^"#]+)"', page)
     assert sources == ["ui/favicon.svg", "ui/style.css", "ui/app.js"]
-    for source in [*sources, "ui/api.js"]:
+    modules = [f"ui/{name}.js" for name in ("api", "dom", "frame", "tasks", "schedules")]
+    for source in [*sources, *modules]:
         response = await client.get(f"/{source}")
         assert response.status_code == 200, source
         assert response.headers["content-security-policy"] == PAGE_CSP

@@ -6,6 +6,7 @@ under its temp folder; every tab is confined to the server (see ``browser.open_t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tasks_server.api.security import PAGE_CSP
 from tests.integration.browser import Tab, chromium, open_tab
@@ -53,6 +54,44 @@ class Dashboard:
 
     def state(self, task_id: str) -> str:
         return str(self.http.get(f"/v1/queues/{task_id}", headers=self.headers).json()["state"])
+
+    def create_schedule(self, path: str, cron: str, **extra: Any) -> str:
+        body = {
+            "cron": cron,
+            "httpRequest": {
+                "url": f"{self.target.url}{path}",
+                "method": "POST",
+                "headers": {"Authorization": "Bearer target-secret"},
+                "data": {"tick": True},
+            },
+            "metadata": {"from": "dashboard-test"},
+            **extra,
+        }
+        response = self.http.post("/v1/schedules", json=body, headers=self.headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def fired(self, schedule_id: str) -> list[str]:
+        """The ids of the tasks a schedule registered."""
+        query = {"scheduleId": schedule_id, "limit": 1000}
+        response = self.http.get("/v1/queues", params=query, headers=self.headers)
+        assert response.status_code == 200, response.text
+        return [task["id"] for task in response.json()]
+
+    def wait_fired(self, schedule_id: str, more_than: int, timeout: float = 15) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while len(fired := self.fired(schedule_id)) <= more_than:
+            assert time.monotonic() < deadline, f"{schedule_id} fired no more than {more_than}"
+            time.sleep(0.05)  # polling the API for the fire the test waits for
+        return fired
+
+    def forget_schedules(self) -> None:
+        """Deletes every schedule and the tasks they registered, so later tests see none."""
+        listed = self.http.get("/v1/schedules", params={"limit": 1000}, headers=self.headers)
+        for schedule in listed.json():
+            self.http.delete(f"/v1/schedules/{schedule['id']}", headers=self.headers)
+            for task_id in self.fired(schedule["id"]):
+                self.http.delete(f"/v1/queues/{task_id}", headers=self.headers)
 
     def wait_state(self, task_id: str, state: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -103,7 +142,8 @@ def open_task(page: Page, dash: Dashboard, task_id: str) -> None:
 
 
 def test_page_and_assets_carry_the_csp(dash: Dashboard) -> None:
-    for path in ("/ui", "/ui/app.js", "/ui/api.js", "/ui/style.css", "/ui/favicon.svg"):
+    scripts = [f"/ui/{name}.js" for name in ("app", "api", "dom", "frame", "tasks", "schedules")]
+    for path in ("/ui", *scripts, "/ui/style.css", "/ui/favicon.svg"):
         response = dash.http.get(path)
         assert response.status_code == 200, path
         assert response.headers["content-security-policy"] == PAGE_CSP
@@ -359,3 +399,193 @@ def test_narrow_screen_and_keyboard(browser: Browser, dash: Dashboard, tmp_path:
         expect(page.locator(".view-head code")).to_have_text(task_id)
         tab.screenshot(tmp_path / "detail-narrow.png")
     dash.http.delete(f"/v1/queues/{task_id}", headers=dash.headers)
+
+
+# --- schedules (SPEC §11.1) ---------------------------------------------------------------
+
+EVERY_2S = "*/2 * * * * *"
+
+
+@pytest.fixture
+def no_schedules(dash: Dashboard) -> Iterator[None]:
+    dash.forget_schedules()
+    yield
+    dash.forget_schedules()
+
+
+def open_schedules(page: Page) -> None:
+    page.get_by_role("link", name="Schedules", exact=True).click()
+    expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible()
+    expect(page.locator("#nav a[aria-current=page]")).to_have_text("Schedules")
+
+
+def test_schedules_empty_and_loading_states(
+    tab: Tab, dash: Dashboard, no_schedules: None, tmp_path: Path
+) -> None:
+    page = tab.page
+    sign_in(page, dash)
+    # Hold the list's request to see the loading state, then let it through.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/v1/schedules?*", hold)
+    open_schedules(page)
+    expect(page.locator(".box-loading")).to_have_text("Loading schedules…")
+    tab.screenshot(tmp_path / "schedules-loading.png")
+    assert len(held) == 1
+    held[0].continue_()
+    page.unroute("**/v1/schedules?*", hold)
+    expect(page.get_by_text("No schedules yet")).to_be_visible()
+    expect(page.locator(".box-empty")).to_contain_text("POST /v1/schedules")
+    tab.screenshot(tmp_path / "schedules-empty.png")
+    page.get_by_role("link", name="Tasks", exact=True).click()
+    expect(page.locator("#nav a[aria-current=page]")).to_have_text("Tasks")
+
+
+def test_schedules_list_detail_fired_tasks_and_actions(
+    tab: Tab, dash: Dashboard, no_schedules: None, tmp_path: Path
+) -> None:
+    page = tab.page
+    ticking = dash.create_schedule("/schedule/tick", EVERY_2S)
+    weekly = dash.create_schedule(
+        "/schedule/report", "30 9 * * 1-5", timezone="Europe/Paris", metadata=None
+    )
+    assert dash.http.patch(f"/v1/schedules/{weekly}/pause", headers=dash.headers).is_success
+    first = dash.wait_fired(ticking, 0)
+
+    sign_in(page, dash)
+    open_schedules(page)
+    rows_ = page.locator("tbody tr")
+    expect(rows_).to_have_count(2)
+    assert rows(page) == [ticking, weekly]  # oldest first, as the API lists them
+    tick_row, weekly_row = rows_.nth(0), rows_.nth(1)
+    expect(tick_row.locator(".badge")).to_have_text("ACTIVE")
+    expect(tick_row.locator(".cron")).to_have_text(EVERY_2S)
+    expect(tick_row.locator(".zone")).to_have_text("UTC")
+    expect(tick_row.locator("td[data-label='Next run'] time")).to_be_visible()
+    expect(tick_row.locator("td[data-label='Last task'] a")).to_have_attribute(
+        "href", re.compile(r"^#/tasks/[0-9A-Z]{26}$")
+    )
+    expect(weekly_row.locator(".badge")).to_have_text("PAUSED")
+    expect(weekly_row.locator(".zone")).to_have_text("Europe/Paris")
+    expect(weekly_row.locator("td[data-label='Next run']")).to_have_text("paused")
+    expect(weekly_row.locator("td[data-label='Last task']")).to_have_text("—")
+    tab.screenshot(tmp_path / "schedules.png")
+
+    # Paging: the second page of one.
+    page.goto(f"{dash.server.url}/ui#/schedules?limit=10&offset=1")
+    expect(rows_).to_have_count(1)
+    assert rows(page) == [weekly]
+    expect(page.locator(".pager")).to_contain_text("2–2")
+    page.get_by_role("button", name="← Previous").click()
+    expect(rows_).to_have_count(2)
+
+    # The detail: summary, redacted request, and the tasks it fired as they come.
+    page.get_by_role("link", name=ticking).click()
+    expect(page.locator(".view-head code")).to_have_text(ticking)
+    expect(page.locator(".facts .badge")).to_have_text("ACTIVE")
+    expect(page.locator(".facts .cron")).to_have_text(EVERY_2S)
+    expect(page.locator(".request-line")).to_contain_text("/schedule/tick")
+    expect(page.locator(".metadata")).to_have_text("from: dashboard-test")
+    config = page.locator("pre.config")
+    expect(config).to_contain_text('"Authorization": "***"')
+    expect(config).not_to_contain_text("target-secret")
+    fired_rows = page.locator(".fired-tasks tbody tr")
+    expect(fired_rows.first).to_be_visible()
+    assert first[0] in page.locator(".fired-tasks tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)"
+    )
+    page.get_by_label("Auto-refresh").check()
+    seen = fired_rows.count()
+    expect(fired_rows).not_to_have_count(seen, timeout=12_000)  # auto-refresh shows new fires
+    page.get_by_label("Auto-refresh").uncheck()
+    dash.target.wait(lambda: len(dash.target.hits_for("/schedule/tick")) >= 1)
+    tab.screenshot(tmp_path / "schedule-detail.png")
+
+    # Through to a fired task and back.
+    task_id = fired_rows.last.get_attribute("data-id")
+    fired_rows.last.get_by_role("link").click()
+    expect(page.locator(".view-head code")).to_have_text(str(task_id))
+    expect(page.locator("#nav a[aria-current=page]")).to_have_text("Tasks")
+    page.locator(".facts").get_by_role("link", name=ticking).click()
+    expect(page.locator(".view-head code")).to_have_text(ticking)
+
+    # Pause: the page says so, and no task fires any more.
+    click_action(page, "pause")
+    expect(page.locator(".notice")).to_contain_text("Paused: it fires no more until resumed.")
+    expect(page.locator(".facts .badge")).to_have_text("PAUSED")
+    expect(page.locator('button[data-action="pause"]')).to_be_disabled()
+    expect(page.locator(".facts dd").nth(4)).to_have_text("paused")
+    assert dash.http.get(f"/v1/schedules/{ticking}", headers=dash.headers).json()["state"] == (
+        "PAUSED"
+    )
+    count = len(dash.fired(ticking))
+    deadline = time.monotonic() + 5  # two and a half fire periods
+    while time.monotonic() < deadline:
+        assert len(dash.fired(ticking)) == count, "a paused schedule fired"
+        time.sleep(0.1)  # watching over a window for a fire that must not come
+    tab.screenshot(tmp_path / "schedule-paused.png")
+
+    # Resume: it fires again.
+    click_action(page, "resume")
+    expect(page.locator(".notice")).to_contain_text("Resumed")
+    expect(page.locator(".facts .badge")).to_have_text("ACTIVE")
+    dash.wait_fired(ticking, count)
+
+    # Delete asks first; Cancel (and Escape) leave it alone. Its tasks stay.
+    click_action(page, "delete")
+    expect(page.locator("#confirm")).to_contain_text("the tasks it registered stay")
+    tab.screenshot(tmp_path / "schedule-confirm.png")
+    page.get_by_role("button", name="Cancel").click()
+    click_action(page, "delete")
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm")).to_be_hidden()
+    assert dash.http.get(f"/v1/schedules/{ticking}", headers=dash.headers).status_code == 200
+    click_action(page, "delete")
+    page.locator("#confirm-ok").click()
+    expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible()
+    expect(page.locator(".notice")).to_contain_text(f"Schedule {ticking} deleted")
+    expect(rows_).to_have_count(1)
+    assert dash.http.get(f"/v1/schedules/{ticking}", headers=dash.headers).status_code == 404
+    assert dash.fired(ticking), "the tasks it registered stay"
+    for fired_id in dash.fired(ticking):
+        dash.http.delete(f"/v1/queues/{fired_id}", headers=dash.headers)
+
+
+def test_schedule_deleted_behind_the_page(
+    tab: Tab, dash: Dashboard, no_schedules: None, tmp_path: Path
+) -> None:
+    page = tab.page
+    schedule_id = dash.create_schedule("/schedule/gone", "@daily")
+    sign_in(page, dash)
+    page.goto(f"{dash.server.url}/ui#/schedules/{schedule_id}")
+    expect(page.locator(".facts .badge")).to_have_text("ACTIVE")
+    expect(page.locator(".fired")).to_contain_text("None yet: it fires")
+    tab.screenshot(tmp_path / "schedule-new.png")
+    assert dash.http.delete(f"/v1/schedules/{schedule_id}", headers=dash.headers).is_success
+    click_action(page, "pause")
+    expect(page.locator(".notice")).to_contain_text(
+        "Pause refused: Not found: no such schedule for this owner"
+    )
+    expect(page.locator(".box-error")).to_contain_text("Not found: no such schedule for this owner")
+    expect(page.locator(".box-error button")).to_have_count(0)  # nothing to try again
+    tab.screenshot(tmp_path / "schedule-error.png")
+    page.get_by_role("link", name="← All schedules").click()
+    expect(page.get_by_text("No schedules yet")).to_be_visible()
+
+
+def test_schedules_on_a_narrow_screen(
+    browser: Browser, dash: Dashboard, no_schedules: None, tmp_path: Path
+) -> None:
+    schedule_id = dash.create_schedule("/schedule/narrow", "0 9 * * 1-5", timezone="Europe/Paris")
+    with open_tab(browser, dash.server.url, viewport={"width": 390, "height": 800}) as tab:
+        page = tab.page
+        sign_in(page, dash)
+        open_schedules(page)
+        expect(page.get_by_role("link", name=schedule_id)).to_be_visible()
+        tab.screenshot(tmp_path / "schedules-narrow.png")
+        page.get_by_role("link", name=schedule_id).click()
+        expect(page.locator(".view-head code")).to_have_text(schedule_id)
+        tab.screenshot(tmp_path / "schedule-detail-narrow.png")
