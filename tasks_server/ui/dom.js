@@ -1,5 +1,5 @@
 // Building blocks of every screen: elements, times, badges, the loading / empty / error boxes,
-// selects, pagers and action bars. Plain DOM (no innerHTML), so nothing needs an inline script.
+// selects, pagers and action bars. Elements are built node by node, never parsed from strings.
 
 /** An element: `attrs` holds attributes, `class`, `text` and `on<event>` handlers. */
 export function h(tag, attrs = {}, ...children) {
@@ -107,8 +107,12 @@ export function select(id, label, value, options, onchange) {
   );
 }
 
-/** Previous / Next around "11–20", for a page of `count` rows at `query.offset`. */
+/**
+ * Previous / Next around "11–20", for a page of `count` rows at `query.offset`; none for an
+ * empty first page.
+ */
 export function pagerButtons(query, count, update) {
+  if (!count && !query.offset) return [];
   const first = count ? query.offset + 1 : query.offset;
   return [
     h("button", {

@@ -73,7 +73,7 @@ class Dashboard:
 
     def fired(self, schedule_id: str) -> list[str]:
         """The ids of the tasks a schedule registered."""
-        query = {"scheduleId": schedule_id, "limit": 1000}
+        query: dict[str, str | int] = {"scheduleId": schedule_id, "limit": 1000}
         response = self.http.get("/v1/queues", params=query, headers=self.headers)
         assert response.status_code == 200, response.text
         return [task["id"] for task in response.json()]
