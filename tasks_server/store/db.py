@@ -10,6 +10,13 @@ A write unit is a plain function of the connection, and a whole batch (BEGIN, ev
 COMMIT) runs on the writer thread in one hop from the event loop. Awaiting each statement
 instead would cost one loop iteration per statement, and under load a loop iteration is
 long: that capped writes at about one per iteration.
+
+The writes the scheduler makes for every attempt (its start, its outcome) are *shared*: each
+caller queues an item, and a batch runs one `SharedWrite` over all the items of its kind, a
+few statements for hundreds of attempts. Statement count matters beyond SQLite's own work:
+the sqlite3 module releases the GIL around every statement, and while the event loop is busy
+the writer thread waits for it again each time (up to the 5 ms switch interval), so one
+statement per attempt kept the writer waiting most of its time.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Runs on the writer thread inside the batch's transaction: no awaiting, no event-loop state.
 WriteUnit = Callable[[sqlite3.Connection], T]
+# The same, for the items of many callers at once: one result per item, in order.
+SharedWrite = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 
 _MAX_BATCH = 512
 # Errors of the transaction, not of one unit: re-running the units alone would only meet
@@ -55,6 +65,9 @@ _PRAGMAS = (
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
 )
+
+
+_Pending = tuple[SharedWrite, Any, "asyncio.Future[Any]"]
 
 
 class DatabaseTooNew(RuntimeError):
@@ -118,10 +131,23 @@ def _statements(script: str) -> Iterable[str]:
         yield pending.strip()
 
 
-def _transaction(conn: sqlite3.Connection, units: list[WriteUnit[Any]]) -> list[Any]:
+def _each(conn: sqlite3.Connection, units: list[WriteUnit[Any]]) -> list[Any]:
+    return [unit(conn) for unit in units]
+
+
+def _transaction(conn: sqlite3.Connection, batch: list[tuple[SharedWrite, Any]]) -> list[Any]:
+    """Run a batch in one transaction: each kind of write once, over its items in queue
+    order, kinds in the order they first appear (the writes of a batch were all queued
+    concurrently, so any order among kinds is one their callers could have seen)."""
+    positions: dict[SharedWrite, list[int]] = {}
+    for position, (write, _) in enumerate(batch):
+        positions.setdefault(write, []).append(position)
+    results: list[Any] = [None] * len(batch)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        results = [unit(conn) for unit in units]
+        for write, at in positions.items():
+            for position, result in zip(at, write(conn, [batch[i][1] for i in at]), strict=True):
+                results[position] = result
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -131,49 +157,58 @@ def _transaction(conn: sqlite3.Connection, units: list[WriteUnit[Any]]) -> list[
 
 
 class Database:
-    """The store's connections: one writer (group commit) and one reader (WAL snapshot reads)."""
+    """The store's connections: one writer (group commit) and one reader (WAL snapshot reads).
+
+    The writer connection lives on its own thread, which takes the next batch as soon as the
+    last one committed: the event loop only queues units and settles their futures (one
+    callback per batch), so a busy loop never holds up the writer."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer: sqlite3.Connection | None = None
-        self._thread: ThreadPoolExecutor | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[WriteUnit[Any], asyncio.Future[Any]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._pending: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        thread = threading.Thread(
+            target=self._write_thread, args=(loop, opened), name="sqlite-writer", daemon=True
+        )
+        thread.start()
         try:
-            self._writer = await self._on_writer(_open_writer, self.path)
+            await opened
         except BaseException:
-            self._thread.shutdown()
-            self._thread = None
+            await asyncio.to_thread(thread.join)
             raise
+        self._thread, self._accepting = thread, True
         self._reader = await _connect(self.path)
-        self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Commit every write queued so far, then close the connections."""
+        self._accepting = False
+        if self._thread is not None:
+            self._pending.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
         if self._reader is not None:
             await self._reader.close()
-        if self._writer is not None:
-            await self._on_writer(self._writer.close)
-        if self._thread is not None:
-            self._thread.shutdown()
-        self._reader = self._writer = self._thread = None
+            self._reader = None
 
     async def write(self, unit: WriteUnit[T]) -> T:
         """Run `unit` in a write transaction; return its result once durably committed."""
-        if self._task is None or self._task.done():
+        result: T = await self.share(_each, unit)
+        return result
+
+    async def share(self, write: SharedWrite, item: Any) -> Any:
+        """Have `write` run over `item` with the other items of its kind queued meanwhile;
+        return this item's result once durably committed."""
+        if not self._accepting or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("database is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((unit, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.put((write, item, future))
         return await asyncio.shield(future)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -184,35 +219,52 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _run_batch(self, batch: list[tuple[WriteUnit[Any], asyncio.Future[Any]]]) -> None:
-        assert self._writer is not None
+    def _write_thread(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
         try:
-            results = await self._on_writer(_transaction, self._writer, [u for u, _ in batch])
-        except Exception as exc:
-            if len(batch) == 1 or _transaction_error(exc):
-                for _, future in batch:
-                    _settle(future, exc=exc)
-                return
-            # One unit failed: nothing was committed. Run each alone so only it fails.
-            for item in batch:
-                await self._run_batch([item])
+            conn = _open_writer(self.path)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, opened, None, exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result=result)
+        loop.call_soon_threadsafe(_settle, opened)
+        try:
+            while (batch := self._next_batch()) is not None:
+                outcomes = _run_batch(conn, [(write, item) for write, item, _ in batch])
+                futures = [future for *_, future in batch]
+                loop.call_soon_threadsafe(_settle_all, futures, outcomes)
+        finally:
+            conn.close()
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """What was queued while the last batch ran (waiting for one unit if nothing was), up
+        to `_MAX_BATCH`; None once `close()` asked to stop and nothing is left before that."""
+        first = self._pending.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < _MAX_BATCH:
+            try:
+                pending = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if pending is None:
+                self._pending.put(None)  # stop after this batch
+                break
+            batch.append(pending)
+        return batch
+
+
+# A unit's result, or the exception that failed it.
+_Settled = tuple[Any, BaseException | None]
+
+
+def _run_batch(conn: sqlite3.Connection, writes: list[tuple[SharedWrite, Any]]) -> list[_Settled]:
+    try:
+        return [(result, None) for result in _transaction(conn, writes)]
+    except Exception as exc:
+        if len(writes) == 1 or _transaction_error(exc):
+            return [(None, exc)] * len(writes)
+        # One unit failed: nothing was committed. Run each alone so only it fails.
+        return [_run_batch(conn, [write])[0] for write in writes]
 
 
 def _transaction_error(exc: Exception) -> bool:
@@ -220,8 +272,13 @@ def _transaction_error(exc: Exception) -> bool:
     return code is not None and code & 0xFF in _TRANSACTION_ERRORS
 
 
+def _settle_all(futures: list[asyncio.Future[Any]], outcomes: list[_Settled]) -> None:
+    for future, (result, exc) in zip(futures, outcomes, strict=True):
+        _settle(future, result, exc)
+
+
 def _settle(
-    future: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None
+    future: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None
 ) -> None:
     if future.done():
         return

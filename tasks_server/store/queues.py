@@ -7,7 +7,9 @@ lease, they bump `version`, and an outcome is recorded only for the version it w
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -117,20 +119,49 @@ UPDATE attempts SET finished_at = :now, outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder != :holder
    AND queue_id IN (SELECT id FROM queues WHERE lease_owner = :holder)
 """
-OPEN_ATTEMPT = """
-INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
-SELECT id, attempts + 1, :holder, estimate_execution_at, :now FROM queues
- WHERE id = :id AND lease_owner = :holder AND version = :version AND state = 'RUNNING'
+# The attempts' own writes (start, outcome) are shared by every attempt a batch holds
+# (`Database.share`): a few statements per batch, not several per attempt. Items without blobs
+# travel as one JSON array, [[id, holder, version, ...], ...]; the outcomes, which carry
+# sealed blobs, as a VALUES list of bound parameters (`_values`).
+STARTABLE = """
+  FROM json_each(?) j JOIN queues q ON q.id = j.value ->> 0
+ WHERE q.lease_owner = j.value ->> 1 AND q.version = j.value ->> 2 AND q.state = 'RUNNING'
 """
-COUNT_ATTEMPT = "UPDATE queues SET attempts = attempts + 1 WHERE id = ?"
+STARTABLE_IDS = f"SELECT json_group_array(q.id) {STARTABLE}"
+OPEN_ATTEMPTS = f"""
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
+SELECT q.id, q.attempts + 1, j.value ->> 1, q.estimate_execution_at, j.value ->> 3 {STARTABLE}
+"""
+COUNT_ATTEMPTS = """
+UPDATE queues SET attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each(?))
+"""
 ABORT_OPEN = """
 UPDATE attempts SET finished_at = ?, outcome = 'ABORTED'
  WHERE queue_id = ? AND holder = ? AND attempt = ? AND started_at = ? AND finished_at = 0
 """
-CLOSE_ATTEMPT = """
-UPDATE attempts SET finished_at = :now, status_code = :status_code, outcome = :outcome,
-                    error = :error, response = :response
- WHERE queue_id = :id AND attempt = :attempt AND finished_at = 0
+CLOSE_ATTEMPTS = """
+WITH v(id, attempt, now, status_code, outcome, error, response) AS (VALUES {values})
+UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
+                    error = v.error, response = v.response
+  FROM v WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt
+               AND attempts.finished_at = 0
+"""
+# An outcome applies only for the version it was run with, by the lease's holder.
+APPLICABLE_IDS = """
+SELECT json_group_array(q.id) FROM json_each(?) j JOIN queues q ON q.id = j.value ->> 0
+ WHERE q.lease_owner = j.value ->> 1 AND q.version = j.value ->> 2
+"""
+# An ending outcome (`state` set) finishes the task; otherwise it retries at `retry_at`.
+RECORD_OUTCOMES = """
+WITH v(id, holder, version, state, status_code, response, now, retry_at) AS (VALUES {values})
+UPDATE queues SET state = coalesce(v.state, queues.state), status_code = v.status_code,
+                  response = v.response,
+                  estimate_end_at = iif(v.state IS NULL, queues.estimate_end_at, v.now),
+                  estimate_execution_at = iif(v.state IS NULL, v.retry_at,
+                                              queues.estimate_execution_at),
+                  retry_count = queues.retry_count + (v.state IS NULL),
+                  lease_owner = NULL, lease_until = NULL, version = queues.version + 1
+  FROM v WHERE queues.id = v.id AND queues.lease_owner = v.holder AND queues.version = v.version
 """
 PRUNE_ATTEMPTS = "DELETE FROM attempts WHERE queue_id = ? AND attempt <= ?"
 SELECT_ATTEMPTS = """
@@ -156,17 +187,6 @@ RELEASE_ALL_LEASES = (
     "UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"
 )
 LEASED_VERSIONS = "SELECT id, state, version FROM queues WHERE lease_owner = ?"
-FINISH = """
-UPDATE queues SET state = ?, status_code = ?, response = ?, estimate_end_at = ?,
-                  lease_owner = NULL, lease_until = NULL, version = version + 1
- WHERE id = ? AND lease_owner = ? AND version = ?
-"""
-RETRY_LATER = """
-UPDATE queues SET status_code = ?, response = ?, retry_count = retry_count + 1,
-                  estimate_execution_at = ?, lease_owner = NULL, lease_until = NULL,
-                  version = version + 1
- WHERE id = ? AND lease_owner = ? AND version = ?
-"""
 # A callback's task (SPEC §11.2), inserted with the outcome it reports: past the owner's limit,
 # since a consequence of an accepted task must never fail.
 INSERT_CALLBACK = """
@@ -377,15 +397,17 @@ async def claim(
 
 async def started(db: Database, *, holder: str, due: Due, now: int) -> int | None:
     """Open the attempt row; its number, or None when the task changed since it was held."""
+    result: int | None = await db.share(_start_all, (holder, due, now))
+    return result
 
-    def unit(conn: sqlite3.Connection) -> int | None:
-        params = {"id": due.id, "holder": holder, "version": due.version, "now": now}
-        if conn.execute(OPEN_ATTEMPT, params).rowcount == 0:
-            return None
-        conn.execute(COUNT_ATTEMPT, (due.id,))
-        return due.attempts + 1
 
-    return await db.write(unit)
+def _start_all(conn: sqlite3.Connection, items: list[tuple[str, Due, int]]) -> list[int | None]:
+    rows = _json([(due.id, holder, due.version, now) for holder, due, now in items])
+    (startable,) = conn.execute(STARTABLE_IDS, (rows,)).fetchone()
+    conn.execute(OPEN_ATTEMPTS, (rows,))
+    conn.execute(COUNT_ATTEMPTS, (startable,))
+    opened = set(orjson.loads(startable))
+    return [due.attempts + 1 if due.id in opened else None for _, due, _ in items]
 
 
 async def record(
@@ -400,24 +422,76 @@ async def record(
     """Close the attempt row and write the task's outcome in one transaction; False when the
     task changed meanwhile (the attempt row is closed all the same). An ending outcome that
     applies inserts `callback` with it."""
+    applied: bool = await db.share(_record_all, _Outcome(holder, due, result, keep, callback))
+    return applied
 
-    def unit(conn: sqlite3.Connection) -> bool:
-        _close(conn, due.id, result)
-        if result.state is not None:
-            params: tuple[Any, ...] = (result.state, result.status_code, result.response)
-            params += (result.finished_at, due.id, holder, due.version)
-            applied = conn.execute(FINISH, params).rowcount > 0
-            if applied and callback is not None:
-                _insert_callback(conn, due, callback)
-        else:
-            params = (result.status_code, result.response, result.retry_at)
-            params += (due.id, holder, due.version)
-            applied = conn.execute(RETRY_LATER, params).rowcount > 0
-        if result.attempt > keep:  # else there is nothing to prune: save the statement
-            conn.execute(PRUNE_ATTEMPTS, (due.id, result.attempt - keep))
-        return applied
 
-    return await db.write(unit)
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    holder: str
+    due: Due
+    result: Result
+    keep: int
+    callback: NewTask | None
+
+    def closing(self) -> tuple[Any, ...]:
+        """The attempt row's columns, as CLOSE_ATTEMPTS binds them."""
+        r = self.result
+        return (
+            self.due.id,
+            r.attempt,
+            r.finished_at,
+            r.status_code,
+            r.outcome,
+            r.error,
+            r.response,
+        )
+
+    def outcome(self) -> tuple[Any, ...]:
+        """The task row's columns, as RECORD_OUTCOMES binds them."""
+        r, due = self.result, self.due
+        return (
+            due.id,
+            self.holder,
+            due.version,
+            r.state,
+            r.status_code,
+            r.response,
+            r.finished_at,
+            r.retry_at,
+        )
+
+
+def _record_all(conn: sqlite3.Connection, items: list[_Outcome]) -> list[bool]:
+    closing = [o.closing() for o in items]
+    conn.execute(CLOSE_ATTEMPTS.format(values=_values(len(items), 7)), _flat(closing))
+    rows = _json([(o.due.id, o.holder, o.due.version) for o in items])
+    (applicable,) = conn.execute(APPLICABLE_IDS, (rows,)).fetchone()
+    applied = set(orjson.loads(applicable))
+    outcomes = [o.outcome() for o in items if o.due.id in applied]
+    if outcomes:
+        conn.execute(RECORD_OUTCOMES.format(values=_values(len(outcomes), 8)), _flat(outcomes))
+    for o in items:
+        if o.callback is not None and o.result.state is not None and o.due.id in applied:
+            _insert_callback(conn, o.due, o.callback)
+        if o.result.attempt > o.keep:  # else there is nothing to prune: save the statement
+            conn.execute(PRUNE_ATTEMPTS, (o.due.id, o.result.attempt - o.keep))
+    return [o.due.id in applied for o in items]
+
+
+@functools.cache
+def _values(rows: int, width: int) -> str:
+    """`rows` rows of `width` parameters for a VALUES list."""
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * rows)
+
+
+def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
+    return [value for row in rows for value in row]
+
+
+def _json(rows: list[tuple[Any, ...]]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 async def aborted(
@@ -444,21 +518,6 @@ def _insert_callback(conn: sqlite3.Connection, parent: Due, task: NewTask) -> No
         ),
     )
     conn.execute(SET_CALLBACK_ID, (task.queue_id, parent.id))
-
-
-def _close(conn: sqlite3.Connection, queue_id: str, result: Result) -> None:
-    conn.execute(
-        CLOSE_ATTEMPT,
-        {
-            "id": queue_id,
-            "attempt": result.attempt,
-            "now": result.finished_at,
-            "status_code": result.status_code,
-            "outcome": result.outcome,
-            "error": result.error,
-            "response": result.response,
-        },
-    )
 
 
 async def reload(db: Database, queue_id: str) -> QueueRow | None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tasks_server.store.db import Database, migrate
 from tasks_server.store.schema import MIGRATIONS
@@ -70,3 +73,93 @@ async def test_a_unit_error_fails_only_that_unit(tmp_path: Path) -> None:
         assert [row[0] for row in rows] == [1, 2, 3]
     finally:
         await db.close()
+
+
+async def _held_writer(db: Database) -> tuple[threading.Event, asyncio.Future[None]]:
+    """Keep the writer busy until the event is set, so the next writes form one batch."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(10)
+
+    held = asyncio.ensure_future(db.write(hold))
+    await asyncio.to_thread(entered.wait, 10)
+    return release, held
+
+
+async def test_shared_writes_queued_together_run_once_for_all(tmp_path: Path) -> None:
+    db = Database(tmp_path / "tasks.db")
+    await db.open()
+    try:
+        calls: list[list[int]] = []
+
+        def double(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+            calls.append(items)
+            return [2 * item for item in items]
+
+        release, held = await _held_writer(db)
+        shared = [asyncio.ensure_future(db.share(double, n)) for n in range(5)]
+        plain = asyncio.ensure_future(db.write(lambda conn: "plain"))
+        await asyncio.sleep(0)  # let every write reach the queue
+        release.set()
+        await held
+        assert await asyncio.gather(*shared) == [0, 2, 4, 6, 8]
+        assert await plain == "plain"
+        assert calls == [[0, 1, 2, 3, 4]]
+    finally:
+        await db.close()
+
+
+async def test_a_failing_item_of_a_shared_write_fails_only_itself(tmp_path: Path) -> None:
+    db = Database(tmp_path / "tasks.db")
+    await db.open()
+    try:
+
+        def checked(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+            if any(item < 0 for item in items):
+                raise ValueError("negative")
+            return items
+
+        release, held = await _held_writer(db)
+        shared = [asyncio.ensure_future(db.share(checked, n)) for n in (1, -1, 2)]
+        await asyncio.sleep(0)
+        release.set()
+        await held
+        results = await asyncio.gather(*shared, return_exceptions=True)
+        assert results[0] == 1 and results[2] == 2
+        assert isinstance(results[1], ValueError)
+    finally:
+        await db.close()
+
+
+async def test_close_commits_what_was_queued_and_refuses_later_writes(tmp_path: Path) -> None:
+    db = Database(tmp_path / "tasks.db")
+    await db.open()
+    await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+    release, held = await _held_writer(db)
+    queued = [
+        asyncio.ensure_future(
+            db.write(lambda conn, v=v: conn.execute("INSERT INTO t VALUES (?)", (v,)))
+        )
+        for v in range(3)
+    ]
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(db.close())
+    await asyncio.sleep(0)
+    release.set()
+    await closing
+    await held
+    await asyncio.gather(*queued)
+    with pytest.raises(RuntimeError, match="not open"):
+        await db.write(lambda conn: None)
+    reopened = Database(tmp_path / "tasks.db")
+    await reopened.open()
+    try:
+        assert [row[0] for row in await reopened.fetchall("SELECT v FROM t ORDER BY v")] == [
+            0,
+            1,
+            2,
+        ]
+    finally:
+        await reopened.close()
