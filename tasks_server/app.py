@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from tasks_server import logs, startup
+from tasks_server import gc_policy, logs, startup
 from tasks_server.api import errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
@@ -42,7 +42,9 @@ def create_app_from_env() -> Starlette:
     """The app of one cluster worker: uvicorn spawns each worker process and imports this."""
     settings = load_settings()
     logs.configure_from(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    gc_policy.tune_for_serving()
+    return app
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tasks_server import __version__, logs, startup
+from tasks_server import __version__, gc_policy, logs, startup
 from tasks_server.app import create_app
 from tasks_server.backup import BackupError, RestoreError, backup_now, remove_leftovers, restore
 from tasks_server.httpserver import HttpLimits, protocol_for
@@ -187,6 +187,7 @@ def serve(settings: Settings) -> None:
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     server = _Server(uvicorn.Config(create_app(settings), **options))
+    gc_policy.tune_for_serving()
     server.run()
     if not server.started:
         sys.exit(3)
