@@ -5,10 +5,13 @@ is stored sealed with the owner id and column as associated data. After a rotati
 secret stays in the previous column until its grace ends, and attempts are signed with both,
 so receivers can switch over. Lookups are cached per owner: a rotation in this process
 evicts at once, and entries expire after `CACHE_TTL_MS` for rotations by other processes.
+While an owner's keys are being read, every other attempt of that owner awaits the same
+read: a burst of a thousand attempts costs one database read, not a thousand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import Callable
@@ -41,6 +44,7 @@ class SigningKeys:
         self._store = store
         self._cipher = cipher
         self._entries: dict[str, _Entry] = {}
+        self._reading: dict[str, asyncio.Future[tuple[bytes, ...]]] = {}
         self.clock = clock
 
     def new(self, owner_id: str, column: str = CURRENT) -> tuple[str, bytes]:
@@ -53,10 +57,21 @@ class SigningKeys:
 
         An owner created before signing secrets gets one now. Empty: no such owner.
         """
-        now = self.clock()
         entry = self._entries.get(owner_id)
-        if entry is not None and now < entry.valid_until:
+        if entry is not None and self.clock() < entry.valid_until:
             return entry.keys
+        reading = self._reading.get(owner_id)
+        if reading is None:
+            reading = self._reading[owner_id] = asyncio.ensure_future(self._read(owner_id))
+            reading.add_done_callback(lambda done: self._read_done(owner_id, done))
+        return await asyncio.shield(reading)
+
+    def _read_done(self, owner_id: str, done: asyncio.Future[tuple[bytes, ...]]) -> None:
+        if self._reading.get(owner_id) is done:
+            del self._reading[owner_id]
+
+    async def _read(self, owner_id: str) -> tuple[bytes, ...]:
+        now = self.clock()
         stored = await self._store.signing_secrets(owner_id)
         if stored is not None and stored.current is None:
             stored = await self._store.signing_secrets(owner_id, self.new(owner_id)[1])
@@ -69,7 +84,8 @@ class SigningKeys:
         if stored.previous is not None and until is not None and now < until:
             keys += (self._open(stored.previous, owner_id, PREVIOUS),)
             valid_until = min(valid_until, until)
-        self._entries[owner_id] = _Entry(keys, valid_until)
+        if self._reading.get(owner_id) is asyncio.current_task():  # not forgotten meanwhile
+            self._entries[owner_id] = _Entry(keys, valid_until)
         return keys
 
     async def rotate(self, owner_id: str, name: str, grace_ms: int) -> str | None:
@@ -87,7 +103,9 @@ class SigningKeys:
         return shown if rotated else None
 
     def forget(self, owner_id: str) -> None:
+        """Drop what is cached, and let a read under way serve only those awaiting it."""
         self._entries.pop(owner_id, None)
+        self._reading.pop(owner_id, None)
 
     def _seal(self, raw: bytes, owner_id: str, column: str) -> bytes:
         return self._cipher.encrypt(raw, _bound(owner_id, column))

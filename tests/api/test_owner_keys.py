@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 
@@ -10,6 +11,7 @@ import pytest
 from tasks_server.crypto import Cipher
 from tasks_server.settings import SettingsError, load_settings
 from tasks_server.signing_keys import SigningKeys
+from tasks_server.store.base import Credentials
 from tests.conftest import MakeSettings, open_client, register_owner
 
 ADMIN_KEY = "an-admin-key-that-is-long-enough-0123"
@@ -182,3 +184,28 @@ async def test_an_owner_from_before_signing_secrets_gets_one(make_settings: Make
         cipher = Cipher.for_database(settings.cipher_key, settings.path_sqlite)
         assert await SigningKeys(opened.services.store, cipher).for_owner(owner_id) == (made,)
         assert await keys.for_owner("0" * 26) == ()
+
+
+async def test_a_burst_of_lookups_reads_the_secrets_once(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand attempts of one owner starting together (a burst, or the cache expiring
+    under load) share one read of the owner's secrets."""
+    opened = open_client(make_settings())
+    async with opened as client:
+        owner_id = (await register_owner(client, "burst"))["X-Tasks-Owner-Id"]
+        store, keys = opened.services.store, opened.services.signing_keys
+        reads: list[str] = []
+        read = store.signing_secrets
+
+        async def counted(owner: str, missing: bytes | None = None) -> Credentials | None:
+            reads.append(owner)
+            return await read(owner, missing)
+
+        monkeypatch.setattr(store, "signing_secrets", counted)
+        keys.forget(owner_id)
+        found = await asyncio.gather(*(keys.for_owner(owner_id) for _ in range(200)))
+        assert len(reads) == 1 and len(set(found)) == 1 and len(found[0]) == 1
+        keys.forget(owner_id)  # e.g. a rotation here: the next lookup reads again
+        assert await keys.for_owner(owner_id) == found[0]
+        assert len(reads) == 2
