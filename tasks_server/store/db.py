@@ -209,7 +209,9 @@ class Database:
             raise RuntimeError("database is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.put((write, item, future))
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only its future: the write goes on (settling skips a
+        # future already done), so no shield is needed to keep it whole.
+        return await future
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         assert self._reader is not None, "database is not open"

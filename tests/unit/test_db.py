@@ -163,3 +163,24 @@ async def test_close_commits_what_was_queued_and_refuses_later_writes(tmp_path: 
         ]
     finally:
         await reopened.close()
+
+
+async def test_a_cancelled_caller_does_not_cut_its_write(tmp_path: Path) -> None:
+    db = Database(tmp_path / "tasks.db")
+    await db.open()
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        release, held = await _held_writer(db)
+        write = asyncio.ensure_future(
+            db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+        )
+        await asyncio.sleep(0)
+        write.cancel()
+        release.set()
+        await held
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        await db.write(lambda conn: None)  # after the batch that held the insert
+        assert [row[0] for row in await db.fetchall("SELECT v FROM t")] == [1]
+    finally:
+        await db.close()
