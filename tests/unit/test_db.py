@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from tasks_server.store.db import Database, migrate
 from tasks_server.store.schema import MIGRATIONS
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    opened = Database(tmp_path / "tasks.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def test_migrations_apply_in_order_and_trigger_bodies_stay_whole() -> None:
@@ -24,55 +34,45 @@ def test_migrations_apply_in_order_and_trigger_bodies_stay_whole() -> None:
     assert migrate(conn) == len(MIGRATIONS)  # idempotent
 
 
-async def test_a_transaction_level_error_fails_the_batch_at_once(tmp_path: Path) -> None:
+async def test_a_transaction_level_error_fails_the_batch_at_once(db: Database) -> None:
     """SQLITE_FULL (or BUSY, IOERR) is the transaction's: re-running each unit alone would meet
     it again, after another busy timeout each; the batch fails as one."""
-    db = Database(tmp_path / "tasks.db")
-    await db.open()
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE filler (data BLOB)"))
-        await db.write(
-            lambda conn: conn.execute(
-                "PRAGMA max_page_count = " + str(conn.execute("PRAGMA page_count").fetchone()[0])
-            )
+    await db.write(lambda conn: conn.execute("CREATE TABLE filler (data BLOB)"))
+    await db.write(
+        lambda conn: conn.execute(
+            "PRAGMA max_page_count = " + str(conn.execute("PRAGMA page_count").fetchone()[0])
         )
-        calls: list[int] = []
+    )
+    calls: list[int] = []
 
-        def fill(conn: sqlite3.Connection) -> None:
-            calls.append(1)
-            conn.execute("INSERT INTO filler VALUES (?)", (b"x" * 100_000,))
+    def fill(conn: sqlite3.Connection) -> None:
+        calls.append(1)
+        conn.execute("INSERT INTO filler VALUES (?)", (b"x" * 100_000,))
 
-        results = await asyncio.gather(*(db.write(fill) for _ in range(50)), return_exceptions=True)
-        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
-        assert len(calls) < 50  # not re-run unit by unit
-    finally:
-        await db.close()
+    results = await asyncio.gather(*(db.write(fill) for _ in range(50)), return_exceptions=True)
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+    assert len(calls) < 50  # not re-run unit by unit
 
 
-async def test_a_unit_error_fails_only_that_unit(tmp_path: Path) -> None:
-    db = Database(tmp_path / "tasks.db")
-    await db.open()
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER UNIQUE)"))
+async def test_a_unit_error_fails_only_that_unit(db: Database) -> None:
+    await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER UNIQUE)"))
 
-        def insert(value: int) -> Callable[[sqlite3.Connection], None]:
-            def unit(conn: sqlite3.Connection) -> None:
-                conn.execute("INSERT INTO t VALUES (?)", (value,))
+    def insert(value: int) -> Callable[[sqlite3.Connection], None]:
+        def unit(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (?)", (value,))
 
-            return unit
+        return unit
 
-        writes = (db.write(insert(v)) for v in (1, 2, 2, 3))
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        assert [type(r) for r in results] == [
-            type(None),
-            type(None),
-            sqlite3.IntegrityError,
-            type(None),
-        ]
-        rows = await db.fetchall("SELECT v FROM t ORDER BY v")
-        assert [row[0] for row in rows] == [1, 2, 3]
-    finally:
-        await db.close()
+    writes = (db.write(insert(v)) for v in (1, 2, 2, 3))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert [type(r) for r in results] == [
+        type(None),
+        type(None),
+        sqlite3.IntegrityError,
+        type(None),
+    ]
+    rows = await db.fetchall("SELECT v FROM t ORDER BY v")
+    assert [row[0] for row in rows] == [1, 2, 3]
 
 
 async def _held_writer(db: Database) -> tuple[threading.Event, asyncio.Future[None]]:
@@ -88,49 +88,39 @@ async def _held_writer(db: Database) -> tuple[threading.Event, asyncio.Future[No
     return release, held
 
 
-async def test_shared_writes_queued_together_run_once_for_all(tmp_path: Path) -> None:
-    db = Database(tmp_path / "tasks.db")
-    await db.open()
-    try:
-        calls: list[list[int]] = []
+async def test_shared_writes_queued_together_run_once_for_all(db: Database) -> None:
+    calls: list[list[int]] = []
 
-        def double(conn: sqlite3.Connection, items: list[int]) -> list[int]:
-            calls.append(items)
-            return [2 * item for item in items]
+    def double(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+        calls.append(items)
+        return [2 * item for item in items]
 
-        release, held = await _held_writer(db)
-        shared = [asyncio.ensure_future(db.share(double, n)) for n in range(5)]
-        plain = asyncio.ensure_future(db.write(lambda conn: "plain"))
-        await asyncio.sleep(0)  # let every write reach the queue
-        release.set()
-        await held
-        assert await asyncio.gather(*shared) == [0, 2, 4, 6, 8]
-        assert await plain == "plain"
-        assert calls == [[0, 1, 2, 3, 4]]
-    finally:
-        await db.close()
+    release, held = await _held_writer(db)
+    shared = [asyncio.ensure_future(db.share(double, n)) for n in range(5)]
+    plain = asyncio.ensure_future(db.write(lambda conn: "plain"))
+    await asyncio.sleep(0)  # let every write reach the queue
+    release.set()
+    await held
+    assert await asyncio.gather(*shared) == [0, 2, 4, 6, 8]
+    assert await plain == "plain"
+    assert calls == [[0, 1, 2, 3, 4]]
 
 
-async def test_a_failing_item_of_a_shared_write_fails_only_itself(tmp_path: Path) -> None:
-    db = Database(tmp_path / "tasks.db")
-    await db.open()
-    try:
+async def test_a_failing_item_of_a_shared_write_fails_only_itself(db: Database) -> None:
 
-        def checked(conn: sqlite3.Connection, items: list[int]) -> list[int]:
-            if any(item < 0 for item in items):
-                raise ValueError("negative")
-            return items
+    def checked(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+        if any(item < 0 for item in items):
+            raise ValueError("negative")
+        return items
 
-        release, held = await _held_writer(db)
-        shared = [asyncio.ensure_future(db.share(checked, n)) for n in (1, -1, 2)]
-        await asyncio.sleep(0)
-        release.set()
-        await held
-        results = await asyncio.gather(*shared, return_exceptions=True)
-        assert results[0] == 1 and results[2] == 2
-        assert isinstance(results[1], ValueError)
-    finally:
-        await db.close()
+    release, held = await _held_writer(db)
+    shared = [asyncio.ensure_future(db.share(checked, n)) for n in (1, -1, 2)]
+    await asyncio.sleep(0)
+    release.set()
+    await held
+    results = await asyncio.gather(*shared, return_exceptions=True)
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], ValueError)
 
 
 async def test_close_commits_what_was_queued_and_refuses_later_writes(tmp_path: Path) -> None:
@@ -165,22 +155,15 @@ async def test_close_commits_what_was_queued_and_refuses_later_writes(tmp_path: 
         await reopened.close()
 
 
-async def test_a_cancelled_caller_does_not_cut_its_write(tmp_path: Path) -> None:
-    db = Database(tmp_path / "tasks.db")
-    await db.open()
-    try:
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-        release, held = await _held_writer(db)
-        write = asyncio.ensure_future(
-            db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
-        )
-        await asyncio.sleep(0)
-        write.cancel()
-        release.set()
-        await held
-        with pytest.raises(asyncio.CancelledError):
-            await write
-        await db.write(lambda conn: None)  # after the batch that held the insert
-        assert [row[0] for row in await db.fetchall("SELECT v FROM t")] == [1]
-    finally:
-        await db.close()
+async def test_a_cancelled_caller_does_not_cut_its_write(db: Database) -> None:
+    await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+    release, held = await _held_writer(db)
+    write = asyncio.ensure_future(db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)")))
+    await asyncio.sleep(0)
+    write.cancel()
+    release.set()
+    await held
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    await db.write(lambda conn: None)  # after the batch that held the insert
+    assert [row[0] for row in await db.fetchall("SELECT v FROM t")] == [1]
