@@ -124,13 +124,16 @@ UPDATE attempts SET finished_at = :now, outcome = 'INTERRUPTED'
 # travel as one JSON array, [[id, holder, version, ...], ...]; the outcomes, which carry
 # sealed blobs, as a VALUES list of bound parameters (`_values`).
 STARTABLE = """
-  FROM json_each(?) j JOIN queues q ON q.id = j.value ->> 0
- WHERE q.lease_owner = j.value ->> 1 AND q.version = j.value ->> 2 AND q.state = 'RUNNING'
+  FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS holder,
+               json_extract(value, '$[2]') AS version, json_extract(value, '$[3]') AS now
+          FROM json_each(?)) j
+  JOIN queues q ON q.id = j.id
+ WHERE q.lease_owner = j.holder AND q.version = j.version AND q.state = 'RUNNING'
 """
 STARTABLE_IDS = f"SELECT json_group_array(q.id) {STARTABLE}"
 OPEN_ATTEMPTS = f"""
 INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
-SELECT q.id, q.attempts + 1, j.value ->> 1, q.estimate_execution_at, j.value ->> 3 {STARTABLE}
+SELECT q.id, q.attempts + 1, j.holder, q.estimate_execution_at, j.now {STARTABLE}
 """
 COUNT_ATTEMPTS = """
 UPDATE queues SET attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each(?))
@@ -148,8 +151,12 @@ UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = 
 """
 # An outcome applies only for the version it was run with, by the lease's holder.
 APPLICABLE_IDS = """
-SELECT json_group_array(q.id) FROM json_each(?) j JOIN queues q ON q.id = j.value ->> 0
- WHERE q.lease_owner = j.value ->> 1 AND q.version = j.value ->> 2
+SELECT json_group_array(q.id)
+  FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS holder,
+               json_extract(value, '$[2]') AS version
+          FROM json_each(?)) j
+  JOIN queues q ON q.id = j.id
+ WHERE q.lease_owner = j.holder AND q.version = j.version
 """
 # An ending outcome (`state` set) finishes the task; otherwise it retries at `retry_at`.
 RECORD_OUTCOMES = """
