@@ -1,10 +1,15 @@
 """libcurl on the asyncio loop: ``CurlTransport`` drives one ``pycurl.CurlMulti``.
 
 libcurl tells us which sockets to watch (``M_SOCKETFUNCTION``) and when it next needs a
-timeout tick (``M_TIMERFUNCTION``); we map those onto ``loop.add_reader/add_writer`` and one
-``loop.call_later`` handle, and call ``socket_action`` when the loop reports readiness. No
-threads and no polling, so thousands of slow targets cost sockets, not threads. Never call
-libcurl from inside its own callbacks: the timer is always deferred to the loop.
+timeout tick (``M_TIMERFUNCTION``); we keep the sockets in a selector of our own (epoll on
+Linux) whose one descriptor the loop watches, and the tick in one ``loop.call_later`` handle.
+When the selector is ready, every ready socket gets its ``socket_action`` in one loop
+callback. No threads and no polling, so thousands of slow targets cost sockets, not threads.
+The selector is what keeps an attempt cheap: libcurl watches a connection for writing, then
+for reading, then not at all, on every request, and on the loop's own reader and writer
+handles each of those changes costs several system calls and objects; here it costs one
+``epoll_ctl``. Never call libcurl from inside its own callbacks: the timer is always
+deferred to the loop.
 
 Connections are never shared between owners. Each ``send`` names its ``pool`` (the owner
 id), and each pool has its own ``CurlShare`` (DNS cache, TLS sessions, connection cache) and
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
 import socket
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -57,6 +63,20 @@ def _options(*names: str) -> frozenset[int]:
 
 _ISOLATED = _options("RESOLVE", "DOH_URL", "DNS_SERVERS", "HAPROXYPROTOCOL", "HAPROXY_CLIENT_IP")
 _STATEFUL = _options("COOKIEFILE", "COOKIEJAR", "COOKIE", "HSTS", "HSTS_CTRL")
+
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+# libcurl's POLL_IN/OUT/INOUT as selector events, and selector events as CSELECT bits.
+_EVENTS = {
+    pycurl.POLL_NONE: 0,
+    pycurl.POLL_IN: _READ,
+    pycurl.POLL_OUT: _WRITE,
+    pycurl.POLL_INOUT: _READ | _WRITE,
+}
+_CSELECT = {
+    _READ: pycurl.CSELECT_IN,
+    _WRITE: pycurl.CSELECT_OUT,
+    _READ | _WRITE: pycurl.CSELECT_IN | pycurl.CSELECT_OUT,
+}
 
 
 class _Transfer:
@@ -152,24 +172,29 @@ class CurlTransport:
     def __init__(
         self,
         *,
-        pool_size: int = 64,
+        max_idle: int = 1_000,
         max_connects: int | None = None,
         max_pools: int = 64,
         guard: DestinationGuard | None = None,
     ) -> None:
-        """``pool_size`` idle easy handles are kept for reuse per pool, and at most
-        ``max_pools`` pools with nothing in flight stay open; ``max_connects`` bounds the
-        multi's own idle connection cache (libcurl's default: 4 x the transfers in flight).
-        ``guard`` checks every connect address (None: any address)."""
+        """At most ``max_idle`` finished easy handles are kept for reuse, over all pools (a
+        burst ends hundreds of transfers in one loop turn and starts as many, and a handle
+        made anew costs more than the request), and at most ``max_pools`` pools with nothing
+        in flight stay open; ``max_connects`` bounds the multi's own idle connection cache
+        (libcurl's default: 4 x the transfers in flight). ``guard`` checks every connect
+        address (None: any address)."""
         self._guard = guard
-        self._pool_size = pool_size
+        self._max_idle = max_idle
+        self._idle = 0  # idle handles over all pools
         self._max_pools = max_pools
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._pool_of: dict[pycurl.Curl, _Pool] = {}
         self._disposable: dict[pycurl.Curl, pycurl.CurlShare | None] = {}
         self._transfers: dict[pycurl.Curl, _Transfer] = {}
-        self._watched: dict[int, int] = {}  # fd -> POLL_IN/POLL_OUT bits registered on the loop
+        self._selector = selectors.DefaultSelector()
+        self._watched: dict[int, int] = {}  # fd -> selector events libcurl asked for
         self._timer: asyncio.Handle | None = None
+        self._tick_at = 0.0  # when the timer fires (loop time)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._multi = pycurl.CurlMulti()
@@ -181,6 +206,11 @@ class CurlTransport:
     @property
     def in_flight(self) -> int:
         return len(self._transfers)
+
+    @property
+    def idle_handles(self) -> dict[str, int]:
+        """Finished handles kept for reuse, per pool that has any."""
+        return {name: len(owned.idle) for name, owned in self._pools.items() if owned.idle}
 
     async def send(
         self, options: Sequence[tuple[int, Any]], *, max_body_bytes: int, pool: str
@@ -197,6 +227,7 @@ class CurlTransport:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            loop.add_reader(self._selector.fileno(), self._on_ready)
         elif self._loop is not loop:
             raise RuntimeError("CurlTransport is bound to another event loop")
         if self._guard is not None:
@@ -265,63 +296,73 @@ class CurlTransport:
             transfer.future.cancel("transport closed")
             curl.close()
         self._multi.close()
-        # Unwatch before the shares close the pooled sockets: a closed fd still registered
-        # on the loop would break the next socket that gets its number.
-        for fd in list(self._watched):
-            self._watch(fd, 0)
+        if self._loop is not None:
+            self._loop.remove_reader(self._selector.fileno())
+        self._selector.close()
+        self._watched.clear()
         for share in self._disposable.values():
             if share is not None:
                 share.close()
         self._disposable.clear()
         self._pool_of.clear()
         pools, self._pools = self._pools, OrderedDict()
+        self._idle = 0
         for owned in pools.values():
             owned.close()
 
     # libcurl callbacks: must not call back into libcurl.
 
     def _on_socket(self, what: int, fd: int, _multi: pycurl.CurlMulti, _socketp: Any) -> None:
-        want = 0 if what == pycurl.POLL_REMOVE or self._closed else what & pycurl.POLL_INOUT
-        self._watch(fd, want)
+        if self._closed:
+            return
+        want = 0 if what == pycurl.POLL_REMOVE else _EVENTS[what & pycurl.POLL_INOUT]
+        have = self._watched.get(fd, 0)
+        if want == have:
+            return
+        if not want:
+            del self._watched[fd]
+            self._selector.unregister(fd)
+            return
+        self._watched[fd] = want
+        if have:
+            self._selector.modify(fd, want)
+        else:
+            self._selector.register(fd, want)
 
     def _on_timer(self, timeout_ms: int) -> None:
+        """Keep a tick that comes no later than the one asked for: libcurl asks again on
+        every added handle and state change, and a tick too early only makes it ask anew."""
+        if self._closed or self._loop is None:
+            return
+        when = self._loop.time() + timeout_ms / 1000
         if self._timer is not None:
+            if timeout_ms >= 0 and self._tick_at <= when:
+                return
             self._timer.cancel()
             self._timer = None
-        if timeout_ms < 0 or self._closed or self._loop is None:
-            return
-        if timeout_ms == 0:
-            self._timer = self._loop.call_soon(self._on_timeout)
-        else:
-            self._timer = self._loop.call_later(timeout_ms / 1000, self._on_timeout)
+        if timeout_ms >= 0:
+            self._timer = self._loop.call_at(when, self._on_timeout)
+            self._tick_at = when
 
     # Loop callbacks.
 
-    def _watch(self, fd: int, want: int) -> None:
-        assert self._loop is not None
-        have = self._watched.get(fd, 0)
-        if (have ^ want) & pycurl.POLL_IN:
-            if want & pycurl.POLL_IN:
-                self._loop.add_reader(fd, self._action, fd, pycurl.CSELECT_IN)
-            else:
-                self._loop.remove_reader(fd)
-        if (have ^ want) & pycurl.POLL_OUT:
-            if want & pycurl.POLL_OUT:
-                self._loop.add_writer(fd, self._action, fd, pycurl.CSELECT_OUT)
-            else:
-                self._loop.remove_writer(fd)
-        if want:
-            self._watched[fd] = want
-        else:
-            self._watched.pop(fd, None)
+    def _on_ready(self) -> None:
+        """The selector has ready sockets: act on each, then collect what finished."""
+        if self._closed:
+            return
+        for key, events in self._selector.select(0):
+            # A socket libcurl dropped while acting on an earlier one is ignored by libcurl.
+            if not self._socket_action(key.fd, _CSELECT[events]):
+                return
+        self._read_info()
 
     def _on_timeout(self) -> None:
         self._timer = None
-        self._action(pycurl.SOCKET_TIMEOUT, 0)
+        if not self._closed and self._socket_action(pycurl.SOCKET_TIMEOUT, 0):
+            self._read_info()
 
-    def _action(self, fd: int, mask: int) -> None:
-        if self._closed:
-            return
+    def _socket_action(self, fd: int, mask: int) -> bool:
+        """False when the multi failed (every transfer is then finished with the error)."""
         while True:
             try:
                 self._multi.socket_action(fd, mask)
@@ -332,8 +373,10 @@ class CurlTransport:
                 logger.error("curl_multi_socket_action failed: %s", exc)
                 for curl in list(self._transfers):
                     self._finish(curl, pycurl.E_FAILED_INIT, f"libcurl multi error: {exc}")
-                return
-            break
+                return False
+            return True
+
+    def _read_info(self) -> None:
         while True:
             queued, done, failed = self._multi.info_read()
             for curl in done:
@@ -378,8 +421,11 @@ class CurlTransport:
         if used & _STATEFUL:
             curl = self._new_handle(owned.share)
             self._disposable[curl] = None
+        elif owned.idle:
+            curl = owned.idle.pop()
+            self._idle -= 1
         else:
-            curl = owned.idle.pop() if owned.idle else self._new_handle(owned.share)
+            curl = self._new_handle(owned.share)
         owned.busy += 1
         self._pool_of[curl] = owned
         return curl
@@ -396,7 +442,19 @@ class CurlTransport:
         """Close the least recently used pools with nothing in flight, beyond ``max_pools``."""
         excess = len(self._pools) - self._max_pools
         for name in [name for name, owned in self._pools.items() if not owned.busy][:excess]:
-            self._pools.pop(name).close()
+            owned = self._pools.pop(name)
+            self._idle -= len(owned.idle)
+            owned.close()
+
+    def _make_room(self) -> bool:
+        """Close the oldest idle handle of the pool used the longest ago, to keep a newer
+        one within ``max_idle``; False when no handle is idle."""
+        for owned in self._pools.values():
+            if owned.idle:
+                owned.idle.pop(0).close()
+                self._idle -= 1
+                return True
+        return False
 
     @staticmethod
     def _new_handle(share: pycurl.CurlShare) -> pycurl.Curl:
@@ -415,8 +473,13 @@ class CurlTransport:
             curl.close()
             if share is not None:
                 share.close()
-        elif self._closed or owned is None or len(owned.idle) >= self._pool_size:
+        elif (
+            self._closed
+            or owned is None
+            or (self._idle >= self._max_idle and not self._make_room())
+        ):
             curl.close()
         else:
             curl.reset()
             owned.idle.append(curl)
+            self._idle += 1

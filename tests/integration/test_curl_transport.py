@@ -286,7 +286,7 @@ async def test_option_refused_by_libcurl_is_a_transport_error(
 
 
 async def test_aclose_aborts_transfers_in_flight(target: Target):
-    transport = CurlTransport(pool_size=2, max_connects=8)
+    transport = CurlTransport(max_idle=2, max_connects=8)
     tasks = [
         asyncio.create_task(
             transport.send(_get(target.url("/slow")), max_body_bytes=CAP, pool=POOL)
@@ -430,6 +430,26 @@ async def test_one_owner_cannot_poison_another_owners_connection(transport: Curl
         )
         assert second.body == b"ANSWER-FOR-/b"
         assert target.connections == 2
+
+
+async def test_finished_handles_are_kept_up_to_max_idle_over_all_pools(target: Target):
+    transport = CurlTransport(max_idle=3)
+    url = target.url("/status/200")
+    try:
+        await asyncio.gather(
+            *(transport.send(_get(url), max_body_bytes=CAP, pool="01A") for _ in range(5))
+        )
+        assert transport.idle_handles == {"01A": 3}
+        await transport.send(_get(url), max_body_bytes=CAP, pool="01A")  # reuses one
+        assert transport.idle_handles == {"01A": 3}
+        await asyncio.gather(
+            *(transport.send(_get(url), max_body_bytes=CAP, pool="01B") for _ in range(2))
+        )
+        # B's finished handles take the room of those A used the longest ago.
+        assert transport.idle_handles == {"01A": 1, "01B": 2}
+    finally:
+        await transport.aclose()
+    assert transport.idle_handles == {}
 
 
 async def test_pools_idle_longest_are_closed_beyond_the_cap(target: Target):
