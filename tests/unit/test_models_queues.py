@@ -203,6 +203,17 @@ def test_url_refused(url: str, message: str) -> None:
     assert message in refused(body({"url": url}), ("httpRequest", "url"))
 
 
+def test_stored_url_is_not_parsed_again() -> None:
+    """A stored request was checked when registered and sealed since: each attempt opens it
+    without the URL parse (a third of its validation). Registration still refuses."""
+    stored = {"check_future": False, "stored": True}
+    url = "https://target.example/"  # refused at registration (see test_url_refused)
+    reg = QueueRegistration.model_validate(body({"url": url}), context=stored)
+    assert reg.http_request.url == url
+    with pytest.raises(ValidationError):
+        QueueRegistration.model_validate(body({"url": url}), context={"check_future": False})
+
+
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
 def test_methods_are_case_insensitive_and_stored_upper(method: str) -> None:
     assert valid({"method": method.lower()}).http_request.method == method
