@@ -165,11 +165,15 @@ class Scheduler:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        in_flight = [held.task for held in self._held.values() if held.task is not None]
+        in_flight = {held.task: held for held in self._held.values() if held.task is not None}
         if in_flight:
             log.info("waiting for %d attempts in flight", len(in_flight))
             _, pending = await asyncio.wait(in_flight, timeout=grace_s)
-            for task in pending:
+            # An attempt writing its outcome is let finish: its request was answered.
+            writing = {task for task in pending if in_flight[task].recording}
+            if writing:
+                log.info("letting %d outcome writes finish", len(writing))
+            for task in pending - writing:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         while self._tasks.running:  # outcome writes spawn follow-ups: wait for all of them
@@ -457,11 +461,10 @@ class Scheduler:
             outcome = Outcome(500, text.encode(), False, 0.0, AttemptOutcome.TRANSPORT, text)
         else:
             self._count_in_flight(row.owner_id, -1)
+        # From here on nothing cancels the attempt: changed() leaves it alone and stop()
+        # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True
-        # Shielded, and tracked: a pause cannot cut the write, and stop() waits for it.
-        await asyncio.shield(
-            self._tasks.spawn(self._record(held, reg, outcome, number), f"record-{row.id}")
-        )
+        await self._record(held, reg, outcome, number)
 
     async def _record(
         self, held: _Held, reg: QueueRegistration | None, outcome: Outcome, number: int
@@ -524,12 +527,14 @@ class Scheduler:
             self._wake.set()
         if applied and state is not None:
             self._count_callbacks(row, reg, state, callback)
-        held.recording = False
-        if applied:
-            if self._held.get(row.id) is held:
-                del self._held[row.id]
-        else:  # changed while in flight: act on what it is now
-            self._settle(held, await self._store.reload(row.id))
+        try:
+            if applied:
+                if self._held.get(row.id) is held:
+                    del self._held[row.id]
+            else:  # changed while in flight: act on what it is now
+                self._settle(held, await self._store.reload(row.id))
+        finally:
+            held.recording = False
 
     async def _callback(
         self, row: Due, reg: QueueRegistration | None, result: Result, response: bytes | None

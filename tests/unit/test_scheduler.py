@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -326,6 +327,35 @@ async def test_stop_interrupts_open_attempts_and_frees_leases(h: Harness) -> Non
     assert row.state == "RUNNING" and not row.in_flight
     assert await h.lease_of(queue_id) is None
     assert await h.outcomes(queue_id) == ["INTERRUPTED"]
+
+
+async def test_stop_lets_an_outcome_being_written_finish(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    record, writing, go, cut = h.store.record, asyncio.Event(), asyncio.Event(), []
+
+    async def slow(*args: Any, **kwargs: Any) -> bool:
+        writing.set()
+        try:
+            await go.wait()
+        except asyncio.CancelledError:
+            cut.append(1)
+            raise
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "record", slow)
+    caplog.set_level(logging.INFO, logger=scheduler_module.__name__)
+    scheduler = await h.start()
+    queue_id = await h.add("/answered")
+    await asyncio.wait_for(writing.wait(), 5)
+    stopping = asyncio.create_task(scheduler.stop(0.0))  # no grace: the rest is cancelled
+    await until(lambda: "letting 1 outcome writes finish" in caplog.text)
+    go.set()
+    await asyncio.wait_for(stopping, 5)
+    h.scheduler = None
+    assert not cut
+    assert (await h.row(queue_id)).state == "SUCCESS"
+    assert await h.outcomes(queue_id) == ["SUCCESS"]
 
 
 async def test_attempts_kept_are_capped(h: Harness) -> None:
