@@ -39,7 +39,7 @@ import logging
 import selectors
 import socket
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -230,10 +230,11 @@ class CurlTransport:
             loop.add_reader(self._selector.fileno(), self._on_ready)
         elif self._loop is not loop:
             raise RuntimeError("CurlTransport is bound to another event loop")
-        if self._guard is not None:
-            await self._check_doh(options, loop)
+        chosen = dict(options)  # what each option ends as (a later pair overrides)
+        if self._guard is not None and pycurl.DOH_URL in chosen:
+            await self._check_doh(chosen[pycurl.DOH_URL], loop)
 
-        curl = self._handle_for(options, pool)
+        curl = self._handle_for(chosen.keys(), pool)
         transfer = _Transfer(loop.create_future(), max_body_bytes, self._guard)
         try:
             for option, value in options:
@@ -262,14 +263,9 @@ class CurlTransport:
             elif transfer.future.done() and not transfer.future.cancelled():
                 transfer.future.exception()  # finished as we were cancelled: mark retrieved
 
-    async def _check_doh(
-        self, options: Sequence[tuple[int, Any]], loop: asyncio.AbstractEventLoop
-    ) -> None:
+    async def _check_doh(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse a DoH server whose host resolves to a refused address (see the module doc)."""
         assert self._guard is not None
-        url = next((value for option, value in options if option == pycurl.DOH_URL), None)
-        if url is None:
-            return
         parts = urlsplit(url)
         if parts.hostname is None:
             return
@@ -410,8 +406,7 @@ class CurlTransport:
                 )
         self._release(curl)
 
-    def _handle_for(self, options: Sequence[tuple[int, Any]], pool: str) -> pycurl.Curl:
-        used = {option for option, _ in options}
+    def _handle_for(self, used: KeysView[int], pool: str) -> pycurl.Curl:
         if used & _ISOLATED:
             share = _new_share("LOCK_DATA_DNS", "LOCK_DATA_CONNECT")
             curl = self._new_handle(share)
