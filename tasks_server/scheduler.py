@@ -527,14 +527,16 @@ class Scheduler:
             self._wake.set()
         if applied and state is not None:
             self._count_callbacks(row, reg, state, callback)
-        try:
-            if applied:
-                if self._held.get(row.id) is held:
-                    del self._held[row.id]
-            else:  # changed while in flight: act on what it is now
-                self._settle(held, await self._store.reload(row.id))
+        if applied:
+            held.recording = False
+            if self._held.get(row.id) is held:
+                del self._held[row.id]
+            return
+        try:  # changed while in flight: act on what it is now (still recording: uncancelled)
+            current = await self._store.reload(row.id)
         finally:
             held.recording = False
+        self._settle(held, current)
 
     async def _callback(
         self, row: Due, reg: QueueRegistration | None, result: Result, response: bytes | None
