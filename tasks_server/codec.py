@@ -6,12 +6,27 @@ to another row or column does not open.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
 
 from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
+
+CACHED_REQUEST_BYTES = 16_384  # larger documents are validated on each open
+
+
+def _validate(plain: bytes) -> QueueRegistration:
+    return QueueRegistration.model_validate(
+        orjson.loads(plain), context={"check_future": False, "stored": True}
+    )
+
+
+# The tasks of one schedule, fan-out or retry storm store the same document, and validating
+# it is the costliest step of starting an attempt: a stored document (validated with
+# check_future off, so a pure function of its bytes) is validated once while it is recent.
+_stored = functools.lru_cache(maxsize=256)(_validate)
 
 
 class TaskCodec:
@@ -30,9 +45,11 @@ class TaskCodec:
         return document
 
     def open_request(self, blob: bytes, queue_id: str) -> QueueRegistration:
-        return QueueRegistration.model_validate(
-            self.open_document(blob, queue_id), context={"check_future": False, "stored": True}
-        )
+        """The stored request, validated: read-only, as it may be shared (see `_stored`)."""
+        plain = self.open(blob, queue_id, "request")
+        if len(plain) > CACHED_REQUEST_BYTES:
+            return _validate(plain)
+        return _stored(plain)
 
     def seal_json(self, value: Any, queue_id: str, column: str) -> bytes:
         return self.seal(orjson.dumps(value), queue_id, column)

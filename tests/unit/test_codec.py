@@ -1,0 +1,37 @@
+import pytest
+
+from tasks_server import codec as codec_module
+from tasks_server.codec import CACHED_REQUEST_BYTES, TaskCodec
+from tasks_server.crypto import Cipher, DecryptionError
+from tasks_server.models.queues import QueueRegistration
+
+
+def _registration(data: object = "x") -> QueueRegistration:
+    return QueueRegistration.model_validate(
+        {"httpRequest": {"url": "http://127.0.0.1:9/a", "method": "POST", "data": data}},
+        context={"stored": True},  # a server-made document: long strings in `data`
+    )
+
+
+def test_tasks_storing_one_document_share_its_validation() -> None:
+    codec = TaskCodec(Cipher.from_secret("codec-test"))
+    reg = _registration()
+    first, second = codec.seal_request(reg, "ID1"), codec.seal_request(reg, "ID2")
+    assert first != second  # each row's blob is sealed with its own id
+    opened = codec.open_request(first, "ID1")
+    assert opened == reg.model_copy(update={"metadata": None})
+    assert codec.open_request(second, "ID2") is opened
+    other = codec.open_request(codec.seal_request(_registration("y"), "ID3"), "ID3")
+    assert other is not opened and other.http_request.data == "y"
+    with pytest.raises(DecryptionError):  # the cache never skips the row binding
+        codec.open_request(first, "ID2")
+
+
+def test_large_documents_are_validated_on_each_open() -> None:
+    codec = TaskCodec(Cipher.from_secret("codec-test"))
+    reg = _registration({"big": "z" * CACHED_REQUEST_BYTES})
+    blob = codec.seal_request(reg, "BIG")
+    before = codec_module._stored.cache_info().currsize
+    first, second = codec.open_request(blob, "BIG"), codec.open_request(blob, "BIG")
+    assert first == second and first is not second
+    assert codec_module._stored.cache_info().currsize == before
