@@ -13,6 +13,7 @@ list can be switched off although an empty setting means "the default". IPv4-map
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -54,6 +55,12 @@ def _normalise(address: Address) -> Address:
     return address
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(ip: str) -> Address:
+    """Parsing costs more than the check, and a burst connects to the same few addresses."""
+    return _normalise(ipaddress.ip_address(ip))
+
+
 def host_address(host: str) -> Address | None:
     """The address a URL host names when it is an IP literal, in any form libcurl accepts
     (``[::1]``, ``127.1``, ``2130706433``, ``0x7f000001``); None for a host name."""
@@ -82,7 +89,7 @@ class DestinationGuard:
 
     def refusal(self, ip: str | Address) -> str | None:
         """Why connecting to ``ip`` is refused, or None when it is allowed."""
-        address = _normalise(ipaddress.ip_address(ip) if isinstance(ip, str) else ip)
+        address = _parsed(ip) if isinstance(ip, str) else _normalise(ip)
         if any(address in network for network in self.deny):
             return f"destination {address} refused by DESTINATION_DENY"
         if self.allow is not None and not any(address in network for network in self.allow):

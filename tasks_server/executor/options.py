@@ -127,8 +127,59 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
     Raises ``TransportError`` (the attempt fails with 500) when a stored certificate path is
     no longer inside ``certs_dir`` (the setting changed since registration).
     """
+    fixed = _fixed_for(reg, certs_dir)
+    headers = [*fixed.headers, f"X-Tasks-Queue-Id: {attempt.queue_id}"]
+    if attempt.retry_count > 0:
+        headers += [
+            f"X-Tasks-Retry-Count: {attempt.retry_count}",
+            f"X-Tasks-Retry-Limit: {attempt.retry_limit}",
+            f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
+        ]
+    if attempt.signing_secrets:
+        headers += _signature_headers(attempt, fixed.body)
+    options = [
+        *fixed.head,
+        (pycurl.HTTPHEADER, headers),
+        (pycurl.USERAGENT, fixed.user_agent),
+        (pycurl.TIMEOUT_MS, attempt.timeout_ms),
+        *fixed.tail,
+    ]
+    return Prepared(options, fixed.files)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """The options of a request that no attempt changes: all but its task headers and
+    timeout. Shared by attempts: never changed once made."""
+
+    head: list[tuple[int, Any]]  # URL, method and body
+    headers: list[str | bytes]  # the owner's and the content type
+    body: bytes  # what signatures sign
+    user_agent: str | bytes
+    tail: list[tuple[int, Any]]
+    files: dict[int, bytes]
+
+
+_FIXED_KEPT = 256
+_fixed_kept: dict[int, tuple[QueueRegistration, Path | None, _Fixed]] = {}
+
+
+def _fixed_for(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
+    """`_fixed`, kept for recent request models: the tasks of one stored document share one
+    model (``TaskCodec.open_request``), so their attempts skip this mapping."""
+    kept = _fixed_kept.get(id(reg))
+    if kept is not None and kept[0] is reg and kept[1] == certs_dir:
+        return kept[2]
+    fixed = _fixed(reg, certs_dir)
+    if len(_fixed_kept) >= _FIXED_KEPT:
+        del _fixed_kept[next(iter(_fixed_kept))]
+    _fixed_kept[id(reg)] = (reg, certs_dir, fixed)  # the model kept alive: its id stays its
+    return fixed
+
+
+def _fixed(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
     request, config = reg.http_request, reg.config
-    options: list[tuple[int, Any]] = [(pycurl.URL, _request_url(request.url, request.query))]
+    head: list[tuple[int, Any]] = [(pycurl.URL, _request_url(request.url, request.query))]
     files: dict[int, bytes] = {}
 
     owner = {k: v for k, v in (request.headers or {}).items() if k.lower() not in _TASK_HEADERS}
@@ -149,31 +200,18 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
         body = orjson.dumps(data)
         if not has_content_type:
             headers.append("Content-Type: application/json")
-    headers.append(f"X-Tasks-Queue-Id: {attempt.queue_id}")
-    if attempt.retry_count > 0:
-        headers += [
-            f"X-Tasks-Retry-Count: {attempt.retry_count}",
-            f"X-Tasks-Retry-Limit: {attempt.retry_limit}",
-            f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
-        ]
-    if attempt.signing_secrets:
-        headers += _signature_headers(attempt, body or b"")
 
     if request.method == "GET":
-        options.append((pycurl.HTTPGET, 1))
+        head.append((pycurl.HTTPGET, 1))
     elif request.method == "DELETE":
-        options.append((pycurl.CUSTOMREQUEST, "DELETE"))
+        head.append((pycurl.CUSTOMREQUEST, "DELETE"))
     else:
         # POSTFIELDS makes a POST (b"" when there is no data: Content-Length 0, never a read
         # from stdin); POST without CUSTOMREQUEST turns into GET on 301/302/303 like browsers.
         if request.method != "POST":
-            options.append((pycurl.CUSTOMREQUEST, request.method))
-        options.append((pycurl.POSTFIELDS, body or b""))
-    options += [
-        (pycurl.HTTPHEADER, [_text(h) for h in headers]),
-        (pycurl.USERAGENT, _text(config.user_agent)),
-        (pycurl.TIMEOUT_MS, attempt.timeout_ms),
-    ]
+            head.append((pycurl.CUSTOMREQUEST, request.method))
+        head.append((pycurl.POSTFIELDS, body or b""))
+    options: list[tuple[int, Any]] = []
 
     if isinstance(request.cookie, list):
         options.append(
@@ -207,16 +245,21 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
     elif isinstance(config.hsts, str):
         options.append((pycurl.HSTS_CTRL, CURLHSTS_ENABLE | CURLHSTS_READONLYFILE))
         files[pycurl.HSTS] = _b64(config.hsts)
-    return Prepared(options, files)
+    return _Fixed(
+        head,
+        [_text(h) for h in headers],
+        body or b"",
+        _text(config.user_agent),
+        options,
+        files,
+    )
 
 
 def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
     """Standard Webhooks: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` per secret."""
     signed = f"{attempt.queue_id}.{attempt.sent_at_s}.".encode() + body
-    # Not hmac.digest: it releases the GIL on every call, and the SQLite writer thread then
-    # takes it mid-attempt; an HMAC object keeps it for messages under 2 KiB.
     signatures = " ".join(
-        "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
+        "v1," + base64.b64encode(_mac(secret, signed)).decode()
         for secret in attempt.signing_secrets
     )
     return [
@@ -224,6 +267,21 @@ def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
         f"webhook-timestamp: {attempt.sent_at_s}",
         f"webhook-signature: {signatures}",
     ]
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+def _mac(secret: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 from a copy of the secret's keyed state (half the cost of keying anew).
+
+    Not hmac.digest: it releases the GIL on every call, and the SQLite writer thread then
+    takes it mid-attempt; an HMAC object keeps it for messages under 2 KiB."""
+    mac = _keyed(secret).copy()
+    mac.update(message)
+    return mac.digest()
 
 
 def _connection(config: QueueConfig) -> list[tuple[int, Any]]:

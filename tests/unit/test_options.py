@@ -111,6 +111,21 @@ def test_minimal_get_exact_options():
     assert prepare(reg(), FIRST, certs_dir=None) == prepared  # deterministic
 
 
+def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_path: Path):
+    r = reg(method="POST", data={"n": 1}, config={"ca": f"{tmp_path}/ca.pem"})
+    first = prepare(r, FIRST, certs_dir=tmp_path)
+    snapshot = [(option, list(v) if isinstance(v, list) else v) for option, v in first.options]
+    retry = dataclasses.replace(FIRST, queue_id="01R", retry_count=1, signing_secrets=(b"k",))
+    again = dict(prepare(r, retry, certs_dir=tmp_path).options)
+    assert first.options == snapshot  # the later attempt changed nothing of the first's
+    assert "X-Tasks-Queue-Id: 01R" in again[pycurl.HTTPHEADER]
+    assert "X-Tasks-Queue-Id: 01Q" not in again[pycurl.HTTPHEADER]
+    assert "X-Tasks-Retry-Count: 1" in again[pycurl.HTTPHEADER]
+    assert again[pycurl.POSTFIELDS] == b'{"n":1}'
+    with pytest.raises(TransportError, match="not inside CERTS_DIR"):  # the setting changed
+        prepare(r, FIRST, certs_dir=tmp_path / "elsewhere")
+
+
 # --- URL, method, headers ------------------------------------------------------------------
 
 
