@@ -11,6 +11,7 @@ import base64
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -22,6 +23,36 @@ log = logging.getLogger(__name__)
 
 _NONCE = 12
 _INFO = b"tasks-server at-rest v1"
+_NONCES_DRAWN = 4096 // _NONCE  # nonces per read of the OS random source
+
+
+class _Nonces:
+    """Random nonces taken from a buffer of OS randomness, refilled every few hundred.
+
+    One read per nonce is a system call that releases the GIL: another thread (the SQLite
+    writer) then takes it in the middle of an attempt. A forked child empties the buffer, so
+    two processes never draw the same nonces.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._used = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._used == len(self._buffer):
+                self._buffer, self._used = os.urandom(_NONCE * _NONCES_DRAWN), 0
+            start, self._used = self._used, self._used + _NONCE
+            return self._buffer[start : self._used]
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer, self._used = b"", 0
+
+
+_nonces = _Nonces()
 
 
 class DecryptionError(Exception):
@@ -89,7 +120,7 @@ class Cipher:
             raise KeyFileError(f"the key file {key_file} is not usable: {exc}") from None
 
     def encrypt(self, plaintext: bytes, row_id: str) -> bytes:
-        nonce = secrets.token_bytes(_NONCE)
+        nonce = _nonces.take()
         return nonce + self._aead.encrypt(nonce, plaintext, row_id.encode())
 
     def decrypt(self, blob: bytes, row_id: str) -> bytes:

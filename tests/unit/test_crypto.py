@@ -65,3 +65,30 @@ def test_a_malformed_key_file_is_named(tmp_path: Path) -> None:
         Cipher.for_database(None, tmp_path / "tasks.db")
     with pytest.raises(KeyFileError, match="missing"):
         Cipher.for_database(None, tmp_path / "other.db", create=False)
+
+
+_NONCE_CIPHER = Cipher.from_secret("nonces")
+
+
+def _nonces(count: int) -> list[bytes]:
+    return [_NONCE_CIPHER.encrypt(b"", "id")[:12] for _ in range(count)]
+
+
+def _child_nonces(out: Any) -> None:
+    out.put(_nonces(3))
+
+
+def test_nonces_never_repeat_across_threads_and_forks() -> None:
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        drawn = [n for part in pool.map(_nonces, [1_000] * 4) for n in part]
+    assert len(set(drawn)) == len(drawn) == 4_000
+    _nonces(5)  # the parent holds a partly used buffer when it forks
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    children = [context.Process(target=_child_nonces, args=(out,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    drawn = [out.get(timeout=30), out.get(timeout=30), _nonces(3)]
+    for child in children:
+        child.join(timeout=30)
+    assert len({n for part in drawn for n in part}) == 9
