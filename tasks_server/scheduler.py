@@ -137,6 +137,7 @@ class Scheduler:
         self._heap: list[tuple[int, int, str, int]] = []
         self._seq = itertools.count()
         self._in_flight = 0
+        self._in_flight_shown = 0  # what the gauge says
         self._owner_in_flight: dict[str, int] = defaultdict(int)
         # Due entries of owners at their in-flight share, back in the heap when one returns.
         self._parked: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
@@ -254,6 +255,11 @@ class Scheduler:
                     claim_running = True
                 more = self._fire_due()
                 self._wake.clear()
+                # Once per turn, not per change: the gauge is a write to shared memory in
+                # cluster mode, and an attempt's end always wakes this loop.
+                if self._in_flight_shown != self._in_flight:
+                    self._in_flight_shown = self._in_flight
+                    self._metrics.in_flight.set(self._in_flight)
                 if more:
                     await asyncio.sleep(0)  # let the attempts just started reach the network
                     continue
@@ -355,7 +361,6 @@ class Scheduler:
             if not parked:
                 self._parked.pop(owner, None)
             self._wake.set()
-        self._metrics.in_flight.set(self._in_flight)
 
     def _hold(self, row: Due, reg: QueueRegistration | None) -> None:
         current = self._held.get(row.id)
@@ -610,6 +615,9 @@ class Scheduler:
     ) -> None:
         """One line per attempt, when it ends: a line at its start would double the logging
         cost of every attempt (about 40 µs each) for what the attempts listing shows."""
+        level = logging.INFO if outcome.succeeded else logging.WARNING
+        if not log.isEnabledFor(level):
+            return
         fields: dict[str, Any] = {
             "action": event,
             "queue_id": row.id,
@@ -623,7 +631,6 @@ class Scheduler:
             fields["error"] = outcome.error
         if retry_at:
             fields["retry_at"] = retry_at
-        level = logging.INFO if outcome.succeeded else logging.WARNING
         log.log(level, "attempt finished", extra=fields)
 
     # --- housekeeping ---------------------------------------------------------------------
