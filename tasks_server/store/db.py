@@ -205,7 +205,7 @@ class Database:
     async def share(self, write: SharedWrite, item: Any) -> Any:
         """Have `write` run over `item` with the other items of its kind queued meanwhile;
         return this item's result once durably committed."""
-        if not self._accepting or self._thread is None or not self._thread.is_alive():
+        if not self._accepting:  # (cleared by the writer thread as it ends, too)
             raise RuntimeError("database is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.put((write, item, future))
@@ -234,6 +234,7 @@ class Database:
                 futures = [future for *_, future in batch]
                 loop.call_soon_threadsafe(_settle_all, futures, outcomes)
         finally:
+            self._accepting = False
             conn.close()
 
     def _next_batch(self) -> list[_Pending] | None:
