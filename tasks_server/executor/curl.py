@@ -23,13 +23,20 @@ that leave state in the handle itself (cookie engine, HSTS cache: ``reset()`` ke
 on a handle that is closed instead of pooled. Pools idle the longest are closed beyond
 ``max_pools``.
 
-The destination guard (SPEC §10.2) sits in ``OPENSOCKETFUNCTION``, set on every transfer
-(``reset()`` clears callbacks): each address libcurl is about to connect to, for the target,
-every redirect hop and the proxy, whatever name, ``resolve`` entry or literal form led there,
-is checked, and a refused one gets no socket at all. libcurl's own DNS-over-HTTPS transfers
-are internal handles that do not inherit the callback, so the DoH server's host is resolved
-and checked here before the transfer starts; libcurl then resolves it once more itself, and
-a DNS answer that changes in between (rebinding) is the one path that check cannot close.
+A pooled handle keeps its options between transfers: the next transfer sets only the options
+whose value changed (most of a task's options are the same objects on every attempt, see
+``options.prepare``), and a handle is reset only when the set of options changes or its body
+is large. Its callbacks are set once per handle (and again after a reset) and act for the
+transfer it carries, through a ``_Slot``.
+
+The destination guard (SPEC §10.2) sits in ``OPENSOCKETFUNCTION``, set on every handle
+when it is made and after every ``reset()`` (which clears callbacks): each address libcurl
+is about to connect to, for the target, every redirect hop and the proxy, whatever name,
+``resolve`` entry or literal form led there, is checked, and a refused one gets no socket at
+all. libcurl's own DNS-over-HTTPS transfers are internal handles that do not inherit the
+callback, so the DoH server's host is resolved and checked here before the transfer starts;
+libcurl then resolves it once more itself, and a DNS answer that changes in between
+(rebinding) is the one path that check cannot close.
 """
 
 from __future__ import annotations
@@ -143,6 +150,33 @@ class _Transfer:
         return None
 
 
+class _Slot:
+    """A handle's callbacks, set once: they act for the transfer it carries (None when idle,
+    so an idle handle keeps no response alive)."""
+
+    __slots__ = ("transfer",)
+
+    def __init__(self) -> None:
+        self.transfer: _Transfer | None = None
+
+    def write(self, chunk: bytes) -> int | None:
+        assert self.transfer is not None
+        return self.transfer.write(chunk)
+
+    def header(self, line: bytes) -> None:
+        assert self.transfer is not None
+        self.transfer.header(line)
+
+    def open_socket(self, purpose: int, address: Any) -> socket.socket | int:
+        assert self.transfer is not None
+        return self.transfer.open_socket(purpose, address)
+
+
+# A pooled handle keeps its options only while its body is at most this large: an idle
+# handle holds its last body.
+_KEPT_BODY_BYTES = 65_536
+
+
 @dataclass(slots=True)
 class _Pool:
     """One owner's connections: a share (DNS, TLS sessions, connection cache) and idle handles."""
@@ -191,6 +225,8 @@ class CurlTransport:
         self._pool_of: dict[pycurl.Curl, _Pool] = {}
         self._disposable: dict[pycurl.Curl, pycurl.CurlShare | None] = {}
         self._transfers: dict[pycurl.Curl, _Transfer] = {}
+        self._slots: dict[pycurl.Curl, _Slot] = {}  # every open handle's
+        self._applied: dict[pycurl.Curl, Sequence[tuple[int, Any]]] = {}  # kept options
         self._selector = selectors.DefaultSelector()
         self._watched: dict[int, int] = {}  # fd -> selector events libcurl asked for
         self._timer: asyncio.Handle | None = None
@@ -237,19 +273,16 @@ class CurlTransport:
         curl = self._handle_for(chosen.keys(), pool)
         transfer = _Transfer(loop.create_future(), max_body_bytes, self._guard)
         try:
-            for option, value in options:
-                curl.setopt(option, value)
-            curl.setopt(pycurl.WRITEFUNCTION, transfer.write)
-            curl.setopt(pycurl.HEADERFUNCTION, transfer.header)
-            if self._guard is not None:
-                curl.setopt(pycurl.OPENSOCKETFUNCTION, transfer.open_socket)
-            curl.setopt(pycurl.NOSIGNAL, 1)
+            self._apply(curl, options, chosen)
+            self._slots[curl].transfer = transfer
             self._multi.add_handle(curl)
         except pycurl.error as exc:  # an option or value this libcurl refuses
+            self._applied.pop(curl, None)  # half set: reset before any reuse
             self._release(curl)
             code, message = exc.args if len(exc.args) == 2 else (pycurl.E_FAILED_INIT, str(exc))
             raise error_from_curl(code, message) from None
         except BaseException:
+            self._applied.pop(curl, None)
             self._release(curl)
             raise
         self._transfers[curl] = transfer
@@ -262,6 +295,47 @@ class CurlTransport:
                 self._release(curl)
             elif transfer.future.done() and not transfer.future.cancelled():
                 transfer.future.exception()  # finished as we were cancelled: mark retrieved
+
+    def _apply(
+        self, curl: pycurl.Curl, options: Sequence[tuple[int, Any]], chosen: dict[int, Any]
+    ) -> None:
+        """Set `options` on `curl`; on a handle that kept the same options in the same order,
+        only those whose value changed."""
+        kept = self._applied.pop(curl, None)
+        if kept is not None and (
+            len(kept) != len(options)
+            or any(old[0] != new[0] for old, new in zip(kept, options, strict=True))
+        ):
+            self._reset(curl)
+            kept = None
+        if kept is None:
+            for option, value in options:
+                curl.setopt(option, value)
+        else:
+            for old, new in zip(kept, options, strict=True):
+                if old != new:
+                    curl.setopt(*new)
+        # Not with an option given twice (the later wins: setting only a changed earlier
+        # one would end on the wrong value), nor on a handle closed after this transfer.
+        body = chosen.get(pycurl.POSTFIELDS, b"")
+        if (
+            len(chosen) == len(options)
+            and len(body) <= _KEPT_BODY_BYTES
+            and curl not in self._disposable
+        ):
+            self._applied[curl] = options
+
+    def _reset(self, curl: pycurl.Curl) -> None:
+        """Drop every option and callback (not the share), then set the callbacks again."""
+        curl.reset()
+        self._prime(curl, self._slots[curl])
+
+    def _prime(self, curl: pycurl.Curl, slot: _Slot) -> None:
+        curl.setopt(pycurl.WRITEFUNCTION, slot.write)
+        curl.setopt(pycurl.HEADERFUNCTION, slot.header)
+        if self._guard is not None:
+            curl.setopt(pycurl.OPENSOCKETFUNCTION, slot.open_socket)
+        curl.setopt(pycurl.NOSIGNAL, 1)
 
     async def _check_doh(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse a DoH server whose host resolves to a refused address (see the module doc)."""
@@ -291,6 +365,8 @@ class CurlTransport:
             self._multi.remove_handle(curl)
             transfer.future.cancel("transport closed")
             curl.close()
+        self._slots.clear()
+        self._applied.clear()
         self._multi.close()
         if self._loop is not None:
             self._loop.remove_reader(self._selector.fileno())
@@ -439,6 +515,8 @@ class CurlTransport:
         for name in [name for name, owned in self._pools.items() if not owned.busy][:excess]:
             owned = self._pools.pop(name)
             self._idle -= len(owned.idle)
+            for curl in owned.idle:
+                self._forget(curl)
             owned.close()
 
     def _make_room(self) -> bool:
@@ -446,26 +524,38 @@ class CurlTransport:
         one within ``max_idle``; False when no handle is idle."""
         for owned in self._pools.values():
             if owned.idle:
-                owned.idle.pop(0).close()
+                self._close(owned.idle.pop(0))
                 self._idle -= 1
                 return True
         return False
 
-    @staticmethod
-    def _new_handle(share: pycurl.CurlShare) -> pycurl.Curl:
+    def _new_handle(self, share: pycurl.CurlShare) -> pycurl.Curl:
         curl = pycurl.Curl()
         # Once per handle: reset() keeps the share, and pycurl refuses to set it twice.
         curl.setopt(pycurl.SHARE, share)
+        slot = self._slots[curl] = _Slot()
+        self._prime(curl, slot)
         return curl
+
+    def _forget(self, curl: pycurl.Curl) -> None:
+        self._slots.pop(curl, None)
+        self._applied.pop(curl, None)
+
+    def _close(self, curl: pycurl.Curl) -> None:
+        self._forget(curl)
+        curl.close()
 
     def _release(self, curl: pycurl.Curl) -> None:
         """Return a finished handle to its pool (reset drops options and callbacks)."""
+        slot = self._slots.get(curl)
+        if slot is not None:
+            slot.transfer = None
         owned = self._pool_of.pop(curl, None)
         if owned is not None:
             owned.busy -= 1
         if curl in self._disposable:
             share = self._disposable.pop(curl)
-            curl.close()
+            self._close(curl)
             if share is not None:
                 share.close()
         elif (
@@ -473,8 +563,9 @@ class CurlTransport:
             or owned is None
             or (self._idle >= self._max_idle and not self._make_room())
         ):
-            curl.close()
+            self._close(curl)
         else:
-            curl.reset()
+            if curl not in self._applied:
+                self._reset(curl)
             owned.idle.append(curl)
             self._idle += 1

@@ -273,6 +273,32 @@ async def test_sequential_requests_reuse_one_connection(target: Target, transpor
     assert target.connections == 1
 
 
+async def test_a_reused_handle_keeps_nothing_of_an_earlier_transfer(
+    target: Target, transport: CurlTransport
+):
+    """A pooled handle sets only the options that changed when the next transfer has the same
+    ones in the same order, and starts clean when they differ."""
+
+    async def echo(**extra: Any) -> dict[str, Any]:
+        options = _get(target.url("/echo"), **extra)
+        response = await transport.send(options, max_body_bytes=CAP, pool=POOL)
+        result: dict[str, Any] = json.loads(response.body)
+        return result
+
+    post = {"CUSTOMREQUEST": "POST", "USERPWD": "user:secret"}
+    first = await echo(**post, POSTFIELDS=b"one", HTTPHEADER=["X-A: 1"])
+    assert first["headers"]["authorization"].startswith("Basic ")
+    assert (first["body"], first["headers"]["x-a"]) == ("one", "1")
+    again = await echo(**post, POSTFIELDS=b"two", HTTPHEADER=["X-A: 2"])
+    assert (again["method"], again["body"], again["headers"]["x-a"]) == ("POST", "two", "2")
+    plain = await echo()
+    assert plain["method"] == "GET" and plain["body"] == ""
+    assert not {"authorization", "x-a"} & plain["headers"].keys()
+    assert transport.idle_handles == {POOL: 1} and target.connections == 1
+    # An idle handle's callbacks point at no transfer: it keeps no response alive.
+    assert all(slot.transfer is None for slot in transport._slots.values())
+
+
 async def test_option_refused_by_libcurl_is_a_transport_error(
     target: Target, transport: CurlTransport
 ):

@@ -140,6 +140,17 @@ async def test_allowed_addresses_still_connect(deny: CurlTransport, servers: Ser
     assert [r.path for r in servers.allowed.take()] == ["/fine"]
 
 
+async def test_a_handle_that_kept_its_options_still_checks(
+    deny: CurlTransport, servers: Servers
+) -> None:
+    """A pooled handle keeps its options and callbacks between transfers: the next one, of
+    the same shape to a denied address, meets the guard all the same."""
+    assert (await send(deny, registration(servers.allowed.url("/first")))).status_code == 200
+    reg = registration(servers.denied.url("/second", DENIED))
+    assert await refused(deny, reg, servers) == REFUSED
+    assert deny.idle_handles == {"01OWNER": 1}  # one handle served both
+
+
 async def test_redirect_hop(deny: CurlTransport, servers: Servers) -> None:
     hop = servers.denied.url("/hop", DENIED)
     reg = registration(servers.allowed.url(f"/redirect?to={hop}"))
