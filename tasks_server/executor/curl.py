@@ -546,7 +546,8 @@ class CurlTransport:
         curl.close()
 
     def _release(self, curl: pycurl.Curl) -> None:
-        """Return a finished handle to its pool (reset drops options and callbacks)."""
+        """Return a finished handle to its pool, keeping its options when `_apply` kept them
+        (reset otherwise), or close it."""
         slot = self._slots.get(curl)
         if slot is not None:
             slot.transfer = None
