@@ -173,7 +173,7 @@ def _fixed_for(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
     fixed = _fixed(reg, certs_dir)
     if len(_fixed_kept) >= _FIXED_KEPT:
         del _fixed_kept[next(iter(_fixed_kept))]
-    _fixed_kept[id(reg)] = (reg, certs_dir, fixed)  # the model kept alive: its id stays its
+    _fixed_kept[id(reg)] = (reg, certs_dir, fixed)  # holding the model, its id stays unique
     return fixed
 
 
