@@ -1,12 +1,17 @@
 """Retention (SPEC §9.5): finished tasks older than RETENTION_FINISHED_MS go, attempts with them.
 
+Flow-control keys idle for `FLOW_IDLE_MS` go too: a key's row only keeps the next start its
+rate allows, and once that start is past, a missing row means the same (a claim makes it
+again). The margin keeps a busy key's row from churning, and a clock stepping back from
+reviving a start already deleted.
+
 One process purges: the holder of the store's "retention" leader role (see `jobs`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tasks_server.jobs import LeaderJob
 from tasks_server.store.base import TaskStore
@@ -16,6 +21,7 @@ log = logging.getLogger(__name__)
 
 PERIOD_S = 60.0
 BATCH = 1_000  # rows per transaction, so the purge never holds the writer for long
+FLOW_IDLE_MS = 3_600_000
 
 
 class Retention(LeaderJob):
@@ -34,17 +40,26 @@ class Retention(LeaderJob):
         self._clock = clock
 
     async def work(self) -> int:
-        """Purge the tasks finished more than `keep_ms` ago, in batches."""
-        before = self._clock() - self._keep_ms
-        total = 0
-        while (deleted := await self._store.purge_finished(before=before, batch=BATCH)) > 0:
-            total += deleted
-            if deleted < BATCH:
-                break
+        """Purge the tasks finished more than `keep_ms` ago and the idle flow keys, in
+        batches; the finished tasks purged."""
+        now = self._clock()
+        total = await _in_batches(self._store.purge_finished, now - self._keep_ms)
         if total:
             log.info("purged %d finished tasks", total, extra={"action": "retention_purged"})
+        keys = await _in_batches(self._store.purge_idle_flows, now - FLOW_IDLE_MS)
+        if keys:
+            log.info("purged %d idle flow keys", keys, extra={"action": "flows_purged"})
         return total
 
     def start(self) -> None:
         if self._keep_ms > 0:  # 0 keeps finished tasks forever
             super().start()
+
+
+async def _in_batches(purge: Callable[..., Awaitable[int]], before: int) -> int:
+    total = 0
+    while (deleted := await purge(before=before, batch=BATCH)) > 0:
+        total += deleted
+        if deleted < BATCH:
+            break
+    return total

@@ -448,6 +448,10 @@ class TaskStore(Protocol):
 
     async def purge_finished(self, *, before: int, batch: int) -> int: ...
 
+    async def purge_idle_flows(self, *, before: int, batch: int) -> int:
+        """Delete up to `batch` flow-control keys whose next start is before `before`: a
+        key's row only keeps that start, and a claim makes the row again when needed."""
+
     async def leader(self, name: str) -> Leader | None:
         """Take the single-runner role `name` without waiting; None when another holds it."""
 

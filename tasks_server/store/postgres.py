@@ -543,7 +543,6 @@ class PostgresStore:
             for owner_id, key in sorted(tuple(key) for key in keys):
                 if len(claimed) >= limit:
                     break
-                await conn.execute(sql.FLOW_ROW, owner_id, key)
                 next_start_at = await conn.fetchval(sql.LOCK_FLOW, owner_id, key)
                 busy = await conn.fetchval(sql.FLOW_BUSY, owner_id, key, now)
                 rows = await conn.fetch(
@@ -663,6 +662,9 @@ class PostgresStore:
 
     async def purge_finished(self, *, before: int, batch: int) -> int:
         return await self._status(sql.PURGE_FINISHED, before, batch)
+
+    async def purge_idle_flows(self, *, before: int, batch: int) -> int:
+        return await self._status(sql.PURGE_IDLE_FLOWS, before, batch)
 
     async def leader(self, name: str) -> AdvisoryLeader | None:
         conn = await asyncpg.connect(self.url)

@@ -423,9 +423,14 @@ HAVING coalesce(max(f.next_start_at), 0) <= $2
            AND b.lease_until >= $1))
  ORDER BY min(q.estimate_execution_at) LIMIT $3
 """
-# The key's row is its lock: claims of one key, on any node, take turns.
-FLOW_ROW = "INSERT INTO flows (owner_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-LOCK_FLOW = "SELECT next_start_at FROM flows WHERE owner_id = $1 AND key = $2 FOR UPDATE"
+# The key's row is its lock: claims of one key, on any node, take turns. One statement
+# makes the row and locks it: between an insert and a separate SELECT ... FOR UPDATE, the
+# retention purge could delete an idle key's row.
+LOCK_FLOW = """
+INSERT INTO flows AS f (owner_id, key) VALUES ($1, $2)
+    ON CONFLICT (owner_id, key) DO UPDATE SET next_start_at = f.next_start_at
+RETURNING next_start_at
+"""
 FLOW_BUSY = """
 SELECT count(*) FROM queues
  WHERE owner_id = $1 AND flow_key = $2 AND state = 'RUNNING' AND lease_until >= $3
@@ -536,6 +541,11 @@ DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
    WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
    LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+# A key's row only keeps its next start: once that is past, no row means the same.
+PURGE_IDLE_FLOWS = """
+DELETE FROM flows WHERE ctid IN (
+  SELECT ctid FROM flows WHERE next_start_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
 """
 COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
 COUNT_OVERDUE = f"""

@@ -207,6 +207,11 @@ DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
    WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < ? LIMIT ?)
 """
+# A key's row only keeps its next start: once that is past, no row means the same.
+PURGE_IDLE_FLOWS = """
+DELETE FROM flows WHERE (owner_id, key) IN (
+  SELECT owner_id, key FROM flows WHERE next_start_at < ? LIMIT ?)
+"""
 COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
 COUNT_OVERDUE = f"""
 SELECT count(*) FROM queues
@@ -575,6 +580,10 @@ async def release_all_leases(db: Database) -> None:
 async def purge_finished(db: Database, *, before: int, batch: int) -> int:
     """Delete up to `batch` tasks finished before `before`, with their attempts."""
     return await _execute(db, PURGE_FINISHED, (before, batch))
+
+
+async def purge_idle_flows(db: Database, *, before: int, batch: int) -> int:
+    return await _execute(db, PURGE_IDLE_FLOWS, (before, batch))
 
 
 async def count_by_state(db: Database) -> dict[str, int]:

@@ -246,6 +246,9 @@ class SqliteStore:
     async def purge_finished(self, *, before: int, batch: int) -> int:
         return await queues.purge_finished(self.db, before=before, batch=batch)
 
+    async def purge_idle_flows(self, *, before: int, batch: int) -> int:
+        return await queues.purge_idle_flows(self.db, before=before, batch=batch)
+
     async def leader(self, name: str) -> FileLock | None:
         return try_lock(self.path.with_name(f"{self.path.name}.{name}.lock"))
 

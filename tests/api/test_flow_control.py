@@ -3,11 +3,15 @@ observed at a real target, edits and schedules carrying a key, and the wait metr
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
+from tasks_server.retention import FLOW_IDLE_MS, Retention
+from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, register, task, wait_state
-from tests.conftest import register_owner
+from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Step, Target
 
 
@@ -98,3 +102,39 @@ async def test_a_schedules_tasks_carry_its_key(
     first, second = target.hits_for("/fired")[:2]
     # Fired every second, started every two: the rate of the key holds.
     assert second.at_ms - first.at_ms >= 1_900
+
+
+async def test_an_idle_keys_row_is_purged_and_made_again_when_the_key_is_used(
+    make_settings: MakeSettings, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = open_client(make_settings(retention_finished_ms=0))  # no purge loop of its own
+    async with app as client:
+        owner = await register_owner(client, "flow-purge")
+        store = app.services.store
+        flow = {"key": "paced", "ratePerSecond": 2}
+        before_start = now_ms()
+        first = await register(client, owner, task(f"{target.url}/paced", flowControl=flow))
+        await wait_state(client, owner, first["id"], "SUCCESS")
+        # The row keeps the next start (500 ms after the first): kept until that is past.
+        assert await store.purge_idle_flows(before=before_start, batch=10) == 0
+        assert await store.purge_idle_flows(before=now_ms() + 1_000, batch=10) == 1
+        # Used again, the key has its row made anew, and its rate holds.
+        ids = [
+            (await register(client, owner, task(f"{target.url}/paced", flowControl=flow)))["id"]
+            for _ in range(2)
+        ]
+        for queue_id in ids:
+            await wait_state(client, owner, queue_id, "SUCCESS")
+        second, third = target.hits_for("/paced")[1:]
+        assert third.at_ms - second.at_ms >= 450
+        # Retention purges the key once idle for FLOW_IDLE_MS, not before.
+        caplog.set_level(logging.INFO, logger="tasks_server.retention")
+        for ahead_ms in (0, FLOW_IDLE_MS + 1_000):
+            retention = Retention(store, keep_ms=86_400_000, clock=lambda a=ahead_ms: now_ms() + a)
+            try:
+                assert await retention.run_once() == 0  # no finished task is a day old
+            finally:
+                await retention.stop()
+            purged = [r.message for r in caplog.records if r.message.endswith("idle flow keys")]
+            assert purged == ([] if ahead_ms == 0 else ["purged 1 idle flow keys"])
+        assert await store.purge_idle_flows(before=now_ms() + 10_000, batch=10) == 0
