@@ -195,3 +195,43 @@ export function requestLine(request) {
     h("code", { class: "url", text: request.url || "" }),
   );
 }
+
+/** A screen's head: its heading and a Refresh button. */
+export function viewHead(heading, refresh) {
+  return h(
+    "div",
+    { class: "view-head" },
+    heading,
+    h("button", { type: "button", class: "button", text: "Refresh", onclick: () => refresh() }),
+  );
+}
+
+/**
+ * A table of `rows`, one column per `[label, cell, attrs]`: `cell(row)` gives the content and
+ * `attrs` (optional) the cell's own attributes; each cell carries its label for the narrow
+ * layout, where a row shows as a card.
+ */
+export function dataTable(className, columns, rows) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: className },
+      h("thead", {}, h("tr", {}, columns.map(([text]) => h("th", { scope: "col", text })))),
+      h(
+        "tbody",
+        {},
+        rows.map((row) =>
+          h(
+            "tr",
+            { "data-id": row.id },
+            columns.map(([label, cell, attrs = {}]) =>
+              h("td", { "data-label": label, ...attrs }, cell(row)),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}

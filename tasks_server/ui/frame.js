@@ -2,7 +2,7 @@
 // auto-refresh timer and running a detail's actions. The hash carries filters and ids, never
 // a credential.
 
-import { $, h } from "./dom.js";
+import { $, errorState, h } from "./dom.js";
 
 const PREFS_KEY = "tasks-server.prefs";
 const REFRESH_MS = 5000;
@@ -116,6 +116,34 @@ export function autoRefresh(load) {
 export function stopRefresh() {
   clearInterval(timer);
   timer = null;
+}
+
+/**
+ * Keeps `region` filled by `fill()`: now, on every auto-refresh and whenever the `load` it
+ * returns is called, one load at a time, `aria-busy` meanwhile. A failure shows in the region,
+ * with a retry unless `final(error)` says retrying cannot help, and `failed()` clears what
+ * else the load fills; lost credentials sign the session out instead.
+ */
+export function keepLoaded(session, region, fill, { final = () => false, failed = () => {} } = {}) {
+  let loading = false;
+  async function load() {
+    if (loading) return;
+    loading = true;
+    region.setAttribute("aria-busy", "true");
+    try {
+      await fill();
+    } catch (error) {
+      if (signedOutBy(error)) return session.signedOut(error);
+      region.replaceChildren(errorState(error, final(error) ? null : load));
+      failed();
+    } finally {
+      loading = false;
+      region.removeAttribute("aria-busy");
+    }
+  }
+  load();
+  autoRefresh(load);
+  return load;
 }
 
 /**

@@ -6,8 +6,8 @@ import {
   actionBar,
   badge,
   configCard,
+  dataTable,
   emptyState,
-  errorState,
   facts,
   h,
   idLink,
@@ -16,18 +16,18 @@ import {
   pagerButtons,
   requestLine,
   select,
+  viewHead,
   when,
 } from "./dom.js";
 import {
   PAGE_SIZES,
-  autoRefresh,
   flashNext,
   go,
   goWith,
+  keepLoaded,
   pageParams,
   perform,
   show,
-  signedOutBy,
 } from "./frame.js";
 
 const ACTIONS = [
@@ -77,12 +77,7 @@ export function scheduleList(session, params) {
   show(
     "Schedules",
     "schedules",
-    h(
-      "div",
-      { class: "view-head" },
-      h("h1", { text: "Schedules" }),
-      h("button", { type: "button", class: "button", text: "Refresh", onclick: () => load() }),
-    ),
+    viewHead(h("h1", { text: "Schedules" }), () => load()),
     h(
       "div",
       { class: "toolbar", role: "group", "aria-label": "Paging" },
@@ -97,17 +92,14 @@ export function scheduleList(session, params) {
     body,
     pager,
   );
-
-  let loading = false;
-  async function load() {
-    if (loading) return;
-    loading = true;
-    body.setAttribute("aria-busy", "true");
-    try {
+  const load = keepLoaded(
+    session,
+    body,
+    async () => {
       const rows = await session.api.listSchedules(query);
       body.replaceChildren(
         rows.length
-          ? scheduleTable(rows)
+          ? dataTable("schedules", SCHEDULE_COLUMNS, rows)
           : emptyState(
               query.offset ? "No more schedules" : "No schedules yet",
               query.offset
@@ -116,51 +108,19 @@ export function scheduleList(session, params) {
             ),
       );
       pager.replaceChildren(...pagerButtons(query, rows.length, update));
-    } catch (error) {
-      if (signedOutBy(error)) return session.signedOut(error);
-      body.replaceChildren(errorState(error, load));
-      pager.replaceChildren();
-    } finally {
-      loading = false;
-      body.removeAttribute("aria-busy");
-    }
-  }
-  load();
-  autoRefresh(load);
-}
-
-function scheduleTable(rows) {
-  const head = ["Schedule", "State", "Cron", "Next run", "Last run", "Last task"];
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "schedules" },
-      h("thead", {}, h("tr", {}, head.map((text) => h("th", { scope: "col", text })))),
-      h(
-        "tbody",
-        {},
-        rows.map((row) =>
-          h(
-            "tr",
-            { "data-id": row.id },
-            h("td", { "data-label": "Schedule" }, idLink("schedules", row.id)),
-            h("td", { "data-label": "State" }, badge(row.state)),
-            h("td", { "data-label": "Cron" }, h("span", { class: "cron-cell" }, cronOf(row))),
-            h("td", { "data-label": "Next run" }, nextRun(row)),
-            h("td", { "data-label": "Last run" }, when(row.lastRunAt)),
-            h(
-              "td",
-              { "data-label": "Last task" },
-              row.lastQueueId ? idLink("tasks", row.lastQueueId) : when(0),
-            ),
-          ),
-        ),
-      ),
-    ),
+    },
+    { failed: () => pager.replaceChildren() },
   );
 }
+
+const SCHEDULE_COLUMNS = [
+  ["Schedule", (row) => idLink("schedules", row.id)],
+  ["State", (row) => badge(row.state)],
+  ["Cron", (row) => h("span", { class: "cron-cell" }, cronOf(row))],
+  ["Next run", nextRun],
+  ["Last run", (row) => when(row.lastRunAt)],
+  ["Last task", (row) => (row.lastQueueId ? idLink("tasks", row.lastQueueId) : when(0))],
+];
 
 // --- a schedule's detail -------------------------------------------------------------------
 
@@ -171,21 +131,13 @@ export function scheduleDetail(session, id, params) {
     `Schedule ${id}`,
     "schedules",
     h("a", { class: "back", href: "#/schedules", text: "← All schedules" }),
-    h(
-      "div",
-      { class: "view-head" },
-      h("h1", {}, "Schedule ", h("code", { class: "mono", text: id })),
-      h("button", { type: "button", class: "button", text: "Refresh", onclick: () => load() }),
-    ),
+    viewHead(h("h1", {}, "Schedule ", h("code", { class: "mono", text: id })), () => load()),
     content,
   );
-
-  let loading = false;
-  async function load() {
-    if (loading) return;
-    loading = true;
-    content.setAttribute("aria-busy", "true");
-    try {
+  const load = keepLoaded(
+    session,
+    content,
+    async () => {
       const [schedule, config, fired] = await Promise.all([
         session.api.schedule(id),
         session.api.scheduleConfig(id),
@@ -203,14 +155,9 @@ export function scheduleDetail(session, id, params) {
         ),
         configCard(config, "What each fire registers, with every secret shown as ***."),
       );
-    } catch (error) {
-      if (signedOutBy(error)) return session.signedOut(error);
-      content.replaceChildren(errorState(error, error.status === 404 ? null : load));
-    } finally {
-      loading = false;
-      content.removeAttribute("aria-busy");
-    }
-  }
+    },
+    { final: (error) => error.status === 404 },
+  );
 
   function act(action, button) {
     return perform(action, button, {
@@ -222,9 +169,6 @@ export function scheduleDetail(session, id, params) {
       },
     });
   }
-
-  load();
-  autoRefresh(load);
 }
 
 function summaryCard(schedule, config) {
@@ -246,6 +190,13 @@ function summaryCard(schedule, config) {
   );
 }
 
+const FIRED_COLUMNS = [
+  ["Task", (task) => idLink("tasks", task.id)],
+  ["State", (task) => badge(task.state)],
+  ["Status", (task) => String(task.statusCode || "—"), { class: "num" }],
+  ["Fired", (task) => when(task.createdAt)],
+];
+
 function firedCard(schedule, tasks, page, update) {
   const none =
     schedule.state === "ACTIVE"
@@ -257,37 +208,7 @@ function firedCard(schedule, tasks, page, update) {
     h("h2", { id: "fired-title", text: "Tasks it fired" }),
     tasks.length
       ? [
-          h(
-            "div",
-            { class: "table-wrap" },
-            h(
-              "table",
-              { class: "fired-tasks" },
-              h(
-                "thead",
-                {},
-                h(
-                  "tr",
-                  {},
-                  ["Task", "State", "Status", "Fired"].map((text) => h("th", { scope: "col", text })),
-                ),
-              ),
-              h(
-                "tbody",
-                {},
-                tasks.map((task) =>
-                  h(
-                    "tr",
-                    { "data-id": task.id },
-                    h("td", { "data-label": "Task" }, idLink("tasks", task.id)),
-                    h("td", { "data-label": "State" }, badge(task.state)),
-                    h("td", { "data-label": "Status", class: "num", text: task.statusCode || "—" }),
-                    h("td", { "data-label": "Fired" }, when(task.createdAt)),
-                  ),
-                ),
-              ),
-            ),
-          ),
+          dataTable("fired-tasks", FIRED_COLUMNS, tasks),
           h(
             "nav",
             { class: "pager", "aria-label": "Pages of fired tasks" },

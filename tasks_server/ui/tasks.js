@@ -5,10 +5,10 @@ import {
   actionBar,
   badge,
   configCard,
+  dataTable,
   decoded,
   duration,
   emptyState,
-  errorState,
   facts,
   h,
   idLink,
@@ -17,18 +17,18 @@ import {
   pagerButtons,
   requestLine,
   select,
+  viewHead,
   when,
 } from "./dom.js";
 import {
   PAGE_SIZES,
-  autoRefresh,
   flashNext,
   go,
   goWith,
+  keepLoaded,
   pageParams,
   perform,
   show,
-  signedOutBy,
 } from "./frame.js";
 
 export const STATES = ["RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED"];
@@ -115,85 +115,40 @@ export function taskList(session, params) {
   );
   const body = h("div", { class: "list-body" }, loadingState("Loading tasks…"));
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
-  const refresh = h("button", {
-    type: "button",
-    class: "button",
-    text: "Refresh",
-    onclick: () => load(),
-  });
   show(
     "Tasks",
     "tasks",
-    h(
-      "div",
-      { class: "view-head" },
-      h("h1", { text: query.state ? `${query.state} tasks` : "Tasks" }),
-      refresh,
-    ),
+    viewHead(h("h1", { text: query.state ? `${query.state} tasks` : "Tasks" }), () => load()),
     toolbar,
     body,
     pager,
   );
-
-  let loading = false;
-  async function load() {
-    if (loading) return;
-    loading = true;
-    body.setAttribute("aria-busy", "true");
-    try {
+  const load = keepLoaded(
+    session,
+    body,
+    async () => {
       const rows = await session.api.listTasks(query);
-      body.replaceChildren(rows.length ? taskTable(rows) : emptyList(query));
+      body.replaceChildren(rows.length ? dataTable("tasks", TASK_COLUMNS, rows) : emptyList(query));
       pager.replaceChildren(...pagerButtons(query, rows.length, update));
-    } catch (error) {
-      if (signedOutBy(error)) return session.signedOut(error);
-      body.replaceChildren(errorState(error, load));
-      pager.replaceChildren();
-    } finally {
-      loading = false;
-      body.removeAttribute("aria-busy");
-    }
-  }
-  load();
-  autoRefresh(load);
-}
-
-function taskTable(rows) {
-  const head = ["Task", "State", "Status", "Created", "Next attempt", "Ended"];
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "tasks" },
-      h("thead", {}, h("tr", {}, head.map((text) => h("th", { scope: "col", text })))),
-      h(
-        "tbody",
-        {},
-        rows.map((row) =>
-          h(
-            "tr",
-            { "data-id": row.id },
-            h(
-              "td",
-              { "data-label": "Task" },
-              idLink("tasks", row.id),
-              row.scheduleId && h("span", { class: "tag", text: "scheduled" }),
-            ),
-            h("td", { "data-label": "State" }, badge(row.state)),
-            h("td", { "data-label": "Status", class: "num", text: row.statusCode || "—" }),
-            h("td", { "data-label": "Created" }, when(row.createdAt)),
-            h(
-              "td",
-              { "data-label": "Next attempt" },
-              row.state === "RUNNING" ? when(row.estimateExecutionAt) : when(0),
-            ),
-            h("td", { "data-label": "Ended" }, when(row.estimateEndAt)),
-          ),
-        ),
-      ),
-    ),
+    },
+    { failed: () => pager.replaceChildren() },
   );
 }
+
+const TASK_COLUMNS = [
+  [
+    "Task",
+    (row) => [
+      idLink("tasks", row.id),
+      row.scheduleId && h("span", { class: "tag", text: "scheduled" }),
+    ],
+  ],
+  ["State", (row) => badge(row.state)],
+  ["Status", (row) => String(row.statusCode || "—"), { class: "num" }],
+  ["Created", (row) => when(row.createdAt)],
+  ["Next attempt", (row) => (row.state === "RUNNING" ? when(row.estimateExecutionAt) : when(0))],
+  ["Ended", (row) => when(row.estimateEndAt)],
+];
 
 function emptyList(query) {
   return emptyState(
@@ -212,35 +167,22 @@ export function taskDetail(session, id) {
     `Task ${id}`,
     "tasks",
     h("a", { class: "back", href: "#/tasks", text: "← All tasks" }),
-    h(
-      "div",
-      { class: "view-head" },
-      h("h1", {}, "Task ", h("code", { class: "mono", text: id })),
-      h("button", { type: "button", class: "button", text: "Refresh", onclick: () => load() }),
-    ),
+    viewHead(h("h1", {}, "Task ", h("code", { class: "mono", text: id })), () => load()),
     content,
   );
-
-  let loading = false;
-  async function load() {
-    if (loading) return;
-    loading = true;
-    content.setAttribute("aria-busy", "true");
-    try {
+  const load = keepLoaded(
+    session,
+    content,
+    async () => {
       const [task, config, attempts] = await Promise.all([
         session.api.task(id),
         session.api.config(id),
         session.api.attempts(id),
       ]);
       content.replaceChildren(...detailParts(task, config, attempts, act));
-    } catch (error) {
-      if (signedOutBy(error)) return session.signedOut(error);
-      content.replaceChildren(errorState(error, error.status === 404 ? null : load));
-    } finally {
-      loading = false;
-      content.removeAttribute("aria-busy");
-    }
-  }
+    },
+    { final: (error) => error.status === 404 },
+  );
 
   function act(action, button) {
     return perform(action, button, {
@@ -252,9 +194,6 @@ export function taskDetail(session, id) {
       },
     });
   }
-
-  load();
-  autoRefresh(load);
 }
 
 function detailParts(task, config, attempts, act) {

@@ -235,6 +235,32 @@ def test_list_filters_orders_pages_and_refreshes(tab: Tab, dash: Dashboard, tmp_
         dash.http.delete(f"/v1/queues/{task_id}", headers=dash.headers)
 
 
+def test_a_failed_list_load_offers_a_retry_that_loads_it(
+    tab: Tab, dash: Dashboard, tmp_path: Path
+) -> None:
+    page = tab.page
+    task_id = dash.register("/list/retry")
+    sign_in(page, dash)
+    expect(page.locator("tbody tr")).to_have_count(1)
+    # The next list read fails as a proxy in front of the server might fail it.
+    page.route(
+        "**/v1/queues?*",
+        lambda route: route.fulfill(
+            status=502, content_type="application/json", body='{"message": "Bad gateway"}'
+        ),
+    )
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator(".box-error")).to_contain_text("Bad gateway")
+    expect(page.locator(".pager button")).to_have_count(0)  # no pages of a list not shown
+    expect(page.locator(".list-body")).not_to_have_attribute("aria-busy", "true")
+    tab.screenshot(tmp_path / "list-error.png")
+    page.unroute("**/v1/queues?*")
+    page.locator(".box-error").get_by_role("button", name="Try again").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    assert rows(page) == [task_id]
+    dash.http.delete(f"/v1/queues/{task_id}", headers=dash.headers)
+
+
 def test_detail_shows_redacted_config_and_attempts(
     tab: Tab, dash: Dashboard, tmp_path: Path
 ) -> None:
