@@ -152,6 +152,23 @@ def _print_json(text: str) -> None:
     typer.echo(text)
 
 
+def _print_answer(answer: Answer, as_json: bool, show: Callable[[Any], None]) -> None:
+    """With --json the server's body as it came, else `show` for a person."""
+    if as_json:
+        _print_json(answer.text)
+    else:
+        show(answer.data)
+
+
+def _ask(
+    ctx: typer.Context, call: Callable[[Api], Answer], as_json: bool, show: Callable[[Any], None]
+) -> None:
+    """One request with the profile's credentials, its answer printed."""
+    with _refusals(), _state(ctx).api() as api:
+        answer = call(api)
+    _print_answer(answer, as_json, show)
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the server's JSON as it is")]
 
 
@@ -176,10 +193,7 @@ def owner_register(
     url = state.base_url()
     with _refusals(), Api(url) as api:
         answer = api.register_owner(name, admin_key=admin_key)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.owner(answer.data)
+    _print_answer(answer, as_json, output.owner)
     if save:
         path = profiles.save(
             state.profile,
@@ -313,12 +327,7 @@ def add(
         config["executionDelay"] = in_
     if at is not None:
         config["executeAt"] = _instant(at)
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.register(_document(http_request, config))
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.queue(answer.data)
+    _ask(ctx, lambda api: api.register(_document(http_request, config)), as_json, output.queue)
 
 
 @app.command("ls")
@@ -332,12 +341,12 @@ def list_tasks(
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks, oldest first."""
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.queues(state=state.value if state else None, limit=limit, offset=offset)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.queues(answer.data)
+    _ask(
+        ctx,
+        lambda api: api.queues(state=state.value if state else None, limit=limit, offset=offset),
+        as_json,
+        output.queues,
+    )
 
 
 @app.command()
@@ -347,12 +356,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """One task with its outcome (the response decoded when it is text)."""
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.get(queue_id)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.queue(answer.data)
+    _ask(ctx, lambda api: api.get(queue_id), as_json, output.queue)
 
 
 @app.command()
@@ -364,12 +368,12 @@ def attempts(
     as_json: JsonFlag = False,
 ) -> None:
     """A task's attempts, oldest first: lateness, duration, status, outcome, error."""
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.attempts(queue_id, limit=limit, offset=offset)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.attempts(answer.data)
+    _ask(
+        ctx,
+        lambda api: api.attempts(queue_id, limit=limit, offset=offset),
+        as_json,
+        output.attempts,
+    )
 
 
 @app.command()
@@ -498,12 +502,7 @@ app.command("rm")(_action("delete", "deleted", "Delete tasks in any state."))
 
 
 def _create_schedule(ctx: typer.Context, body: dict[str, Any], as_json: bool) -> None:
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.create_schedule(body)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.schedule(answer.data)
+    _ask(ctx, lambda api: api.create_schedule(body), as_json, output.schedule)
 
 
 @schedule_app.command("add")
@@ -542,12 +541,7 @@ def schedule_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List schedules, oldest first."""
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.schedules(limit=limit, offset=offset)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.schedules(answer.data)
+    _ask(ctx, lambda api: api.schedules(limit=limit, offset=offset), as_json, output.schedules)
 
 
 @schedule_app.command("show")
@@ -557,12 +551,7 @@ def schedule_show(
     as_json: JsonFlag = False,
 ) -> None:
     """One schedule: its cron, next and last fire time, the last task it registered."""
-    with _refusals(), _state(ctx).api() as api:
-        answer = api.schedule(schedule_id)
-    if as_json:
-        _print_json(answer.text)
-    else:
-        output.schedule(answer.data)
+    _ask(ctx, lambda api: api.schedule(schedule_id), as_json, output.schedule)
 
 
 def _schedule_action(action: str, done: str, summary: str) -> Callable[..., None]:
