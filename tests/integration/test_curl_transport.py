@@ -15,7 +15,7 @@ from typing import Any
 import pycurl
 import pytest
 
-from tasks_server.executor.curl import CurlTransport, _Transfer
+from tasks_server.executor.curl import _START_EVERY, CurlTransport, _Transfer
 from tasks_server.executor.errors import (
     AttemptError,
     AttemptTimeout,
@@ -23,6 +23,7 @@ from tasks_server.executor.errors import (
     TransportError,
     error_from_curl,
 )
+from tests.target import Target as ThreadedTarget
 
 WAIT = 10  # seconds: generous bound for any single wait in these tests
 HUGE_BODY = 1 << 30  # what the /huge route announces (and would stream forever)
@@ -262,6 +263,40 @@ async def test_200_concurrent_sends_complete(target: Target, transport: CurlTran
 
     bodies = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), WAIT)
     assert [json.loads(body)["body"] for body in bodies] == [f"body-{i}" for i in range(200)]
+
+
+async def test_a_burst_added_in_one_loop_turn_is_on_the_wire_before_the_turn_ends(
+    transport: CurlTransport,
+) -> None:
+    """libcurl starts added handles at its timer tick, which runs after the loop turn: a
+    burst of sends would wait for its last handle before its first request left. Every
+    _START_EVERY added handles libcurl runs at once and what connected is sent."""
+    loop = asyncio.get_running_loop()
+    with ThreadedTarget() as target:  # its own thread: it answers while this loop is held
+        sends = [
+            asyncio.create_task(
+                transport.send(_get(f"{target.url}/burst"), max_body_bytes=CAP, pool=POOL)
+            )
+            for _ in range(2 * _START_EVERY)
+        ]
+        seen: asyncio.Future[int] = loop.create_future()
+
+        def hold_the_loop() -> None:
+            """Right after the sends' first steps, before the loop polls or ticks libcurl:
+            only requests already written can reach the target meanwhile."""
+            try:
+                target.wait(lambda: len(target.hits) >= _START_EVERY, timeout=WAIT)
+                seen.set_result(len(target.hits))
+            except TimeoutError as exc:
+                seen.set_exception(exc)
+
+        loop.call_soon(hold_the_loop)
+        try:
+            held_hits = await seen
+        finally:  # every send ends before the target stops, also when the wait failed
+            answers = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), WAIT)
+    assert held_hits >= _START_EVERY
+    assert [getattr(answer, "status_code", answer) for answer in answers] == [200] * len(sends)
 
 
 async def test_sequential_requests_reuse_one_connection(target: Target, transport: CurlTransport):
