@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from tasks_server import gc_policy, logs, startup
+from tasks_server import exposure, gc_policy, logs, startup
 from tasks_server.api import errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        owners.warn_if_registration_open(settings)
+        exposure.warn_if_exposed(settings)
         # Whatever opened is closed also when a later step fails: an open database keeps
         # non-daemon threads alive, and the process would linger without serving.
         async with contextlib.AsyncExitStack() as stack:

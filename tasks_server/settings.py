@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     swagger_ui: bool = False
     certs_dir: Path | None = None
     forwarded_allow_ips: Annotated[list[str], NoDecode] = []
-    destination_deny: str = "link-local"
+    destination_deny: str = "link-local,metadata"
     destination_allow: str | None = None
 
     admin_key: str | None = Field(None, min_length=32)

@@ -21,22 +21,10 @@ from tasks_server.models.owners import (
     OwnerSigningSecret,
 )
 from tasks_server.services import Services, services
-from tasks_server.settings import Settings
 from tasks_server.store.base import DeleteOutcome
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
-
-
-def warn_if_registration_open(settings: Settings) -> None:
-    """Anyone who reaches a non-loopback HOST could register owners without ADMIN_KEY."""
-    if settings.admin_key is None and not settings.host_is_loopback:
-        log.warning(
-            "ADMIN_KEY is not set and HOST %s is not a loopback address: anyone who can "
-            "reach the server can register owners",
-            settings.host,
-            extra={"action": "registration_open"},
-        )
 
 
 async def register(request: Request) -> Response:

@@ -68,6 +68,38 @@ async def test_open_registration_on_a_public_host_warns(
         assert warnings[0].levelno == logging.WARNING and "ADMIN_KEY" in warnings[0].getMessage()
 
 
+@pytest.mark.parametrize(
+    ("host", "deny", "warned"),
+    [
+        ("0.0.0.0", None, "loopback and private"),
+        ("0.0.0.0", "loopback,link-local,metadata", "private"),
+        ("0.0.0.0", "loopback,private,link-local,metadata", None),
+        ("127.0.0.1", None, None),
+    ],
+)
+async def test_an_exposed_server_whose_tasks_reach_this_host_warns(
+    make_settings: MakeSettings,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    deny: str | None,
+    warned: str | None,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tasks_server")
+    extra = {} if deny is None else {"destination_deny": deny}
+    async with open_client(make_settings(host=host, admin_key=ADMIN_KEY, **extra)):
+        pass
+    warnings = [r for r in caplog.records if getattr(r, "action", "") == "destinations_open"]
+    assert [w.getMessage() for w in warnings] == (
+        []
+        if warned is None
+        else [
+            f"HOST {host} is not a loopback address and DESTINATION_DENY lets tasks reach "
+            f"{warned} addresses: a task could call this server's own API or the host's other "
+            "services; set DESTINATION_DENY=loopback,private,link-local,metadata"
+        ]
+    )
+
+
 def _with_key(headers: dict[str, str], key: str) -> dict[str, str]:
     return {**headers, "Authorization": f"Bearer {key}"}
 
