@@ -34,9 +34,10 @@ when it is made and after every ``reset()`` (which clears callbacks): each addre
 is about to connect to, for the target, every redirect hop and the proxy, whatever name,
 ``resolve`` entry or literal form led there, is checked, and a refused one gets no socket at
 all. libcurl's own DNS-over-HTTPS transfers are internal handles that do not inherit the
-callback, so the DoH server's host is resolved and checked here before the transfer starts;
-libcurl then resolves it once more itself, and a DNS answer that changes in between
-(rebinding) is the one path that check cannot close.
+callback, so the DoH server's host is resolved and checked here before the transfer starts,
+and the addresses checked are pinned with a ``RESOLVE`` entry: the DoH transfers look the host
+up in the transfer's share, which holds that entry, so libcurl never resolves it again and a
+DNS answer that changes in between (rebinding) cannot take it anywhere unchecked.
 """
 
 from __future__ import annotations
@@ -275,7 +276,11 @@ class CurlTransport:
             raise RuntimeError("CurlTransport is bound to another event loop")
         chosen = dict(options)  # what each option ends as (a later pair overrides)
         if self._guard is not None and pycurl.DOH_URL in chosen:
-            await self._check_doh(chosen[pycurl.DOH_URL], loop)
+            pin = await self._pin_doh(chosen[pycurl.DOH_URL], loop)
+            resolve = [*chosen.get(pycurl.RESOLVE, ()), pin]
+            options = [pair for pair in options if pair[0] != pycurl.RESOLVE]
+            options.append((pycurl.RESOLVE, resolve))
+            chosen[pycurl.RESOLVE] = resolve
 
         curl = self._handle_for(chosen.keys(), pool)
         transfer = _Transfer(loop.create_future(), max_body_bytes, self._guard)
@@ -347,20 +352,27 @@ class CurlTransport:
             curl.setopt(pycurl.OPENSOCKETFUNCTION, slot.open_socket)
         curl.setopt(pycurl.NOSIGNAL, 1)
 
-    async def _check_doh(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
-        """Refuse a DoH server whose host resolves to a refused address (see the module doc)."""
+    async def _pin_doh(self, url: str, loop: asyncio.AbstractEventLoop) -> str:
+        """The ``RESOLVE`` entry pinning the DoH server's host to its checked addresses;
+        ``DestinationRefused`` when any of them is refused (see the module doc)."""
         assert self._guard is not None
         parts = urlsplit(url)
-        if parts.hostname is None:
-            return
+        host = parts.hostname or ""
         try:
-            port = parts.port or 443
-            found = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-        except (OSError, ValueError):
-            return  # libcurl fails to resolve it too, and says so
+            port = parts.port or (80 if parts.scheme.lower() == "http" else 443)
+            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            # Never leave the look-up to libcurl: its answer would not be checked.
+            raise error_from_curl(
+                pycurl.E_COULDNT_RESOLVE_HOST, f"Could not resolve DoH server host: {exc}"
+            ) from None
+        addresses: list[str] = []
         for *_, address in found:
-            if (refusal := self._guard.refusal(str(address[0]))) is not None:
+            ip = str(address[0])
+            if (refusal := self._guard.refusal(ip)) is not None:
                 raise DestinationRefused(f"DoH server: {refusal}")
+            addresses.append(f"[{ip}]" if ":" in ip else ip)
+        return f"{host}:{port}:{','.join(dict.fromkeys(addresses))}"
 
     async def aclose(self) -> None:
         """Abort every transfer (their senders get ``CancelledError``) and free libcurl."""

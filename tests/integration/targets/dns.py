@@ -14,8 +14,8 @@ def answer(query: bytes, records: dict[str, str]) -> bytes:
     """The response to one DNS query: the table's address when its family matches the
     question, else an empty NOERROR answer (NXDOMAIN for unknown names)."""
     ident, _flags, qdcount = struct.unpack("!HHH", query[:6])
-    name, qtype, end = _question(query)
-    question = query[12:end]
+    name, qtype, end = question(query)
+    asked = query[12:end]
     address = records.get(name.lower())
     answers = b""
     if address is not None:
@@ -25,7 +25,7 @@ def answer(query: bytes, records: dict[str, str]) -> bytes:
             answers = struct.pack("!HHHIH", 0xC00C, qtype, 1, 60, len(ip.packed)) + ip.packed
     rcode = 0 if address is not None else 3
     header = struct.pack("!HHHHHH", ident, 0x8180 | rcode, qdcount, 1 if answers else 0, 0, 0)
-    return header + question + answers
+    return header + asked + answers
 
 
 def doh_route(records: dict[str, str], seen: list[str]) -> Handler:
@@ -36,13 +36,13 @@ def doh_route(records: dict[str, str], seen: list[str]) -> Handler:
         if request.path != "/dns-query":
             return None
         response = answer(request.body, records)
-        seen.append(_question(request.body)[0])
+        seen.append(question(request.body)[0])
         return Response(200, response, [("Content-Type", "application/dns-message")])
 
     return handler
 
 
-def _question(query: bytes) -> tuple[str, int, int]:
+def question(query: bytes) -> tuple[str, int, int]:
     """The first question's name and type, and where it ends."""
     offset, labels = 12, []
     while length := query[offset]:
