@@ -1,8 +1,8 @@
 """Debian's headless Chromium driven by Playwright, confined to the server under test.
 
-Playwright's own browser downloads are never used: the tests run ``/usr/bin/chromium``
-(``.ci/run`` installs the ``chromium`` package when it is missing). Without it the tests
-fail under CI and skip, with the reason, elsewhere.
+Playwright's own browser downloads are never used: the tests run ``CHROMIUM`` (default
+``/usr/bin/chromium``; ``./scripts/test`` installs Debian's ``chromium`` package when it is
+missing). Without it the tests fail under CI and skip, with the reason, elsewhere.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -43,7 +43,7 @@ def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing: apt-get install chromium"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (.ci/run installs it)")
+            pytest.fail(f"{reason} (./scripts/test installs it)")
         pytest.skip(reason)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

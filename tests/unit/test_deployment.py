@@ -318,3 +318,28 @@ def test_nix_files_parse(name: str) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_the_test_command_installs_what_pip_cannot(tmp_path: Path) -> None:
+    """``./scripts/test`` alone works on a fresh machine: with chromium missing, it asks
+    apt-get for it (a stand-in apt-get on PATH records what it was asked)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    asked = tmp_path / "asked"
+    fake = bin_dir / "apt-get"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {asked}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = ROOT / "scripts" / "_system-packages"
+    missing = {**env, "CHROMIUM": str(tmp_path / "no-chromium")}
+    subprocess.run([script], env=missing, check=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert asked.read_text().splitlines()[-1] == "install -y -qq chromium"
+    asked.unlink()
+    present = {**env, "CHROMIUM": sys.executable}  # any executable file will do
+    subprocess.run([script], env=present, check=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert not asked.exists()
+    lines = (ROOT / "scripts" / "test").read_text().splitlines()
+    assert lines.index("./scripts/_system-packages") < next(
+        i for i, line in enumerate(lines) if "pytest" in line
+    )
+    assert (ROOT / ".ci" / "run").read_text().splitlines()[-1] == "exec ./scripts/test"
