@@ -497,6 +497,7 @@ class Scheduler:
             finished_at=now,
             state=state,
             retry_at=retry_at,
+            attempt_status=outcome.answered,
         )
         try:
             callback = await _retrying(

@@ -486,9 +486,10 @@ class CurlTransport:
         transfer = self._transfers.pop(curl, None)
         if transfer is not None and not transfer.future.done():
             future = transfer.future
-            if transfer.too_large:
+            if transfer.too_large or code == pycurl.E_FILESIZE_EXCEEDED:
                 cap = transfer.max_body_bytes
-                future.set_exception(ResponseTooLarge(f"Response body exceeds {cap} bytes"))
+                status = curl.getinfo(pycurl.RESPONSE_CODE)
+                future.set_exception(ResponseTooLarge(f"Response body exceeds {cap} bytes", status))
             elif code == pycurl.E_COULDNT_CONNECT and transfer.refused is not None:
                 future.set_exception(DestinationRefused(transfer.refused))
             elif code:

@@ -6,7 +6,8 @@ attempt is recorded with and a human ``message`` that becomes the task's ``respo
 
     AttemptError            any failed attempt (status_code, message)
     ├── AttemptTimeout      408: the attempt ran over its TIMEOUT_MS (CURLE_OPERATION_TIMEDOUT)
-    ├── ResponseTooLarge    422: the body passed the size cap and the download was cut off
+    ├── ResponseTooLarge    422: the body passed the size cap and the download was cut off;
+    │                       ``response_status`` is the status the target answered with
     └── TransportError      500: refused, DNS, TLS, proxy, ... with libcurl's error text
         └── DestinationRefused  500: the destination guard (SPEC §10.2) refused every
                                 address; final, never retried
@@ -36,6 +37,15 @@ class AttemptTimeout(AttemptError):
 
 class ResponseTooLarge(AttemptError):
     status_code = 422
+
+    def __init__(self, message: str, response_status: int = 0) -> None:
+        super().__init__(message)
+        self.response_status = response_status
+
+    @property
+    def delivered(self) -> bool:
+        """The target accepted the request (2xx/3xx): sending it again would repeat it."""
+        return 200 <= self.response_status < 400
 
 
 class TransportError(AttemptError):

@@ -4,7 +4,8 @@ outcome classified as SPEC §3.2 and §9.2 say.
 ``Outcome.status_code`` is what the task records (an HTTP status, or 408/422/500 for an
 attempt that got no usable answer); ``kind`` is the attempt row's outcome, so a transport
 error is never mistaken for a 500 answer; ``final`` marks a failure no retry can change (the
-destination guard refused the address), which the scheduler does not retry.
+destination guard refused the address) or must not repeat (a 2xx/3xx answer too large to
+keep: the target has the request, SPEC §15.3), which the scheduler does not retry.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class Outcome:
     error: str | None = None  # libcurl's text or the guard's message; None for an HTTP answer
     final: bool = False  # no retry: the same attempt cannot succeed later
     retry_after: str | None = None  # a 429 or 503's Retry-After: the next retry waits for it
+    answered: int = 0  # the target's status when the attempt records another (too large)
+
+    @property
+    def attempt_status(self) -> int:
+        """The status the attempt row shows: what the target answered, when it did."""
+        return self.answered or self.status_code
 
 
 def _failed(exc: AttemptError) -> Outcome:
@@ -45,8 +52,12 @@ def _failed(exc: AttemptError) -> Outcome:
         kind = AttemptOutcome.TOO_LARGE
     else:
         kind = AttemptOutcome.TRANSPORT
-    final = isinstance(exc, DestinationRefused)
-    return Outcome(exc.status_code, exc.message.encode(), False, 0.0, kind, exc.message, final)
+    answered = exc.response_status if isinstance(exc, ResponseTooLarge) else 0
+    final = isinstance(exc, DestinationRefused) or (
+        isinstance(exc, ResponseTooLarge) and exc.delivered
+    )
+    message = exc.message.encode()
+    return Outcome(exc.status_code, message, False, 0.0, kind, exc.message, final, None, answered)
 
 
 class Runner:

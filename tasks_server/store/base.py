@@ -164,6 +164,11 @@ class Result:
     finished_at: int
     state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
     retry_at: int = 0
+    attempt_status: int = 0  # the attempt row's status when not `status_code` (too large)
+
+    @property
+    def attempt_status_code(self) -> int:
+        return self.attempt_status or self.status_code
 
 
 class InsertOutcome(Enum):

@@ -579,7 +579,7 @@ class PostgresStore:
                     sql.RECORD_OUTCOME,
                     *(result.state, result.status_code, result.response, result.finished_at),
                     *(retry_at, due.id, holder, due.version),
-                    *(result.attempt, result.outcome, result.error),
+                    *(result.attempt, result.outcome, result.error, result.attempt_status_code),
                 ),
                 statement=True,
             )
@@ -607,7 +607,7 @@ class PostgresStore:
                 )
             await conn.execute(
                 sql.CLOSE_ATTEMPT,
-                *(due.id, result.attempt, result.finished_at, result.status_code),
+                *(due.id, result.attempt, result.finished_at, result.attempt_status_code),
                 *(result.outcome, result.error, result.response),
             )
             if result.attempt > keep:

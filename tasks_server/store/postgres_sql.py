@@ -467,7 +467,8 @@ SELECT id, attempts, $2, estimate_execution_at, $4 FROM counted
 RETURNING attempt
 """
 # $1 state (NULL: a retry at $5), $2 status, $3 response, $4 finished at, $6 id, $7 holder,
-# $8 version, $9 attempt, $10 outcome, $11 error. The attempt row closes either way.
+# $8 version, $9 attempt, $10 outcome, $11 error, $12 the attempt's status. The attempt row
+# closes either way.
 RECORD_OUTCOME = """
 WITH applied AS (
   UPDATE queues SET state = coalesce($1::text, state), status_code = $2, response = $3,
@@ -478,7 +479,7 @@ WITH applied AS (
    WHERE id = $6 AND lease_owner = $7 AND version = $8
   RETURNING id),
 closed AS (
-  UPDATE attempts SET finished_at = $4, status_code = $2, outcome = $10, error = $11,
+  UPDATE attempts SET finished_at = $4, status_code = $12, outcome = $10, error = $11,
          response = $3
    WHERE queue_id = $6 AND attempt = $9 AND finished_at = 0
      AND (SELECT count(*) FROM applied) >= 0)

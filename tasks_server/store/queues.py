@@ -453,7 +453,7 @@ class _Outcome:
             self.due.id,
             r.attempt,
             r.finished_at,
-            r.status_code,
+            r.attempt_status_code,
             r.outcome,
             r.error,
             r.response,

@@ -231,3 +231,21 @@ async def test_retention_purges_finished_tasks_once(
         assert (await b.get(f"/v1/queues/{waiting['id']}", headers=owner)).status_code == 200
         gone = await a.get(f"/v1/queues/{done['id']}/attempts", headers=owner)
         assert gone.status_code == 404
+
+
+@pytest.mark.parametrize(("status", "hits"), [(200, 1), (203, 1), (500, 3)])
+async def test_an_answer_too_large_is_retried_only_when_it_was_not_delivered(
+    make_settings: MakeSettings, target: Target, status: int, hits: int
+) -> None:
+    """A 2xx/3xx answer over MAX_SIZE_DATA_RESPONSE means the target has the request: the
+    task ends 422 TOO_LARGE at once, its attempt showing the real status (SPEC §15.3)."""
+    target.script("/big", *[Step(status, body=b"x" * 5000)] * 3)
+    async with open_client(make_settings(max_size_data_response=1000)) as client:
+        owner = await register_owner(client)
+        body = task(f"{target.url}/big", retry=2, retryInterval=1)
+        created = await register(client, owner, body)
+        done = await wait_state(client, owner, created["id"], "ERROR")
+        rows = await attempts_of(client, owner, created["id"])
+    assert done["statusCode"] == 422
+    assert [(r["outcome"], r["statusCode"]) for r in rows] == [("TOO_LARGE", status)] * hits
+    assert len(target.hits) == hits

@@ -101,6 +101,15 @@ async def test_failures(
     )
 
 
+@pytest.mark.parametrize(
+    ("answered", "final"), [(200, True), (304, True), (503, False), (0, False)]
+)
+async def test_a_delivered_answer_too_large_is_final(answered: int, final: bool) -> None:
+    outcome = await run(ResponseTooLarge("Response body exceeds 100 bytes", answered))
+    assert (outcome.status_code, outcome.kind) == (422, AttemptOutcome.TOO_LARGE)
+    assert (outcome.final, outcome.attempt_status) == (final, answered or 422)
+
+
 async def test_a_deadline_passed_before_the_start_is_a_timeout() -> None:
     outcome = await run(answer(200), dataclasses.replace(ATTEMPT, timeout_ms=0))
     assert (outcome.status_code, outcome.kind, outcome.final) == (
