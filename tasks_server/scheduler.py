@@ -21,9 +21,14 @@ of such a task asks for a claim at once: the key's next task may go.
 
 Time: waits and periods use the monotonic clock, due and lease comparisons the wall clock
 (`clock`), so a clock step neither stalls polling nor re-sends a task: a claim never returns
-a task whose attempt this process still has open. A failed outcome write is retried with
-backoff; if it still fails the lease is released, so the task runs again rather than staying
-leased by a process that no longer means to run it.
+a task whose attempt this process still has open.
+
+The database can be away (full disk, restart, no free connection). A failed write is retried
+with backoff for as long as it takes, never dropped while this process lives: an outcome whose
+write still fails after the quick retries is recorded as soon as the database answers, unless
+the task can be released first (it then runs again). A failure of ours before the request was
+sent (a key that could not be read) is not the target's: the attempt ends INTERRUPTED, the
+task is released without spending a retry and set back here, doubling up to a minute.
 """
 
 from __future__ import annotations
@@ -48,7 +53,6 @@ from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
-from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.store.base import Due, NewTask, QueueRow, Result, TaskStore
@@ -67,7 +71,8 @@ CLAIM_BATCH = 2_000
 MAX_HELD = 20_000  # tasks leased and waiting in memory
 MAX_IN_FLIGHT = 1_000  # concurrent attempts; the rest wait their turn in the heap
 FIRE_BATCH = 100  # attempts started per loop turn: the first leave before the last are prepared
-WRITE_RETRIES_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # backoff of a failed outcome write
+WRITE_RETRIES_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # backoff of a failed write; the last repeats
+SETBACK_MS = (500, 60_000)  # a task that failed here before sending waits this, doubling to
 
 RUNNING = QueueState.RUNNING.value
 
@@ -80,6 +85,7 @@ class _Held:
     reg: QueueRegistration | None = None
     task: asyncio.Task[None] | None = None
     recording: bool = False
+    claimed: Due | None = None  # claimed again (its retry) while its outcome was written
 
 
 @dataclass(slots=True)
@@ -143,7 +149,10 @@ class Scheduler:
         self._parked: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
         # The last start of each rate-limited flow key (owner, key) here.
         self._flow_started: dict[tuple[str, str | None], int] = {}
+        # Tasks whose attempts failed here before sending: how often, and not before when.
+        self._setbacks: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
+        self._halt = asyncio.Event()  # set when stopping: ends the pauses of retried writes
         self._claim_wanted = True
         self._stopping = False
         self._tasks = _Tasks()
@@ -163,6 +172,7 @@ class Scheduler:
         """Stop claiming, let attempts finish up to `grace_s`, abort the rest, free leases."""
         self._stopping = True
         self._wake.set()
+        self._halt.set()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -364,10 +374,16 @@ class Scheduler:
 
     def _hold(self, row: Due, reg: QueueRegistration | None) -> None:
         current = self._held.get(row.id)
-        if current is not None and (current.task is not None or current.recording):
+        if current is not None and current.recording:
+            # Leased again (a retry due soon) by a claim that ran right after the outcome
+            # write: held once that write's news is in, not dropped to wait out its lease.
+            current.claimed = row
+            return
+        if current is not None and current.task is not None:
             return  # its attempt still runs here: never a second one beside it
         self._held[row.id] = _Held(row, reg)
-        heapq.heappush(self._heap, (row.starts_at, next(self._seq), row.id, row.version))
+        starts_at = max(row.starts_at, self._setbacks.get(row.id, (0, 0))[1])
+        heapq.heappush(self._heap, (starts_at, next(self._seq), row.id, row.version))
         self._wake.set()
 
     def _due_soon(self, row: QueueRow) -> bool:
@@ -385,20 +401,57 @@ class Scheduler:
             self._hold(row.due, None)
             return
         del self._held[queue_id]
+        self._setbacks.pop(queue_id, None)
         if row is not None:
-            self._tasks.spawn(self._store.release(self.lease_owner, queue_id), "release-lease")
+            release = self._persist(lambda: self._store.release(self.lease_owner, queue_id))
+            self._tasks.spawn(release, "release-lease")
 
     def _drop(self, held: _Held) -> None:
-        """Stop holding a task whose state this process could not write, and give it up."""
+        """Stop holding a task this process will not run now, and give it up: its open
+        attempt ends INTERRUPTED and its lease goes, once the database takes the write."""
         queue_id = held.row.id
         if self._held.get(queue_id) is held:
             del self._held[queue_id]
+        self._tasks.spawn(self._persist(lambda: self._abandon(queue_id)), f"abandon-{queue_id}")
 
-        def abandon() -> Awaitable[None]:
-            now = self._clock()
-            return self._store.abandon(holder=self.lease_owner, queue_id=queue_id, now=now)
+    def _abandon(self, queue_id: str) -> Awaitable[None]:
+        return self._store.abandon(holder=self.lease_owner, queue_id=queue_id, now=self._clock())
 
-        self._tasks.spawn(_retrying(abandon, self._stopping), f"abandon-{queue_id}")
+    def _set_back(self, held: _Held) -> None:
+        """An attempt failed here before its request was sent: release the task without
+        spending a retry, and run it here no sooner than a doubling pause from now."""
+        times = self._setbacks.get(held.row.id, (0, 0))[0] + 1
+        base, cap = SETBACK_MS
+        self._setbacks[held.row.id] = (times, self._clock() + min(cap, base << (times - 1)))
+        self._drop(held)
+
+    async def _persist(
+        self,
+        write: Callable[[], Awaitable[T]],
+        instead: Callable[[], Awaitable[None]] | None = None,
+    ) -> T | None:
+        """Run `write` until it succeeds, pausing with backoff; None when, once the quick
+        retries are spent, `instead` succeeded first. Raises only when stopping."""
+        for turn in itertools.count():
+            try:
+                return await write()
+            except Exception as exc:
+                error = exc
+            if instead is not None and turn >= len(WRITE_RETRIES_S):
+                try:
+                    await instead()
+                    return None
+                except Exception as exc:
+                    error = exc
+            if self._stopping:
+                raise error
+            pause = WRITE_RETRIES_S[min(turn, len(WRITE_RETRIES_S) - 1)]
+            level = logging.WARNING if turn == 0 else logging.DEBUG
+            log.log(level, "database write failed, retrying in %.2f s: %s", pause, error)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._halt.wait()
+        raise AssertionError("unreachable")
 
     # --- one attempt ----------------------------------------------------------------------
 
@@ -441,21 +494,24 @@ class Scheduler:
             if self._stopping:
                 raise  # its open attempt is closed as INTERRUPTED with the leases
             log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
-            current = await self._store.aborted(
-                holder=self.lease_owner, queue_id=row.id, now=self._clock(), started=started
+            current = await self._persist(
+                lambda: self._store.aborted(
+                    holder=self.lease_owner, queue_id=row.id, now=self._clock(), started=started
+                )
             )
             self._settle(held, current)
             return
         except Exception:
             self._count_in_flight(row.owner_id, -1)
             held.task = None
-            if number is None:  # the start could not be written: nothing was sent
-                log.exception("starting an attempt failed", extra={"queue_id": row.id})
-                self._drop(held)
-                return
-            log.exception("attempt failed unexpectedly", extra={"queue_id": row.id})
-            reg, text = None, "internal error while preparing the request"
-            outcome = Outcome(500, text.encode(), False, 0.0, AttemptOutcome.TRANSPORT, text)
+            # Nothing was sent (the start could not be written, or the request prepared):
+            # ours to fix, never the target's failure.
+            log.exception(
+                "an attempt failed before its request was sent; the task runs again later",
+                extra={"action": "attempt_set_back", "queue_id": row.id},
+            )
+            self._set_back(held)
+            return
         else:
             self._count_in_flight(row.owner_id, -1)
         # From here on nothing cancels the attempt: changed() leaves it alone and stop()
@@ -466,19 +522,19 @@ class Scheduler:
     async def _record(
         self,
         held: _Held,
-        reg: QueueRegistration | None,
+        reg: QueueRegistration,
         outcome: Outcome,
         number: int,
         lateness_ms: int,
     ) -> None:
         row = held.row
         now = self._clock()
-        trace = reg is None or reg.config.trace_response_data
+        trace = reg.config.trace_response_data
         response = self._codec.seal(outcome.body, row.id, "response") if trace else None
         self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
         retry_at = 0
-        if reg is None or outcome.succeeded or outcome.final or row.retry_count >= row.retry_limit:
+        if outcome.succeeded or outcome.final or row.retry_count >= row.retry_limit:
             state: str | None = QueueState.SUCCESS if outcome.succeeded else QueueState.ERROR
             event = str(state).lower()
         else:
@@ -499,29 +555,34 @@ class Scheduler:
             retry_at=retry_at,
             attempt_status=outcome.answered,
         )
+
+        async def write() -> tuple[tuple[callbacks.Kind, NewTask] | None, bool]:
+            callback = await self._callback(row, reg, result, outcome.body if trace else None)
+            applied = await self._store.record(
+                holder=self.lease_owner,
+                due=row,
+                result=result,
+                keep=self._attempts_kept,
+                callback=None if callback is None else callback[1],
+            )
+            return callback, applied
+
         try:
-            callback = await _retrying(
-                lambda: self._callback(row, reg, result, outcome.body if trace else None),
-                self._stopping,
-            )
-            applied = await _retrying(
-                lambda: self._store.record(
-                    holder=self.lease_owner,
-                    due=row,
-                    result=result,
-                    keep=self._attempts_kept,
-                    callback=None if callback is None else callback[1],
-                ),
-                self._stopping,
-            )
-        except Exception:
-            log.exception(
-                "recording an outcome failed; the lease is released so the task runs again",
+            written = await self._persist(write, instead=lambda: self._abandon(row.id))
+        except Exception:  # stopping: the lease goes with the others, or expires
+            log.exception("an outcome could not be recorded", extra={"queue_id": row.id})
+            written = None
+        if written is None:
+            log.warning(
+                "an outcome could not be recorded; the task was released to run again",
                 extra={"action": "outcome_lost", "queue_id": row.id},
             )
             held.recording = False
-            self._drop(held)
+            if self._held.get(row.id) is held:
+                del self._held[row.id]
             return
+        callback, applied = written
+        self._setbacks.pop(row.id, None)
         event = event if applied else "outcome_discarded"
         self._log_outcome(row, number, outcome, event, retry_at, lateness_ms)
         # A retry due soon, or a flow key's turn for the next of its tasks: claim now.
@@ -535,6 +596,8 @@ class Scheduler:
             held.recording = False
             if self._held.get(row.id) is held:
                 del self._held[row.id]
+            if held.claimed is not None:
+                self._hold(held.claimed, None)
             return
         try:  # changed while in flight: act on what it is now (still recording: uncancelled)
             current = await self._store.reload(row.id)
@@ -543,17 +606,11 @@ class Scheduler:
         self._settle(held, current)
 
     async def _callback(
-        self, row: Due, reg: QueueRegistration | None, result: Result, response: bytes | None
+        self, row: Due, reg: QueueRegistration, result: Result, response: bytes | None
     ) -> tuple[callbacks.Kind, NewTask] | None:
         """The callback task an ending outcome stores with it, when the task has one."""
         if result.state is None:
             return None
-        if reg is None:  # the attempt failed before its request was read
-            try:
-                reg = self._codec.open_request(row.request, row.id)
-            except Exception:
-                log.exception("no callback: the request does not open", extra={"queue_id": row.id})
-                return None
         found = callbacks.wanted(reg.config, result.state)
         if found is None:
             return None
@@ -587,7 +644,7 @@ class Scheduler:
     def _count_callbacks(
         self,
         row: Due,
-        reg: QueueRegistration | None,
+        reg: QueueRegistration,
         state: str,
         callback: tuple[callbacks.Kind, NewTask] | None,
     ) -> None:
@@ -607,7 +664,7 @@ class Scheduler:
             )
             self._claim_wanted = True
             self._wake.set()
-        if reg is not None and callbacks.kind_of(reg) is not None:
+        if callbacks.kind_of(reg) is not None:
             self._metrics.callbacks_finished.labels(outcome=state).inc()
 
     @staticmethod
@@ -660,17 +717,6 @@ class Scheduler:
             if held.recording or (version is not None and version[1] == held.row.version):
                 continue
             self.changed(queue_id, await self._store.reload(queue_id))
-
-
-async def _retrying(write: Callable[[], Awaitable[T]], stopping: bool) -> T:
-    """Run `write`, again after each failure with backoff (once when stopping)."""
-    for pause in () if stopping else WRITE_RETRIES_S:
-        try:
-            return await write()
-        except Exception as exc:
-            log.warning("database write failed, retrying in %.2f s: %s", pause, exc)
-        await asyncio.sleep(pause)
-    return await write()
 
 
 def _timeout_ms(reg: QueueRegistration, row: Due, start: int) -> int:

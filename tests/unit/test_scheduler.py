@@ -278,6 +278,78 @@ async def test_outcome_write_that_keeps_failing_frees_the_task(
     assert set(h.transport.sends) == {"/lost"}
 
 
+async def test_an_outage_longer_than_the_write_retries_leaves_no_task_running(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the outcome nor the release can be written for longer than the retries last:
+    the task is neither lost in RUNNING nor re-sent; its outcome lands once writes work."""
+    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    record, abandon, failed, outage = h.store.record, h.store.abandon, [], [True]
+
+    def down(write: Callable[..., Any]) -> Callable[..., Any]:
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            if outage:
+                failed.append(write.__name__)
+                raise sqlite3.OperationalError("database or disk is full")
+            return await write(*args, **kwargs)
+
+        return failing
+
+    monkeypatch.setattr(h.store, "record", down(record))
+    monkeypatch.setattr(h.store, "abandon", down(abandon))
+    await h.start()
+    queue_id = await h.add("/outage")
+    await until(lambda: failed.count("abandon") >= 10)  # well past the quick retries
+    outage.clear()  # between two tries, as a database comes back
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert h.transport.sends == ["/outage"]
+    assert await h.outcomes(queue_id) == ["SUCCESS"]
+
+
+async def test_a_failure_of_ours_before_sending_spends_no_retry(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signing keys cannot be read (too many clients): nothing was sent, so the task is
+    released to run again, and its retries (none here) are not spent."""
+    monkeypatch.setattr(scheduler_module, "SETBACK_MS", (10, 40))
+    failures: list[int] = []
+    keys = h.signing_keys
+
+    async def flaky(owner_id: str) -> tuple[bytes, ...]:
+        if len(failures) < 3:
+            failures.append(1)
+            raise ConnectionError("sorry, too many clients already")
+        return await keys(owner_id)
+
+    monkeypatch.setattr(h, "signing_keys", flaky)
+    await h.start()
+    queue_id = await h.add("/ours", retry=0)
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert h.transport.sends == ["/ours"]
+    assert (await h.row(queue_id)).retry_count == 0
+    assert await h.outcomes(queue_id) == ["INTERRUPTED"] * 3 + ["SUCCESS"]
+
+
+async def test_a_retry_claimed_while_its_outcome_is_written_runs_on_time(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that runs right after an outcome write (group commit) leases the retry before
+    the scheduler has taken the outcome in: it still runs at its time, not a lease later."""
+    scheduler = await h.start()
+    record = h.store.record
+
+    async def record_then_claim(*args: Any, **kwargs: Any) -> bool:
+        applied = await record(*args, **kwargs)
+        await scheduler._claim()
+        return applied
+
+    monkeypatch.setattr(h.store, "record", record_then_claim)
+    h.transport.status["/again"] = 503
+    queue_id = await h.add("/again", retry=1, retryInterval=50)
+    await until(lambda: len(h.transport.sends) == 2, timeout=LEASE_MS / 1000 / 4)
+    await until(lambda: state_is(h, queue_id, "ERROR"))
+
+
 async def test_pause_and_resume_racing_an_abort_never_run_two_attempts(h: Harness) -> None:
     scheduler = await h.start()
     h.transport.held.add("/race")
