@@ -1,8 +1,14 @@
-"""Log configuration: one line per event, time in LOG_TZ, structured fields appended."""
+"""Log configuration: one line per event, time in LOG_TZ, structured fields appended.
+
+Values come from outside (a target's TLS error text, a URL, a path), so the text format
+writes them as logfmt does: bare when safe, else quoted with JSON escapes, so that no value
+can end its line, start a forged one or send a terminal control sequence (SPEC §15.6).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -20,19 +26,45 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+# C0, DEL, C1 and the Unicode line and paragraph separators: what ends a line or drives a
+# terminal. Escaped as JSON does, so a logfmt reader (go-logfmt unquotes as JSON) gets them back.
+_CONTROLS = {
+    code: f"\\u{code:04x}" for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+_ESCAPES = _CONTROLS | {ord('"'): '\\"', ord("\\"): "\\\\"}
+_QUOTED = re.compile(r'[\s"=\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def _logfmt(value: object) -> str:
+    """`value` as a logfmt value: bare, or quoted when empty or holding a space, quote, `=`
+    or control character, with those escaped."""
+    text = str(value)
+    if text and not _QUOTED.search(text):
+        return text
+    return f'"{text.translate(_ESCAPES)}"'
+
+
 class LineFormatter(logging.Formatter):
-    """`2026-01-02T03:04:05.678+00:00 INFO logger: message key=value ...`"""
+    """`2026-01-02T03:04:05.678+00:00 INFO logger: message key=value ...`
+
+    A message that carries data (formatting arguments, or a control character) is a logfmt
+    value too; a traceback follows on lines indented by two spaces, its control characters
+    escaped, so only a record starts a line.
+    """
 
     def __init__(self, tz: str) -> None:
         super().__init__()
         self.zone = ZoneInfo(tz)
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = "".join(f" {key}={value}" for key, value in _fields(record).items())
-        line = f"{self._when(record)} {record.levelname} {record.name}: {record.getMessage()}"
-        line += fields
+        message = record.getMessage()
+        if record.args or not message.isprintable():
+            message = _logfmt(message)
+        fields = "".join(f" {key}={_logfmt(value)}" for key, value in _fields(record).items())
+        line = f"{self._when(record)} {record.levelname} {record.name}: {message}{fields}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            trace = self.formatException(record.exc_info).split("\n")
+            line += "".join(f"\n  {part.translate(_CONTROLS)}" for part in trace)
         return line
 
     def _when(self, record: logging.LogRecord) -> str:
