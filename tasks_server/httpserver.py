@@ -106,10 +106,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         status, self._refusal = self._refusal, 400
         self._refuse(status)
 
-    # One lazy timer per connection: arming only moves the deadline, so a request costs no
-    # timer of its own; the timer, when it fires early, waits for the deadline's remainder.
+    # One lazy timer per connection: arming a later deadline only moves it, so a request
+    # costs no timer of its own; the timer, when it fires early, waits for the remainder.
+    # An earlier deadline (a body timeout shorter than the header one) reschedules it.
     def _arm(self, seconds: float) -> None:
         self._deadline = self.loop.time() + seconds
+        if self._timer is not None and self._timer.when() > self._deadline:
+            self._timer.cancel()
+            self._timer = None
         if self._timer is None:
             self._timer = self.loop.call_at(self._deadline, self._check_deadline)
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -89,6 +90,13 @@ def _get(path: str, *headers: bytes) -> bytes:
     return b"".join([f"GET {path} HTTP/1.1\r\nHost: t\r\n".encode(), *headers, b"\r\n"])
 
 
+# An owner registration (no auth needed) whose body stops 92 bytes short of its length.
+CUT_SHORT = (
+    b"POST /v1/owners/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100\r\n\r\n{"name":'
+)
+
+
 def test_a_1_mib_header_block_is_refused(server: ServerProcess) -> None:
     with _connect(server) as sock:
         _send(sock, _get("/status", b"X-Big: " + b"a" * (1 << 20) + b"\r\n"))
@@ -140,13 +148,22 @@ def test_a_slow_header_sender_is_cut_off(server: ServerProcess) -> None:
 
 def test_a_body_shorter_than_its_content_length_is_closed(server: ServerProcess) -> None:
     with _connect(server) as sock:
-        _send(
-            sock,
-            b"POST /v1/owners/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 100\r\n\r\n{"name":',
-        )
+        _send(sock, CUT_SHORT)
         received = _closed_within(sock, TIMEOUT_MS / 1000 + 3)
         assert received == b"" or received.startswith(b"HTTP/1.1 408")
+
+
+def test_a_body_timeout_shorter_than_the_header_timeout_holds(tmp_path: Path) -> None:
+    """The header deadline armed first is later than the body's: the body's still applies."""
+    with (
+        ServerProcess(
+            tmp_path, HTTP_HEADER_TIMEOUT_MS=60_000, HTTP_BODY_TIMEOUT_MS=TIMEOUT_MS
+        ) as server,
+        _connect(server) as sock,
+    ):
+        _send(sock, CUT_SHORT)
+        received = _closed_within(sock, TIMEOUT_MS / 1000 + 5)
+        assert received.startswith(b"HTTP/1.1 408")
 
 
 def test_an_idle_connection_that_sends_nothing_is_closed(server: ServerProcess) -> None:
