@@ -6,6 +6,10 @@ waits forever for slow senders. This subclass refuses a header block over
 connection whose headers do not arrive within `header_timeout_s` or whose body stalls for
 `body_timeout_s` (408), and answers 503 to connections beyond `max_connections`. It keeps the
 httptools parser, so registration keeps its throughput (docs/performance.md).
+
+An answer of its own while the app still reads the request body (a stalled body's 408) is
+noted in the scope under `ANSWERED`: the app then sees a disconnect, and counts and logs the
+request with the status the client got (SPEC §15.5).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import functools
 import http
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+ANSWERED = "tasks_server.answered"
+"""Scope key: the status this protocol sent while the app waited for the request body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +90,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_headers = False
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.limits.max_header_bytes:
             self._refusal = 431
             raise _Refused
+        self._in_headers = False
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
 
@@ -136,6 +143,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         if self.transport.is_closing():
             return
+        if not self._in_headers:  # an app is reading this request's body
+            cast("dict[str, object]", self.scope)[ANSWERED] = status
         phrase = http.HTTPStatus(status).phrase.encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"

@@ -7,13 +7,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from tasks_server.app import create_app
 from tasks_server.cli import UVICORN_OPTIONS
@@ -31,7 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (workdir / "certs").mkdir()
     with ServerProcess(
         workdir,
-        LOG=0,
+        LOG=1,
         CIPHER_KEY="limits-test-key",
         CERTS_DIR=workdir / "certs",
         HTTP_HEADER_TIMEOUT_MS=TIMEOUT_MS,
@@ -97,6 +98,40 @@ CUT_SHORT = (
 )
 
 
+def _registrations(server: ServerProcess) -> dict[str, float]:
+    """tasks_http_requests_total of POST /v1/owners/register, by status."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "tasks_http_requests_total" and labels["route"] == (
+                "/v1/owners/register"
+            ):
+                counts[labels["status"]] = sample.value
+    return counts
+
+
+def _until(check: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)  # polling with a deadline
+
+
+def _counted_once_more(server: ServerProcess, status: str, before: dict[str, float]) -> None:
+    """The request is counted with `status`, logged at INFO, and nothing counts as a 500."""
+    _until(
+        lambda: _registrations(server).get(status, 0) == before.get(status, 0) + 1,
+        f"no {status} counted: {_registrations(server)}",
+    )
+    _until(lambda: f"status={status}" in server.output(), "no log line")
+    output = server.output()
+    assert "unhandled" not in output and "Traceback" not in output, output
+    logged = [line for line in output.splitlines() if f"status={status}" in line]
+    assert logged[-1].split()[1] == "INFO", logged
+    assert "500" not in _registrations(server)
+
+
 def test_a_1_mib_header_block_is_refused(server: ServerProcess) -> None:
     with _connect(server) as sock:
         _send(sock, _get("/status", b"X-Big: " + b"a" * (1 << 20) + b"\r\n"))
@@ -146,11 +181,15 @@ def test_a_slow_header_sender_is_cut_off(server: ServerProcess) -> None:
         assert time.monotonic() - started < TIMEOUT_MS / 1000 + 2
 
 
-def test_a_body_shorter_than_its_content_length_is_closed(server: ServerProcess) -> None:
+def test_a_body_shorter_than_its_content_length_is_closed_and_counted_408(
+    server: ServerProcess,
+) -> None:
+    before = _registrations(server)
     with _connect(server) as sock:
         _send(sock, CUT_SHORT)
         received = _closed_within(sock, TIMEOUT_MS / 1000 + 3)
         assert received == b"" or received.startswith(b"HTTP/1.1 408")
+    _counted_once_more(server, "408", before)
 
 
 def test_a_body_timeout_shorter_than_the_header_timeout_holds(tmp_path: Path) -> None:
@@ -164,6 +203,25 @@ def test_a_body_timeout_shorter_than_the_header_timeout_holds(tmp_path: Path) ->
         _send(sock, CUT_SHORT)
         received = _closed_within(sock, TIMEOUT_MS / 1000 + 5)
         assert received.startswith(b"HTTP/1.1 408")
+
+
+def test_a_client_leaving_mid_body_is_counted_499(server: ServerProcess) -> None:
+    before = _registrations(server)
+    with _connect(server) as sock:
+        _send(sock, CUT_SHORT)
+    _counted_once_more(server, "499", before)
+
+
+def test_a_malformed_chunk_mid_body_is_counted_as_the_400_sent(server: ServerProcess) -> None:
+    before = _registrations(server)
+    with _connect(server) as sock:
+        _send(
+            sock,
+            b"POST /v1/owners/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b'Transfer-Encoding: chunked\r\n\r\n8\r\n{"name":\r\nnot-a-size\r\n',
+        )
+        assert _closed_within(sock, 10).startswith(b"HTTP/1.1 400")
+    _counted_once_more(server, "400", before)
 
 
 def test_an_idle_connection_that_sends_nothing_is_closed(server: ServerProcess) -> None:
