@@ -1,7 +1,8 @@
 """A small synchronous HTTP client for the routes the CLI calls.
 
 Every call returns the server's answer untouched (`Answer`), so ``--json`` can print exactly
-what the server sent; a refusal raises `Refused` carrying the server's ``message``.
+what the server sent; a refusal raises `Refused` carrying the server's ``message``. A URL in a
+message has its userinfo replaced by ``***``: ``TASKS_URL`` may carry a password.
 """
 
 from __future__ import annotations
@@ -40,9 +41,24 @@ class Unreachable(Exception):
     """No answer at all: connection refused, DNS, TLS, timeout."""
 
 
+class BadUrl(ValueError):
+    """The server URL cannot be parsed (a usage error, not an unreachable server)."""
+
+
+def _redacted(url: httpx.URL) -> str:
+    return str(url.copy_with(userinfo=b"***")) if url.userinfo else str(url)
+
+
 def _segment(value: str) -> str:
     """An id typed by a person stays one path segment, whatever it contains."""
     return quote(value, safe="")
+
+
+def _is_problem(problem: Any) -> bool:
+    """One validation problem: ``{"path": "httpRequest.url", "message": "..."}``."""
+    return isinstance(problem, dict) and all(
+        isinstance(problem.get(key), str) for key in ("path", "message")
+    )
 
 
 def _message(response: httpx.Response) -> str:
@@ -54,7 +70,8 @@ def _message(response: httpx.Response) -> str:
         message = body["message"]
         if isinstance(message, str):
             return message
-        # Validation errors: a list or object of problems, each with its field path.
+        if isinstance(message, list) and all(_is_problem(problem) for problem in message):
+            return "; ".join(f"{problem['path']}: {problem['message']}" for problem in message)
         return json.dumps(message, ensure_ascii=False)
     if response.status_code == 404:
         return "not found"
@@ -74,9 +91,12 @@ class Api:
         if owner_id is not None and key is not None:
             headers["Authorization"] = f"Bearer {key}"
             headers["X-Tasks-Owner-Id"] = owner_id
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT_S, transport=transport
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT_S, transport=transport
+            )
+        except httpx.InvalidURL as exc:
+            raise BadUrl(f"the server URL is not valid: {exc}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -99,7 +119,7 @@ class Api:
         try:
             response = self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx.HTTPError as exc:
-            raise Unreachable(f"cannot reach {self._http.base_url}: {exc}") from None
+            raise Unreachable(f"cannot reach {_redacted(self._http.base_url)}: {exc}") from None
         if response.status_code >= 400:
             raise Refused(response.status_code, _message(response))
         return Answer(response.text, response.json() if response.content else None)

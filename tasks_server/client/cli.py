@@ -2,14 +2,19 @@
 
 Exit status: 0 done, 1 the server refused (its message is printed) or could not be reached,
 2 a usage error (bad flag, bad duration, no credentials). Typer turns type hints into flags,
-help and usage errors, so nothing here parses argv by hand.
+help and usage errors, so nothing here parses argv by hand; its Rich markup mode is off, so
+help texts are printed as written (``[default: …]`` stays). Secrets never come from argv,
+which any local user can read (ps, /proc): keys come from the environment, a profile, a file
+or stdin, as ``psql`` (PGPASSWORD, a prompt) and ``docker login --password-stdin`` do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ import typer
 
 from tasks_server import __version__
 from tasks_server.client import output, profiles
-from tasks_server.client.api import Answer, Api, Refused, Unreachable
+from tasks_server.client.api import Answer, Api, BadUrl, Refused, Unreachable
 from tasks_server.client.durations import every, parse_duration
 
 DEFAULT_URL = "http://127.0.0.1:9220"
@@ -45,19 +50,34 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 schedule_app = typer.Typer(
-    help="Recurring schedules: each fire time registers one task.", no_args_is_help=True
+    help="Recurring schedules: each fire time registers one task.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
-owner_app = typer.Typer(help="Owners: register one and save its credentials.", no_args_is_help=True)
+owner_app = typer.Typer(
+    help="Owners: register one and save its credentials.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(owner_app, name="owner")
 app.add_typer(schedule_app, name="schedule")
 
 
 def _usage(message: str) -> NoReturn:
-    output.errors.print(f"tasks: {message}", markup=False)
+    output.echo(f"tasks: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _read_text(source: str, option: str) -> str:
+    """A file's text, or stdin's for ``-``: how bodies and secrets stay off argv."""
+    try:
+        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def _duration(text: str) -> int:
@@ -73,10 +93,9 @@ class Context:
     profile: str
     profile_given: bool
 
-    def credentials(self) -> tuple[str, str, str]:
+    def api(self) -> Api:
         """URL, owner id and key: each from its TASKS_* variable, else from the profile."""
-        saved = self._saved()
-        url = self.url or (saved.url if saved else DEFAULT_URL)
+        saved = self.saved(required=self.profile_given)
         owner_id = os.environ.get("TASKS_OWNER_ID") or (saved.owner_id if saved else None)
         key = os.environ.get("TASKS_KEY") or (saved.key if saved else None)
         if not owner_id or not key:
@@ -84,24 +103,26 @@ class Context:
                 "no credentials: set TASKS_OWNER_ID and TASKS_KEY, or save a profile with "
                 "`tasks owner register NAME --save`"
             )
-        return url, owner_id, key
+        return _api(self.base_url(saved), owner_id=owner_id, key=key)
 
-    def base_url(self) -> str:
-        saved = self._saved()
+    def base_url(self, saved: profiles.Profile | None) -> str:
         return self.url or (saved.url if saved else DEFAULT_URL)
 
-    def api(self) -> Api:
-        url, owner_id, key = self.credentials()
-        return Api(url, owner_id=owner_id, key=key)
-
-    def _saved(self) -> profiles.Profile | None:
+    def saved(self, *, required: bool) -> profiles.Profile | None:
         try:
             saved = profiles.load(self.profile)
         except profiles.ProfileError as exc:
             _usage(str(exc))
-        if saved is None and self.profile_given:
+        if saved is None and required:
             _usage(f"no profile {self.profile!r} in {profiles.profiles_path()}")
         return saved
+
+
+def _api(url: str, *, owner_id: str | None = None, key: str | None = None) -> Api:
+    try:
+        return Api(url, owner_id=owner_id, key=key)
+    except BadUrl as exc:
+        _usage(str(exc))
 
 
 def _state(ctx: typer.Context) -> Context:
@@ -143,19 +164,14 @@ def _refusals() -> Iterator[None]:
     try:
         yield
     except (Refused, Unreachable) as exc:
-        output.errors.print(f"tasks: {exc}", markup=False)
+        output.echo(f"tasks: {exc}", err=True)
         raise typer.Exit(1) from None
-
-
-def _print_json(text: str) -> None:
-    """The server's JSON body as it sent it."""
-    typer.echo(text)
 
 
 def _print_answer(answer: Answer, as_json: bool, show: Callable[[Any], None]) -> None:
     """With --json the server's body as it came, else `show` for a person."""
     if as_json:
-        _print_json(answer.text)
+        output.print_json(answer.text)
     else:
         show(answer.data)
 
@@ -175,31 +191,71 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print the server's JSON 
 # --- owners ------------------------------------------------------------------------------
 
 
+def _admin_key(source: str | None) -> str | None:
+    """From --admin-key-file (``-``: stdin, or a prompt on a terminal), else TASKS_ADMIN_KEY."""
+    if source is None:
+        return os.environ.get("TASKS_ADMIN_KEY") or None
+    if source == "-" and sys.stdin.isatty():
+        return getpass.getpass("admin key: ")
+    key = _read_text(source, "--admin-key-file").strip()
+    if not key:
+        raise typer.BadParameter(f"{source!r} holds no key", param_hint="--admin-key-file")
+    return key
+
+
 @owner_app.command("register")
 def owner_register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="5–32 lowercase letters, digits and hyphens")],
     save: Annotated[
-        bool, typer.Option("--save", help="save the id and key as the profile (0600 file)")
+        bool,
+        typer.Option(
+            "--save",
+            help="save the id and key (0600 file) as the profile `tasks --profile NAME` "
+            "names [default: default]; if it exists, nothing is registered unless --force",
+        ),
     ] = False,
-    admin_key: Annotated[
+    force: Annotated[
+        bool, typer.Option("--force", help="with --save, replace the profile if it exists")
+    ] = False,
+    admin_key_file: Annotated[
         str | None,
-        typer.Option(envvar="TASKS_ADMIN_KEY", help="the server's ADMIN_KEY, when it has one"),
+        typer.Option(
+            metavar="FILE",
+            help="read the server's ADMIN_KEY from FILE, or - for stdin (a prompt without "
+            "echo on a terminal); without it, TASKS_ADMIN_KEY",
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Register an owner; its key and signing secret are shown this once."""
+    """Register an owner; its key and signing secret are shown this once.
+
+    The server's ADMIN_KEY, when it has one, comes from TASKS_ADMIN_KEY or from
+    --admin-key-file, never from the command line, where other users can read it."""
     state = _state(ctx)
-    url = state.base_url()
-    with _refusals(), Api(url) as api:
-        answer = api.register_owner(name, admin_key=admin_key)
+    saved = state.saved(required=False)
+    if save and saved is not None and not force:
+        _usage(
+            f"profile {state.profile!r} exists in {profiles.profiles_path()}: pick another "
+            "name with `tasks --profile NAME owner register …`, or add --force to replace it"
+        )
+    admin_key = _admin_key(admin_key_file)
+    url = state.base_url(saved)
+    with _refusals(), _api(url) as api:
+        try:
+            answer = api.register_owner(name, admin_key=admin_key)
+        except Refused as exc:
+            if exc.status != 403 or admin_key is not None:
+                raise
+            hint = "this server needs its ADMIN_KEY: set TASKS_ADMIN_KEY or use --admin-key-file"
+            raise Refused(exc.status, f"{exc.message}: {hint}") from None
     _print_answer(answer, as_json, output.owner)
     if save:
         path = profiles.save(
             state.profile,
             profiles.Profile(url=url, owner_id=answer.data["id"], key=answer.data["key"]),
         )
-        output.errors.print(f"saved as profile {state.profile!r} in {path}", markup=False)
+        output.echo(f"saved as profile {state.profile!r} in {path}", err=True)
 
 
 # --- tasks -------------------------------------------------------------------------------
@@ -212,13 +268,22 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _headers(values: list[str]) -> dict[str, str]:
+    """NAME:VALUE each, or @FILE (@- for stdin) with one per line: a secret stays off argv."""
+    lines: list[str] = []
+    for value in values:
+        if value.startswith("@"):
+            lines += filter(str.strip, _read_text(value[1:], "--header").splitlines())
+        else:
+            lines.append(value)
+    return dict(_header(line) for line in lines)
+
+
 def _data(text: str) -> Any:
-    """JSON text or @file; an object or list is sent as JSON, anything else as plain text."""
+    """JSON text or @file (@- for stdin); an object or list is sent as JSON, anything else as
+    plain text."""
     if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--data") from None
+        text = _read_text(text[1:], "--data")
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -244,9 +309,19 @@ Method = Annotated[
 ]
 Data = Annotated[
     str | None,
-    typer.Option("--data", "-d", help="body: JSON (object or list) or text, or @file"),
+    typer.Option(
+        "--data", "-d", help="body: JSON (object or list) or text, or @FILE (@- for stdin)"
+    ),
 ]
-Headers = Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME:VALUE, repeatable")]
+Headers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        "-H",
+        help="NAME:VALUE, repeatable; @FILE (@- for stdin) reads one per line, keeping a "
+        "secret such as Authorization off the command line",
+    ),
+]
 Retry = Annotated[
     int | None, typer.Option("--retry", min=0, help="retries after the first attempt")
 ]
@@ -261,7 +336,7 @@ def _request(
     """The httpRequest object (SPEC §2)."""
     request: dict[str, Any] = {"url": url, "method": method or ("POST" if data else "GET")}
     if headers:
-        request["headers"] = dict(_header(h) for h in headers)
+        request["headers"] = _headers(headers)
     if data is not None:
         request["data"] = _data(data)
     return request
@@ -400,14 +475,14 @@ def watch(
                 if attempt["attempt"] > printed and attempt["outcome"] != "IN_FLIGHT":
                     printed = attempt["attempt"]
                     if not as_json:
-                        output.console.print(output.attempt_line(attempt), markup=False)
+                        output.echo(output.attempt_line(attempt))
             if item["state"] != last_state:
                 last_state = item["state"]
                 if not as_json:
-                    output.console.print(f"state {last_state}", markup=False)
+                    output.echo(f"state {last_state}")
             if last_state in FINISHED:
                 if as_json:
-                    _print_json(answer.text)
+                    output.print_json(answer.text)
                 raise typer.Exit(FINISHED[last_state])
             time.sleep((interval or WATCH_INTERVAL_MS) / 1000)
 
@@ -457,16 +532,16 @@ def _each(
             try:
                 answer = call(api, one)
             except Refused as exc:
-                output.errors.print(f"tasks: {one}: {exc}", markup=False)
+                output.echo(f"tasks: {one}: {exc}", err=True)
                 refused = True
                 continue
             except Unreachable as exc:
-                output.errors.print(f"tasks: {exc}", markup=False)
+                output.echo(f"tasks: {exc}", err=True)
                 raise typer.Exit(1) from None
             if as_json:
-                _print_json(answer.text)
+                output.print_json(answer.text)
             else:
-                output.console.print(f"{one} {done}", markup=False)
+                output.echo(f"{one} {done}")
     if refused:
         raise typer.Exit(1)
 

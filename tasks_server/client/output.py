@@ -1,19 +1,51 @@
-"""What people see: rich tables of the server's objects (``--json`` bypasses all of this)."""
+"""What people see: the server's objects as tables and lines, its JSON for scripts.
+
+Everything printed comes from the server (or a URL someone typed), so it is text, never
+instructions (SPEC §15.9): table cells are `Text`, which Rich never parses for markup or emoji,
+and `literal` writes out every control character a terminal would act on.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 RESPONSE_PREVIEW_CHARS = 400
 
-console = Console(highlight=False, soft_wrap=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
+
+# C0 (ESC starts CSI and OSC sequences), DEL and C1 (U+009B is a one-character CSI).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tab and newline stay
+
+
+def literal(text: str, *, layout: bool = False, json: bool = False) -> str:
+    """`text` with each control character written out, so a terminal shows it, never obeys it.
+
+    `\\x1b` by default; `\\u001b` with `json`, which keeps JSON valid and its value unchanged.
+    Tab and newline stay only with `layout` or `json` (a body printed whole).
+    """
+    controls = _CONTROLS_BUT_LAYOUT if layout or json else _CONTROLS
+    form = "\\u{:04x}" if json else "\\x{:02x}"
+    return controls.sub(lambda match: form.format(ord(match[0])), text)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """One line of text that may hold server data."""
+    typer.echo(literal(text), err=err)
+
+
+def print_json(text: str) -> None:
+    """The server's JSON body as it sent it, control characters escaped the JSON way."""
+    typer.echo(literal(text, json=True))
 
 
 def when(epoch_ms: Any, *, short: bool = False) -> str:
@@ -43,14 +75,19 @@ def decoded(response: Any) -> str:
     return text
 
 
-def _text(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _cell(value: Any, *, layout: bool = False) -> Text:
+    """A table cell: a `Text`, as a `str` cell would be parsed as Rich markup."""
+    return Text(literal("-" if value is None else str(value), layout=layout))
+
+
+def _row(table: Table, *values: Any) -> None:
+    table.add_row(*(value if isinstance(value, Text) else _cell(value) for value in values))
 
 
 def queues(rows: list[dict[str, Any]]) -> None:
     """One line per task, within 80 columns: ids are never cut, they are what people copy."""
     if not rows:
-        console.print("no tasks")
+        echo("no tasks")
         return
     table = Table(box=None)
     table.add_column("id", no_wrap=True, min_width=26)
@@ -58,10 +95,11 @@ def queues(rows: list[dict[str, Any]]) -> None:
         table.add_column(name, no_wrap=True)
     for row in rows:
         running = row["state"] == "RUNNING"
-        table.add_row(
+        _row(
+            table,
             row["id"],
             row["state"],
-            str(row["statusCode"]),
+            row["statusCode"],
             when(row["createdAt"], short=True),
             when(row["estimateExecutionAt" if running else "estimateEndAt"], short=True),
         )
@@ -72,22 +110,21 @@ def queue(item: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("id", item["id"])
-    table.add_row("state", item["state"])
-    table.add_row("status code", str(item["statusCode"]))
-    table.add_row("created", when(item["createdAt"]))
-    table.add_row("next attempt", when(item["estimateExecutionAt"]))
-    table.add_row("ended", when(item["estimateEndAt"]))
+    _row(table, "id", item["id"])
+    _row(table, "state", item["state"])
+    _row(table, "status code", item["statusCode"])
+    _row(table, "created", when(item["createdAt"]))
+    _row(table, "next attempt", when(item["estimateExecutionAt"]))
+    _row(table, "ended", when(item["estimateEndAt"]))
     for label, key in (
         ("schedule", "scheduleId"),
         ("callback task", "callbackQueueId"),
         ("callback of", "callbackOf"),
     ):
         if item.get(key):
-            table.add_row(label, item[key])
-    for key, value in (item.get("metadata") or {}).items():
-        table.add_row(f"metadata.{key}", _text(value))
-    table.add_row("response", decoded(item.get("response")))
+            _row(table, label, item[key])
+    _metadata(table, item)
+    _row(table, "response", _cell(decoded(item.get("response")), layout=True))
     console.print(table)
 
 
@@ -102,41 +139,42 @@ def attempt_line(attempt: dict[str, Any]) -> str:
 
 def attempts(rows: list[dict[str, Any]]) -> None:
     if not rows:
-        console.print("no attempts yet")
+        echo("no attempts yet")
         return
     table = Table("#", "outcome", "status", "due", "late ms", "took ms", "error", box=None)
     for row in rows:
-        table.add_row(
-            str(row["attempt"]),
+        _row(
+            table,
+            row["attempt"],
             row["outcome"],
-            str(row["statusCode"]),
+            row["statusCode"],
             when(row["dueAt"]),
-            _text(row["latenessMs"]),
-            _text(row["durationMs"]),
-            _text(row["error"]),
+            row["latenessMs"],
+            row["durationMs"],
+            row["error"],
         )
     console.print(table)
 
 
 def owner(created: dict[str, Any]) -> None:
     """Plain lines, never wrapped: the key is meant to be copied whole."""
-    console.print(f"owner id:       {created['id']}", markup=False, soft_wrap=True)
-    console.print(f"key:            {created['key']}", markup=False, soft_wrap=True)
-    secret = created.get("signingSecret") or "-"
-    console.print(f"signing secret: {secret}", markup=False, soft_wrap=True)
-    console.print("The key and signing secret are shown once: keep them.")
+    echo(f"owner id:       {created['id']}")
+    echo(f"key:            {created['key']}")
+    echo(f"signing secret: {created.get('signingSecret') or '-'}")
+    echo("The key and signing secret are shown once: keep them.")
 
 
 def schedules(rows: list[dict[str, Any]]) -> None:
     if not rows:
-        console.print("no schedules")
+        echo("no schedules")
         return
     table = Table(box=None)
     table.add_column("id", no_wrap=True, min_width=26)
     for name in ("state", "cron", "next run (UTC)", "last run"):
         table.add_column(name, no_wrap=name != "cron")
     for row in rows:
-        table.add_row(
+        _row(
+            table,
             row["id"],
             row["state"],
             f"{row['cron']} {row['timezone']}" if row["timezone"] != "UTC" else row["cron"],
@@ -150,14 +188,18 @@ def schedule(item: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("id", item["id"])
-    table.add_row("state", item["state"])
-    table.add_row("cron", item["cron"])
-    table.add_row("timezone", item["timezone"])
-    table.add_row("created", when(item["createdAt"]))
-    table.add_row("next run", when(item["nextRunAt"]))
-    table.add_row("last run", when(item["lastRunAt"]))
-    table.add_row("last task", _text(item.get("lastQueueId")))
-    for key, value in (item.get("metadata") or {}).items():
-        table.add_row(f"metadata.{key}", _text(value))
+    _row(table, "id", item["id"])
+    _row(table, "state", item["state"])
+    _row(table, "cron", item["cron"])
+    _row(table, "timezone", item["timezone"])
+    _row(table, "created", when(item["createdAt"]))
+    _row(table, "next run", when(item["nextRunAt"]))
+    _row(table, "last run", when(item["lastRunAt"]))
+    _row(table, "last task", item.get("lastQueueId"))
+    _metadata(table, item)
     console.print(table)
+
+
+def _metadata(table: Table, item: dict[str, Any]) -> None:
+    for key, value in (item.get("metadata") or {}).items():
+        _row(table, f"metadata.{key}", value)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +18,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, free_port
 from tests.target import Step, Target
 
 TASKS = str(Path(sys.executable).parent / "tasks")
 UNKNOWN_ID = "01JD0000000000000000000000"
+ESC_2J = "\x1b[2J"
+OSC_8 = "\x1b]8;;http://x\x1b\\osc 8\x1b]8;;\x1b\\"
+# A pyproject.toml-like body: Rich markup to stay text, ESC[2J and OSC 8 to be written out.
+BODY = (
+    f'[build-system]\nrequires = ["hatchling"]\n[/]\n[link=http://x]text[/link]\n{ESC_2J}{OSC_8}\n'
+)
+# What a terminal would act on: C0 but newline, DEL, C1.
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -27,11 +39,22 @@ class Env:
     target: Target
     config_home: Path
 
-    def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    def environment(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
-        env.update(XDG_CONFIG_HOME=str(self.config_home), TASKS_URL=self.server.url, **extra)
+        env.update({"XDG_CONFIG_HOME": str(self.config_home), "TASKS_URL": self.server.url})
+        return {**env, **extra}
+
+    def run(
+        self, *args: str, stdin: str | None = None, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [TASKS, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            [TASKS, *args],
+            env=self.environment(**extra),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
 
@@ -148,19 +171,71 @@ def test_usage_errors_exit_2(env: Env, args: list[str]) -> None:
     assert run.stdout == ""
 
 
-def test_owner_register_with_the_admin_key(tmp_path: Path) -> None:
+def test_owner_register_with_the_admin_key_never_on_argv(tmp_path: Path) -> None:
     admin_key = "k" * 40
     with ServerProcess(tmp_path, ADMIN_KEY=admin_key) as server, Target() as target:
         cli = Env(server, target, tmp_path / "config")
         refused = cli.run("owner", "register", "no-admin-key")
         assert refused.returncode == 1 and refused.stdout == ""
-        assert refused.stderr.startswith("tasks: ") and len(refused.stderr.strip()) > 7
+        assert refused.stderr.startswith("tasks: Access denied")
+        assert "TASKS_ADMIN_KEY" in refused.stderr and "--admin-key-file" in refused.stderr
+        wrong = cli.run("owner", "register", "wrong-key", TASKS_ADMIN_KEY="w" * 40)
+        assert (wrong.returncode, wrong.stderr) == (1, "tasks: Access denied\n")
+        on_argv = cli.run("owner", "register", "on-argv", "--admin-key", admin_key)
+        assert on_argv.returncode == 2 and on_argv.stdout == ""
+        assert "No such option: --admin-key" in on_argv.stderr
         created = cli.run(
             "owner", "register", "with-admin-key", "--json", TASKS_ADMIN_KEY=admin_key
         )
         assert created.returncode == 0, created.stderr
         assert set(json.loads(created.stdout)) >= {"id", "key", "signingSecret"}
+        key_file = tmp_path / "admin-key"
+        key_file.write_text(admin_key + "\n")
+        from_file = cli.run("owner", "register", "from-file", "--admin-key-file", str(key_file))
+        assert from_file.returncode == 0, from_file.stderr
+        piped = cli.run("owner", "register", "from-stdin", "--admin-key-file", "-", stdin=admin_key)
+        assert piped.returncode == 0, piped.stderr
+        missing = cli.run("owner", "register", "no-file", "--admin-key-file", str(tmp_path / "x"))
+        assert missing.returncode == 2 and "--admin-key-file" in missing.stderr
+        empty = cli.run("owner", "register", "empty", "--admin-key-file", "-", stdin="\n")
+        assert empty.returncode == 2 and "holds no key" in empty.stderr
         assert not (tmp_path / "config").exists()  # no --save, no file
+
+
+def _read_until(fd: int, wanted: bytes, deadline: float) -> bytes:
+    """What a terminal shows until `wanted` appears (or the program ends)."""
+    seen = b""
+    while wanted not in seen:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {wanted!r} on the terminal before the deadline: {seen!r}"
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the program ended and closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_admin_key_from_a_terminal_is_prompted_without_echo(tmp_path: Path) -> None:
+    admin_key = "t" * 40
+    with ServerProcess(tmp_path, ADMIN_KEY=admin_key) as server, Target() as target:
+        cli = Env(server, target, tmp_path / "config")
+        argv = [TASKS, "owner", "register", "from-terminal", "--admin-key-file", "-"]
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: its own session, the pty as its terminal
+            os.execve(TASKS, argv, cli.environment())
+        try:
+            deadline = time.monotonic() + 60
+            prompt = _read_until(fd, b"admin key: ", deadline)
+            os.write(fd, admin_key.encode() + b"\n")
+            shown = prompt + _read_until(fd, b"shown once", deadline)
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 0, shown
+        assert admin_key.encode() not in shown and b"owner id:" in shown
 
 
 def test_watch_json_prints_the_final_task(env: Env) -> None:
@@ -215,3 +290,110 @@ def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
     assert run.returncode == 2 and "divide a minute" in run.stderr
     both = env.run("add", f"{env.target.url}/x", "--every", "5s", "--in", "1s")
     assert both.returncode == 2
+
+
+def test_server_data_is_printed_as_text(env: Env) -> None:
+    env.target.script("/pyproject", Step(body=BODY.encode()))
+    metadata = {
+        "[build-system]": f"[/] {ESC_2J} \x9b31m \x7f",
+        "[b]": "[link=http://x]t[/link]\x07",
+    }
+    direct = httpx.post(
+        f"{env.server.url}/v1/queues/register",
+        json={
+            "httpRequest": {"url": f"{env.target.url}/pyproject", "method": "GET"},
+            "metadata": metadata,
+        },
+        headers=_auth(env),
+    )
+    assert direct.status_code == 201, direct.text
+    queue_id = direct.json()["id"]
+    assert env.run("watch", queue_id, "--interval", "50ms").returncode == 0
+
+    shown = env.run("show", queue_id)
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.strip() for line in shown.stdout.splitlines()]
+    assert {"[build-system]", 'requires = ["hatchling"]', "[/]", "[link=http://x]text[/link]"} <= {
+        line.removeprefix("response").strip() for line in lines
+    }
+    assert "\\x1b[2J\\x1b]8;;http://x\\x1b\\osc 8\\x1b]8;;\\x1b\\" in lines
+    assert "metadata.[build-system]  [/] \\x1b[2J \\x9b31m \\x7f" in lines
+    assert "metadata.[b]             [link=http://x]t[/link]\\x07" in lines
+    assert not CONTROL.search(shown.stdout)
+
+    as_json = env.run("show", queue_id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert (
+        json.loads(as_json.stdout)
+        == httpx.get(f"{env.server.url}/v1/queues/{queue_id}", headers=_auth(env)).json()
+    )
+    assert json.loads(as_json.stdout)["metadata"] == metadata
+    assert not CONTROL.search(as_json.stdout)
+
+
+def test_an_error_message_is_printed_as_text(env: Env) -> None:
+    name = f"[/][link=x]t[/link]{ESC_2J}\x1b]8;;x\x07\x9b"
+    refused = env.run("add", f"{env.target.url}/x", "-H", f"{name}:v")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert r"[/][link=x]t[/link]\x1b[2J\x1b]8;;x\x07\x9b.[key]: String should" in refused.stderr
+    assert not CONTROL.search(refused.stderr)
+
+
+def test_cannot_reach_prints_the_url_as_text_without_its_password(env: Env) -> None:
+    where = f"127.0.0.1:{free_port()}/[link=http://x]text[/link]"
+    unreachable = env.run("ls", TASKS_URL=f"http://alice:s3cret@{where}")
+    assert unreachable.returncode == 1 and unreachable.stdout == ""
+    assert unreachable.stderr.startswith(f"tasks: cannot reach http://***@{where}/: ")
+    assert "s3cret" not in unreachable.stderr
+    not_a_url = env.run("ls", TASKS_URL=f"http://127.0.0.1:1/{ESC_2J}")
+    assert not_a_url.returncode == 2 and not_a_url.stdout == ""
+    assert r"\x1b" in not_a_url.stderr and "Traceback" not in not_a_url.stderr
+    assert not CONTROL.search(not_a_url.stderr)
+
+
+def test_save_never_replaces_a_profile_silently(env: Env) -> None:
+    path = env.config_home / "tasks-server" / "profiles.json"
+    before = json.loads(path.read_text())
+    refused = env.run("owner", "register", "save-again", "--save")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "profile 'default' exists" in refused.stderr and "--force" in refused.stderr
+    assert json.loads(path.read_text()) == before
+
+    # Nothing was registered: the name is still free, here for a profile of its own.
+    named = env.run("--profile", "second", "owner", "register", "save-again", "--save", "--json")
+    assert named.returncode == 0, named.stderr
+    saved = json.loads(path.read_text())
+    assert saved["default"] == before["default"]
+    assert saved["second"]["ownerId"] == json.loads(named.stdout)["id"]
+
+    again = env.run("--profile", "second", "owner", "register", "save-forced", "--save")
+    assert again.returncode == 2 and "profile 'second' exists" in again.stderr
+    forced = env.run(
+        "--profile", "second", "owner", "register", "save-forced", "--save", "--force", "--json"
+    )
+    assert forced.returncode == 0, forced.stderr
+    saved = json.loads(path.read_text())
+    assert saved["second"]["ownerId"] == json.loads(forced.stdout)["id"]
+    assert saved["default"] == before["default"]
+
+
+def test_headers_and_data_from_files_keep_secrets_off_argv(env: Env, tmp_path: Path) -> None:
+    headers = tmp_path / "headers"
+    headers.write_text("Authorization: Bearer s3cret\n\nX-Trace: abc\n")
+    added = env.run(
+        "add",
+        f"{env.target.url}/secret",
+        "-H",
+        f"@{headers}",
+        "-d",
+        "@-",
+        "--json",
+        stdin='{"token": "s3cret"}',
+    )
+    assert added.returncode == 0, added.stderr
+    env.run("watch", json.loads(added.stdout)["id"], "--interval", "50ms")
+    (hit,) = env.target.hits_for("/secret")
+    assert (hit.headers["authorization"], hit.headers["x-trace"]) == ("Bearer s3cret", "abc")
+    assert (hit.method, json.loads(hit.body)) == ("POST", {"token": "s3cret"})
+    bad = env.run("add", f"{env.target.url}/x", "-H", f"@{tmp_path / 'none'}")
+    assert bad.returncode == 2 and "--header" in bad.stderr

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
-from tasks_server.client import output, profiles
+from tasks_server.client import cli, output, profiles
+from tasks_server.client.api import Api, Refused, Unreachable
 from tasks_server.client.durations import every, parse_duration
+from tests.integration.server import free_port
+
+# What a server may send, and what the terminal must show for it: Rich markup stays text,
+# control characters (ESC, CSI, OSC 8, BEL, DEL, C1) are written out.
+HOSTILE = [
+    ("[build-system]", "[build-system]"),
+    ("[/]", "[/]"),
+    ("[link=http://x]text[/link]", "[link=http://x]text[/link]"),
+    (":warning:", ":warning:"),
+    ("\x1b[2J", "\\x1b[2J"),
+    ("\x1b]8;;x\x1b\\o\x1b]8;;\x1b\\", "\\x1b]8;;x\\x1b\\o\\x1b]8;;\\x1b\\"),
+    ("a\x07\x7f\x9b31m\rb", "a\\x07\\x7f\\x9b31m\\x0db"),
+]
+# Anything a terminal would act on: C0 but newline, DEL, C1.
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 @pytest.mark.parametrize(
@@ -142,3 +162,117 @@ def test_a_task_shows_its_schedule_and_callback_links(capsys: pytest.CaptureFixt
     assert ["schedule", "01JF0000000000000000000000"] in [line.split() for line in lines]
     assert ["callback", "task", "01JG0000000000000000000000"] in [line.split() for line in lines]
     assert not any(line.startswith("callback of") for line in lines)
+
+
+@pytest.mark.parametrize(("sent", "shown"), HOSTILE)
+def test_literal_writes_out_control_characters(sent: str, shown: str) -> None:
+    assert output.literal(sent) == shown
+
+
+def test_literal_keeps_tab_and_newline_only_in_a_body_and_json_stays_json() -> None:
+    assert output.literal("a\tb\nc") == "a\\x09b\\x0ac"
+    assert output.literal("a\tb\r\nc\x1b", layout=True) == "a\tb\\x0d\nc\\x1b"
+    sent = '{"a":"\\u001b[2J\x9b\x7f[/]"}\n'  # JSON escapes C0 itself, not DEL and C1
+    shown = output.literal(sent, json=True)
+    assert shown == '{"a":"\\u001b[2J\\u009b\\u007f[/]"}\n'
+    assert json.loads(shown) == json.loads(sent)
+    assert output.literal('"\x1b"', json=True) == '"\\u001b"'
+
+
+@pytest.mark.parametrize(("sent", "shown"), HOSTILE)
+def test_server_data_is_shown_as_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sent: str, shown: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no cell cut: each is counted whole below
+    task = {
+        "id": sent,
+        "state": "SUCCESS",
+        "statusCode": 200,
+        "createdAt": 1_767_225_600_123,
+        "estimateExecutionAt": 1_767_225_601_000,
+        "estimateEndAt": 1_767_225_602_000,
+        "metadata": {sent: sent},
+        "response": base64.b64encode(f"{sent}\n{sent}".encode()).decode(),
+    }
+    output.queue(task)
+    output.queues([task])
+    attempt = {
+        "attempt": 1,
+        "outcome": "FAILURE",
+        "statusCode": 502,
+        "dueAt": 1_767_225_601_000,
+        "latenessMs": 1,
+        "durationMs": 2,
+        "error": sent,
+    }
+    output.attempts([attempt])
+    output.echo(output.attempt_line(attempt))
+    schedule = {
+        "id": sent,
+        "state": "ACTIVE",
+        "cron": sent,
+        "timezone": "UTC",
+        "createdAt": 1_767_225_600_123,
+        "nextRunAt": 0,
+        "lastRunAt": 0,
+        "metadata": {sent: sent},
+    }
+    output.schedule(schedule)
+    output.schedules([schedule])
+    output.owner({"id": sent, "key": sent, "signingSecret": sent})
+    output.echo(f"tasks: {sent}", err=True)
+    out, err = capsys.readouterr()
+    assert out.count(shown) == 17 and err == f"tasks: {shown}\n"
+    assert not CONTROL.search(out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [
+        ([], "[default: http://127.0.0.1:9220]"),
+        ([], "[default: default]"),
+        (["add"], "[default: GET, or POST with --data]"),
+        (["watch"], "[default: 500ms]"),
+        (["schedule", "add"], "[default: UTC]"),
+        (["ls"], "[default: 10; 1<=x<=1000]"),
+    ],
+)
+def test_help_shows_the_defaults(argv: list[str], default: str) -> None:
+    result = CliRunner().invoke(cli.app, [*argv, "--help"], prog_name="tasks")
+    assert result.exit_code == 0, result.output
+    assert default in " ".join(result.output.split())
+
+
+def test_cannot_reach_hides_the_password_of_the_url() -> None:
+    url = f"http://alice:s3cret@127.0.0.1:{free_port()}/[/]"
+    with Api(url) as api, pytest.raises(Unreachable) as refused:
+        api.queues()
+    message = str(refused.value)
+    assert "s3cret" not in message and "alice" not in message
+    assert message.startswith(f"cannot reach http://***@{url.split('@')[1]}/: ")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (409, {"message": "Owner name 'x' is taken"}, "Owner name 'x' is taken"),
+        (
+            400,
+            {"message": [{"path": "a.[b]", "message": "bad"}, {"path": "c", "message": "no"}]},
+            "a.[b]: bad; c: no",
+        ),
+        (400, {"message": {"odd": ["shape"]}}, '{"odd": ["shape"]}'),
+        (404, {}, "not found"),
+        (502, "<html>", "HTTP 502 Bad Gateway"),
+    ],
+)
+def test_a_refusal_carries_the_servers_message(status: int, body: object, message: str) -> None:
+    """The server's answer is a stand-in here: what is tested is how its message is read."""
+    answer = httpx.MockTransport(
+        lambda request: httpx.Response(
+            status, **({"text": body} if isinstance(body, str) else {"json": body})
+        )
+    )
+    with Api("http://127.0.0.1:1", transport=answer) as api, pytest.raises(Refused) as refused:
+        api.queues()
+    assert (refused.value.status, refused.value.message) == (status, message)
