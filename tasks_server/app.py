@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
@@ -20,6 +20,7 @@ from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
 from tasks_server.backup import BackupScheduler, lock_path_for
+from tasks_server.clock import StoreClock
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.curl import CurlTransport
@@ -34,6 +35,7 @@ from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import build_store
 from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
 from tasks_server.store.postgres import PostgresStore
+from tasks_server.timeutil import now_ms
 
 SHUTDOWN_GRACE_S = 10.0
 
@@ -64,6 +66,11 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(store.close)
             cipher = await startup.checked_cipher(store, settings)
             codec = TaskCodec(cipher)
+            clock: Callable[[], int] = now_ms
+            if on_postgres:  # nodes agree on the database's clock, not on their own
+                clock = store_clock = StoreClock(store.now)
+                await store_clock.sync()
+                stack.push_async_callback(store_clock.aclose)
             # On PostgreSQL other nodes may be running: leases only ever expire there.
             shared = settings.cluster_mode or on_postgres
             if not shared:
@@ -89,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_in_flight_per_owner=settings.max_in_flight_per_owner,
                 max_attempts_kept=settings.max_attempts_kept,
                 lease_ms=POSTGRES_LEASE_MS if on_postgres else LEASE_MS,
+                clock=clock,
             )
             await scheduler.start()
             stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
@@ -100,11 +108,16 @@ def create_app(settings: Settings) -> Starlette:
                 )
                 backups.start()
                 stack.push_async_callback(backups.stop)
-            retention = Retention(store, keep_ms=settings.retention_finished_ms)
+            retention = Retention(store, keep_ms=settings.retention_finished_ms, clock=clock)
             retention.start()
             stack.push_async_callback(retention.stop)
             schedules = ScheduleRunner(
-                store, codec, scheduler.changed, metrics, queue_limit=settings.max_tasks_in_queue
+                store,
+                codec,
+                scheduler.changed,
+                metrics,
+                queue_limit=settings.max_tasks_in_queue,
+                clock=clock,
             )
             schedules.start()
             stack.push_async_callback(schedules.stop)
@@ -118,6 +131,7 @@ def create_app(settings: Settings) -> Starlette:
                     metrics=metrics,
                     signing_keys=signing_keys,
                     schedules=schedules,
+                    clock=clock,
                 )
             }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -26,6 +27,7 @@ class Services:
     metrics: Metrics
     signing_keys: SigningKeys
     schedules: ScheduleRunner
+    clock: Callable[[], int]  # epoch ms on the clock every node agrees on (tasks_server.clock)
 
 
 def services(request: Request) -> Services:

@@ -22,7 +22,6 @@ from tasks_server.models.owners import (
 )
 from tasks_server.services import Services, services
 from tasks_server.store.base import DeleteOutcome
-from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ async def register(request: Request) -> Response:
         owner_id=owner_id,
         name=body.name,
         key_digest=digest(key),
-        created_at=now_ms(),
+        created_at=svc.clock(),
         signing_secret=sealed,
     )
     if not created:

@@ -52,7 +52,6 @@ from tasks_server.store.base import (
     flow_columns,
     limit_message,
 )
-from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ async def register(request: Request) -> Response:
     owner_id = await svc.auth.owner_id(request)
     idempotency_key = idempotency.key(request)
     document = await read_json(request, svc.settings.max_size_body_request)
-    now = now_ms()
+    now = svc.clock()
     reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
     due = execution_time(reg, now)
@@ -239,7 +238,7 @@ async def edit(request: Request) -> Response:
         _editable(svc, row)
         before = _document(svc, row)
         merged = merge_patch(before, patch)
-        now = now_ms()
+        now = svc.clock()
         timing = _timing(merged) != _timing(before)
         reg = validate_task(svc, merged, now, check_future=timing)
         changes: dict[str, Any] = {
@@ -393,7 +392,7 @@ async def _transition(
 
 async def _route_transition(request: Request, action: str, make: MakeDecide) -> QueueRow:
     svc, owner_id, queue_id = await _owned(request)
-    result = await _transition(svc, owner_id, queue_id, action, make(svc, now_ms()))
+    result = await _transition(svc, owner_id, queue_id, action, make(svc, svc.clock()))
     if result is None:
         raise NotFound()
     if isinstance(result, Rejected):
@@ -465,7 +464,7 @@ async def bulk(request: Request) -> Response:
         ids, total = await svc.store.ids_in_state(owner_id, body.state.value, MAX_BULK)
     else:
         ids = list(dict.fromkeys(body.ids or ()))
-    now = now_ms()
+    now = svc.clock()
 
     async def one(queue_id: str) -> QueueRow | Rejected | bool | None:
         if body.action is BulkAction.DELETE:

@@ -27,7 +27,6 @@ from tasks_server.models.schedules import (
 from tasks_server.schedules import METADATA, REQUEST
 from tasks_server.services import Services, services
 from tasks_server.store.base import Rejected, ScheduleRow
-from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _event(action: str, schedule_id: str, owner_id: str) -> None:
 async def create(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
-    now = now_ms()
+    now = svc.clock()
     document = await read_json(request, svc.settings.max_size_body_request)
     schedule = _validate(svc, document, now)
     schedule_id = str(ULID())
@@ -154,7 +153,7 @@ async def edit(request: Request) -> Response:
     row = await svc.store.get_schedule(owner_id, schedule_id)
     if row is None:
         raise NotFound()
-    now = now_ms()
+    now = svc.clock()
     schedule = _validate(svc, merge_patch(_document(svc, row), patch), now)
     changes = _sealed(svc, schedule, schedule_id)
     if row.state == ACTIVE:
@@ -196,7 +195,7 @@ async def pause(request: Request) -> Response:
 
 async def resume(request: Request) -> Response:
     svc, owner_id, schedule_id = await _owned(request)
-    now = now_ms()
+    now = svc.clock()
 
     def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
         if row.state != PAUSED:

@@ -16,7 +16,6 @@ from tasks_server.metrics import OVERDUE_MS
 from tasks_server.models.queues import QueueState
 from tasks_server.openapi import build_openapi
 from tasks_server.services import services
-from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ async def metrics(request: Request) -> Response:
     svc.metrics.schedules.set(await svc.store.count_schedules())
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
-    svc.metrics.overdue.set(await svc.store.count_overdue(now=now_ms(), late_by=OVERDUE_MS))
+    svc.metrics.overdue.set(await svc.store.count_overdue(now=svc.clock(), late_by=OVERDUE_MS))
     return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -262,6 +262,9 @@ class TaskStore(Protocol):
     async def ping(self) -> None:
         """Raise unless the database answers."""
 
+    async def now(self) -> int:
+        """The store's clock, epoch ms: what due times and leases are compared with."""
+
     async def has_data(self) -> bool:
         """Whether any owner or task exists (a lost key then matters)."""
 

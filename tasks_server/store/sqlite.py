@@ -87,6 +87,9 @@ class SqliteStore:
     async def ping(self) -> None:
         await self.db.fetchone(queues.PING)
 
+    async def now(self) -> int:
+        return self._clock()
+
     async def has_data(self) -> bool:
         return await self.db.write(meta.has_data)
 
