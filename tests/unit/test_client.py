@@ -183,7 +183,8 @@ def test_literal_keeps_tab_and_newline_only_in_a_body_and_json_stays_json() -> N
 def test_server_data_is_shown_as_text(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sent: str, shown: str
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # no cell cut: each is counted whole below
+    # No cell cut: each is counted whole below (the console read COLUMNS when first made).
+    monkeypatch.setattr(output.console, "width", 200)
     task = {
         "id": sent,
         "state": "SUCCESS",
