@@ -455,7 +455,8 @@ def _request_url(url: str, query: dict[str, str] | None) -> str:
     base, hash_, fragment = url.partition("#")
     # %20 rather than +: every server reads it as a space, and SigV4 signs it as such.
     query_string = urlencode(query, quote_via=quote)
-    return f"{base}{'&' if '?' in base else '?'}{query_string}{hash_}{fragment}"
+    joint = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+    return f"{base}{joint}{query_string}{hash_}{fragment}"
 
 
 def _ascii_url(url: str) -> str:

@@ -145,8 +145,6 @@ def _target_url(value: str, info: ValidationInfo) -> str:
         # Checked when it was registered, and sealed since: parsing it again for every
         # attempt took a third of the request's validation.
         return value
-    if value.endswith(("/", "?")):
-        raise ValueError('must not end with "/" or "?"')
     return _url(value, ("http", "https"))
 
 
@@ -353,9 +351,7 @@ CookieInput = Annotated[
 class HttpRequest(_Body):
     """The request to send later."""
 
-    url: TargetUrl = Field(
-        description='The http or https URL (at most 1024 characters, not ending in "/" or "?")'
-    )
+    url: TargetUrl = Field(description="The http or https URL (at most 1024 characters)")
     method: Method = Field(description="GET, POST, PUT, PATCH or DELETE (any case)")
     query: Query | None = Field(
         None, description="Query parameters appended URL-encoded (values redacted in /config)"
@@ -472,9 +468,7 @@ class FlowControl(_Body):
 class Callback(_Body):
     """Where a task's outcome is POSTed (SPEC §11.2), as a task of its own."""
 
-    url: TargetUrl = Field(
-        description='The http or https URL (at most 1024 characters, not ending in "/" or "?")'
-    )
+    url: TargetUrl = Field(description="The http or https URL (at most 1024 characters)")
     headers: Headers | None = Field(
         None,
         description="Headers sent with the outcome, under the rules of httpRequest.headers; "

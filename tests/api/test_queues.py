@@ -380,6 +380,19 @@ async def test_validation_errors_name_fields(client: httpx.AsyncClient, owner: H
     assert (await client.post("/v1/queues/register", json=past, headers=owner)).status_code == 400
 
 
+@pytest.mark.parametrize("end", ["/", "/x/", "?", "/x?"])
+async def test_targets_ending_in_slash_or_question_mark_register_and_run(
+    client: httpx.AsyncClient, owner: Headers, target: Target, end: str
+) -> None:
+    """SPEC §15.10: the original refused these, and with them every bare host."""
+    created = await register(client, owner, task(f"{target.url}{end}"))
+    path = end.rstrip("?") or "/"
+    (hit,) = await target.wait_hits(path, 1)
+    assert hit.headers["x-tasks-queue-id"] == created["id"]
+    done = await wait_state(client, owner, created["id"], "SUCCESS")
+    assert done["statusCode"] == 200
+
+
 async def test_limit_is_exact_under_concurrency(make_settings: MakeSettings) -> None:
     settings: Settings = make_settings(max_tasks_in_queue=20)
     async with open_client(settings) as client:

@@ -138,6 +138,11 @@ def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_pa
         (f"{URL}?k=1#top", {"a": "[1]"}, f"{URL}?k=1&a=%5B1%5D#top"),
         ("https://api.test/ünï", None, "https://api.test/%C3%BCn%C3%AF"),
         ("https://bücher.test:8443/p?q=ü", None, "https://xn--bcher-kva.test:8443/p?q=%C3%BC"),
+        # SPEC §15.10: targets may end in "/" or "?"; a query joins an empty one cleanly.
+        ("https://api.test/", {"a": "1"}, "https://api.test/?a=1"),
+        (f"{URL}?", {"a": "1"}, f"{URL}?a=1"),
+        (f"{URL}?k=1&", {"a": "1"}, f"{URL}?k=1&a=1"),
+        (f"{URL}?", None, f"{URL}?"),
     ],
 )
 def test_url_and_query(url: str, query: dict[str, str] | None, expected: str):
