@@ -12,6 +12,13 @@ request. ``stored`` (default false) marks a document that is the server's own: a
 request read back, or a callback request the server made. It lifts the client-facing length
 limit of strings in a ``data`` object and allows the ``X-Tasks-Callback`` header.
 
+Header rules hold for every header set an owner gives (``httpRequest.headers``,
+``config.proxyHeaders``, callback headers): names are compared as a proxy may read them (any
+case, ``_`` for ``-``), values carry no control character but HTAB, and a value of only spaces
+and tabs drops its header. (The original accepted such a value and its curl never sent it;
+dropping it here keeps ``/config`` true and stops libcurl reading it as "remove your own
+header of that name".)
+
 The JSON dump (``mode="json", by_alias=True, exclude_none=True``) validates again to an equal
 model.
 """
@@ -65,6 +72,8 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
 )
+# Besides CR and LF, some parsers end a line at VT, FF, NEL or U+2028/9 (SPEC §15.8).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _BROWSER_ONLY = ("credentials", "referrerPolicy", "mode")
 # Headers that define the request's framing or its connection belong to libcurl (SPEC §10.1):
 # an owner setting one could desynchronise a kept-alive connection.
@@ -90,30 +99,39 @@ _SENSITIVE_NAME = re.compile(
 # --- field validators ---------------------------------------------------------------------
 
 
-def _framing(headers: dict[str, str] | None, *, proxy_allowed: bool) -> dict[str, str] | None:
-    for name in headers or {}:
-        lower = name.lower()
-        if lower in _FRAMING_HEADERS or (lower.startswith("proxy-") and not proxy_allowed):
+def _canonical(name: str) -> str:
+    """A header name as a proxy may read it: nginx and others take ``_`` for ``-``."""
+    return name.lower().replace("_", "-")
+
+
+def _header_set(headers: dict[str, str] | None, *, proxy_allowed: bool) -> dict[str, str] | None:
+    """Any header set an owner gives: framing names refused in any spelling, blank values
+    dropped."""
+    if headers is None:
+        return None
+    for name in headers:
+        canonical = _canonical(name)
+        if canonical in _FRAMING_HEADERS or (canonical.startswith("proxy-") and not proxy_allowed):
             raise ValueError(
                 f"header {name!r} is not allowed: libcurl sets the framing and connection"
                 " headers itself"
             )
-    return headers
+    return {name: value for name, value in headers.items() if value.strip(" \t")}
 
 
 def _request_headers(headers: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
     """An owner's request headers: no framing, no signature headers, no X-Tasks-Callback
     (it marks the server's callback requests; a stored one is the server's), and no
     User-Agent (config.userAgent is the one)."""
-    headers = _framing(headers, proxy_allowed=False)
+    headers = _header_set(headers, proxy_allowed=False)
     if headers is None:
         return None
     for name in headers:
-        if name.lower().startswith("webhook-"):  # the signature headers of SPEC §10.5
+        if _canonical(name).startswith("webhook-"):  # the signature headers of SPEC §10.5
             raise ValueError(f"header {name!r} is not allowed: the server signs requests")
-        if name.lower() == CALLBACK_HEADER.lower() and not _stored(info):
+        if _canonical(name) == CALLBACK_HEADER.lower() and not _stored(info):
             raise ValueError(f"header {name!r} is not allowed: the server sets it on callbacks")
-    return {k: v for k, v in headers.items() if k.lower() != "user-agent"}
+    return {k: v for k, v in headers.items() if _canonical(k) != "user-agent"}
 
 
 def _stored(info: ValidationInfo) -> bool:
@@ -121,8 +139,9 @@ def _stored(info: ValidationInfo) -> bool:
 
 
 def _single_line(value: str) -> str:
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError("must not contain line breaks or NUL characters")
+    """Text sent in a header (or kept as a key): one line however a parser reads it."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain line breaks or other control characters but HTAB")
     return value
 
 
@@ -358,8 +377,9 @@ class HttpRequest(_Body):
     )
     headers: Headers | None = Field(
         None,
-        description="Request headers; User-Agent is config.userAgent, and framing, connection "
-        "and Webhook-* headers are refused",
+        description="Request headers; User-Agent is config.userAgent, framing, connection "
+        "and Webhook-* headers are refused (also spelt with _ for -), so are control "
+        "characters but tab in values, and a value of only spaces and tabs drops its header",
     )
     data: Data | None = Field(
         None,
@@ -482,7 +502,7 @@ class Callback(_Body):
     ) -> dict[str, str] | None:
         value = _request_headers(value, info)
         for name in value or {}:
-            if name.lower() == "content-type":
+            if _canonical(name) == "content-type":
                 raise ValueError(f"header {name!r} is not allowed: the outcome is JSON")
         return value
 
@@ -639,7 +659,9 @@ class QueueConfig(_Body):
     )
     proxy: Proxy | None = Field(None, description="Send through this proxy")
     proxy_headers: Headers | None = Field(
-        None, description="Headers for the proxy only (credential-like values redacted in /config)"
+        None,
+        description="Headers for the proxy only, under the rules of httpRequest.headers but "
+        "allowing Proxy-* (credential-like values redacted in /config)",
     )
     proxy_insecure: bool = Field(
         False, description="Skip TLS verification of an https proxy (default false)"
@@ -679,9 +701,9 @@ class QueueConfig(_Body):
 
     @field_validator("proxy_headers")
     @classmethod
-    def _proxy_framing(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+    def _proxy_header_set(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         # Proxy-Authorization and the like are what proxy headers are for; framing is not.
-        return _framing(value, proxy_allowed=True)
+        return _header_set(value, proxy_allowed=True)
 
     @field_validator("execute_at")
     @classmethod

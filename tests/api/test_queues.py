@@ -393,6 +393,65 @@ async def test_targets_ending_in_slash_or_question_mark_register_and_run(
     assert done["statusCode"] == 200
 
 
+def _with(request: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
+    body = task("http://127.0.0.1:9/x", **config)
+    body["httpRequest"].update(request or {})
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "words"),
+    [
+        # SPEC §15.8: framing names with "_" for "-", and control characters in values.
+        (_with({"headers": {"Content_Length": "0"}}), "httpRequest.headers", "'Content_Length'"),
+        (
+            _with({"headers": {"Transfer_Encoding": "chunked"}}),
+            "httpRequest.headers",
+            "'Transfer_Encoding'",
+        ),
+        (
+            _with({"headers": {"Proxy_Authorization": "Basic eA=="}}),
+            "httpRequest.headers",
+            "'Proxy_Authorization'",
+        ),
+        (_with({"headers": {"X": "a\x0bb"}}), "httpRequest.headers.X", "control characters"),
+        (_with({"headers": {"X": "a\u2028b"}}), "httpRequest.headers.X", "control characters"),
+        (_with(proxyHeaders={"X": "a\x0cb"}), "config.proxyHeaders.X", "control characters"),
+        (
+            _with(failureCallback={"url": "http://127.0.0.1:9/cb", "headers": {"X": "a\x85b"}}),
+            "config.failureCallback.headers.X",
+            "control characters",
+        ),
+    ],
+)
+async def test_refused_headers_are_400_naming_the_field(
+    client: httpx.AsyncClient, owner: Headers, body: dict[str, Any], path: str, words: str
+) -> None:
+    response = await client.post("/v1/queues/register", json=body, headers=owner)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["action"] == "Do not retry without fixing the problem"
+    messages = [p["message"] for p in error["message"] if p["path"] == path]
+    assert messages and words in messages[0], error
+    schedule = {"cron": "@hourly", **body}
+    response = await client.post("/v1/schedules", json=schedule, headers=owner)
+    assert response.status_code == 400, response.text
+    assert path in {p["path"] for p in response.json()["message"]}
+
+
+async def test_blank_header_values_are_dropped_not_sent(
+    client: httpx.AsyncClient, owner: Headers, target: Target
+) -> None:
+    """A value of spaces and tabs: the original accepted it and its curl never sent it."""
+    body = task(f"{target.url}/blank")
+    body["httpRequest"]["headers"] = {"X-Blank": " \t ", "X-Keep": "v"}
+    created = await register(client, owner, body)
+    (hit,) = await target.wait_hits("/blank", 1)
+    assert hit.headers["x-keep"] == "v" and "x-blank" not in hit.headers
+    config = (await client.get(f"/v1/queues/{created['id']}/config", headers=owner)).json()
+    assert config["httpRequest"]["headers"] == {"X-Keep": "v"}
+
+
 async def test_limit_is_exact_under_concurrency(make_settings: MakeSettings) -> None:
     settings: Settings = make_settings(max_tasks_in_queue=20)
     async with open_client(settings) as client:

@@ -242,10 +242,49 @@ def test_pairs_bounds(field: str) -> None:
     refused(body({field: ["k", "v"]}), ("httpRequest", field))
 
 
-def test_header_values_cannot_inject_lines() -> None:
-    for value in ("a\r\nX-Evil: 1", "a\nb", "a\0b"):
-        message = refused(body({"headers": {"X": value}}), ("httpRequest", "headers", "X"))
-        assert "line breaks" in message
+# Line breaks, and what some parsers read as one (VT, FF, NEL, U+2028/9), or other controls.
+CONTROLS = ["\r\nX-Evil: 1", "\n", "\r", "\0", "\x0b", "\x0c", "\x1f", "\x7f"]
+CONTROLS += ["\x85", "\x9b", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=repr)
+def test_header_values_refuse_control_characters(char: str) -> None:
+    """SPEC §15.8, in every header an owner sets and in the values sent as headers."""
+    value = f"a{char}b"
+    for where, data in [
+        (("httpRequest", "headers", "X"), body({"headers": {"X": value}})),
+        (("config", "proxyHeaders", "X"), body(config={"proxyHeaders": {"X": value}})),
+        (
+            ("config", "callback", "headers", "X"),
+            body(config={"callback": {"url": URL, "headers": {"X": value}}}),
+        ),
+        (("config", "userAgent"), body(config={"userAgent": f"agent/1.0{value}"})),
+        (
+            ("httpRequest", "cookie", "list", 0, "value"),
+            body({"cookie": [{"name": "c", "value": value}]}),
+        ),
+    ]:
+        assert "control characters" in refused(data, where), where
+
+
+def test_header_values_keep_tabs_and_other_text() -> None:
+    headers = {"X-Tab": "a\tb", "X-Text": "ünï ©\u00a0€"}
+    assert valid({"headers": headers}).http_request.headers == headers
+
+
+def test_blank_header_values_are_dropped_everywhere() -> None:
+    """The original accepted a value of spaces and tabs, and its curl never sent it (curl
+    sends no header with an empty value): the header is dropped, visibly, at registration."""
+    blank = {"X-Blank": " \t ", "X-Space": " ", "X-Keep": " v "}
+    reg = valid(
+        {"headers": blank},
+        config={"proxyHeaders": blank, "callback": {"url": URL, "headers": blank}},
+    )
+    assert reg.http_request.headers == {"X-Keep": " v "}
+    assert reg.config.proxy_headers == {"X-Keep": " v "}
+    assert reg.config.callback is not None
+    assert reg.config.callback.headers == {"X-Keep": " v "}
+    refused(body({"headers": {"X": ""}}), ("httpRequest", "headers", "X"))  # empty: as before
 
 
 def test_user_agent_header_is_dropped_case_insensitively() -> None:
@@ -266,10 +305,48 @@ FRAMING = [
 FRAMING += ["Expect", "Proxy-Authorization", "proxy-connection"]
 
 
+FRAMING += [  # SPEC §15.8: proxies that read "_" as "-" see these as the above
+    "Content_Length",
+    "Transfer_Encoding",
+    "TRANSFER_encoding",
+    "Keep_Alive",
+    "Proxy_Authorization",
+    "Proxy_Connection",
+]
+
+
 @pytest.mark.parametrize("name", FRAMING)
 def test_framing_and_connection_headers_are_refused(name: str) -> None:
     message = refused(body({"headers": {name: "0"}}), ("httpRequest", "headers"))
     assert repr(name) in message and "framing" in message
+    callback = {"url": URL, "headers": {name: "0"}}
+    message = refused(body(config={"callback": callback}), ("config", "callback", "headers"))
+    assert repr(name) in message and "framing" in message
+    if not name.lower().startswith("proxy"):
+        message = refused(body(config={"proxyHeaders": {name: "0"}}), ("config", "proxyHeaders"))
+        assert repr(name) in message and "framing" in message
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Webhook_Signature": "v1,x"}, "the server signs requests"),
+        ({"x_tasks_callback": "success"}, "the server sets it on callbacks"),
+    ],
+)
+def test_server_headers_are_refused_in_any_spelling(headers: dict[str, str], message: str) -> None:
+    assert message in refused(body({"headers": headers}), ("httpRequest", "headers"))
+
+
+def test_user_agent_in_any_spelling_is_dropped() -> None:
+    headers = {"User_Agent": "a", "X-Keep": "c"}
+    assert valid({"headers": headers}).http_request.headers == {"X-Keep": "c"}
+
+
+def test_callback_content_type_in_any_spelling_is_refused() -> None:
+    callback = {"url": URL, "headers": {"Content_Type": "text/plain"}}
+    message = refused(body(config={"callback": callback}), ("config", "callback", "headers"))
+    assert "the outcome is JSON" in message
 
 
 def test_proxy_headers_refuse_framing_but_keep_proxy_credentials() -> None:
@@ -277,6 +354,8 @@ def test_proxy_headers_refuse_framing_but_keep_proxy_credentials() -> None:
     assert "'Content-Length'" in message
     reg = valid(config={"proxyHeaders": {"Proxy-Authorization": "Basic eA=="}})
     assert reg.config.proxy_headers == {"Proxy-Authorization": "Basic eA=="}
+    reg = valid(config={"proxyHeaders": {"Proxy_Authorization": "Basic eA=="}})
+    assert reg.config.proxy_headers == {"Proxy_Authorization": "Basic eA=="}
 
 
 @pytest.mark.parametrize("data", ["x", "x" * 4096])
@@ -827,6 +906,7 @@ def full_body() -> dict[str, Any]:
         body({"method": "GET", "data": "dropped", "cookie": B64}),
         body({"data": [{"name": "f", "value": "v"}]}, config={"retryAt": NOW + 2000, "hsts": True}),
         body({"data": "plain text"}, config={"executionDelay": 0, "retry": 3}),
+        body({"url": "https://bücher.test/", "headers": {"X-Blank": " ", "X-Tab": "a\tb"}}),
     ],
 )
 def test_json_dump_validates_again_to_an_equal_model(data: dict[str, Any]) -> None:
