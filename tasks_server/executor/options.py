@@ -11,7 +11,8 @@ Choices worth knowing:
 - Certificate material is ``"/absolute/path"`` (a file inside ``CERTS_DIR``) or base64; base64
   is decoded and handed to libcurl as a blob, never written to disk.
 - pycurl only takes ASCII ``str``, so owner-supplied text that may hold other characters
-  (headers, cookies, credentials, user agent) is passed as UTF-8 ``bytes``.
+  (headers, cookies, credentials, user agent) is passed as UTF-8 ``bytes``, and URLs go
+  through ``ascii_url``, the encoding registration checks them with.
 - pycurl 7.49 cannot set ``PROTOCOLS_STR``; the equivalent bitmask options are used.
 - Multipart forms are encoded here (``POSTFIELDS`` + boundary) rather than with libcurl's MIME
   API, which needs a live handle, or ``HTTPPOST``, which is deprecated.
@@ -36,12 +37,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import pycurl
 
-from tasks_server.models.queues import Credentials, QueueConfig, QueueRegistration
+from tasks_server.models.queues import Credentials, QueueConfig, QueueRegistration, ascii_url
 
 from .errors import TransportError
 from .guard import DestinationGuard, host_address
@@ -86,7 +87,6 @@ _PROTOCOLS = {
     "http": pycurl.PROTO_HTTP,
     "https": pycurl.PROTO_HTTPS,
 }
-_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as given
 _TASK_HEADERS = (  # set by the server alone (stored tasks predating a refusal included)
     "x-tasks-queue-id",
     "x-tasks-retry-count",
@@ -125,7 +125,8 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
     """The libcurl options of one attempt of ``reg``.
 
     Raises ``TransportError`` (the attempt fails with 500) when a stored certificate path is
-    no longer inside ``certs_dir`` (the setting changed since registration).
+    no longer inside ``certs_dir`` (the setting changed since registration), or the stored URL
+    has a host registration now refuses.
     """
     fixed = _fixed_for(reg, certs_dir)
     headers = [*fixed.headers, f"X-Tasks-Queue-Id: {attempt.queue_id}"]
@@ -294,7 +295,7 @@ def _connection(config: QueueConfig) -> list[tuple[int, Any]]:
     if config.referer_url == "AUTO":
         options.append((pycurl.AUTOREFERER, 1))
     else:
-        options.append((pycurl.REFERER, _ascii_url(config.referer_url)))
+        options.append((pycurl.REFERER, ascii_url(config.referer_url)))
     if config.keep_alive_duration:
         seconds = config.keep_alive_duration
         options += [
@@ -324,7 +325,7 @@ def _connection(config: QueueConfig) -> list[tuple[int, Any]]:
             )
         )
     if config.doh_url:
-        options.append((pycurl.DOH_URL, _ascii_url(config.doh_url)))
+        options.append((pycurl.DOH_URL, ascii_url(config.doh_url)))
         if config.doh_insecure:
             options += [(DOH_SSL_VERIFYPEER, 0), (DOH_SSL_VERIFYHOST, 0)]
     if config.ha_proxy_protocol or config.ha_proxy_client_ip:
@@ -449,7 +450,10 @@ def _lexically_inside(path: str, directory: Path) -> bool:
 
 
 def _request_url(url: str, query: dict[str, str] | None) -> str:
-    url = _ascii_url(url)
+    try:
+        url = ascii_url(url)
+    except ValueError as exc:  # stored before registration refused such hosts (SPEC §15.1)
+        raise TransportError(f"httpRequest.url: {exc}") from None
     if not query:
         return url
     base, hash_, fragment = url.partition("#")
@@ -457,19 +461,6 @@ def _request_url(url: str, query: dict[str, str] | None) -> str:
     query_string = urlencode(query, quote_via=quote)
     joint = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
     return f"{base}{joint}{query_string}{hash_}{fragment}"
-
-
-def _ascii_url(url: str) -> str:
-    """pycurl takes ASCII only: percent-encode other characters, IDNA-encode the host name."""
-    if url.isascii():
-        return url
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    host, colon, port = hostport.partition(":")  # an IPv6 literal is ASCII: never split here
-    if not host.isascii():
-        hostport = host.encode("idna").decode() + colon + port
-    parts = parts._replace(netloc=userinfo + at + hostport)
-    return urlunsplit(tuple(quote(part, safe=_URL_SAFE) for part in parts))
 
 
 def _multipart(fields: list[tuple[str, str]]) -> tuple[bytes, str]:

@@ -17,7 +17,7 @@ Header rules hold for every header set an owner gives (``httpRequest.headers``,
 case, ``_`` for ``-``), values carry no control character but HTAB, and a value of only spaces
 and tabs drops its header. (The original accepted such a value and its curl never sent it;
 dropping it here keeps ``/config`` true and stops libcurl reading it as "remove your own
-header of that name".)
+header of that name".) Hosts pass ``ascii_host``, the one encoding the executor uses too.
 
 The JSON dump (``mode="json", by_alias=True, exclude_none=True``) validates again to an equal
 model.
@@ -33,7 +33,7 @@ import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -68,9 +68,10 @@ SECRET = "***"
 
 _KEY = re.compile(KEY_PATTERN)
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as given
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*"
 )
 # Besides CR and LF, some parsers end a line at VT, FF, NEL or U+2028/9 (SPEC §15.8).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -145,6 +146,40 @@ def _single_line(value: str) -> str:
     return value
 
 
+def ascii_host(host: str) -> str:
+    """A host name as libcurl is given it (pycurl takes ASCII only): IDNA-encoded unless
+    ASCII already. ValueError for a name DNS cannot hold (an empty label, one over 63
+    characters, over 253 in all, anything but letters, digits, ``-`` and ``_``), and for a
+    trailing dot, which spells a host the destination guard and the pool see as another."""
+    try:
+        name = host if host.isascii() else host.encode("idna").decode()
+    except UnicodeError:
+        name = ""
+    if name.endswith("."):
+        raise ValueError(f"host {host!r} has a trailing dot: give the name without it")
+    if not _HOSTNAME.fullmatch(name):
+        raise ValueError(
+            f"{host!r} is not a valid host name: labels of 1 to 63 letters, digits, '-' or '_'"
+            " (after IDNA encoding), 253 characters in all"
+        )
+    return name
+
+
+def ascii_url(url: str) -> str:
+    """``url`` as libcurl is given it: the host through `ascii_host`, other non-ASCII
+    characters percent-encoded. Registration runs it too (ValueError: 400), so every URL
+    it accepts is one an attempt can send."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not hostport.startswith("["):  # an IPv6 literal, checked by urlsplit
+        host, colon, port = hostport.partition(":")
+        hostport = ascii_host(host) + colon + port
+    if url.isascii():
+        return url
+    parts = parts._replace(netloc=userinfo + at + hostport)
+    return urlunsplit(tuple(quote(part, safe=_URL_SAFE) for part in parts))
+
+
 def _url(value: str, schemes: tuple[str, ...]) -> str:
     expected = f"must be an absolute {' or '.join(schemes)} URL"
     if _URL_FORBIDDEN.search(value):
@@ -156,6 +191,7 @@ def _url(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"{expected} ({exc})") from None
     if parts.scheme.lower() not in schemes or not parts.hostname or port == 0:
         raise ValueError(expected)
+    ascii_url(value)
     return value
 
 
@@ -183,12 +219,11 @@ def _ip(value: str) -> str:
 
 
 def _host(value: str) -> str:
+    """An IP address, or a host name kept as libcurl gets it (no URL to encode it later)."""
     try:
         return _ip(value)
     except ValueError:
-        if _HOSTNAME.fullmatch(value):
-            return value
-        raise ValueError(f"{value!r} is not a host name or an IP address") from None
+        return ascii_host(value)
 
 
 def _base64(value: str) -> str:
@@ -370,7 +405,10 @@ CookieInput = Annotated[
 class HttpRequest(_Body):
     """The request to send later."""
 
-    url: TargetUrl = Field(description="The http or https URL (at most 1024 characters)")
+    url: TargetUrl = Field(
+        description="The http or https URL (at most 1024 characters; a host name that is not "
+        "ASCII is IDNA-encoded, one with a trailing dot is refused)"
+    )
     method: Method = Field(description="GET, POST, PUT, PATCH or DELETE (any case)")
     query: Query | None = Field(
         None, description="Query parameters appended URL-encoded (values redacted in /config)"
@@ -488,7 +526,10 @@ class FlowControl(_Body):
 class Callback(_Body):
     """Where a task's outcome is POSTed (SPEC §11.2), as a task of its own."""
 
-    url: TargetUrl = Field(description="The http or https URL (at most 1024 characters)")
+    url: TargetUrl = Field(
+        description="The http or https URL (at most 1024 characters; a host name that is not "
+        "ASCII is IDNA-encoded, one with a trailing dot is refused)"
+    )
     headers: Headers | None = Field(
         None,
         description="Headers sent with the outcome, under the rules of httpRequest.headers; "

@@ -271,6 +271,7 @@ def _callback(**fields: Any) -> dict[str, Any]:
     ("config", "path", "words"),
     [
         ({"callback": {"url": "ftp://127.0.0.1/x"}}, "config.callback.url", "http or https"),
+        ({"callback": {"url": "http://127.0.0.1.:9/x"}}, "config.callback.url", "trailing dot"),
         ({"callback": {}}, "config.callback.url", "Field required"),
         ({"callback": _callback(method="GET")}, "config.callback.method", "Extra inputs"),
         (

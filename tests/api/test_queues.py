@@ -402,6 +402,18 @@ def _with(request: dict[str, Any] | None = None, **config: Any) -> dict[str, Any
 @pytest.mark.parametrize(
     ("body", "path", "words"),
     [
+        # SPEC §15.1: hosts libcurl cannot be given, or would reach by another spelling.
+        (_with({"url": "http://a..é/x"}), "httpRequest.url", "not a valid host name"),
+        (_with({"url": f"http://{'a' * 64}.test/x"}), "httpRequest.url", "not a valid host name"),
+        (_with({"url": "http://169.254.169.254./latest"}), "httpRequest.url", "trailing dot"),
+        (_with(dohUrl="https://é.a..b/dns-query"), "config.dohUrl", "not a valid host name"),
+        (_with(refererUrl="http://from.test./"), "config.refererUrl", "trailing dot"),
+        (
+            _with(proxy={"protocol": "http", "host": "169.254.169.254."}),
+            "config.proxy.host",
+            "trailing dot",
+        ),
+        (_with(callback={"url": "http://127.0.0.1./cb"}), "config.callback.url", "trailing dot"),
         # SPEC §15.8: framing names with "_" for "-", and control characters in values.
         (_with({"headers": {"Content_Length": "0"}}), "httpRequest.headers", "'Content_Length'"),
         (
@@ -424,7 +436,7 @@ def _with(request: dict[str, Any] | None = None, **config: Any) -> dict[str, Any
         ),
     ],
 )
-async def test_refused_headers_are_400_naming_the_field(
+async def test_refused_hosts_and_headers_are_400_naming_the_field(
     client: httpx.AsyncClient, owner: Headers, body: dict[str, Any], path: str, words: str
 ) -> None:
     response = await client.post("/v1/queues/register", json=body, headers=owner)

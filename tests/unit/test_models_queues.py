@@ -183,6 +183,14 @@ def test_browser_only_fetch_options_are_refused_by_name(name: str) -> None:
         "https://target.example/x/",
         "https://target.example/x?",
         "https://target.example?",
+        # Host names libcurl is given IDNA-encoded, and the longest names DNS allows.
+        "https://bücher.test/x",
+        "https://ÉXAMPLE.test/x",
+        "https://" + "a" * 63 + ".test/x",
+        "https://" + ".".join(["a" * 61] * 4) + "/x",  # 247 characters
+        "https://svc_internal/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "http://127.1/x",
     ],
 )
 def test_url_accepted(url: str) -> None:
@@ -205,6 +213,54 @@ def test_url_accepted(url: str) -> None:
 )
 def test_url_refused(url: str, message: str) -> None:
     assert message in refused(body({"url": url}), ("httpRequest", "url"))
+
+
+BAD_HOSTS = [
+    # SPEC §15.1: what libcurl cannot be given, or would reach by another spelling.
+    ("a..é", "not a valid host name"),  # an empty label
+    ("é." + "a" * 64, "not a valid host name"),  # a label over 63 characters, IDNA
+    ("a" * 64 + ".test", "not a valid host name"),  # the same, ASCII
+    ("a..b", "not a valid host name"),
+    (".".join(["a" * 63] * 4), "not a valid host name"),  # over 253 characters
+    ("a!é.test", "not a valid host name"),  # IDNA lets "!" through; DNS does not
+    ("%65xample.test", "not a valid host name"),
+    ("169.254.169.254.", "trailing dot"),
+    ("127.0.0.1.", "trailing dot"),
+    ("target.example.", "trailing dot"),
+    ("target.example。", "trailing dot"),  # an ideographic full stop: IDNA reads it as "."
+]
+
+
+@pytest.mark.parametrize(("host", "message"), BAD_HOSTS)
+def test_bad_hosts_refused_in_every_url(host: str, message: str) -> None:
+    """httpRequest.url, callback URLs, refererUrl and dohUrl share one host rule."""
+    url = f"https://{host}:8443/x"
+    assert message in refused(body({"url": url}), ("httpRequest", "url"))
+    for name in ("callback", "failureCallback"):
+        config = {name: {"url": url}}
+        assert message in refused(body(config=config), ("config", name, "url"))
+    for name in ("refererUrl", "dohUrl"):
+        assert message in refused(body(config={name: url}), ("config", name))
+
+
+@pytest.mark.parametrize(("host", "message"), BAD_HOSTS)
+def test_bad_hosts_refused_as_proxy_and_resolve_hosts(host: str, message: str) -> None:
+    proxy = {"protocol": "http", "host": host}
+    assert message in refused(body(config={"proxy": proxy}), ("config", "proxy", "host"))
+    resolve = [{**RESOLVE, "host": host}]
+    assert message in refused(body(config={"resolve": resolve}), ("config", "resolve", 0, "host"))
+
+
+def test_proxy_and_resolve_hosts_are_kept_as_libcurl_gets_them() -> None:
+    """A host field holds no URL to encode later: an IDN is stored IDNA-encoded."""
+    config = valid(
+        config={
+            "proxy": {"protocol": "http", "host": "Bücher.test"},
+            "resolve": [{**RESOLVE, "host": "bücher.test"}],
+        }
+    ).config
+    assert config.proxy is not None and config.proxy.host == "xn--bcher-kva.test"
+    assert config.resolve is not None and config.resolve[0].host == "xn--bcher-kva.test"
 
 
 def test_stored_url_is_not_parsed_again() -> None:
@@ -545,6 +601,7 @@ CALLBACKS = [
 BAD_CALLBACKS = [
     {},
     {"url": "ftp://hooks.example/done"},
+    {"url": "https://hooks.example./done"},
     {"url": "https://hooks.example/done", "method": "GET"},
     {"url": "https://hooks.example/done", "headers": {"Host": "other.example"}},
     {"url": "https://hooks.example/done", "headers": {"Webhook-Signature": "v1,x"}},

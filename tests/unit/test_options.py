@@ -11,6 +11,7 @@ from typing import Any
 
 import pycurl
 import pytest
+from pydantic import ValidationError
 
 from tasks_server.executor.errors import TransportError
 from tasks_server.executor.options import (
@@ -138,6 +139,8 @@ def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_pa
         (f"{URL}?k=1#top", {"a": "[1]"}, f"{URL}?k=1&a=%5B1%5D#top"),
         ("https://api.test/ünï", None, "https://api.test/%C3%BCn%C3%AF"),
         ("https://bücher.test:8443/p?q=ü", None, "https://xn--bcher-kva.test:8443/p?q=%C3%BC"),
+        ("https://u:pé@bücher.test/", None, "https://u:p%C3%A9@xn--bcher-kva.test/"),
+        ("https://[::1]:8443/é", None, "https://[::1]:8443/%C3%A9"),
         # SPEC §15.10: targets may end in "/" or "?"; a query joins an empty one cleanly.
         ("https://api.test/", {"a": "1"}, "https://api.test/?a=1"),
         (f"{URL}?", {"a": "1"}, f"{URL}?a=1"),
@@ -147,6 +150,45 @@ def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_pa
 )
 def test_url_and_query(url: str, query: dict[str, str] | None, expected: str):
     assert options(reg(url=url, query=query))[pycurl.URL] == expected
+
+
+STORED = {"check_future": False, "stored": True}
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "api.test",
+        "bücher.test",
+        "ÀÉ.test",
+        "a" * 63 + ".test",
+        "svc_internal",
+        "127.1",
+        "[::1]",
+        "a..é",
+        "é." + "a" * 64,
+        "a" * 64 + ".test",
+        "a..b",
+        "a!é.test",
+        "x.test。",
+        "169.254.169.254.",
+        "",
+    ],
+)
+def test_registration_refuses_exactly_what_prepare_cannot_encode(host: str):
+    """SPEC §15.1: one encoding decides both, so a registered task always has a URL for
+    libcurl, and a stored one from before the rule fails its attempt with a message."""
+    document = {"httpRequest": {"url": f"https://{host}:8443/p", "method": "GET"}}
+    stored = QueueRegistration.model_validate(document, context=STORED)  # no URL check
+    try:
+        QueueRegistration.model_validate(document, context={"now": 0})
+    except ValidationError as exc:
+        assert [e["loc"] for e in exc.errors()] == [("httpRequest", "url")]
+        with pytest.raises(TransportError, match=r"^httpRequest\.url: .*host"):
+            prepare(stored, FIRST, certs_dir=None)
+    else:
+        url = options(stored)[pycurl.URL]
+        assert url.isascii() and url.endswith(":8443/p")
 
 
 @pytest.mark.parametrize(
@@ -523,6 +565,8 @@ def test_proxy():
     assert added(reg(config={"proxy": proxy})) == {pycurl.PROXY: "http://proxy.test:3128"}
     v6 = {"protocol": "https", "host": "::1"}
     assert added(reg(config={"proxy": v6})) == {pycurl.PROXY: "https://[::1]"}
+    idn = {"protocol": "http", "host": "bücher.test"}
+    assert added(reg(config={"proxy": idn})) == {pycurl.PROXY: "http://xn--bcher-kva.test"}
     assert added(
         reg(
             config={
