@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> Starlette:
             await scheduler.start()
             stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
             if isinstance(store, PostgresStore):
-                await store.listen(scheduler.notice)
+                await store.listen(scheduler.notice, scheduler.resync)
             else:  # SQLite backups; PostgreSQL is backed up with its own tools.
                 backups = BackupScheduler(
                     settings, metrics, lock_path=lock_path_for(settings.path_sqlite)

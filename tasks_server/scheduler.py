@@ -243,6 +243,13 @@ class Scheduler:
         elif version is None or version != held.row.version:
             self._tasks.spawn(self._catch_up(queue_id), f"notice-{queue_id}")
 
+    def resync(self) -> None:
+        """Notices may have been lost (the store listens again after its session ended): claim
+        now rather than at the next poll; held tasks are compared at the next reconcile."""
+        if not self._stopping:
+            self._claim_wanted = True
+            self._wake.set()
+
     async def _catch_up(self, queue_id: str) -> None:
         row = await self._store.reload(queue_id)
         held = self._held.get(queue_id)

@@ -7,13 +7,16 @@ due times are compared on the database clock. Migrations run at start under an a
 lock. Single runners hold a session advisory lock on a connection of their own, so a dead
 node's role passes when its connection drops. Client changes are announced with NOTIFY, so
 the node holding the task hears of them at once (the cluster reconcile poll stays as a
-backstop).
+backstop); the listening session is opened again whenever it ends (a restart, a terminated
+backend).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -63,6 +66,8 @@ _TX_TRIES = 5
 
 # A change notice: the task id and its version now (None when deleted).
 Notice = Callable[[str, int | None], None]
+# The listening session ended: pauses before each try to listen again (the last repeats).
+RELISTEN_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def lock_key(name: str) -> int:
@@ -150,7 +155,9 @@ class PostgresStore:
         self._pool_max = pool_max
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
         self._notices: list[Notice] = []
+        self._missed: list[Callable[[], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -165,6 +172,11 @@ class PostgresStore:
         )
 
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+            self._listening = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
             try:
@@ -175,12 +187,47 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
-    async def listen(self, notice: Notice) -> None:
-        """Call `notice(queue_id, version)` for every change a client makes on any node."""
+    async def listen(self, notice: Notice, missed: Callable[[], None]) -> None:
+        """Call `notice(queue_id, version)` for every change a client makes on any node, and
+        `missed()` each time the listening session is back after it ended: the changes made
+        meanwhile went unheard."""
         self._notices.append(notice)
-        if self._listener is None:
-            self._listener = await asyncpg.connect(self.url)
-            await self._listener.add_listener(sql.CHANNEL, self._on_notify)
+        self._missed.append(missed)
+        if self._listening is None:
+            ended = await self._listen_once()
+            self._listening = asyncio.create_task(self._relisten(ended), name="pg-listener")
+
+    async def _listen_once(self) -> asyncio.Event:
+        """Open the listening session; the event is set when it ends."""
+        conn = await asyncpg.connect(self.url)
+        ended = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: ended.set())
+        try:
+            await conn.add_listener(sql.CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._listener = conn
+        return ended
+
+    async def _relisten(self, ended: asyncio.Event) -> None:
+        """Listen again, with backoff, each time the session ends."""
+        while True:
+            await ended.wait()
+            log.warning(
+                "the session listening for changes ended: listening again",
+                extra={"action": "listen_lost"},
+            )
+            for pause in itertools.chain(RELISTEN_S, itertools.repeat(RELISTEN_S[-1])):
+                await asyncio.sleep(pause)
+                try:
+                    ended = await self._listen_once()
+                    break
+                except Exception as exc:  # the server is not back yet: try again later
+                    log.debug("listening again failed: %s", exc)
+            log.info("listening for changes again", extra={"action": "listen_back"})
+            for missed in self._missed:
+                missed()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         queue_id, _, version = payload.partition(" ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -18,6 +19,10 @@ from tasks_server.store.postgres import PostgresStore, migrate_url
 from tests.conftest import open_client, register_owner
 
 OWNER = str(ULID())
+# The sessions listening for changes, by the query they last ran (pg_stat_activity).
+LISTENERS = """SELECT pid FROM pg_stat_activity
+    WHERE datname = $1 AND state = 'idle' AND query LIKE 'LISTEN%'"""
+TERMINATE = "SELECT pg_terminate_backend($1)"
 
 
 @pytest.fixture
@@ -158,7 +163,7 @@ async def test_changes_and_deletes_are_announced_to_every_node(
 ) -> None:
     first, second = nodes
     heard: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
-    await second.listen(lambda queue_id, version: heard.put_nowait((queue_id, version)))
+    await second.listen(lambda queue_id, version: heard.put_nowait((queue_id, version)), list)
     _, row = await first.insert(
         queue_id=str(ULID()),
         owner_id=OWNER,
@@ -176,6 +181,46 @@ async def test_changes_and_deletes_are_announced_to_every_node(
     assert await asyncio.wait_for(heard.get(), 1) == (row.id, changed.version)
     assert await first.delete(OWNER, row.id)
     assert await asyncio.wait_for(heard.get(), 1) == (row.id, None)
+
+
+async def test_the_listener_listens_again_after_its_session_ends(
+    nodes: tuple[PostgresStore, PostgresStore], postgres_url: str
+) -> None:
+    first, second = nodes
+    heard: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
+    missed: list[str] = []
+    await second.listen(
+        lambda queue_id, version: heard.put_nowait((queue_id, version)),
+        lambda: missed.append("missed"),
+    )
+    database = urlsplit(postgres_url).path.lstrip("/")
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        (ended,) = [row[0] for row in await admin.fetch(LISTENERS, database)]
+        assert await admin.fetchval(TERMINATE, ended)
+        deadline = asyncio.get_running_loop().time() + 10
+        while [row[0] for row in await admin.fetch(LISTENERS, database)] in ([], [ended]):
+            assert asyncio.get_running_loop().time() < deadline, "not listening again"
+            await asyncio.sleep(0.02)
+    finally:
+        await admin.close()
+    _, row = await first.insert(
+        queue_id=str(ULID()),
+        owner_id=OWNER,
+        created_at=0,
+        due=0,
+        retry_limit=0,
+        request=b"sealed",
+        metadata=None,
+        limit=10,
+        lease=None,
+    )
+    assert row is not None
+    changed = await first.change(OWNER, row.id, lambda _row: {"state": "PAUSED"})
+    assert isinstance(changed, QueueRow)
+    # Only LISTEN brings it: the store itself never polls.
+    assert await asyncio.wait_for(heard.get(), 1) == (row.id, changed.version)
+    assert missed == ["missed"]
 
 
 async def test_migrations_apply_once_and_record_their_version(postgres_url: str) -> None:
