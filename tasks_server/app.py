@@ -33,6 +33,7 @@ from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
 from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import build_store
+from tasks_server.store.base import StoreUnavailable
 from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
 from tasks_server.store.postgres import PostgresStore
 from tasks_server.timeutil import now_ms
@@ -164,6 +165,7 @@ def create_app(settings: Settings) -> Starlette:
             errors.ApiError: errors.on_api_error,
             ValidationError: errors.on_validation_error,
             HTTPException: errors.on_http_exception,
+            StoreUnavailable: errors.OnUnavailable(),
         },
         lifespan=lifespan,
     )

@@ -79,8 +79,9 @@ _REASONS = {
     422: "The state of the resource forbids the operation",
     429: "Throttled",
     500: "Unexpected error",
+    503: "The database is unavailable right now (Retry-After says when to try again)",
 }
-_AUTH = (401, 403, 429, 500)
+_AUTH = (401, 403, 429, 500, 503)
 # What a registered task's id leads to (OpenAPI links; stateful fuzzing follows them).
 _TASK_LINKS = {
     operation: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
@@ -398,7 +399,7 @@ def _build() -> dict[str, Any]:
                 "owners",
                 {
                     "201": _json(of(OwnerRegistered), "The owner id, key and signing secret"),
-                    **_errors(400, 403, 409, 413, 429, 500),
+                    **_errors(400, 403, 409, 413, 429, 500, 503),
                 },
                 secured=False,
                 body=_body(of(OwnerRegister, "validation"), "The owner name", OWNER_EXAMPLES),

@@ -55,7 +55,7 @@ from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy, retry_after_ms
-from tasks_server.store.base import Due, NewTask, QueueRow, Result, TaskStore
+from tasks_server.store.base import Due, NewTask, QueueRow, Result, StoreUnavailable, TaskStore
 from tasks_server.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,14 @@ class _Tasks:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, StoreUnavailable):
+            # An outage, not a fault: the registration waiting on it answers 503 and the API
+            # logs the outage; the scheduler's own writes retry through one (`_persist`).
+            log.debug("%s failed: %s", task.get_name(), exc)
+        else:
+            log.error("%s failed", task.get_name(), exc_info=exc)
 
 
 class Scheduler:

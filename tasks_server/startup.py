@@ -17,7 +17,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_for
 from tasks_server.settings import Settings
 from tasks_server.store import build_store, meta
-from tasks_server.store.base import CipherCheck, TaskStore
+from tasks_server.store.base import CipherCheck, StoreUnavailable, TaskStore
 
 _CHECK_VALUE = b"tasks-server cipher check v1"
 _CHECK_AD = "meta:cipher_check"
@@ -108,6 +108,6 @@ async def checked_cipher(store: TaskStore, settings: Settings) -> Cipher:
         has_data = await store.has_data()
         cipher = open_cipher(settings, settings.path_sqlite, has_data=has_data)
         await store.check_cipher(verifier(cipher, source=key_source(settings)))
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, StoreUnavailable) as exc:
         raise StartupError(f"cannot check the database: {exc}") from None
     return cipher

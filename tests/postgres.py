@@ -55,64 +55,65 @@ def _as_server_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+class LocalServer:
+    """A server of our own in a temp folder on a free port; `stop()` and `start()` again keep
+    its data and its port (a test's outage)."""
+
+    def __init__(self) -> None:
+        bins = bindir()
+        if bins is None:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+        self.folder = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
+        self.port = free_port()
+        self.url = f"postgresql://tasks@127.0.0.1:{self.port}/postgres"
+        run = _as_server_user()
+        self._initdb = [*run, str(bins / "initdb")]
+        self._pg_ctl = [*run, str(bins / "pg_ctl"), "-D", str(self.folder / "data")]
+
+    def __enter__(self) -> LocalServer:
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self.folder, "postgres", "postgres")
+            data = str(self.folder / "data")
+            subprocess.run(
+                [*self._initdb, "-D", data, "-U", "tasks", "-A", "trust", "-E", "UTF8"],
+                check=True,
+                capture_output=True,
+            )
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def start(self) -> None:
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        wait = ["-w", "-t", str(START_TIMEOUT_S)]
+        subprocess.run(
+            [*self._pg_ctl, "-l", str(self.folder / "log"), "-o", options, *wait, "start"],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop it: `fast` ends every session as a restart does, `immediate` as a crash."""
+        subprocess.run([*self._pg_ctl, "-m", mode, "-w", "stop"], capture_output=True)
+
+
 @contextmanager
 def local_server() -> Iterator[str]:
     """Start a server of our own; yield the URL of its `postgres` database; stop it."""
-    bins = bindir()
-    if bins is None:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
-    folder = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
-    data = folder / "data"
-    try:
-        if os.geteuid() == 0:
-            shutil.chown(folder, "postgres", "postgres")
-        run = _as_server_user()
-        subprocess.run(
-            [
-                *run,
-                str(bins / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "tasks",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        options = (
-            f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
-        pg_ctl = [*run, str(bins / "pg_ctl"), "-D", str(data)]
-        subprocess.run(
-            [
-                *pg_ctl,
-                "-l",
-                str(folder / "log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                str(START_TIMEOUT_S),
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            yield f"postgresql://tasks@127.0.0.1:{port}/postgres"
-        finally:
-            subprocess.run(
-                [*pg_ctl, "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-            )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with LocalServer() as server:
+        yield server.url
 
 
 def with_database(url: str, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tasks_server.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ ACTIONS = {
     422: _FIX,
     429: "Please wait until the server restore your connection",
     500: "Do not retry this request more than once",
+    503: "Retry the request after the delay in Retry-After",
 }
 _MESSAGES = {
     401: "Invalid credentials",
@@ -35,7 +39,11 @@ _MESSAGES = {
     413: "Request body too large",
     429: "Too many requests",
     500: "Internal server error",
+    503: "The database is unavailable",
 }
+RETRY_AFTER_S = 5
+# An outage fails every request while it lasts: it is logged once per this interval.
+UNAVAILABLE_LOG_S = 10.0
 
 
 class JSONResponse(Response):
@@ -96,6 +104,28 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         return Response(status_code=404)
     headers = None if exc.headers is None else dict(exc.headers)
     return error_response(exc.status_code, exc.detail, headers=headers)
+
+
+class OnUnavailable:
+    """Answers StoreUnavailable with 503 and `Retry-After`: the request can be sent again.
+
+    One WARNING when an outage begins and one per `UNAVAILABLE_LOG_S` while it lasts, with
+    the count of 503s answered, rather than a traceback per request."""
+
+    def __init__(self) -> None:
+        self._logged_at = float("-inf")
+        self._answered = 0
+
+    async def __call__(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreUnavailable)
+        self._answered += 1
+        if time.monotonic() - self._logged_at >= UNAVAILABLE_LOG_S:
+            log.warning(
+                "database unavailable: answering 503",
+                extra={"action": "unavailable", "error": str(exc), "answered": self._answered},
+            )
+            self._logged_at, self._answered = time.monotonic(), 0
+        return error_response(503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 class RequestGuard:

@@ -14,6 +14,13 @@ from enum import Enum, auto
 from typing import Any, Protocol
 
 
+class StoreUnavailable(Exception):
+    """The database cannot serve now, for a reason that passes: unreachable or restarting, out
+    of connections, its disk full, locked past the busy timeout. The same request may succeed
+    in a moment (the API answers 503 with Retry-After). Each engine raises it in place of its
+    driver's error, which it keeps as ``__cause__``."""
+
+
 @dataclass(frozen=True, slots=True)
 class OwnerRecord:
     id: str
@@ -260,7 +267,7 @@ class TaskStore(Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Raise unless the database answers."""
+        """Raise unless the database answers (SQLite: and takes a write, its disk not full)."""
 
     async def now(self) -> int:
         """The store's clock, epoch ms: what due times and leases are compared with."""

@@ -27,12 +27,13 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from tasks_server.store.base import StoreUnavailable
 from tasks_server.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ _TRANSACTION_ERRORS = frozenset(
         sqlite3.SQLITE_CANTOPEN,
         sqlite3.SQLITE_PROTOCOL,
     )
+)
+# Errors that pass (room made on the disk, a flaky disk, a lock released): StoreUnavailable.
+_UNAVAILABLE = frozenset(
+    (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL)
 )
 _PRAGMAS = (
     "PRAGMA busy_timeout = 10000",
@@ -211,11 +216,13 @@ class Database:
         self._pending.put((write, item, future))
         # A cancelled caller cancels only its future: the write goes on (settling skips a
         # future already done), so no shield is needed to keep it whole.
-        return await future
+        with _available():
+            return await future
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         assert self._reader is not None, "database is not open"
-        return list(await self._reader.execute_fetchall(sql, params))
+        with _available():
+            return list(await self._reader.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
@@ -271,8 +278,24 @@ def _run_batch(conn: sqlite3.Connection, writes: list[tuple[SharedWrite, Any]]) 
 
 
 def _transaction_error(exc: Exception) -> bool:
+    return _primary_code(exc) in _TRANSACTION_ERRORS
+
+
+def _primary_code(exc: Exception) -> int | None:
+    """SQLite's result code without its extended part (SQLITE_IOERR_FSYNC is SQLITE_IOERR)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _TRANSACTION_ERRORS
+    return None if code is None else code & 0xFF
+
+
+@contextlib.contextmanager
+def _available() -> Iterator[None]:
+    """Raise the driver's errors that pass as StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if _primary_code(exc) in _UNAVAILABLE:
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+        raise
 
 
 def _settle_all(futures: list[asyncio.Future[Any]], outcomes: list[_Settled]) -> None:

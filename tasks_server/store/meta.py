@@ -9,6 +9,8 @@ from tasks_server.store.base import CipherCheck
 CIPHER_CHECK = "cipher_check"  # the row holding the check value sealed with the cipher key
 SELECT_META = "SELECT value FROM meta WHERE name = ?"
 INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
+# /health's write: one row rewritten, so each probe appends to the WAL as a registration does.
+PROBE_WRITE = "INSERT OR REPLACE INTO meta (name, value) VALUES ('write_probe', x'')"
 HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
 # Any one sealed request: it opens with the right key only.
 SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
@@ -21,6 +23,10 @@ def get(conn: sqlite3.Connection, name: str) -> bytes | None:
 
 def put(conn: sqlite3.Connection, name: str, value: bytes) -> None:
     conn.execute(INSERT_META, (name, value))
+
+
+def probe_write(conn: sqlite3.Connection) -> None:
+    conn.execute(PROBE_WRITE)
 
 
 def has_data(conn: sqlite3.Connection) -> bool:

@@ -8,7 +8,7 @@ lock. Single runners hold a session advisory lock on a connection of their own, 
 node's role passes when its connection drops. Client changes are announced with NOTIFY, so
 the node holding the task hears of them at once (the cluster reconcile poll stays as a
 backstop); the listening session is opened again whenever it ends (a restart, a terminated
-backend).
+backend). An outage (no server, no connection slot left, a shutdown) raises StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from tasks_server.store.base import (
     Result,
     ScheduleDecide,
     ScheduleRow,
+    StoreUnavailable,
     flow_columns,
     limit_message,
 )
@@ -68,6 +69,51 @@ _TX_TRIES = 5
 Notice = Callable[[str, int | None], None]
 # The listening session ended: pauses before each try to listen again (the last repeats).
 RELISTEN_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+# An outage rather than a fault: no server (refused, reset, timed out), a session cut
+# (08xxx), no connection slot or other resource left (53xxx), a shutdown or start under way.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+@contextlib.contextmanager
+def _available() -> Iterator[None]:
+    """Raise the driver's outage errors as StoreUnavailable."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+
+
+class _Pool:
+    """The store's way to the pool: asyncpg's, with outages raised as StoreUnavailable."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        with _available():
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        with _available():
+            rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        with _available():
+            return await self._pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        with _available():
+            return await self._pool.fetchval(query, *args)
 
 
 def lock_key(name: str) -> int:
@@ -236,10 +282,10 @@ class PostgresStore:
             notice(queue_id, None if number < 0 else number)
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> _Pool:
         if self._pool is None:
             raise RuntimeError("the store is not open")
-        return self._pool
+        return _Pool(self._pool)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
@@ -714,12 +760,13 @@ class PostgresStore:
         return await self._status(sql.PURGE_IDLE_FLOWS, before, batch)
 
     async def leader(self, name: str) -> AdvisoryLeader | None:
-        conn = await asyncpg.connect(self.url)
-        try:
-            held = await conn.fetchval(sql.TRY_LEADER, lock_key(name))
-        except BaseException:
-            conn.terminate()
-            raise
+        with _available():
+            conn = await asyncpg.connect(self.url)
+            try:
+                held = await conn.fetchval(sql.TRY_LEADER, lock_key(name))
+            except BaseException:
+                conn.terminate()
+                raise
         if not held:
             await conn.close()
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,14 @@ from tasks_server.store.base import (
     Result,
     ScheduleDecide,
     ScheduleRow,
+    StoreUnavailable,
 )
 from tasks_server.store.db import Database
 from tasks_server.timeutil import now_ms
+
+# /health writes at most this often (each write is an fsync); in between it repeats the last
+# write's answer.
+PROBE_WRITE_S = 1.0
 
 
 class FileLock:
@@ -77,6 +83,8 @@ class SqliteStore:
         self.path = path
         self.db = Database(path)
         self._clock = clock
+        self._probed_at = float("-inf")
+        self._probe_failed: str | None = None
 
     async def open(self) -> None:
         await self.db.open()
@@ -85,7 +93,17 @@ class SqliteStore:
         await self.db.close()
 
     async def ping(self) -> None:
+        """Read, and write now and then: a full disk still serves reads."""
         await self.db.fetchone(queues.PING)
+        if time.monotonic() - self._probed_at >= PROBE_WRITE_S:
+            self._probed_at = time.monotonic()
+            try:
+                await self.db.write(meta.probe_write)
+                self._probe_failed = None
+            except StoreUnavailable as exc:
+                self._probe_failed = str(exc)
+        if self._probe_failed is not None:
+            raise StoreUnavailable(self._probe_failed)
 
     async def now(self) -> int:
         return self._clock()
