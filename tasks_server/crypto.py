@@ -3,11 +3,16 @@
 Binding the id means a blob copied onto another row does not decrypt. The key comes from
 CIPHER_KEY through HKDF; without one, a random key is generated once and kept in a 0600
 file beside the database.
+
+Values the stores must look up by equality rather than read back (an `Idempotency-Key`, a
+flow-control key) are kept as keyed digests instead (SPEC §15.7): HMAC-SHA256 under a key
+derived from the AES key by HKDF, so the AES key itself serves one purpose only.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import os
 import secrets
@@ -23,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _NONCE = 12
 _INFO = b"tasks-server at-rest v1"
+_DIGEST_INFO = b"tasks-server key digests v1"
 _NONCES_DRAWN = 4096 // _NONCE  # nonces per read of the OS random source
 
 
@@ -94,11 +100,11 @@ class Cipher:
         if len(key) != 32:
             raise ValueError("AES-256 needs a 32-byte key")
         self._aead = AESGCM(key)
+        self._digest_key = _hkdf(_DIGEST_INFO).derive(key)
 
     @classmethod
     def from_secret(cls, secret: str) -> Cipher:
-        kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO)
-        return cls(kdf.derive(secret.encode()))
+        return cls(_hkdf(_INFO).derive(secret.encode()))
 
     @classmethod
     def for_database(cls, secret: str | None, db_path: Path, *, create: bool = True) -> Cipher:
@@ -128,3 +134,22 @@ class Cipher:
             return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], row_id.encode())
         except InvalidTag:
             raise DecryptionError(f"cannot decrypt data of {row_id}") from None
+
+    def idempotency_key(self, owner_id: str, key: str) -> str:
+        """How an owner's `Idempotency-Key` is stored and looked up."""
+        return self._digest(b"idempotency-key", owner_id, key)
+
+    def flow_key(self, owner_id: str, key: str) -> str:
+        """How an owner's flow-control key is stored and looked up."""
+        return self._digest(b"flow-key", owner_id, key)
+
+    def _digest(self, purpose: bytes, owner_id: str, value: str) -> str:
+        """Base64url HMAC of purpose, owner and value (NUL-separated; neither of the first two
+        holds one): equal values of two owners or two purposes never share a digest."""
+        message = b"\0".join((purpose, owner_id.encode(), value.encode()))
+        mac = hmac.digest(self._digest_key, message, "sha256")
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def _hkdf(info: bytes) -> HKDF:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)

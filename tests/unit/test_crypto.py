@@ -1,5 +1,6 @@
 import base64
 import concurrent.futures
+import hmac
 import multiprocessing
 import stat
 from pathlib import Path
@@ -92,3 +93,25 @@ def test_nonces_never_repeat_across_threads_and_forks() -> None:
     for child in children:
         child.join(timeout=30)
     assert len({n for part in drawn for n in part}) == 9
+
+
+def test_key_digests_are_stable_and_keyed_by_owner_purpose_and_cipher_key() -> None:
+    cipher = Cipher.from_secret("digest key")
+    digest = cipher.flow_key("OWNER1", "value")
+    # Stable, so stored digests are found again, by this process or another one.
+    assert digest == Cipher.from_secret("digest key").flow_key("OWNER1", "value")
+    others = {
+        cipher.flow_key("OWNER2", "value"),
+        cipher.idempotency_key("OWNER1", "value"),
+        Cipher.from_secret("another key").flow_key("OWNER1", "value"),
+    }
+    assert len(others | {digest}) == 4
+    assert "value" not in digest and len(digest) == 43  # base64url of 32 bytes
+
+
+def test_key_digests_do_not_use_the_aes_key_itself() -> None:
+    key = bytes(range(32))
+    with_aes_key = hmac.digest(key, b"flow-key\0OWNER1\0value", "sha256")
+    assert Cipher(key).flow_key("OWNER1", "value") != (
+        base64.urlsafe_b64encode(with_aes_key).rstrip(b"=").decode()
+    )
