@@ -1,7 +1,8 @@
 """Sealing a task's sensitive columns: validated request, metadata, response.
 
 Each blob is encrypted with its row id and column name as associated data, so a blob moved
-to another row or column does not open.
+to another row or column does not open. The keys looked up by equality (flow key,
+`Idempotency-Key`) are stored as their owner's keyed digests instead (SPEC §15.7).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import orjson
 
 from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
+from tasks_server.store.base import Flow
 
 CACHED_REQUEST_BYTES = 16_384  # larger documents are validated on each open
 
@@ -50,6 +52,17 @@ class TaskCodec:
         if len(plain) > CACHED_REQUEST_BYTES:
             return _validate(plain)
         return _stored(plain)
+
+    def flow(self, reg: QueueRegistration, owner_id: str) -> Flow | None:
+        """The task's flow control as stored: the key as its owner's digest."""
+        control = reg.config.flow_control
+        if control is None:
+            return None
+        key = self._cipher.flow_key(owner_id, control.key)
+        return Flow(key, control.parallelism, control.rate_per_second)
+
+    def idempotency_key(self, owner_id: str, key: str) -> str:
+        return self._cipher.idempotency_key(owner_id, key)
 
     def seal_json(self, value: Any, queue_id: str, column: str) -> bytes:
         return self.seal(orjson.dumps(value), queue_id, column)

@@ -19,7 +19,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
 from tasks_server.jobs import LeaderJob
 from tasks_server.metrics import Metrics
-from tasks_server.models.queues import QueueRegistration, flow_of
+from tasks_server.models.queues import QueueRegistration
 from tasks_server.models.schedules import task_document
 from tasks_server.store.base import (
     FireOutcome,
@@ -88,7 +88,7 @@ class ScheduleRunner(LeaderJob):
             retry_limit=reg.config.retry,
             request=self._codec.seal_request(reg, queue_id),
             metadata=metadata,
-            flow=flow_of(reg),
+            flow=self._codec.flow(reg, schedule.owner_id),
         )
         outcome, row = await self._store.fire(
             schedule,

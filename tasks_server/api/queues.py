@@ -37,7 +37,6 @@ from tasks_server.models.queues import (
     QueueState,
     QueueSummary,
     execution_time,
-    flow_of,
     redact,
 )
 from tasks_server.services import Services, services
@@ -130,7 +129,7 @@ async def register(request: Request) -> Response:
     reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
     due = execution_time(reg, now)
-    flow = flow_of(reg)
+    flow = svc.codec.flow(reg, owner_id)
     # A task with flow control is leased only by a claim, under its key's lock.
     lease = None if flow is not None else svc.scheduler.lease_for(due)
 
@@ -157,7 +156,8 @@ async def register(request: Request) -> Response:
     once = None
     if idempotency_key is not None:
         ttl_ms = svc.settings.idempotency_ttl_ms
-        once = Idempotency(idempotency_key, idempotency.body_digest(document), now, ttl_ms)
+        key_digest = svc.codec.idempotency_key(owner_id, idempotency_key)
+        once = Idempotency(key_digest, idempotency.body_digest(document), now, ttl_ms)
     # Shielded: a handler cancelled after the commit must still hand its lease over.
     outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
     if outcome is InsertOutcome.KEY_REUSED:
@@ -247,7 +247,7 @@ async def edit(request: Request) -> Response:
             if reg.metadata is None
             else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
             "retry_limit": reg.config.retry,
-            **flow_columns(flow_of(reg)),
+            **flow_columns(svc.codec.flow(reg, owner_id)),
         }
         if timing:
             changes["estimate_execution_at"] = execution_time(reg, now)

@@ -53,7 +53,6 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tasks_server import timeutil
-from tasks_server.store.base import Flow
 
 KEY_PATTERN = r"^[A-Za-z0-9$_.\-\[\]]{1,64}$"
 DEFAULT_USER_AGENT = "Tasks-Server/1.0 (compatible; Linux x86_64; +http://tasks-server)"
@@ -797,14 +796,6 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
-
-
-def flow_of(reg: QueueRegistration) -> Flow | None:
-    """The store's record of the task's flow control."""
-    control = reg.config.flow_control
-    if control is None:
-        return None
-    return Flow(control.key, control.parallelism, control.rate_per_second)
 
 
 def execution_time(reg: QueueRegistration, now_ms: int) -> int:

@@ -110,7 +110,7 @@ class Due:
     version: int
     attempts: int
     request: bytes
-    flow_key: str | None = None
+    flow_key: str | None = None  # its digest, as `Flow.key`
     start_at: int = 0
     spacing_ms: int = 0
 
@@ -122,7 +122,8 @@ class Due:
 @dataclass(frozen=True, slots=True)
 class Flow:
     """A task's `config.flowControl`: its owner's tasks sharing `key` have at most
-    `parallelism` attempts in flight and start at most `rate` per second."""
+    `parallelism` attempts in flight and start at most `rate` per second. `key` is the keyed
+    digest of the owner's key (`KeyDigests.flow_key`): the stores never see the key itself."""
 
     key: str
     parallelism: int | None
@@ -188,9 +189,10 @@ class InsertOutcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Idempotency:
-    """An `Idempotency-Key` of a registration, remembered with its body for `ttl_ms`."""
+    """An `Idempotency-Key` of a registration, remembered with its body for `ttl_ms`: as the
+    key's keyed digest (`KeyDigests.idempotency_key`), never the key itself."""
 
-    key: str
+    key_digest: str
     body_digest: bytes
     now: int
     ttl_ms: int

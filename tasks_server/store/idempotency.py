@@ -1,4 +1,5 @@
-"""Idempotent task registration: an owner's `Idempotency-Key` remembered with its body.
+"""Idempotent task registration: an owner's `Idempotency-Key` remembered with its body, both
+as digests (the key's is keyed: SPEC §15.7).
 
 The check and the insert run in one write unit, so concurrent repeats of a key store exactly
 one task: the writer runs units one after another, and the second finds the first's row.
@@ -44,7 +45,7 @@ async def insert_once(
 
     def unit(conn: sqlite3.Connection) -> tuple[InsertOutcome, QueueRow | None]:
         conn.execute(PURGE_EXPIRED, (once.now, PURGE_BATCH))
-        entry = conn.execute(SELECT_ENTRY, (owner_id, once.key, once.now)).fetchone()
+        entry = conn.execute(SELECT_ENTRY, (owner_id, once.key_digest, once.now)).fetchone()
         if entry is not None:
             if bytes(entry[0]) != once.body_digest:
                 return InsertOutcome.KEY_REUSED, None
@@ -54,7 +55,8 @@ async def insert_once(
         outcome, row = insert(conn)
         if row is not None:
             expires = once.now + once.ttl_ms
-            conn.execute(UPSERT_ENTRY, (owner_id, once.key, once.body_digest, row.id, expires))
+            remembered = (owner_id, once.key_digest, once.body_digest, row.id, expires)
+            conn.execute(UPSERT_ENTRY, remembered)
         return outcome, row
 
     return await db.write(unit)

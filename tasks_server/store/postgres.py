@@ -441,7 +441,7 @@ class PostgresStore:
 
         async def once(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
             assert idempotency is not None
-            key, digest, now = idempotency.key, idempotency.body_digest, idempotency.now
+            key, digest, now = idempotency.key_digest, idempotency.body_digest, idempotency.now
             if await conn.fetchval(sql.LOCK_OWNER, owner_id) is None:
                 return InsertOutcome.NO_OWNER, None
             await conn.execute(sql.PURGE_IDEMPOTENCY, now, sql.IDEMPOTENCY_PURGE_BATCH)

@@ -29,7 +29,7 @@ from tasks_server.crypto import Cipher
 from tasks_server.executor.runner import Runner
 from tasks_server.executor.transport import CurlResponse
 from tasks_server.metrics import Metrics
-from tasks_server.models.queues import QueueRegistration, flow_of
+from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler import LEASE_MS, Scheduler
 from tasks_server.store.base import QueueRow, TaskStore
 from tasks_server.store.postgres import PostgresStore
@@ -147,7 +147,7 @@ class Harness:
             metadata=None,
             limit=1000,
             lease=None,
-            flow=flow_of(reg),
+            flow=self.codec.flow(reg, owner),
         )
         assert row is not None, outcome
         return queue_id
