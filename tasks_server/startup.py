@@ -9,6 +9,7 @@ file once instead of in every worker at the same moment.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,8 @@ from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_
 from tasks_server.settings import Settings
 from tasks_server.store import build_store, meta
 from tasks_server.store.base import CipherCheck, StoreUnavailable, TaskStore
+
+log = logging.getLogger(__name__)
 
 _CHECK_VALUE = b"tasks-server cipher check v1"
 _CHECK_AD = "meta:cipher_check"
@@ -103,11 +106,14 @@ async def _prepare(settings: Settings) -> None:
 
 
 async def checked_cipher(store: TaskStore, settings: Settings) -> Cipher:
-    """The configured cipher, once it is known to open this database (KeyMismatch if not)."""
+    """The configured cipher, once it is known to open this database (KeyMismatch if not);
+    keys the database held in plain text are then digested with it (SPEC §15.7)."""
     try:
         has_data = await store.has_data()
         cipher = open_cipher(settings, settings.path_sqlite, has_data=has_data)
         await store.check_cipher(verifier(cipher, source=key_source(settings)))
+        if digested := await store.digest_plain_keys(cipher):
+            log.info("digested %d stored keys", digested, extra={"action": "keys_digested"})
     except (sqlite3.Error, OSError, StoreUnavailable) as exc:
         raise StartupError(f"cannot check the database: {exc}") from None
     return cipher

@@ -254,6 +254,14 @@ class FireOutcome(Enum):
 CipherCheck = Callable[[bytes | None, tuple[str, bytes] | None], bytes | None]
 
 
+class KeyDigests(Protocol):
+    """Keyed digests of an owner's near-secrets, as stored (SPEC §15.7; `crypto.Cipher`)."""
+
+    def idempotency_key(self, owner_id: str, key: str) -> str: ...
+
+    def flow_key(self, owner_id: str, key: str) -> str: ...
+
+
 class Leader(Protocol):
     """A held single-runner role (retention, backups); `release` gives it up."""
 
@@ -280,6 +288,11 @@ class TaskStore(Protocol):
     async def check_cipher(self, check: CipherCheck) -> None:
         """Run `check` on the stored cipher check value in one transaction, recording the
         value it returns."""
+
+    async def digest_plain_keys(self, digests: KeyDigests) -> int:
+        """Once the cipher key is checked: replace the `Idempotency-Key` values and flow keys
+        a database migrated from before SPEC §15.7 holds in plain text by their digests, in
+        one transaction, once (a later call finds nothing to do); the rows changed."""
 
     # --- owners ---------------------------------------------------------------------------
 

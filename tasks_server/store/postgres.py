@@ -37,6 +37,7 @@ from tasks_server.store.base import (
     Flow,
     Idempotency,
     InsertOutcome,
+    KeyDigests,
     NewTask,
     OwnerRecord,
     QueueRow,
@@ -339,6 +340,26 @@ class PostgresStore:
                 await conn.execute(sql.INSERT_META, sql.CIPHER_CHECK, value)
 
         await self._write(unit)
+
+    async def digest_plain_keys(self, digests: KeyDigests) -> int:
+        steps = (
+            (sql.SELECT_PLAIN_IDEMPOTENCY, sql.DIGEST_IDEMPOTENCY, digests.idempotency_key),
+            (sql.SELECT_PLAIN_FLOWS, sql.DIGEST_FLOWS, digests.flow_key),
+            (sql.SELECT_PLAIN_QUEUE_FLOWS, sql.DIGEST_QUEUE_FLOWS, digests.flow_key),
+        )
+
+        async def unit(conn: asyncpg.Connection) -> int:
+            if await conn.fetchval(sql.TAKE_PLAIN_KEYS_MARK) is None:
+                return 0
+            changed = 0
+            for select, update, digest in steps:
+                rows = await conn.fetch(select)
+                owners, keys = [row[0] for row in rows], [row[1] for row in rows]
+                digested = [digest(o, k) for o, k in zip(owners, keys, strict=True)]
+                changed += _count(await conn.execute(update, owners, keys, digested))
+            return changed
+
+        return await self._write(unit)
 
     # --- owners ---------------------------------------------------------------------------
 

@@ -150,6 +150,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner_id, key)
     )
     """,
+    # 4: keys kept as keyed digests (SQLite migration 5).
+    """
+    INSERT INTO meta (name, value) VALUES ('plain_keys', decode('01', 'hex'))
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------
@@ -185,6 +189,31 @@ SELECT_META = "SELECT value FROM meta WHERE name = $1"
 INSERT_META = "INSERT INTO meta (name, value) VALUES ($1, $2)"
 HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
 SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
+
+# --- keys in plain text from before SPEC §15.7 (see `key_digests`) --------------------------
+
+# Nodes starting together wait on the mark's row: the first digests, the others find no mark.
+TAKE_PLAIN_KEYS_MARK = "DELETE FROM meta WHERE name = 'plain_keys' RETURNING name"
+SELECT_PLAIN_IDEMPOTENCY = "SELECT owner_id, key FROM idempotency"
+DIGEST_IDEMPOTENCY = """
+UPDATE idempotency i SET key = d.digest
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS d (owner_id, key, digest)
+ WHERE i.owner_id = d.owner_id AND i.key = d.key
+"""
+SELECT_PLAIN_FLOWS = "SELECT owner_id, key FROM flows"
+DIGEST_FLOWS = """
+UPDATE flows f SET key = d.digest
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS d (owner_id, key, digest)
+ WHERE f.owner_id = d.owner_id AND f.key = d.key
+"""
+SELECT_PLAIN_QUEUE_FLOWS = (
+    "SELECT DISTINCT owner_id, flow_key FROM queues WHERE flow_key IS NOT NULL"
+)
+DIGEST_QUEUE_FLOWS = """
+UPDATE queues q SET flow_key = d.digest
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS d (owner_id, key, digest)
+ WHERE q.owner_id = d.owner_id AND q.flow_key = d.key
+"""
 
 # --- owners -------------------------------------------------------------------------------
 

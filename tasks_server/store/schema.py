@@ -157,4 +157,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner_id, key)
     ) STRICT, WITHOUT ROWID
     """,
+    # 5: `Idempotency-Key` values and flow keys are kept as keyed digests (SPEC §15.7) in the
+    # same columns. Digesting needs the cipher key, which start-up has only after its check
+    # (`TaskStore.digest_plain_keys`): this marks the keys written before as plain for it
+    # (every database, an empty one too: digesting nothing costs nothing).
+    """
+    INSERT INTO meta (name, value) VALUES ('plain_keys', x'01')
+    """,
 )

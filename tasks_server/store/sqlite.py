@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks_server.store import idempotency as idempotent
-from tasks_server.store import meta, owners, queues, schedules
+from tasks_server.store import key_digests, meta, owners, queues, schedules
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
@@ -27,6 +27,7 @@ from tasks_server.store.base import (
     FireOutcome,
     Idempotency,
     InsertOutcome,
+    KeyDigests,
     NewTask,
     OwnerRecord,
     QueueRow,
@@ -113,6 +114,9 @@ class SqliteStore:
 
     async def check_cipher(self, check: CipherCheck) -> None:
         await self.db.write(lambda conn: meta.check_cipher(conn, check))
+
+    async def digest_plain_keys(self, digests: KeyDigests) -> int:
+        return await self.db.write(lambda conn: key_digests.digest_plain(conn, digests))
 
     # owners
 

@@ -6,13 +6,23 @@ What the client sent stays what it sees: the 422 names its key, `/config` shows 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
+from ulid import ULID
 
+from tasks_server.api import idempotency
+from tasks_server.api.auth import digest
+from tasks_server.codec import TaskCodec
+from tasks_server.crypto import Cipher
+from tasks_server.models.queues import QueueRegistration
 from tasks_server.settings import Settings
+from tasks_server.store import build_store, postgres_sql, schema
+from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, task
 from tests.conftest import MakeSettings, open_client, register_owner
 
@@ -110,3 +120,142 @@ async def test_keys_are_stored_as_keyed_digests(make_settings: MakeSettings) -> 
             (mine, theirs) = stored[table]
             assert mine[1] != theirs[1]
         assert await _found(settings, IDEM, FLOW) == []
+
+
+# --- a database written before the digests -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OldOwner:
+    """An owner of the old database, with one waiting task under IDEM and FLOW."""
+
+    name: str
+    id: str
+    key: str
+    queue_id: str
+
+    @property
+    def headers(self) -> Headers:
+        return {"Authorization": f"Bearer {self.key}", "X-Tasks-Owner-Id": self.id}
+
+
+def _old_owner(name: str) -> OldOwner:
+    return OldOwner(name, str(ULID()), name.replace("-", "").ljust(64, "k"), str(ULID()))
+
+
+# The rows a server before the digests wrote, in its own statements' words.
+_OLD_WRITES = (
+    "INSERT INTO owners (id, name, key_digest, created_at) VALUES ($1, $2, $3, $4)",
+    """INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at,
+                           request, flow_key, flow_parallelism)
+       VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, 1)""",
+    "INSERT INTO flows (owner_id, key, next_start_at) VALUES ($1, $2, $3)",
+    """INSERT INTO idempotency (owner_id, key, body_digest, queue_id, expires_at)
+       VALUES ($1, $2, $3, $4, $5)""",
+)
+
+
+def _old_rows(settings: Settings, owner: OldOwner, now: int) -> list[tuple[Any, ...]]:
+    reg = QueueRegistration.model_validate(body(), context={"check_future": False})
+    assert settings.cipher_key is not None
+    sealed = TaskCodec(Cipher.from_secret(settings.cipher_key)).seal_request(reg, owner.queue_id)
+    return [
+        (owner.id, owner.name, digest(owner.key), now),
+        (owner.queue_id, owner.id, now, now + DAY_MS, sealed, FLOW),
+        (owner.id, FLOW, now),
+        (owner.id, IDEM, idempotency.body_digest(body()), owner.queue_id, now + DAY_MS),
+    ]
+
+
+async def _write_old_database(settings: Settings, owners: list[OldOwner]) -> None:
+    """The schema of the last release before the digests, holding `owners`' plain keys."""
+    now = now_ms()
+    writes = [
+        write
+        for owner in owners
+        for write in zip(_OLD_WRITES, _old_rows(settings, owner, now), strict=True)
+    ]
+    if settings.database_url is None:
+        settings.path_sqlite.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn = sqlite3.connect(settings.path_sqlite, isolation_level=None)
+        try:
+            for script in schema.MIGRATIONS[:4]:
+                conn.executescript(script)
+            conn.execute("PRAGMA user_version = 4")
+            for statement, row in writes:
+                conn.execute(statement.replace("$", "?"), row)
+        finally:
+            conn.close()
+        return
+    pg = await asyncpg.connect(settings.database_url)
+    try:
+        async with pg.transaction():
+            # A fresh database of the suite is migrated: start it again from nothing.
+            await pg.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            await pg.execute(postgres_sql.CREATE_VERSIONS)
+            for version, script in enumerate(postgres_sql.MIGRATIONS[:3], 1):
+                await pg.execute(script)
+                await pg.execute(postgres_sql.RECORD_VERSION, version)
+            for statement, row in writes:
+                await pg.execute(statement, *row)
+    finally:
+        await pg.close()
+
+
+async def test_plain_keys_of_an_older_database_are_digested_at_start(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings()
+    owners = [_old_owner("old-owner"), _old_owner("old-other")]
+    await _write_old_database(settings, owners)
+    assert await _found(settings, IDEM, FLOW) == [IDEM, FLOW]
+    app = open_client(settings)
+    async with app as client:
+        digested = await _stored_keys(settings)
+        cipher = Cipher.from_secret(settings.cipher_key or "")
+        ids = sorted(owner.id for owner in owners)
+        assert digested == {
+            "idempotency": sorted((o, cipher.idempotency_key(o, IDEM)) for o in ids),
+            "flows": sorted((o, cipher.flow_key(o, FLOW)) for o in ids),
+            "queues": sorted((o, cipher.flow_key(o, FLOW)) for o in ids),
+        }
+        for owner in owners:
+            # Each owner's key still answers with the task it made, and only with that body.
+            replay = await _register(client, owner.headers, body())
+            assert replay.status_code == 200, replay.text
+            assert replay.json()["id"] == owner.queue_id
+            assert (await _register(client, owner.headers, body("/other"))).status_code == 422
+        # A new task with the key shares the old tasks' key.
+        fresh = await client.post("/v1/queues/register", json=body(), headers=owners[0].headers)
+        assert fresh.status_code == 201
+        shared = (owners[0].id, cipher.flow_key(owners[0].id, FLOW))
+        assert (await _stored_keys(settings))["queues"].count(shared) == 2
+    # Digested once: a restart leaves the digests as they are.
+    async with open_client(settings) as client:
+        replay = await _register(client, owners[0].headers, body())
+        assert replay.status_code == 200 and replay.json()["id"] == owners[0].queue_id
+    stored = await _stored_keys(settings)
+    assert stored["flows"] == digested["flows"]
+    assert stored["idempotency"] == digested["idempotency"]
+    assert await _found(settings, IDEM, FLOW) == []
+
+
+async def test_stores_starting_together_digest_once(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    owner = _old_owner("old-owner")
+    await _write_old_database(settings, [owner])
+    cipher = Cipher.from_secret(settings.cipher_key or "")
+    stores = [build_store(settings) for _ in range(2)]
+    try:
+        for store in stores:
+            await store.open()
+        changed = await asyncio.gather(*(store.digest_plain_keys(cipher) for store in stores))
+    finally:
+        for store in stores:
+            await store.close()
+    assert sorted(changed) == [0, 3]  # its idempotency, flows and queues rows, by one store
+    assert await _stored_keys(settings) == {
+        "idempotency": [(owner.id, cipher.idempotency_key(owner.id, IDEM))],
+        "flows": [(owner.id, cipher.flow_key(owner.id, FLOW))],
+        "queues": [(owner.id, cipher.flow_key(owner.id, FLOW))],
+    }
