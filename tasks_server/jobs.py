@@ -2,7 +2,7 @@
 
 Every process runs the loop and tries for the store's leader role each period, so when the
 holder dies, or loses the role while alive, another takes over at its next turn. A job's
-own failure is logged; the loop goes on.
+own failure is logged; the loop goes on (the database being away, once per outage).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 
-from tasks_server.store.base import Leader, TaskStore
+from tasks_server.logs import OutageLog
+from tasks_server.store.base import Leader, StoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class LeaderJob:
         self._period_s = period_s
         self._wake = asyncio.Event()
         self.leader: Leader | None = None
+        self._outage = OutageLog(log, f"{self.name}: the database is unavailable")
         self._task: asyncio.Task[None] | None = None
 
     async def work(self) -> int:
@@ -57,6 +59,8 @@ class LeaderJob:
         while True:
             try:
                 await self.run_once()
+            except StoreUnavailable as exc:
+                self._outage.failed(exc, action=f"{self.name}_unavailable")
             except Exception:
                 log.exception("%s failed", self.name, extra={"action": f"{self.name}_failed"})
             self._wake.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -110,3 +111,25 @@ def configure_from(settings: Settings) -> None:
         tz=settings.log_tz or settings.tz,
         json=settings.log_format is LogFormat.JSON,
     )
+
+
+class OutageLog:
+    """Logs a failure that comes back every turn of a loop (the database being away) once
+    when it starts and once per ``period_s`` while it lasts, with how many were held back,
+    instead of a traceback per turn."""
+
+    def __init__(self, logger: logging.Logger, message: str, *, period_s: float = 10.0) -> None:
+        self._logger = logger
+        self._message = message
+        self._period_s = period_s
+        self._logged_at = float("-inf")
+        self._held_back = 0
+
+    def failed(self, exc: BaseException, **extra: Any) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < self._period_s:
+            self._held_back += 1
+            return
+        fields = {**extra, "error": str(exc), "held_back": self._held_back}
+        self._logger.warning(self._message, extra=fields)
+        self._logged_at, self._held_back = now, 0

@@ -52,6 +52,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Outcome, Runner
+from tasks_server.logs import OutageLog
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration, QueueState
 from tasks_server.retry import RetryPolicy, retry_after_ms
@@ -162,6 +163,7 @@ class Scheduler:
         self._claim_wanted = True
         self._stopping = False
         self._tasks = _Tasks()
+        self._outage = OutageLog(log, "scheduler: the database is unavailable")
         self._loops: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -308,6 +310,8 @@ class Scheduler:
     async def _claim_logged(self) -> None:
         try:
             await self._claim()
+        except StoreUnavailable as exc:
+            self._outage.failed(exc, action="claim")
         except Exception:
             log.exception("claiming due tasks failed", extra={"action": "claim"})
         finally:
@@ -459,8 +463,9 @@ class Scheduler:
             if self._stopping:
                 raise error
             pause = WRITE_RETRIES_S[min(turn, len(WRITE_RETRIES_S) - 1)]
-            level = logging.WARNING if turn == 0 else logging.DEBUG
-            log.log(level, "database write failed, retrying in %.2f s: %s", pause, error)
+            if turn == 0:  # each write of an outage would say so: once per outage here
+                self._outage.failed(error, action="write_retried")
+            log.debug("database write failed, retrying in %.2f s: %s", pause, error)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._halt.wait()
@@ -717,6 +722,8 @@ class Scheduler:
                 if self._monotonic() - last_renewal >= self._renew_ms / 1000:
                     last_renewal = self._monotonic()
                     await self._store.renew(self.lease_owner, list(self._held), self._lease_ms)
+            except StoreUnavailable as exc:
+                self._outage.failed(exc, action="housekeeping")
             except Exception:
                 log.exception("scheduler housekeeping failed", extra={"action": "housekeeping"})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -13,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasks_server.logs import OutageLog
 from tasks_server.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -108,23 +108,16 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 
 class OnUnavailable:
     """Answers StoreUnavailable with 503 and `Retry-After`: the request can be sent again.
-
-    One WARNING when an outage begins and one per `UNAVAILABLE_LOG_S` while it lasts, with
-    the count of 503s answered, rather than a traceback per request."""
+    The outage is logged once and then every `UNAVAILABLE_LOG_S`, not per request."""
 
     def __init__(self) -> None:
-        self._logged_at = float("-inf")
-        self._answered = 0
+        self._log = OutageLog(
+            log, "database unavailable: answering 503", period_s=UNAVAILABLE_LOG_S
+        )
 
     async def __call__(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StoreUnavailable)
-        self._answered += 1
-        if time.monotonic() - self._logged_at >= UNAVAILABLE_LOG_S:
-            log.warning(
-                "database unavailable: answering 503",
-                extra={"action": "unavailable", "error": str(exc), "answered": self._answered},
-            )
-            self._logged_at, self._answered = time.monotonic(), 0
+        self._log.failed(exc, action="unavailable")
         return error_response(503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
