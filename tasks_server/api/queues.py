@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -13,10 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
+from tasks_server import lifecycle
 from tasks_server.api import idempotency
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.executor.options import unsupported
+from tasks_server.lifecycle import Edit, Execute, Pause, Resume, Revoke, Transition
 from tasks_server.models.attempts import (
     MAX_BULK,
     AttemptOut,
@@ -42,13 +46,11 @@ from tasks_server.models.queues import (
 from tasks_server.services import Services, services
 from tasks_server.store.base import (
     AttemptRow,
-    Decide,
     Idempotency,
     InsertOutcome,
     QueueRow,
     QueueSummaryRow,
     Rejected,
-    flow_columns,
     limit_message,
 )
 
@@ -60,10 +62,7 @@ SUCCESS, ERROR, REVOKED = (
     QueueState.ERROR.value,
     QueueState.REVOKED.value,
 )
-IN_FLIGHT_MESSAGE = "The task is being executed right now; try again when it returns"
-MakeDecide = Callable[[Services, int], Decide]
 _TIMING_FIELDS = ("executionDelay", "executeAt")
-_EDIT_ATTEMPTS = 3
 
 
 def validate_task(
@@ -231,55 +230,35 @@ async def edit(request: Request) -> Response:
     patch = await read_json(request, svc.settings.max_size_body_request)
     if not isinstance(patch, dict):
         raise ApiError(400, "The body must be a JSON merge patch object")
-    for _ in range(_EDIT_ATTEMPTS):
-        row = await svc.store.get(owner_id, queue_id)
-        if row is None:
-            raise NotFound()
-        _editable(svc, row)
-        before = _document(svc, row)
-        merged = merge_patch(before, patch)
-        now = svc.clock()
-        timing = _timing(merged) != _timing(before)
-        reg = validate_task(svc, merged, now, check_future=timing)
-        changes: dict[str, Any] = {
-            "request": svc.codec.seal_request(reg, queue_id),
-            "metadata": None
-            if reg.metadata is None
-            else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
-            "retry_limit": reg.config.retry,
-            **flow_columns(svc.codec.flow(reg, owner_id)),
-        }
-        if timing:
-            changes["estimate_execution_at"] = execution_time(reg, now)
-            if row.state == PAUSED:
-                changes["paused_at"] = now
-        seen = row.version
+    action = _Action("edited", lambda svc, now, row: _edit(svc, now, row, patch), reads=True)
+    row = await _route_transition(svc, owner_id, queue_id, action)
+    return JSONResponse(_queue_out(svc, row))
 
-        def decide(current: QueueRow, seen: int = seen, changes: dict[str, Any] = changes) -> Any:
-            return changes if current.version == seen else Rejected("stale")
 
-        result = await svc.store.change(owner_id, queue_id, decide)
-        if result is None:
-            raise NotFound()
-        if isinstance(result, QueueRow):
-            svc.scheduler.changed(queue_id, result)
-            _event("edited", queue_id, owner_id)
-            return JSONResponse(_queue_out(svc, result))
-    raise ApiError(422, "The task kept changing while being edited; try again")
+def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) -> Edit:
+    assert row is not None
+    if (refusal := lifecycle.edit_refusal(row)) is not None:
+        raise ApiError(422, refusal.message)  # before judging the patch against the task
+    before = _document(svc, row)
+    merged = merge_patch(before, patch)
+    timing = _timing(merged) != _timing(before)
+    reg = validate_task(svc, merged, now, check_future=timing)
+    return Edit(
+        now=now,
+        seen=row.version,
+        request=svc.codec.seal_request(reg, row.id),
+        metadata=None
+        if reg.metadata is None
+        else svc.codec.seal_json(reg.metadata, row.id, "metadata"),
+        retry_limit=reg.config.retry,
+        flow=svc.codec.flow(reg, row.owner_id),
+        due=execution_time(reg, now) if timing else None,
+    )
 
 
 def _timing(document: dict[str, Any]) -> tuple[Any, ...]:
     config = document.get("config") or {}
     return tuple(config.get(name) for name in _TIMING_FIELDS)
-
-
-def _editable(svc: Services, row: QueueRow) -> None:
-    if row.state not in (RUNNING, PAUSED):
-        raise ApiError(422, f"A {row.state} task can no longer be changed")
-    if row.callback_of is not None:
-        raise ApiError(422, "A callback's request is the server's report: it cannot be edited")
-    if row.in_flight:
-        raise ApiError(422, IN_FLIGHT_MESSAGE)
 
 
 def _event(action: str, queue_id: str, owner_id: str) -> None:
@@ -288,111 +267,80 @@ def _event(action: str, queue_id: str, owner_id: str) -> None:
     )
 
 
-def _unless(row: QueueRow, verb: str, *states: str) -> Rejected | None:
-    """Refusal (422) unless the task is in one of `states`."""
-    if row.state in states:
-        return None
-    return Rejected(f"Only a {' or '.join(states)} task can be {verb}; this one is {row.state}")
+# --- transitions: built outside the transaction, decided inside it (tasks_server.lifecycle) ---
 
 
-# --- transitions: one decision each, shared by the single routes and bulk ------------------
+@dataclass(frozen=True, slots=True)
+class _Action:
+    """A client's request: its name in logs, and how its transition is built (`reads`: from
+    the task as read first, for what it holds)."""
+
+    name: str
+    build: Callable[[Services, int, QueueRow | None], Transition]
+    reads: bool = False
 
 
-def _pause(svc: Services, now: int) -> Decide:
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "paused", RUNNING):
-            return rejected
-        return {"state": PAUSED, "paused_at": now, "estimate_end_at": now}
-
-    return decide
-
-
-def _resume(svc: Services, now: int) -> Decide:
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "resumed", PAUSED):
-            return rejected
-        due = now + max(0, row.estimate_execution_at - (row.paused_at or now))
-        config = svc.codec.open_request(row.request, row.id).config
-        if (
-            row.retry_count == 0
-            and config.execute_immediately
-            and config.execute_at is not None
-            and config.execute_at <= now
-        ):
-            due = now
-        return {
-            "state": RUNNING,
-            "paused_at": None,
-            "estimate_end_at": 0,
-            "estimate_execution_at": due,
-        }
-
-    return decide
-
-
-def _revoke(svc: Services, now: int) -> Decide:
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "revoked", RUNNING, PAUSED):
-            return rejected
-        return {"state": QueueState.REVOKED.value, "estimate_end_at": now, "paused_at": None}
-
-    return decide
-
-
-def _execute(svc: Services, now: int) -> Decide:
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "executed", RUNNING):
-            return rejected
-        if row.in_flight:
-            return Rejected(IN_FLIGHT_MESSAGE)
-        return {"estimate_execution_at": now}
-
-    return decide
+def _resume(svc: Services, now: int, row: QueueRow | None) -> Resume:
+    assert row is not None
+    config = svc.codec.open_request(row.request, row.id).config
+    return Resume(now, row.version, config.execute_at if config.execute_immediately else None)
 
 
 _ONE_SHOT_TIMES = ("timeoutAt", "retryAt")  # absolute times of the first run only
 
 
-def _replay(svc: Services, now: int, delay: int = 0) -> Decide:
-    def decide(row: QueueRow) -> dict[str, Any] | Rejected:
-        if rejected := _unless(row, "replayed", SUCCESS, ERROR, REVOKED):
-            return rejected
-        changes: dict[str, Any] = {
-            "state": RUNNING,
-            "estimate_execution_at": now + delay,
-            "estimate_end_at": 0,
-            "paused_at": None,
-            "retry_count": 0,
-        }
+def _replay(delay: int) -> _Action:
+    def build(svc: Services, now: int, row: QueueRow | None) -> lifecycle.Replay:
+        assert row is not None
         document = svc.codec.open_document(row.request, row.id)
         config = document.get("config") or {}
-        if any(name in config for name in _ONE_SHOT_TIMES):
-            for name in _ONE_SHOT_TIMES:
-                config.pop(name, None)
-            document["config"] = config
-            changes["request"] = svc.codec.seal_json(document, row.id, "request")
-            changes["retry_limit"] = config.get("retry", 0)
-        return changes
+        if not any(name in config for name in _ONE_SHOT_TIMES):
+            return lifecycle.Replay(now, row.version, delay)
+        for name in _ONE_SHOT_TIMES:
+            config.pop(name, None)
+        document["config"] = config
+        request = svc.codec.seal_json(document, row.id, "request")
+        return lifecycle.Replay(now, row.version, delay, request, config.get("retry", 0))
 
-    return decide
+    return _Action("replayed", build, reads=True)
+
+
+PAUSE = _Action("paused", lambda _svc, now, _row: Pause(now))
+RESUME = _Action("resumed", _resume, reads=True)
+REVOKE = _Action("revoked", lambda _svc, now, _row: Revoke(now))
+EXECUTE = _Action("executed", lambda _svc, now, _row: Execute(now))
+_STALE_TRIES = 3
 
 
 async def _transition(
-    svc: Services, owner_id: str, queue_id: str, action: str, decide: Decide
+    svc: Services, owner_id: str, queue_id: str, action: _Action
 ) -> QueueRow | Rejected | None:
-    """Apply one decision; tell the scheduler and log when it applied."""
-    result = await svc.store.change(
-        owner_id, queue_id, decide, limit=svc.settings.max_tasks_in_queue
-    )
-    if isinstance(result, QueueRow):
-        svc.scheduler.changed(queue_id, result)
-        _event(action, queue_id, owner_id)
-    return result
+    """Apply one transition; tell the scheduler and log when it applied. One built from the
+    task as read is built again if the task changed meanwhile."""
+    for _ in range(_STALE_TRIES):
+        row = await svc.store.get(owner_id, queue_id) if action.reads else None
+        if action.reads and row is None:
+            return None
+        transition = action.build(svc, svc.clock(), row)
+        result = await svc.store.change(
+            owner_id,
+            queue_id,
+            functools.partial(lifecycle.decide, transition=transition),
+            limit=svc.settings.max_tasks_in_queue,
+        )
+        if result == lifecycle.STALE:
+            continue
+        if isinstance(result, QueueRow):
+            svc.scheduler.changed(queue_id, result)
+            _event(action.name, queue_id, owner_id)
+        return result
+    return Rejected("The task kept changing meanwhile; try again")
 
 
-async def _route_transition(request: Request, action: str, make: MakeDecide) -> QueueRow:
-    svc, owner_id, queue_id = await _owned(request)
-    result = await _transition(svc, owner_id, queue_id, action, make(svc, svc.clock()))
+async def _route_transition(
+    svc: Services, owner_id: str, queue_id: str, action: _Action
+) -> QueueRow:
+    result = await _transition(svc, owner_id, queue_id, action)
     if result is None:
         raise NotFound()
     if isinstance(result, Rejected):
@@ -400,23 +348,28 @@ async def _route_transition(request: Request, action: str, make: MakeDecide) -> 
     return result
 
 
+async def _route(request: Request, action: _Action) -> QueueRow:
+    svc, owner_id, queue_id = await _owned(request)
+    return await _route_transition(svc, owner_id, queue_id, action)
+
+
 async def pause(request: Request) -> Response:
-    await _route_transition(request, "paused", _pause)
+    await _route(request, PAUSE)
     return JSONResponse(Done().model_dump())
 
 
 async def resume(request: Request) -> Response:
-    row = await _route_transition(request, "resumed", _resume)
+    row = await _route(request, RESUME)
     return JSONResponse(_queue_out(services(request), row))
 
 
 async def revoke(request: Request) -> Response:
-    await _route_transition(request, "revoked", _revoke)
+    await _route(request, REVOKE)
     return JSONResponse(Done().model_dump())
 
 
 async def execute(request: Request) -> Response:
-    await _route_transition(request, "executed", _execute)
+    await _route(request, EXECUTE)
     return JSONResponse(Done().model_dump())
 
 
@@ -425,9 +378,7 @@ async def replay(request: Request) -> Response:
     await svc.auth.owner_id(request)
     raw = await read_json(request, svc.settings.max_size_body_request, required=False)
     body = Replay.model_validate({} if raw is None else raw)
-    row = await _route_transition(
-        request, "replayed", lambda svc, now: _replay(svc, now, body.execution_delay)
-    )
+    row = await _route(request, _replay(body.execution_delay))
     return JSONResponse(_queue_out(svc, row))
 
 
@@ -446,11 +397,11 @@ async def delete(request: Request) -> Response:
     return JSONResponse(Done().model_dump())
 
 
-_BULK: dict[BulkAction, tuple[str, MakeDecide]] = {
-    BulkAction.PAUSE: ("paused", _pause),
-    BulkAction.RESUME: ("resumed", _resume),
-    BulkAction.REVOKE: ("revoked", _revoke),
-    BulkAction.REPLAY: ("replayed", _replay),
+_BULK = {
+    BulkAction.PAUSE: PAUSE,
+    BulkAction.RESUME: RESUME,
+    BulkAction.REVOKE: REVOKE,
+    BulkAction.REPLAY: _replay(0),
 }
 
 
@@ -464,13 +415,11 @@ async def bulk(request: Request) -> Response:
         ids, total = await svc.store.ids_in_state(owner_id, body.state.value, MAX_BULK)
     else:
         ids = list(dict.fromkeys(body.ids or ()))
-    now = svc.clock()
 
     async def one(queue_id: str) -> QueueRow | Rejected | bool | None:
         if body.action is BulkAction.DELETE:
             return await _delete(svc, owner_id, queue_id) or None
-        action, make = _BULK[body.action]
-        return await _transition(svc, owner_id, queue_id, action, make(svc, now))
+        return await _transition(svc, owner_id, queue_id, _BULK[body.action])
 
     # Concurrent, so the writes share group commits.
     results = await asyncio.gather(*(one(queue_id) for queue_id in ids))

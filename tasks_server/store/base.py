@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tasks_server.lifecycle import Change
 
 
 class StoreUnavailable(Exception):
@@ -205,8 +208,19 @@ class Rejected:
     message: str
 
 
-# Runs on the database writer thread inside the transaction: decide only, change nothing else.
-Decide = Callable[[QueueRow], "dict[str, Any] | Rejected"]
+# Runs inside the transaction (on SQLite, on the writer thread): a pure decision, see
+# tasks_server.lifecycle.
+Decide = Callable[[QueueRow], "Change | Rejected"]
+
+
+def change_columns(change: Change) -> dict[str, Any]:
+    """The queue columns a lifecycle change sets (a flow spans three)."""
+    columns = change.assigned()
+    if "flow" in columns:
+        flow = columns.pop("flow")
+        assert flow is None or isinstance(flow, Flow)
+        columns.update(flow_columns(flow))
+    return columns
 
 
 @dataclass(frozen=True, slots=True)

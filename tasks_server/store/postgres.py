@@ -48,6 +48,7 @@ from tasks_server.store.base import (
     ScheduleDecide,
     ScheduleRow,
     StoreUnavailable,
+    change_columns,
     flow_columns,
     limit_message,
 )
@@ -519,9 +520,10 @@ class PostgresStore:
             if found is None:
                 return None
             row = _queue_row(found)
-            changes = decide(row)
-            if isinstance(changes, Rejected):
-                return changes
+            decided = decide(row)
+            if isinstance(decided, Rejected):
+                return decided
+            changes = change_columns(decided)
             query = sql.update_queue(changes)
             reactivates = (
                 row.state not in sql.ACTIVE and changes.get("state", row.state) in sql.ACTIVE

@@ -26,6 +26,7 @@ from tasks_server.store.base import (
     QueueSummaryRow,
     Rejected,
     Result,
+    change_columns,
     flow_columns,
     limit_message,
 )
@@ -334,9 +335,10 @@ async def change(
         if not rows:
             return None
         row = QueueRow.from_row(rows[0])
-        changes = decide(row)
-        if isinstance(changes, Rejected):
-            return changes
+        decided = decide(row)
+        if isinstance(decided, Rejected):
+            return decided
+        changes = change_columns(decided)
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"not changeable: {sorted(unknown)}")

@@ -7,7 +7,7 @@ import time
 import pytest
 from ulid import ULID
 
-from tasks_server.models.queues import QueueRegistration, flow_of
+from tasks_server.models.queues import QueueRegistration
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.target import Target
 
@@ -47,7 +47,7 @@ async def test_a_node_whose_clock_is_stepped_fires_on_the_database_clock(
             metadata=None,
             limit=1000,
             lease=None,
-            flow=flow_of(reg),
+            flow=svc.codec.flow(reg, owner_id),
         )
         await target.wait_hits("/due", 1, timeout=30)  # a minute late would be a failure
         sent_at = await svc.store.now()

@@ -12,6 +12,7 @@ import pytest
 from ulid import ULID
 
 from tasks_server import cli, startup
+from tasks_server.lifecycle import Change
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store import postgres_sql
 from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow
@@ -176,7 +177,7 @@ async def test_changes_and_deletes_are_announced_to_every_node(
         lease=None,
     )
     assert row is not None
-    changed = await first.change(OWNER, row.id, lambda _row: {"state": "PAUSED"})
+    changed = await first.change(OWNER, row.id, lambda _row: Change(state="PAUSED"))
     assert isinstance(changed, QueueRow)
     assert await asyncio.wait_for(heard.get(), 1) == (row.id, changed.version)
     assert await first.delete(OWNER, row.id)
@@ -216,7 +217,7 @@ async def test_the_listener_listens_again_after_its_session_ends(
         lease=None,
     )
     assert row is not None
-    changed = await first.change(OWNER, row.id, lambda _row: {"state": "PAUSED"})
+    changed = await first.change(OWNER, row.id, lambda _row: Change(state="PAUSED"))
     assert isinstance(changed, QueueRow)
     # Only LISTEN brings it: the store itself never polls.
     assert await asyncio.wait_for(heard.get(), 1) == (row.id, changed.version)

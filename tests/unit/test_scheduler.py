@@ -28,6 +28,7 @@ from tasks_server.connectivity import ConnectivityGate
 from tasks_server.crypto import Cipher
 from tasks_server.executor.runner import Runner
 from tasks_server.executor.transport import CurlResponse
+from tasks_server.lifecycle import Change
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler import LEASE_MS, Scheduler
@@ -357,10 +358,12 @@ async def test_pause_and_resume_racing_an_abort_never_run_two_attempts(h: Harnes
     await until(lambda: h.transport.sends == ["/race"])
     for state in ("PAUSED", "RUNNING", "PAUSED", "RUNNING"):
         now = h.clock.wall()
-        changes = {"state": state, "paused_at": now if state == "PAUSED" else None}
-        if state == "RUNNING":
-            changes["estimate_execution_at"] = now
-        row = await h.store.change(OWNER, queue_id, lambda _row, c=changes: c)
+        change = (
+            Change(state=state, paused_at=now)
+            if state == "PAUSED"
+            else Change(state=state, paused_at=None, estimate_execution_at=now)
+        )
+        row = await h.store.change(OWNER, queue_id, lambda _row, c=change: c)
         assert isinstance(row, QueueRow)
         scheduler.changed(queue_id, row)
     await until(lambda: len(h.transport.sends) >= 2)
