@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from tasks_server import startup
+from tasks_server.files import private_dir
 from tasks_server.settings import BackupMethod, Settings
 from tasks_server.store import meta
 from tasks_server.store.db import DatabaseTooNew, integrity, make_self_contained, migrate
@@ -182,7 +183,7 @@ class LocalDestination:
         self.directory = directory
 
     def put(self, archive: Path) -> str:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.directory)
         final = self.directory / archive.name
         temp = _private(self.directory / f".{archive.name}.{secrets.token_hex(4)}.tmp")
         held = _lock(temp)
@@ -520,7 +521,7 @@ def restore(
         raise RestoreError(
             f"a database already exists at {target}; pass --force to replace it (it is kept aside)"
         )
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(target.parent)
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=target.parent) as tmp:
         archive = Path(tmp) / "backup.tar.gz"
         _fetch(settings, source, archive)

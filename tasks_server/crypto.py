@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from tasks_server.files import private_dir
+
 log = logging.getLogger(__name__)
 
 _NONCE = 12
@@ -74,7 +76,7 @@ def key_file_for(db_path: Path) -> Path:
 
 
 def _create_key_file(key_file: Path) -> None:
-    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(key_file.parent)
     temp = key_file.with_name(f".{key_file.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

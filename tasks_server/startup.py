@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_for
+from tasks_server.files import private_dir
 from tasks_server.settings import Settings
 from tasks_server.store import build_store, meta
 from tasks_server.store.base import CipherCheck, StoreUnavailable, TaskStore
@@ -35,8 +36,8 @@ class KeyMismatch(StartupError):
 
 
 def create_database_file(path: Path) -> None:
-    """The folder 0700 and the database 0600; SQLite gives its WAL and SHM the file's mode."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The folders 0700 and the database 0600; SQLite gives its WAL and SHM the file's mode."""
+    private_dir(path.parent)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from tasks_server.files import private_dir
 from tasks_server.store.base import StoreUnavailable
 from tasks_server.store.schema import MIGRATIONS
 
@@ -176,7 +177,7 @@ class Database:
         self._accepting = False
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
         thread = threading.Thread(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks_server.files import private_dir
 from tasks_server.store import idempotency as idempotent
 from tasks_server.store import key_digests, meta, owners, queues, schedules
 from tasks_server.store.base import (
@@ -66,7 +67,7 @@ class FileLock:
 
 def try_lock(path: Path) -> FileLock | None:
     """Take the lock on `path` without waiting; None when another holder has it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

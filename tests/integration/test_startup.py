@@ -1,4 +1,5 @@
-"""Start-up and files (SPEC §10.9, §9.6): the key check, failures that exit, private files, logs."""
+"""Start-up and files (SPEC §10.9, §9.6, §15.7): the key check, failures that exit, private
+files and folders, logs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,34 @@ def test_files_are_private_and_backup_leftovers_are_removed(tmp_path: Path) -> N
     killed_copy.mkdir()
     with ServerProcess(tmp_path):  # a start removes them too
         assert not killed_copy.exists()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which mkdir -p makes the parents 0755."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_every_folder_the_server_creates_is_private_parents_included(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "deep" / "tasks.db"
+    backups = tmp_path / "saved" / "deep" / "backups"
+    env = {"PATH_SQLITE": db, "BACKUP_PATH_DIR_SQLITE": backups, "CIPHER_KEY": "k"}
+    with ServerProcess(tmp_path, **env):
+        pass
+    backup = _run(tmp_path, "backup", **env)
+    assert backup.returncode == 0, backup.stderr
+    restored = tmp_path / "restored" / "deep" / "tasks.db"
+    result = _run(tmp_path, "restore", backup.stdout.strip(), **{**env, "PATH_SQLITE": restored})
+    assert result.returncode == 0, result.stderr
+    for folder in (db.parent, backups, restored.parent):
+        relative = folder.relative_to(tmp_path)
+        for created in [relative, *relative.parents][:-1]:  # all but tmp_path itself (".")
+            assert _mode(tmp_path / created) == 0o700, created
 
 
 def test_a_new_backup_folder_is_private(tmp_path: Path) -> None:
