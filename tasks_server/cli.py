@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import resource
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
@@ -21,7 +23,10 @@ from tasks_server.backup import BackupError, RestoreError, backup_now, remove_le
 from tasks_server.httpserver import HttpLimits, protocol_for
 from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
+from tasks_server.store.base import StoreOpenError
 from tasks_server.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
 
 # The settings backup and restore read besides the backup_* ones: where the database is, the
 # object storage region, and logging. Names and defaults come from the Settings model.
@@ -100,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "migrate",
         "bring the PostgreSQL database at DATABASE_URL to this server's schema",
-        lambda name: name in ("database_url", "log", "log_tz", "log_format"),
+        lambda name: (
+            name in ("database_url", "database_connect_timeout_ms", "log", "log_tz", "log_format")
+        ),
     )
     _command(commands, "version", "print the version (as --version does)")
     return parser
@@ -127,6 +134,36 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor of the cluster workers, except for a worker that ends before it
+    ever served: uvicorn starts it again forever (or, for its own start-up failure status,
+    stops with exit status 0), though it would fail the same way each time (a TLS file it
+    cannot load, a database gone since the parent's checks). Here every worker is stopped
+    and `failed` holds that worker's pid and exit code."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.failed: tuple[int | None, int] | None = None
+        self._served: set[int | None] = set()
+
+    def keep_subprocess_alive(self) -> None:
+        if self.should_exit.is_set():
+            return
+        for process in self.processes:
+            if process.pid in self._served:
+                continue
+            if process.exitcode is not None:
+                self.failed = (process.pid, process.exitcode)
+                self.should_exit.set()
+                return
+            if process.is_ready(timeout=1):
+                self._served.add(process.pid)
+                log.info(
+                    "worker process %s is serving", process.pid, extra={"action": "worker_serving"}
+                )
+        super().keep_subprocess_alive()
+
+
 def _raise_file_limit() -> None:
     """Up to a thousand attempts in flight need a socket each: lift the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -150,13 +187,12 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def serve(settings: Settings) -> None:
     """One process, or with CLUSTER_MODE=1 MAX_INSTANCES worker processes on one socket.
 
-    The database and key checks run here, before any worker starts: a worker that fails its
-    start-up is restarted by uvicorn's supervisor forever, while this process can exit.
+    The database and key checks run here, before uvicorn starts: a failure is one line and
+    exit status 2, not a traceback from the app's lifespan (in every worker).
     """
     logs.configure_from(settings)
     _raise_file_limit()
-    if not settings.database_url:  # on PostgreSQL each node migrates and checks at start
-        startup.prepare(settings)
+    startup.prepare(settings)
     remove_leftovers(settings)
     limits = HttpLimits(
         header_timeout_s=settings.http_header_timeout_ms / 1000,
@@ -184,7 +220,16 @@ def serve(settings: Settings) -> None:
         with tempfile.TemporaryDirectory(prefix="tasks-server-metrics-") as metrics_dir:
             # Workers keep their metrics in files here, so any of them can answer a scrape.
             os.environ[MULTIPROC_DIR_ENV] = metrics_dir
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            supervisor = _Supervisor(config, sockets=[config.bind_socket()])
+            supervisor.run()
+        if supervisor.failed is not None:
+            pid, code = supervisor.failed
+            ended = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            _fail(
+                f"worker process {pid} stopped before it served ({ended}); its output above "
+                "says why",
+                code if code > 0 else 1,
+            )
         return
     server = _Server(uvicorn.Config(create_app(settings), **options))
     gc_policy.tune_for_serving()
@@ -219,14 +264,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             _restore(settings, args.source, force=args.force)
         else:
             serve(settings)
-    except (SettingsError, startup.KeyMismatch) as exc:
+    except (SettingsError, startup.StartupError) as exc:
         _fail(exc, 2)
-    except startup.StartupError as exc:
-        _fail(exc, 1)
 
 
-def _fail(exc: Exception, status: int) -> None:
-    print(f"tasks-server: {exc}", file=sys.stderr)
+def _fail(problem: object, status: int) -> NoReturn:
+    print(f"tasks-server: {problem}", file=sys.stderr)
     sys.exit(status)
 
 
@@ -239,7 +282,12 @@ def _migrate(settings: Settings) -> None:
     from tasks_server.store.postgres import migrate_url
 
     logs.configure_from(settings)
-    print(f"schema version {asyncio.run(migrate_url(settings.database_url))}")
+    timeout_s = settings.database_connect_timeout_ms / 1000
+    try:
+        version = asyncio.run(migrate_url(settings.database_url, connect_timeout_s=timeout_s))
+    except StoreOpenError as exc:
+        _fail(exc, 2)
+    print(f"schema version {version}")
 
 
 def _backup(settings: Settings) -> None:

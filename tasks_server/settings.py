@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     path_sqlite: Path = Path(".database/tasks.db")
     # postgresql://user:password@host:port/dbname: any number of nodes on one PostgreSQL.
     database_url: str | None = None
+    # A PostgreSQL connection that takes longer to open fails (start-up then exits).
+    database_connect_timeout_ms: int = Field(5000, ge=1)
     cipher_key: str | None = None
     log: bool = True
     log_tz: str | None = None

@@ -2,8 +2,9 @@
 
 The database keeps a check value sealed with the cipher key, so a wrong `CIPHER_KEY` or a
 lost key file stops start-up with one line instead of a server that answers 500 per row.
-In cluster mode this runs in the parent before the workers fork, which also creates the key
-file once instead of in every worker at the same moment.
+`serve` runs this before uvicorn starts, on either store, so a database that cannot be opened
+or a wrong key is one line and exit status 2 (not a worker's traceback), and in cluster mode
+the key file is created once instead of in every worker at the same moment.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_
 from tasks_server.files import private_dir
 from tasks_server.settings import Settings
 from tasks_server.store import build_store, meta
-from tasks_server.store.base import CipherCheck, StoreUnavailable, TaskStore
+from tasks_server.store.base import CipherCheck, StoreOpenError, StoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,21 @@ _CHECK_AD = "meta:cipher_check"
 
 
 class StartupError(Exception):
-    """Start-up cannot go on; the message is the one line to print."""
+    """Start-up cannot go on; the message is the one line to print (exit status 2)."""
 
 
 class KeyMismatch(StartupError):
-    """The cipher key cannot open this database's data (exit status 2)."""
+    """The cipher key cannot open this database's data."""
 
 
 def create_database_file(path: Path) -> None:
     """The folders 0700 and the database 0600; SQLite gives its WAL and SHM the file's mode."""
-    private_dir(path.parent)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        private_dir(path.parent)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise StartupError(f"cannot open the database {path}: {exc}") from None
 
 
 def verifier(cipher: Cipher, *, source: str) -> CipherCheck:
@@ -97,9 +101,8 @@ async def _prepare(settings: Settings) -> None:
     store = build_store(settings)
     try:
         await store.open()
-    except Exception as exc:  # the driver's own errors: a path, a refused connection, auth
-        where = "PostgreSQL" if settings.database_url else settings.path_sqlite
-        raise StartupError(f"cannot open the database {where}: {exc}") from None
+    except StoreOpenError as exc:
+        raise StartupError(str(exc)) from None
     try:
         await checked_cipher(store, settings)
     finally:

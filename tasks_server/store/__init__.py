@@ -14,7 +14,9 @@ def build_store(settings: Settings) -> TaskStore:
     if settings.database_url:
         from tasks_server.store.postgres import PostgresStore
 
-        return PostgresStore(settings.database_url)
+        return PostgresStore(
+            settings.database_url, connect_timeout_s=settings.database_connect_timeout_ms / 1000
+        )
     from tasks_server.store.sqlite import SqliteStore
 
     return SqliteStore(settings.path_sqlite)

@@ -24,6 +24,12 @@ class StoreUnavailable(Exception):
     driver's error, which it keeps as ``__cause__``."""
 
 
+class StoreOpenError(Exception):
+    """`TaskStore.open` failed: the database cannot be reached, logged in to, opened or
+    migrated, so the server cannot start. The message is one line naming the database (never
+    a password) and why; the driver's error is its ``__cause__``."""
+
+
 @dataclass(frozen=True, slots=True)
 class OwnerRecord:
     id: str

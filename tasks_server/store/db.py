@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from tasks_server.files import private_dir
-from tasks_server.store.base import StoreUnavailable
+from tasks_server.store.base import StoreOpenError, StoreUnavailable
 from tasks_server.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,14 @@ class Database:
         self._accepting = False
 
     async def open(self) -> None:
+        """Migrate and open the connections; StoreOpenError says why they cannot be."""
+        try:
+            await self._open()
+        except (sqlite3.Error, OSError, DatabaseTooNew) as exc:
+            await self.close()
+            raise StoreOpenError(f"cannot open the database {self.path}: {exc}") from exc
+
+    async def _open(self) -> None:
         private_dir(self.path.parent)
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()

@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -47,6 +48,7 @@ from tasks_server.store.base import (
     Result,
     ScheduleDecide,
     ScheduleRow,
+    StoreOpenError,
     StoreUnavailable,
     change_columns,
     flow_columns,
@@ -63,6 +65,8 @@ T = TypeVar("T")
 LEASE_MS = 20_000
 POOL_MIN = 2
 POOL_MAX = 10
+# asyncpg waits 60 s for a server that accepts the connection and never answers.
+CONNECT_TIMEOUT_S = 5.0
 # Two transactions locking rows in different orders: PostgreSQL aborts one; it runs again.
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _TX_TRIES = 5
@@ -153,13 +157,43 @@ async def migrate(conn: asyncpg.Connection) -> int:
         await conn.execute(sql.MIGRATION_UNLOCK, MIGRATION_KEY)
 
 
-async def migrate_url(url: str) -> int:
-    """`tasks-server migrate`: bring the database at `url` to this server's schema."""
-    conn = await asyncpg.connect(url)
+def _where(url: str) -> str:
+    """`url` without its password and query: what a message may show of it."""
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    login = user.partition(":")[0]
+    return urlunsplit((parts.scheme, f"{login}@{host}" if login else host, parts.path, "", ""))
+
+
+# What connecting, logging in and migrating can raise: the network (refused, no answer, no
+# such host), the server (auth, no such database) and the URL itself (ClientConfigurationError).
+_OPEN_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseTooNew)
+
+
+@asynccontextmanager
+async def _opening(url: str, connect_timeout_s: float) -> AsyncIterator[None]:
+    """Turn a failure to open the database at `url` into StoreOpenError."""
     try:
-        return await migrate(conn)
-    finally:
-        await conn.close()
+        yield
+    except _OPEN_ERRORS as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {connect_timeout_s:g} s (DATABASE_CONNECT_TIMEOUT_MS)"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused"
+        else:
+            reason = str(exc) or type(exc).__name__
+        raise StoreOpenError(f"cannot open the database {_where(url)}: {reason}") from exc
+
+
+async def migrate_url(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> int:
+    """Bring the database at `url` to this server's schema (each start, `tasks-server
+    migrate`); StoreOpenError says why it cannot be reached or migrated."""
+    async with _opening(url, connect_timeout_s):
+        conn = await asyncpg.connect(url, timeout=connect_timeout_s)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
 
 
 # A leader's connection that does not answer within this has lost the role (see `held`).
@@ -198,9 +232,12 @@ class AdvisoryLeader:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, pool_max: int = POOL_MAX) -> None:
+    def __init__(
+        self, url: str, *, pool_max: int = POOL_MAX, connect_timeout_s: float = CONNECT_TIMEOUT_S
+    ) -> None:
         self.url = url
         self._pool_max = pool_max
+        self._connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._listening: asyncio.Task[None] | None = None
@@ -210,14 +247,15 @@ class PostgresStore:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        conn = await asyncpg.connect(self.url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=min(POOL_MIN, self._pool_max), max_size=self._pool_max
-        )
+        """Migrate, then open the pool; StoreOpenError says why they cannot be."""
+        await migrate_url(self.url, connect_timeout_s=self._connect_timeout_s)
+        async with _opening(self.url, self._connect_timeout_s):
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=min(POOL_MIN, self._pool_max),
+                max_size=self._pool_max,
+                timeout=self._connect_timeout_s,
+            )
 
     async def close(self) -> None:
         if self._listening is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import os
+import re
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -193,16 +195,20 @@ def test_any_process_reports_every_process_metrics(cluster: Cluster) -> None:
     assert {_registrations(cluster) for _ in range(3 * PROCESSES)} == {before + EACH}
 
 
-def _holders(parent: int, lock: Path) -> list[int]:
-    """Processes under `parent` with `lock` open (Linux /proc)."""
-    children = [
+def _children(parent: int) -> list[int]:
+    """The processes `parent` started (Linux /proc)."""
+    return [
         int(pid)
         for task in Path(f"/proc/{parent}/task").iterdir()
         for pid in (task / "children").read_text().split()
     ]
+
+
+def _holders(parent: int, lock: Path) -> list[int]:
+    """Processes under `parent` with `lock` open."""
     return [
         pid
-        for pid in children
+        for pid in _children(parent)
         if any(os.path.realpath(fd) == str(lock) for fd in Path(f"/proc/{pid}/fd").iterdir())
     ]
 
@@ -218,3 +224,30 @@ def test_one_process_backs_up(cluster: Cluster) -> None:
     # One backup per fire time (every 2 s) since the start, not one per process.
     stored = cluster.server.output().count("backup stored at")
     assert 2 <= stored <= (time.monotonic() - cluster.started) / 2 + 2
+
+
+def _serving(server: ServerProcess, count: int) -> list[int]:
+    """Until the parent has seen `count` workers serving; their pids (from its log)."""
+    deadline = time.monotonic() + 30
+    while len(pids := re.findall(r"worker process (\d+) is serving", server.output())) < count:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    return [int(pid) for pid in pids]
+
+
+def test_a_worker_killed_after_it_served_is_replaced(tmp_path: Path) -> None:
+    """Only a worker that never served stops the cluster (test_startup.py); one that dies
+    later is started again."""
+    server = ServerProcess(tmp_path, CLUSTER_MODE=1, MAX_INSTANCES=2).start()
+    try:
+        assert server.process is not None
+        first, second = _serving(server, 2)
+        os.kill(first, signal.SIGKILL)
+        replacement = _serving(server, 3)[2]
+        assert server.process.poll() is None
+        assert {second, replacement} <= set(_children(server.process.pid))
+        assert first not in _children(server.process.pid)
+        assert httpx.get(f"{server.url}/status").status_code == 200
+    finally:
+        status = server.stop()
+    assert status == 0

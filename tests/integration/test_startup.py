@@ -9,23 +9,26 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 import pytest
 
-from tests.integration.server import ServerProcess, free_port
+from tests.integration.server import ServerProcess, free_port, silent_listener
 
 TASKS_SERVER = str(Path(sys.executable).parent / "tasks-server")
 # Every start-up failure must end the process well within this.
 DEADLINE_S = 20
 
 
-def _run(workdir: Path, *args: str, **env: Any) -> subprocess.CompletedProcess[str]:
-    """`tasks-server ARGS` in `workdir` with the test database; must end before the deadline."""
+def _run(
+    workdir: Path, *args: str, deadline: float = DEADLINE_S, **env: Any
+) -> subprocess.CompletedProcess[str]:
+    """`tasks-server ARGS` in `workdir` with the test database; must end before `deadline`."""
     full_env = {
         **os.environ,
         "PORT": str(free_port()),
@@ -40,10 +43,10 @@ def _run(workdir: Path, *args: str, **env: Any) -> subprocess.CompletedProcess[s
             env=full_env,
             capture_output=True,
             text=True,
-            timeout=DEADLINE_S,
+            timeout=deadline,
         )
     except subprocess.TimeoutExpired as exc:  # run() has killed it
-        pytest.fail(f"tasks-server {' '.join(args)} still running after {DEADLINE_S} s: {exc}")
+        pytest.fail(f"tasks-server {' '.join(args)} still running after {deadline} s: {exc}")
 
 
 def _with_data(workdir: Path, **env: Any) -> dict[str, str]:
@@ -68,10 +71,20 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
 CLUSTER = {"CLUSTER_MODE": 1, "MAX_INSTANCES": 2}
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that selects each store: nothing for SQLite, DATABASE_URL otherwise."""
+    if request.param == "sqlite":
+        return {}
+    return {"DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
 @pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
-def test_another_cipher_key_exits_2_naming_it(tmp_path: Path, mode: dict[str, Any]) -> None:
-    _with_data(tmp_path, CIPHER_KEY="the-first-key")
-    result = _run(tmp_path, "serve", CIPHER_KEY="another-key", **mode)
+def test_another_cipher_key_exits_2_naming_it(
+    tmp_path: Path, mode: dict[str, Any], store_env: dict[str, str]
+) -> None:
+    _with_data(tmp_path, CIPHER_KEY="the-first-key", **store_env)
+    result = _run(tmp_path, "serve", CIPHER_KEY="another-key", **mode, **store_env)
     assert result.returncode == 2
     assert _one_line(result).startswith("tasks-server: CIPHER_KEY does not match the database")
 
@@ -138,14 +151,97 @@ def test_a_file_that_is_not_a_database_exits_non_zero(tmp_path: Path, mode: dict
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "tasks.db").write_bytes(b"not a database " * 100)
     result = _run(tmp_path, "serve", CIPHER_KEY="k", **mode)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "tasks.db" in _one_line(result)
 
 
-def test_an_unusable_database_folder_exits_non_zero(tmp_path: Path) -> None:
+def test_an_unusable_database_folder_exits_2(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
     result = _run(tmp_path, "serve", CIPHER_KEY="k", PATH_SQLITE=tmp_path / "file" / "tasks.db")
+    assert result.returncode == 2, result.stderr
+    assert _one_line(result).startswith(f"tasks-server: cannot open the database {tmp_path}")
+
+
+def _elsewhere(url: str, **parts: Any) -> str:
+    """`url` with another user, password, port or database."""
+    split = urlsplit(url)
+    user = parts.get("user", split.username)
+    password = parts.get("password", split.password)
+    userinfo = f"{user}:{password}" if password else str(user)
+    port = parts.get("port", split.port)
+    path = f"/{parts['database']}" if "database" in parts else split.path
+    return urlunsplit(split._replace(netloc=f"{userinfo}@127.0.0.1:{port}", path=path))
+
+
+# The suite's PostgreSQL trusts every login (initdb -A trust): an unknown role is the failed
+# login it can give.
+PROBLEMS: dict[str, tuple[Callable[[], dict[str, Any]], str]] = {
+    "failed login": (
+        lambda: {"user": "nobody", "password": "s3cret"},
+        'role "nobody" does not exist',
+    ),
+    "unknown database": (
+        lambda: {"database": "no_such_db"},
+        'database "no_such_db" does not exist',
+    ),
+    "refused connection": (
+        lambda: {"password": "s3cret", "port": free_port()},
+        "connection refused",
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_a_postgresql_that_cannot_be_opened_exits_2_with_one_line(
+    tmp_path: Path, postgres_url: str, problem: str, mode: dict[str, Any]
+) -> None:
+    parts, reason = PROBLEMS[problem]
+    url = _elsewhere(postgres_url, **parts())
+    result = _run(tmp_path, "serve", DATABASE_URL=url, CIPHER_KEY="k", **mode)
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result)
+    assert line.startswith("tasks-server: cannot open the database postgresql://"), line
+    assert line.endswith(reason), line
+    assert "s3cret" not in line
+
+
+def test_a_migrate_that_cannot_connect_exits_2_with_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"postgresql://tasks:s3cret@127.0.0.1:{port}/tasks"
+    result = _run(tmp_path, "migrate", DATABASE_URL=url, CIPHER_KEY="k")
+    assert result.returncode == 2, result.stderr
+    assert _one_line(result) == (
+        f"tasks-server: cannot open the database postgresql://tasks@127.0.0.1:{port}/tasks: "
+        "connection refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "waited"),
+    [({}, "5 s"), ({**CLUSTER, "DATABASE_CONNECT_TIMEOUT_MS": 1000}, "1 s")],
+    ids=["single", "cluster"],
+)
+def test_a_database_that_never_answers_fails_within_seconds(
+    tmp_path: Path, mode: dict[str, Any], waited: str
+) -> None:
+    with silent_listener() as port:
+        url = f"postgresql://tasks@127.0.0.1:{port}/tasks"
+        result = _run(tmp_path, "serve", DATABASE_URL=url, CIPHER_KEY="k", deadline=15, **mode)
+    assert result.returncode == 2, result.stderr
+    assert _one_line(result).endswith(f"no answer within {waited} (DATABASE_CONNECT_TIMEOUT_MS)")
+
+
+def test_a_worker_that_cannot_start_stops_the_cluster(tmp_path: Path) -> None:
+    """A failure the parent's checks cannot see (the workers load TLS): the parent exits with
+    the worker's status instead of starting it again forever."""
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    result = _run(tmp_path, "serve", CIPHER_KEY="k", PATH_TLS_CERT=bad, PATH_TLS_KEY=bad, **CLUSTER)
     assert result.returncode == 1, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("tasks-server: worker process "), result.stderr
+    assert last.endswith("stopped before it served (exit status 1); its output above says why")
 
 
 @pytest.mark.parametrize("mode", [{}, CLUSTER], ids=["single", "cluster"])
