@@ -113,7 +113,7 @@ class Destination(Protocol):
         ...
 
     def fetch(self, name_or_key: str, dest: Path) -> None:
-        """Download one backup into the file `dest`."""
+        """Download one backup into `dest`, an existing private file (its mode stays)."""
         ...
 
 
@@ -157,20 +157,27 @@ def _remove_unless_in_use(path: Path) -> bool:
     return True
 
 
-def _temp_glob(db_path: Path) -> str:
-    return f".{db_path.name}.backup-*"
+def _temp_prefix(db_path: Path, kind: str) -> str:
+    """The name of a temp folder beside the database for a "backup" or "restore" of it, up to
+    its random part."""
+    return f".{db_path.name}.{kind}-"
 
 
 def remove_leftovers(settings: Settings) -> None:
-    """Delete temp files of backups killed mid-way, beside the database and in the backup folder."""
+    """Delete temp files of backups and restores killed mid-way, beside the database and in
+    the backup folder."""
     db_path = settings.path_sqlite
-    leftovers = [*db_path.parent.glob(_temp_glob(db_path))]
+    leftovers = [
+        path
+        for kind in ("backup", "restore")
+        for path in db_path.parent.glob(_temp_prefix(db_path, kind) + "*")
+    ]
     if settings.backup_method_sqlite is BackupMethod.LOCAL:
         leftovers += settings.backup_path_dir_sqlite.glob(f".*{ARCHIVE_SUFFIX}.*.tmp")
     for path in leftovers:
         if _remove_unless_in_use(path):
             log.info(
-                "removed %s left by an interrupted backup",
+                "removed %s left by an interrupted backup or restore",
                 path,
                 extra={"action": "backup_leftover_removed"},
             )
@@ -299,7 +306,9 @@ class S3Destination:
         return [f"s3://{self.bucket}/{key}" for key in doomed]
 
     def fetch(self, name_or_key: str, dest: Path) -> None:
-        self.client.download_file(self.bucket, self.key(name_or_key), str(dest))
+        # Into the open file: download_file would replace `dest` with a file of its own mode.
+        with dest.open("wb") as out:
+            self.client.download_fileobj(self.bucket, self.key(name_or_key), out)
 
 
 def destination_for(settings: Settings) -> Destination:
@@ -337,7 +346,7 @@ def backup_now(settings: Settings, when: datetime | None = None) -> str:
         # Beside the database, not in the system temp folder: the copy is as private as the
         # database, and a kill -9 leaves it where the next backup or start removes it.
         with tempfile.TemporaryDirectory(
-            prefix=_temp_glob(db_path)[:-1], dir=db_path.parent
+            prefix=_temp_prefix(db_path, "backup"), dir=db_path.parent
         ) as tmp:
             held = _lock(Path(tmp))
             try:
@@ -513,7 +522,9 @@ def restore(
 
     The archive is verified before anything is replaced. An existing database is refused
     unless `force`; then it (with its -wal/-shm) is kept as ``<db>.replaced-<time>``. Stop
-    the server before restoring over a database it has open.
+    the server before restoring over a database it has open. The archive is fetched into a
+    private temp folder beside the database: removed at the end, or by the next restore or
+    start after a kill.
     """
     target = settings.path_sqlite
     sidecars = [Path(f"{target}{suffix}") for suffix in ("", "-wal", "-shm")]
@@ -522,27 +533,36 @@ def restore(
             f"a database already exists at {target}; pass --force to replace it (it is kept aside)"
         )
     private_dir(target.parent)
-    with tempfile.TemporaryDirectory(prefix=".restore-", dir=target.parent) as tmp:
-        archive = Path(tmp) / "backup.tar.gz"
-        _fetch(settings, source, archive)
-        restored = Path(tmp) / "restored.db"
-        _extract_db(archive, restored)
-        _check_integrity(restored, RestoreError)
-        _check_key(settings, restored)
-        stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-        for path in sidecars:
-            if path.exists():
-                aside = Path(f"{target}.replaced-{stamp}{path.name[len(target.name) :]}")
-                os.replace(path, aside)
-                log.warning(
-                    "kept the replaced %s as %s",
-                    path,
-                    aside,
-                    extra={"action": "restore_kept_aside"},
-                )
-        os.replace(restored, target)
+    remove_leftovers(settings)
+    with tempfile.TemporaryDirectory(
+        prefix=_temp_prefix(target, "restore"), dir=target.parent
+    ) as tmp:
+        held = _lock(Path(tmp))
+        try:
+            archive = _private(Path(tmp) / "backup.tar.gz")
+            _fetch(settings, source, archive)
+            restored = Path(tmp) / "restored.db"
+            _extract_db(archive, restored)
+            _check_integrity(restored, RestoreError)
+            _check_key(settings, restored)
+            _replace(target, sidecars, restored, when or datetime.now(UTC))
+        finally:
+            os.close(held)
     _fsync_dir(target.parent)
     return target
+
+
+def _replace(target: Path, sidecars: list[Path], restored: Path, when: datetime) -> None:
+    """Move `restored` to `target`, keeping what was there (with its -wal/-shm) aside."""
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    for path in sidecars:
+        if path.exists():
+            aside = Path(f"{target}.replaced-{stamp}{path.name[len(target.name) :]}")
+            os.replace(path, aside)
+            log.warning(
+                "kept the replaced %s as %s", path, aside, extra={"action": "restore_kept_aside"}
+            )
+    os.replace(restored, target)
 
 
 @contextlib.contextmanager

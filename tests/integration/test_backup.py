@@ -9,10 +9,12 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +41,7 @@ from tasks_server.metrics import Metrics
 from tasks_server.settings import BackupMethod, Settings
 from tasks_server.store.sqlite import try_lock
 from tests.conftest import MakeSettings, open_client, register_owner
-from tests.integration.server import free_port
+from tests.integration.server import ServerProcess, free_port, silent_listener
 
 T0 = datetime(2026, 11, 22, 7, 25, 31, tzinfo=UTC)
 NAME_RE = re.compile(r"^tasks-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ\.db\.tar\.gz$")
@@ -579,6 +581,63 @@ async def test_cli_backup_and_restore(local_settings: Settings, tmp_path: Path) 
     assert "restored" in forced.stdout
     assert list(db.parent.glob("tasks.db.replaced-*"))
     assert owner_names(db) == {"owner-one"}
+
+
+def _restore_folder(db_dir: Path) -> Path | None:
+    """The temp folder of a restore under way in `db_dir`, once its archive file is there."""
+    for path in db_dir.glob(".*restore-*"):
+        if (path / "backup.tar.gz").exists():
+            return path
+    return None
+
+
+@pytest.mark.parametrize("then", ["restore", "serve"])
+def test_a_restore_killed_mid_way_leaves_nothing_after_the_next(
+    local_settings: Settings, tmp_path: Path, then: str
+) -> None:
+    """kill -9 during the download: its private temp folder stays until the next restore or
+    start removes it (SPEC §10.9)."""
+    asyncio.run(populate(local_settings))
+    archive = asyncio.run(run_backup(local_settings))
+    target = tmp_path / "restored" / "tasks.db"
+    env = {"PATH_SQLITE": str(target), "CIPHER_KEY": str(local_settings.cipher_key)}
+    with silent_listener() as port:  # an object storage that never answers: the fetch hangs
+        stalled = {
+            **os.environ,
+            **env,
+            "LOG": "0",
+            "BACKUP_METHOD_SQLITE": "OBJECT_STORAGE",
+            "BACKUP_OBJECT_STORAGE_ENDPOINT": f"http://127.0.0.1:{port}",
+            "BACKUP_OBJECT_STORAGE_BUCKET_NAME": "backups",
+            "BACKUP_OBJECT_STORAGE_ACCESS_KEY": "test",
+            "BACKUP_OBJECT_STORAGE_SECRET_KEY": "test",
+        }
+        restoring = subprocess.Popen(
+            [sys.executable, "-m", "tasks_server", "restore", "tasks.db.tar.gz"],
+            env=stalled,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while (leftover := _restore_folder(target.parent)) is None:
+                assert restoring.poll() is None, "the restore ended instead of hanging"
+                assert time.monotonic() < deadline, "no restore folder with its archive in 30 s"
+                time.sleep(0.05)
+        finally:
+            restoring.kill()
+            restoring.wait()
+    assert stat.S_IMODE(leftover.stat().st_mode) == 0o700
+    assert stat.S_IMODE((leftover / "backup.tar.gz").stat().st_mode) == 0o600
+
+    if then == "restore":
+        done = _cli("restore", archive, env=env)
+        assert done.returncode == 0, done.stderr
+    else:
+        with ServerProcess(tmp_path, **env):
+            pass
+    assert not leftover.exists()
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.startswith(".")) == []
 
 
 def test_cli_backup_failure_is_one_line(tmp_path: Path) -> None:
