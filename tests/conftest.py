@@ -14,6 +14,7 @@ from asgi_lifespan import LifespanManager
 from tasks_server.app import create_app
 from tasks_server.services import Services
 from tasks_server.settings import Settings
+from tests import processes
 from tests.postgres import Databases, local_server, run_apart
 
 MakeSettings = Callable[..., Settings]
@@ -25,6 +26,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in list(Settings.model_fields):
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_suite() -> Iterator[None]:
+    """A process a test started and never stopped is stopped here, and reported."""
+    yield
+    left = processes.stop_all()
+    assert not left, f"tests left these running (now stopped): {left}"
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import asyncpg
 
 from tests.integration.server import free_port
 
-START_TIMEOUT_S = 30
+START_TIMEOUT_S = 120  # pg_ctl -w polls: a bound for a loaded machine, free on a quiet one
 T = TypeVar("T")
 
 
@@ -82,6 +82,9 @@ class LocalServer:
             )
             self.start()
         except BaseException:
+            # The postmaster leads a session of its own (pg_ctl's doing), out of reach of a
+            # group kill; a start that timed out or was interrupted may still come up.
+            self.stop("immediate")
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         return self

@@ -6,13 +6,13 @@ every phase, each row carries its CPU use, and no task ran twice or never.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests import processes
 from tests.postgres import Databases
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -27,7 +27,7 @@ def test_the_postgres_bench_runs_every_configuration(
     out = tmp_path / "bench.json"
     command = [sys.executable, str(BENCH), "--postgres", "--tiny", "--json", str(out)]
     command += ["--database-url", postgres_databases.url]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=220)
+    finished = processes.run(command, timeout=220)  # with every server the bench started
     assert finished.returncode == 0, finished.stdout + finished.stderr
 
     rows = {row["metric"]: row for row in orjson.loads(out.read_bytes())["rows"]}

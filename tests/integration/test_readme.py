@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import processes
 from tests.integration.server import ServerProcess, free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -36,7 +37,7 @@ def test_the_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
         def local(text: str) -> str:
             return re.sub(r"\b(9220|8000)\b", lambda m: ports[m.group(1)], text)
 
-        target = subprocess.Popen(  # from the clone's folder, as the README says
+        target = processes.start(  # from the clone's folder, as the README says
             ["bash", "-c", "exec " + local(target_command).strip()],
             cwd=README.parent,
             stdout=subprocess.DEVNULL,
@@ -51,18 +52,13 @@ def test_the_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
                 except httpx.TransportError:
                     assert time.monotonic() < deadline, "the target did not start"
                     time.sleep(0.05)  # waiting for the target to listen
-            run = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", local(script)],
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
+            run = processes.run(
+                ["bash", "-euo", "pipefail", "-c", local(script)], cwd=tmp_path, timeout=60
             )
             if run.returncode == 0:
                 _check_flow_tasks(server.url, run.stdout)
         finally:
-            target.terminate()
-            target.wait(10)
+            processes.stop(target, timeout=10)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert '"state":"SUCCESS"' in out and '"statusCode":200' in out
