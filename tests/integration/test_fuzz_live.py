@@ -23,9 +23,11 @@ from schemathesis.specs.openapi.stateful import OpenAPIStateMachine
 
 from tasks_server.openapi import build_openapi
 from tests.api.test_fuzz import CHECKS
-from tests.integration.server import ServerProcess
+from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess
 
 SCENARIOS = 60
+# A few hundred requests: half a minute beside a CPU hog on two cores; bounded well above.
+pytestmark = pytest.mark.timeout(STARTUP_TIMEOUT_S + 300)
 FAR_AWAY_MS = 3_600_000
 
 # Scenarios replay against one server, so none may change what later ones find: rotating the
