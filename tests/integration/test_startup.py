@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from tests import processes
 from tests.integration.server import ServerProcess, free_port, silent_listener
 
 TASKS_SERVER = str(Path(sys.executable).parent / "tasks-server")
@@ -37,15 +38,8 @@ def _run(
         **{key: str(value) for key, value in env.items()},
     }
     try:
-        return subprocess.run(
-            [TASKS_SERVER, *args],
-            cwd=workdir,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=deadline,
-        )
-    except subprocess.TimeoutExpired as exc:  # run() has killed it
+        return processes.run([TASKS_SERVER, *args], cwd=workdir, env=full_env, timeout=deadline)
+    except subprocess.TimeoutExpired as exc:  # run() has killed it, a cluster's workers too
         pytest.fail(f"tasks-server {' '.join(args)} still running after {deadline} s: {exc}")
 
 
