@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import processes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
@@ -30,13 +31,9 @@ DENY = "refused by DESTINATION_DENY"
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workdir = tmp_path_factory.mktemp("netns")
     command = ["unshare", "--net", "--mount", "--", sys.executable, "-m"]
-    done = subprocess.run(
-        [*command, "tests.integration.netns_guard", str(workdir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    # Its servers die with it, however it ends.
+    done = processes.run(
+        [*command, "tests.integration.netns_guard", str(workdir)], cwd=REPO, timeout=300
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])

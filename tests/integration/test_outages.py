@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +29,7 @@ import pytest
 
 from tests.api.test_metrics import _sample
 from tests.integration.server import ServerProcess
+from tests.polling import eventually
 from tests.postgres import LocalServer, run_apart, with_database
 
 pytestmark = pytest.mark.slow
@@ -39,14 +40,6 @@ RETRYABLE = "Retry the request after the delay in Retry-After"
 OUTAGE_S = 3.0  # how long PostgreSQL stays stopped
 DEADLINE_S = 30.0  # for what must happen once the database is back
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'"
-
-
-def eventually(check: Callable[[], T], what: str, timeout: float = DEADLINE_S) -> T:
-    deadline = time.monotonic() + timeout
-    while not (answer := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.05)  # polling a condition the test cannot be told about
-    return answer
 
 
 class Api:
@@ -140,11 +133,15 @@ def test_a_full_disk_answers_503_until_room_is_made(tmp_path: Path) -> None:
             filler = fill(disk)
             full = [api.register().status_code for _ in range(20)]
             assert full == [503] * 20
-            eventually(lambda: api.health() == 503, "/health says 503 while the disk is full")
+            eventually(
+                lambda: api.health() == 503, DEADLINE_S, "/health says 503 while the disk is full"
+            )
 
             filler.unlink()
-            eventually(lambda: api.register().status_code == 201, "a registration once freed")
-            eventually(lambda: api.health() == 200, "/health says 200 once freed")
+            eventually(
+                lambda: api.register().status_code == 201, DEADLINE_S, "a registration once freed"
+            )
+            eventually(lambda: api.health() == 200, DEADLINE_S, "/health says 200 once freed")
             assert (api.served_503s() or 0) >= 20
             print(f"full disk: answers {dict(api.answered)}")
     assert api.answered[500] == 0
@@ -228,10 +225,13 @@ def test_a_postgresql_restart_answers_503_then_serves_and_listens_again(
             during = dict(api.answered)
         finally:
             own_postgres.start()
-        eventually(lambda: api.register().status_code == 201, "a registration once restarted")
+        eventually(
+            lambda: api.register().status_code == 201, DEADLINE_S, "a registration once restarted"
+        )
         assert api.health() == 200
         eventually(
             lambda: run_apart(_listening(own_postgres.url, "restarted")) == 1,
+            DEADLINE_S,
             "the node listening for changes again",
         )
         print(f"PostgreSQL stopped {OUTAGE_S:g} s: answers {during}, then {dict(api.answered)}")
@@ -252,6 +252,8 @@ def test_postgresql_out_of_connections_answers_503(
         assert 503 in statuses
         assert set(statuses) <= {201, 503}
         during = dict(api.answered)
-        eventually(lambda: api.register().status_code == 201, "a registration once given back")
+        eventually(
+            lambda: api.register().status_code == 201, DEADLINE_S, "a registration once given back"
+        )
         print(f"{taken} connections taken: answers {during}, then {dict(api.answered)}")
     assert api.answered[500] == 0
