@@ -131,13 +131,14 @@ STARTABLE = """
   JOIN queues q ON q.id = j.id
  WHERE q.lease_owner = j.holder AND q.version = j.version AND q.state = 'RUNNING'
 """
-STARTABLE_IDS = f"SELECT json_group_array(q.id) {STARTABLE}"
+# {id: the number its attempt opens as}: the stored count, which a stale `Due` may lag.
+STARTABLE_NUMBERS = f"SELECT json_group_object(q.id, q.attempts + 1) {STARTABLE}"
 OPEN_ATTEMPTS = f"""
 INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
 SELECT q.id, q.attempts + 1, j.holder, q.estimate_execution_at, j.now {STARTABLE}
 """
 COUNT_ATTEMPTS = """
-UPDATE queues SET attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each(?))
+UPDATE queues SET attempts = attempts + 1 WHERE id IN (SELECT key FROM json_each(?))
 """
 ABORT_OPEN = """
 UPDATE attempts SET finished_at = ?, outcome = 'ABORTED'
@@ -417,11 +418,11 @@ async def started(db: Database, *, holder: str, due: Due, now: int) -> int | Non
 
 def _start_all(conn: sqlite3.Connection, items: list[tuple[str, Due, int]]) -> list[int | None]:
     rows = _json([(due.id, holder, due.version, now) for holder, due, now in items])
-    (startable,) = conn.execute(STARTABLE_IDS, (rows,)).fetchone()
+    (startable,) = conn.execute(STARTABLE_NUMBERS, (rows,)).fetchone()
     conn.execute(OPEN_ATTEMPTS, (rows,))
     conn.execute(COUNT_ATTEMPTS, (startable,))
-    opened = set(orjson.loads(startable))
-    return [due.attempts + 1 if due.id in opened else None for _, due, _ in items]
+    opened: dict[str, int] = orjson.loads(startable)
+    return [opened.get(due.id) for _, due, _ in items]
 
 
 async def record(
