@@ -413,7 +413,7 @@ class TaskStore(Protocol):
         metadata: bytes | None,
         limit: int,
     ) -> ScheduleRow | None:
-        """Insert an ACTIVE schedule; None when the owner already has `limit`."""
+        """Insert an ACTIVE schedule; None when the owner already has `limit` (or is unknown)."""
 
     async def get_schedule(self, owner_id: str, schedule_id: str) -> ScheduleRow | None: ...
 

@@ -21,11 +21,13 @@ SCHEDULE_COLUMNS = (
     "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, last_queue_id, "
     "version, request, metadata"
 )
+# Selected from the owner's row: an unknown owner inserts nothing, as a full one.
 INSERT_SCHEDULE = f"""
 INSERT INTO schedules (id, owner_id, state, cron, timezone, created_at, next_run_at, request,
                        metadata)
-SELECT ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?
- WHERE (SELECT count(*) FROM schedules WHERE owner_id = ?) < ?
+SELECT ?, id, 'ACTIVE', ?, ?, ?, ?, ?, ?
+  FROM owners
+ WHERE id = ? AND (SELECT count(*) FROM schedules WHERE owner_id = owners.id) < ?
 RETURNING {SCHEDULE_COLUMNS}
 """
 SELECT_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ? AND owner_id = ?"
@@ -71,8 +73,9 @@ async def create(
     metadata: bytes | None,
     limit: int,
 ) -> ScheduleRow | None:
-    """Insert an ACTIVE schedule unless the owner has `limit` already (None then)."""
-    params = (schedule_id, owner_id, cron, timezone, created_at, next_run_at, request, metadata)
+    """Insert an ACTIVE schedule unless the owner has `limit` already or is unknown (None
+    then)."""
+    params = (schedule_id, cron, timezone, created_at, next_run_at, request, metadata)
 
     def unit(conn: sqlite3.Connection) -> ScheduleRow | None:
         rows = conn.execute(INSERT_SCHEDULE, (*params, owner_id, limit)).fetchall()
