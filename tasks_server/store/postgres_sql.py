@@ -286,22 +286,6 @@ ORDER_COLUMNS = {
     "estimateExecutionAt": "estimate_execution_at",
 }
 ACTIVE = ("RUNNING", "PAUSED")
-CHANGEABLE = frozenset(
-    {
-        "state",
-        "estimate_execution_at",
-        "estimate_end_at",
-        "paused_at",
-        "retry_count",
-        "retry_limit",
-        "request",
-        "metadata",
-        "flow_key",
-        "flow_parallelism",
-        "flow_rate",
-    }
-)
-
 # The owner row is locked first, so concurrent registrations on any node count exactly.
 OWNER_HAS_ROOM = "SELECT active_tasks < $2 FROM owners WHERE id = $1 FOR UPDATE"
 # $9: how long the pre-claim lease lasts (ms), measured from the database clock.
@@ -346,11 +330,8 @@ def list_for_owner(filters: Iterable[str], *, order: str, descending: bool) -> s
 
 
 def update_queue(columns: Iterable[str]) -> str:
-    """Set `columns` ($1…$n, checked against CHANGEABLE), bump the version; id is $n+1."""
+    """Set `columns` ($1…$n, a lifecycle change's), bump the version; id is $n+1."""
     names = list(columns)
-    unknown = set(names) - CHANGEABLE
-    if unknown:
-        raise ValueError(f"not changeable: {sorted(unknown)}")
     assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, 1))
     return (
         f"UPDATE queues SET {assignments}, version = version + 1 "

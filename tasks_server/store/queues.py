@@ -226,23 +226,6 @@ SELECT owners.id, owners.active_tasks,
   FROM owners
 """
 
-_CHANGEABLE = frozenset(
-    {
-        "state",
-        "estimate_execution_at",
-        "estimate_end_at",
-        "paused_at",
-        "retry_count",
-        "retry_limit",
-        "request",
-        "metadata",
-        "flow_key",
-        "flow_parallelism",
-        "flow_rate",
-    }
-)
-
-
 ACTIVE = ("RUNNING", "PAUSED")
 
 
@@ -340,9 +323,6 @@ async def change(
         if isinstance(decided, Rejected):
             return decided
         changes = change_columns(decided)
-        unknown = set(changes) - _CHANGEABLE
-        if unknown:
-            raise ValueError(f"not changeable: {sorted(unknown)}")
         reactivates = row.state not in ACTIVE and changes.get("state", row.state) in ACTIVE
         if reactivates and limit is not None:
             (room,) = conn.execute(OWNER_HAS_ROOM, (limit, owner_id)).fetchone()
