@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil import parser
 from dateutil import tz as dateutil_tz
 
 MAX_INSTANT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+_MAX_ZONE_NAME = 64  # the longest IANA zone name has 32 characters
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -18,6 +19,22 @@ _FORMATS = 'epoch milliseconds, ISO 8601 or a date such as "Dec 12 2012 12:12:12
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name` (``Europe/Paris``, ``UTC``), or ValueError.
+
+    ZoneInfo reads whatever file the name points to under the tz folders: a folder
+    (``America``) or an over-long name fails with OSError, a data file (``zone.tab``) or a
+    path with ValueError. Every one of them is a name that is not a zone.
+    """
+    try:
+        if len(name) <= _MAX_ZONE_NAME:
+            return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    shown = name if len(name) <= _MAX_ZONE_NAME else f"{name[:_MAX_ZONE_NAME]}..."
+    raise ValueError(f"{shown!r} is not an IANA time zone such as 'Europe/Paris' or 'UTC'")
 
 
 def _zone_of(name: str | None, offset: int | None) -> tzinfo | None:

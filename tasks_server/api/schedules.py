@@ -13,7 +13,7 @@ from ulid import ULID
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.api.queues import validate_task
-from tasks_server.cron import Cron
+from tasks_server.cron import Cron, CronError
 from tasks_server.models.common import Done
 from tasks_server.models.queues import redact
 from tasks_server.models.schedules import (
@@ -200,8 +200,12 @@ async def resume(request: Request) -> Response:
     def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
         if row.state != PAUSED:
             return Rejected(f"Only a PAUSED schedule can be resumed; this one is {row.state}")
+        try:
+            cron = Cron(row.cron, row.timezone)
+        except CronError as exc:  # stored before its checks existed: a PATCH mends it
+            return Rejected(f"The schedule's {exc}; PATCH it first")
         # From now on: fire times that passed while paused are not caught up.
-        return {"state": ACTIVE, "next_run_at": Cron(row.cron, row.timezone).next_after(now)}
+        return {"state": ACTIVE, "next_run_at": cron.next_after(now)}
 
     return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "resumed", decide)))
 

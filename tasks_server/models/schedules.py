@@ -5,12 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from tasks_server.cron import Cron, CronError
+from tasks_server.cron import Cron
 from tasks_server.models.attempts import MAX_OFFSET
 from tasks_server.models.queues import HttpRequest, Metadata, QueueConfig
+from tasks_server.timeutil import time_zone
 
 # Timing of a one-shot task: a schedule's fire times replace them.
 ONE_SHOT_FIELDS = ("executionDelay", "executeAt", "executeImmediately", "retryAt", "timeoutAt")
@@ -49,13 +50,17 @@ class ScheduleRegistration(BaseModel):
                     raise ValueError(f"config.{name} has no meaning for a schedule")
         return data
 
-    @model_validator(mode="after")
-    def _cron_in_zone(self) -> ScheduleRegistration:
-        try:
-            Cron(self.cron, self.timezone)
-        except CronError as exc:
-            raise ValueError(str(exc)) from None
-        return self
+    @field_validator("cron")
+    @classmethod
+    def _fires(cls, value: str) -> str:
+        Cron(value)  # whether it ever fires does not depend on the zone
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        time_zone(value)
+        return value
 
     def document(self) -> dict[str, Any]:
         """The stored form, as a client could send it back (merge patches apply to it)."""

@@ -15,6 +15,7 @@ from tasks_server.cron import Cron
 from tasks_server.crypto import Cipher
 from tasks_server.metrics import Metrics
 from tasks_server.schedules import REQUEST, ScheduleRunner
+from tasks_server.settings import Settings
 from tasks_server.store.base import FireOutcome, NewTask, QueueRow, ScheduleRow
 from tasks_server.store.sqlite import SqliteStore
 from tasks_server.timeutil import now_ms
@@ -290,3 +291,75 @@ async def test_one_task_per_fire_time_whoever_fires(tmp_path: Path) -> None:
     finally:
         await runner.stop()
         await store.close()
+
+
+# --- bad crons and zones never answer 500 (SPEC §15.5) ---------------------------------
+
+NEVER_FIRES = ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *"]
+NOT_ZONES = ["America", "Europe/", "x" * 256, "../../etc/passwd", "zone.tab"]
+BAD_VALUES = [("cron", cron) for cron in NEVER_FIRES] + [("timezone", z) for z in NOT_ZONES]
+
+
+def _refused(response: httpx.Response, field: str) -> str:
+    """The 400 error shape with one problem, at `field`; its message."""
+    assert response.status_code == 400, (field, response.text)
+    body = response.json()
+    assert body["action"] == "Do not retry without fixing the problem"
+    (problem,) = body["message"]
+    assert problem["path"] == field, body
+    return str(problem["message"])
+
+
+async def test_a_cron_that_never_fires_or_a_zone_that_is_not_one_is_refused(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    for field, value in BAD_VALUES:
+        body = {**schedule("http://127.0.0.1:9/x"), field: value}
+        message = _refused(await client.post("/v1/schedules", json=body, headers=owner), field)
+        assert ("never fires" if field == "cron" else "not an IANA time zone") in message
+    assert (await client.get("/v1/schedules", headers=owner)).json() == []
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["active", "paused"])
+async def test_a_patch_to_a_bad_cron_or_zone_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, owner: Headers, paused: bool
+) -> None:
+    sid = (await create(client, owner, schedule("http://127.0.0.1:9/x", "0 9 * * *")))["id"]
+    if paused:
+        assert (await client.patch(f"/v1/schedules/{sid}/pause", headers=owner)).is_success
+    for field, value in BAD_VALUES:
+        response = await client.patch(f"/v1/schedules/{sid}", json={field: value}, headers=owner)
+        _refused(response, field)
+    stored = (await client.get(f"/v1/schedules/{sid}", headers=owner)).json()
+    assert (stored["cron"], stored["timezone"]) == ("0 9 * * *", "UTC")
+    if paused:  # the resume that used to answer 500 for every call after such a patch
+        resumed = await client.patch(f"/v1/schedules/{sid}/resume", headers=owner)
+        assert resumed.status_code == 200, resumed.text
+        assert (resumed.json()["state"], resumed.json()["cron"]) == ("ACTIVE", "0 9 * * *")
+
+
+@pytest.mark.parametrize(("field", "value"), [("cron", "0 0 31 2 *"), ("timezone", "America")])
+async def test_a_paused_schedule_stored_with_a_bad_cron_or_zone_resumes_with_422(
+    settings: Settings, field: str, value: str
+) -> None:
+    """A row written before these checks existed: resume says why, never 500; a PATCH mends
+    it."""
+    service = open_client(settings)
+    async with service as client:
+        owner = await register_owner(client, "schedule-owner")
+        sid = (await create(client, owner, schedule("http://127.0.0.1:9/x")))["id"]
+        assert (await client.patch(f"/v1/schedules/{sid}/pause", headers=owner)).is_success
+        owner_id = owner["X-Tasks-Owner-Id"]
+        changed = await service.services.store.change_schedule(
+            owner_id, sid, lambda _row: {field: value}
+        )
+        assert isinstance(changed, ScheduleRow)
+        resumed = await client.patch(f"/v1/schedules/{sid}/resume", headers=owner)
+        assert resumed.status_code == 422, resumed.text
+        assert resumed.json()["message"].startswith(f"The schedule's {field} ")
+        fixed = await client.patch(
+            f"/v1/schedules/{sid}", json={"cron": "0 * * * *", "timezone": "UTC"}, headers=owner
+        )
+        assert fixed.status_code == 200, fixed.text
+        resumed = await client.patch(f"/v1/schedules/{sid}/resume", headers=owner)
+        assert resumed.status_code == 200 and resumed.json()["state"] == "ACTIVE"

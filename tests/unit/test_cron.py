@@ -115,8 +115,60 @@ def test_fire_time_is_strictly_after() -> None:
         ("@often", "UTC"),
         ("0 * * * *", "Mars/Olympus"),
         ("", "UTC"),
+        ("0 0 31 2 *", "UTC"),  # parses, but no date matches: it never fires
+        ("0 0 30 2 *", "Europe/Paris"),
+        ("0 0 31 4,6,9,11 *", "UTC"),
+        ("0 0 0 30 2 *", "UTC"),  # with seconds
+        ("0 0 30 2 mon#5", "UTC"),  # an nth weekday narrows the day: still never
+        ("0 * * * *", "America"),  # a folder of the tz database, not a zone
+        ("0 * * * *", "America/"),
+        ("0 * * * *", "x" * 256),
+        ("0 * * * *", "Europe/" + "x" * 300),
+        ("0 * * * *", "../../etc/passwd"),
+        ("0 * * * *", "/etc/localtime"),
+        ("0 * * * *", "zone.tab"),  # a data file beside the zones
+        ("0 * * * *", " UTC"),
     ],
 )
 def test_invalid_expressions_and_zones(expression: str, zone: str) -> None:
     with pytest.raises(CronError):
         Cron(expression, zone)
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 0 31 4 *"])
+def test_a_cron_that_never_fires_says_so(expression: str) -> None:
+    with pytest.raises(CronError, match="never fires"):
+        Cron(expression)
+
+
+@pytest.mark.parametrize("zone", ["America", "x" * 256, "Europe/"])
+def test_a_zone_that_is_not_one_says_so(zone: str) -> None:
+    with pytest.raises(CronError, match="not an IANA time zone"):
+        Cron("0 * * * *", zone)
+
+
+@pytest.mark.parametrize(
+    ("expression", "start", "expected"),
+    [
+        ("0 0 29 2 *", "2026-06-01T00:00:00+00:00", "2028-02-29T00:00:00Z"),
+        # Day of month or day of week: the 31st never comes in February, Mondays do.
+        ("0 0 31 2 1", "2026-06-01T00:00:00+00:00", "2027-02-01T00:00:00Z"),
+        # A fifth Monday in February: only a leap year starting the month on a Monday.
+        ("0 0 * 2 1#5", "2026-06-01T00:00:00+00:00", "2044-02-29T00:00:00Z"),
+        ("0 0 29 2 1#5", "2044-03-01T00:00:00+00:00", "2072-02-29T00:00:00Z"),
+    ],
+)
+def test_rare_crons_are_kept(expression: str, start: str, expected: str) -> None:
+    assert fires(Cron(expression), start, 1) == [expected]
+
+
+def test_seconds_last_is_the_backup_dialect() -> None:
+    cron = Cron("* * * * * */2", seconds_first=False)
+    assert fires(cron, "2026-06-05T12:00:00+00:00", 2) == [
+        "2026-06-05T12:00:02Z",
+        "2026-06-05T12:00:04Z",
+    ]
+    with pytest.raises(CronError, match="never fires"):
+        Cron("0 0 31 2 * 0", seconds_first=False)
+    with pytest.raises(CronError, match="6 with seconds last"):
+        Cron("0 0 1 1 * 0 2020", seconds_first=False)
