@@ -24,9 +24,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 from tasks_server import startup
 from tasks_server.files import private_dir
@@ -415,8 +412,7 @@ class BackupScheduler:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         backup: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
-        self.pattern = settings.backup_cron_pattern_sqlite
-        self.tz = ZoneInfo(settings.backup_tz)
+        self._cron = settings.backup_cron
         self._now = now or (lambda: datetime.now(UTC))
         self._sleep = sleep
         self._backup = backup or (lambda: run_backup(settings, metrics))
@@ -426,9 +422,8 @@ class BackupScheduler:
 
     def next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (aware), in UTC."""
-        local = after.astimezone(self.tz)
-        nxt: datetime = croniter(self.pattern, local).get_next(datetime)
-        return nxt.astimezone(UTC)
+        after_ms = int(after.timestamp() * 1000)
+        return datetime.fromtimestamp(self._cron.next_after(after_ms) / 1000, UTC)
 
     async def run_once(self) -> str | None:
         """One backup, if this process is the leader; failures are logged, never raised."""

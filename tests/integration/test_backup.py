@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
@@ -158,7 +159,7 @@ async def test_local_backup_end_to_end(local_settings: Settings, tmp_path: Path)
 
 
 def test_archive_name_is_utc_and_filename_safe() -> None:
-    paris = T0.astimezone(backup.ZoneInfo("Europe/Paris"))
+    paris = T0.astimezone(ZoneInfo("Europe/Paris"))
     assert archive_name(Path("/x/tasks.db"), paris) == "tasks-2026-11-22T07-25-31Z.db.tar.gz"
 
 

@@ -330,3 +330,28 @@ def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path) -> No
         assert {"ts", "level", "event"} <= set(record)
     assert any(record.get("action") == "cipher_key_generated" for record in records)
     assert owner["key"] not in server.output()
+
+
+# --- time zones and crons in settings (SPEC §15.5) ---------------------------------------
+
+BAD_TIME_SETTINGS = [
+    ("TZ", "America"),
+    ("TZ", "x" * 300),
+    ("LOG_TZ", "Europe"),
+    ("LOG_TZ", "../../etc/passwd"),
+    ("BACKUP_CRON_TZ_SQLITE", "America"),
+    ("BACKUP_CRON_PATTERN_SQLITE", "0 0 31 2 *"),
+    ("BACKUP_CRON_PATTERN_SQLITE", "0 0 31 4 *"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), BAD_TIME_SETTINGS, ids=[f"{n}={v[:12]}" for n, v in BAD_TIME_SETTINGS]
+)
+def test_a_bad_zone_or_a_cron_that_never_fires_exits_2_naming_it(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    result = _run(tmp_path, "serve", CIPHER_KEY="k", **{name: value})
+    assert result.returncode == 2, result.stderr
+    assert _one_line(result).startswith(f"tasks-server: invalid setting {name}: ")
+    assert not (tmp_path / "db").exists()  # refused before anything was created
