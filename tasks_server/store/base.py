@@ -250,8 +250,8 @@ ScheduleDecide = Callable[[ScheduleRow], "dict[str, Any] | Rejected"]
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """A task a schedule's fire or an outcome's callback registers (blobs already sealed for
-    `queue_id`)."""
+    """A task a schedule's fire, an outcome's callback or a bulk `insert_many` registers
+    (blobs already sealed for `queue_id`)."""
 
     queue_id: str
     created_at: int
@@ -260,6 +260,14 @@ class NewTask:
     request: bytes
     metadata: bytes | None
     flow: Flow | None = None
+
+
+def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
+    """`task` of `owner_id` in the column order of either engine's ``INSERT_TASK``."""
+    return (
+        *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
+        *(task.request, task.metadata, *flow_columns(task.flow).values()),
+    )
 
 
 class FireOutcome(Enum):
@@ -369,6 +377,12 @@ class TaskStore(Protocol):
         exact under concurrency); `lease` pre-claims it for the registering process. With
         `idempotency`, a repeat of the key stores nothing (REPLAYED with the task it made,
         or KEY_REUSED), also under concurrent repeats."""
+
+    async def insert_many(
+        self, owner_id: str, tasks: Sequence[NewTask], *, limit: int
+    ) -> InsertOutcome:
+        """Insert RUNNING tasks of one owner in one transaction, all or none: LIMIT_REACHED
+        unless the owner can hold every one of them under `limit`."""
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
 

@@ -53,6 +53,7 @@ from tasks_server.store.base import (
     change_columns,
     flow_columns,
     limit_message,
+    task_values,
 )
 from tasks_server.timeutil import now_ms
 
@@ -519,6 +520,22 @@ class PostgresStore:
             return outcome, row
 
         return await self._write(insert if idempotency is None else once)
+
+    async def insert_many(
+        self, owner_id: str, tasks: Sequence[NewTask], *, limit: int
+    ) -> InsertOutcome:
+        async def insert(conn: asyncpg.Connection) -> InsertOutcome:
+            room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit - len(tasks) + 1)
+            if room is None:
+                return InsertOutcome.NO_OWNER
+            if not room:
+                return InsertOutcome.LIMIT_REACHED
+            if tasks:  # one statement: a column of values per parameter
+                rows = [task_values(owner_id, task) for task in tasks]
+                await conn.execute(sql.INSERT_TASKS, *map(list, zip(*rows, strict=True)))
+            return InsertOutcome.INSERTED
+
+        return await self._write(insert)
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         row = await self.pool.fetchrow(sql.SELECT_QUEUE, queue_id, owner_id)

@@ -514,6 +514,18 @@ INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retr
 VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8)
 """
 SET_CALLBACK_ID = "UPDATE queues SET callback_id = $1 WHERE id = $2"
+# `insert_many`, one array per column: the owner's room for all of them is checked first, in
+# the same transaction.
+INSERT_TASKS = """
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, flow_key, flow_parallelism, flow_rate)
+SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata, flow_key,
+       flow_parallelism, flow_rate
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[],
+              $7::bytea[], $8::text[], $9::integer[], $10::double precision[])
+    AS tasks (id, owner_id, created_at, due, retry_limit, request, metadata, flow_key,
+              flow_parallelism, flow_rate)
+"""
 CLOSE_ATTEMPT = """
 UPDATE attempts SET finished_at = $3, status_code = $4, outcome = $5, error = $6, response = $7
  WHERE queue_id = $1 AND attempt = $2 AND finished_at = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from tasks_server.store.base import (
     change_columns,
     flow_columns,
     limit_message,
+    task_values,
 )
 from tasks_server.store.db import Database
 
@@ -204,6 +206,13 @@ INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retr
 VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)
 """
 SET_CALLBACK_ID = "UPDATE queues SET callback_id = ? WHERE id = ?"
+# `insert_many`, once per task: the owner's room for all of them is checked first, in the same
+# transaction.
+INSERT_TASKS = """
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, flow_key, flow_parallelism, flow_rate)
+VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 PURGE_FINISHED = """
 DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
@@ -263,6 +272,23 @@ def insert_unit(
 async def insert(db: Database, **fields: Any) -> tuple[InsertOutcome, QueueRow | None]:
     """`insert_unit` in its own transaction."""
     return await db.write(lambda conn: insert_unit(conn, **fields))
+
+
+async def insert_many(
+    db: Database, owner_id: str, tasks: Sequence[NewTask], *, limit: int
+) -> InsertOutcome:
+    """Every one of `tasks` in one transaction, or none when the owner lacks room for them."""
+
+    def unit(conn: sqlite3.Connection) -> InsertOutcome:
+        room = conn.execute(OWNER_HAS_ROOM, (limit - len(tasks) + 1, owner_id)).fetchone()
+        if room is None:
+            return InsertOutcome.NO_OWNER
+        if not room[0]:
+            return InsertOutcome.LIMIT_REACHED
+        conn.executemany(INSERT_TASKS, [task_values(owner_id, task) for task in tasks])
+        return InsertOutcome.INSERTED
+
+    return await db.write(unit)
 
 
 async def get(db: Database, owner_id: str, queue_id: str) -> QueueRow | None:

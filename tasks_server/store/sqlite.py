@@ -11,7 +11,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,11 @@ class SqliteStore:
         owner_id = fields["owner_id"]
         once = await idempotent.insert_once(self.db, insert, idempotency, owner_id=owner_id)
         return once
+
+    async def insert_many(
+        self, owner_id: str, tasks: Sequence[NewTask], *, limit: int
+    ) -> InsertOutcome:
+        return await queues.insert_many(self.db, owner_id, tasks, limit=limit)
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         return await queues.get(self.db, owner_id, queue_id)
