@@ -27,15 +27,13 @@ from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics, RequestMetrics
 from tasks_server.retention import Retention
-from tasks_server.scheduler import LEASE_MS, Scheduler
+from tasks_server.scheduler import Scheduler
 from tasks_server.schedules import ScheduleRunner
 from tasks_server.services import Services
 from tasks_server.settings import Settings, load_settings
 from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import build_store
 from tasks_server.store.base import StoreUnavailable
-from tasks_server.store.postgres import LEASE_MS as POSTGRES_LEASE_MS
-from tasks_server.store.postgres import PostgresStore
 from tasks_server.timeutil import now_ms
 
 SHUTDOWN_GRACE_S = 10.0
@@ -60,20 +58,17 @@ def create_app(settings: Settings) -> Starlette:
         # non-daemon threads alive, and the process would linger without serving.
         async with contextlib.AsyncExitStack() as stack:
             store = build_store(settings)
-            on_postgres = isinstance(store, PostgresStore)
-            if not on_postgres:
-                startup.create_database_file(settings.path_sqlite)
             await store.open()
             stack.push_async_callback(store.close)
             cipher = await startup.checked_cipher(store, settings)
             codec = TaskCodec(cipher)
             clock: Callable[[], int] = now_ms
-            if on_postgres:  # nodes agree on the database's clock, not on their own
+            if store.shared:  # nodes agree on the database's clock, not on their own
                 clock = store_clock = StoreClock(store.now)
                 await store_clock.sync()
                 stack.push_async_callback(store_clock.aclose)
-            # On PostgreSQL other nodes may be running: leases only ever expire there.
-            shared = settings.cluster_mode or on_postgres
+            # Where other processes may be running, leases only ever expire.
+            shared = settings.cluster_mode or store.shared
             if not shared:
                 # Alone on this database: every lease is left over from a stopped process.
                 await store.release_all()
@@ -96,16 +91,15 @@ def create_app(settings: Settings) -> Starlette:
                 cluster=shared,
                 max_in_flight_per_owner=settings.max_in_flight_per_owner,
                 max_attempts_kept=settings.max_attempts_kept,
-                lease_ms=POSTGRES_LEASE_MS if on_postgres else LEASE_MS,
+                lease_ms=store.lease_ms,
                 clock=clock,
             )
             await scheduler.start()
             stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
-            if isinstance(store, PostgresStore):
-                await store.listen(scheduler.notice, scheduler.resync)
-            else:  # SQLite backups; PostgreSQL is backed up with its own tools.
+            await store.listen(scheduler.notice, scheduler.resync)
+            if store.local_file is not None:  # a shared database is backed up by its own tools
                 backups = BackupScheduler(
-                    settings, metrics, lock_path=lock_path_for(settings.path_sqlite)
+                    settings, metrics, lock_path=lock_path_for(store.local_file)
                 )
                 backups.start()
                 stack.push_async_callback(backups.stop)

@@ -23,8 +23,8 @@ from tasks_server.backup import BackupError, RestoreError, backup_now, remove_le
 from tasks_server.httpserver import HttpLimits, protocol_for
 from tasks_server.metrics import MULTIPROC_DIR_ENV
 from tasks_server.settings import Settings, SettingsError, load_settings
+from tasks_server.store import build_store
 from tasks_server.store.base import StoreOpenError
-from tasks_server.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,9 @@ def serve(settings: Settings) -> None:
 
 
 async def _release_leases(settings: Settings) -> None:
-    if settings.database_url:
+    store = build_store(settings)
+    if store.shared:  # other machines' leases: they only ever expire
         return
-    store = SqliteStore(settings.path_sqlite)
     await store.open()
     try:
         await store.release_all()

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 from pathlib import Path
 
 from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_for
-from tasks_server.files import private_dir
 from tasks_server.settings import Settings
 from tasks_server.store import build_store, meta
 from tasks_server.store.base import CipherCheck, StoreOpenError, StoreUnavailable, TaskStore
@@ -34,16 +32,6 @@ class StartupError(Exception):
 
 class KeyMismatch(StartupError):
     """The cipher key cannot open this database's data."""
-
-
-def create_database_file(path: Path) -> None:
-    """The folders 0700 and the database 0600; SQLite gives its WAL and SHM the file's mode."""
-    try:
-        private_dir(path.parent)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError as exc:
-        raise StartupError(f"cannot open the database {path}: {exc}") from None
 
 
 def verifier(cipher: Cipher, *, source: str) -> CipherCheck:
@@ -96,8 +84,6 @@ def prepare(settings: Settings) -> None:
 
 
 async def _prepare(settings: Settings) -> None:
-    if not settings.database_url:
-        create_database_file(settings.path_sqlite)
     store = build_store(settings)
     try:
         await store.open()

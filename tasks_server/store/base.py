@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -299,7 +300,23 @@ class Leader(Protocol):
     def release(self) -> None: ...
 
 
+# A change another process made to a task: its id and new version (None: deleted).
+Notice = Callable[[str, "int | None"], None]
+
+
 class TaskStore(Protocol):
+    """What the engines share; what differs between them is said by capabilities (`shared`,
+    `lease_ms`, `local_file`, `listen`), never asked with isinstance."""
+
+    # Processes on other machines may use this database (PostgreSQL): leases there only ever
+    # expire, and time is the database's clock.
+    shared: bool
+    lease_ms: int  # how long a lease outlives a holder that stopped renewing it
+
+    @property
+    def local_file(self) -> Path | None:
+        """The database file when it is one this server keeps and backs up (SQLite)."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -309,6 +326,11 @@ class TaskStore(Protocol):
 
     async def now(self) -> int:
         """The store's clock, epoch ms: what due times and leases are compared with."""
+
+    async def listen(self, notice: Notice, missed: Callable[[], None]) -> None:
+        """Call `notice` for every change other processes make, and `missed()` whenever some
+        may have gone unheard (a lost session is back). An engine whose processes cannot tell
+        each other (SQLite) never calls either."""
 
     async def has_data(self) -> bool:
         """Whether any owner or task exists (a lost key then matters)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -186,6 +187,8 @@ class Database:
 
     async def _open(self) -> None:
         private_dir(self.path.parent)
+        if not self.path.exists():  # 0600: SQLite gives its WAL and SHM the file's mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[None] = loop.create_future()
         thread = threading.Thread(

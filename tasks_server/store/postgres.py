@@ -40,6 +40,7 @@ from tasks_server.store.base import (
     InsertOutcome,
     KeyDigests,
     NewTask,
+    Notice,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
@@ -73,7 +74,6 @@ _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _TX_TRIES = 5
 
 # A change notice: the task id and its version now (None when deleted).
-Notice = Callable[[str, int | None], None]
 # The listening session ended: pauses before each try to listen again (the last repeats).
 RELISTEN_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 # An outage rather than a fault: no server (refused, reset, timed out), a session cut
@@ -233,6 +233,10 @@ class AdvisoryLeader:
 
 
 class PostgresStore:
+    shared = True
+    lease_ms = LEASE_MS
+    local_file = None
+
     def __init__(
         self, url: str, *, pool_max: int = POOL_MAX, connect_timeout_s: float = CONNECT_TIMEOUT_S
     ) -> None:

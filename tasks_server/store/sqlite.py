@@ -30,6 +30,7 @@ from tasks_server.store.base import (
     InsertOutcome,
     KeyDigests,
     NewTask,
+    Notice,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
@@ -42,6 +43,9 @@ from tasks_server.store.base import (
 )
 from tasks_server.store.db import Database
 from tasks_server.timeutil import now_ms
+
+# A lone server clears every lease when it starts; this bounds only a crashed cluster worker's.
+LEASE_MS = 60_000
 
 # /health writes at most this often (each write is an fsync); in between it repeats the last
 # write's answer.
@@ -81,6 +85,15 @@ def try_lock(path: Path) -> FileLock | None:
 
 
 class SqliteStore:
+    shared = False
+    lease_ms = LEASE_MS
+    # Several worker processes of one server may share the file (CLUSTER_MODE): they find
+    # each other's changes by reconciling their leases, not by notices.
+
+    @property
+    def local_file(self) -> Path:
+        return self.path
+
     def __init__(self, path: Path, *, clock: Callable[[], int] = now_ms) -> None:
         self.path = path
         self.db = Database(path)
@@ -93,6 +106,9 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def listen(self, notice: Notice, missed: Callable[[], None]) -> None:
+        """Nothing to hear: see the class note."""
 
     async def ping(self) -> None:
         """Read, and write now and then: a full disk still serves reads."""
