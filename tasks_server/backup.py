@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import sqlite3
 import tarfile
 import tempfile
 import time
@@ -28,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tasks_server import startup
 from tasks_server.files import private_dir
 from tasks_server.settings import BackupMethod, Settings
-from tasks_server.store import meta
-from tasks_server.store.db import DatabaseTooNew, integrity, make_self_contained, migrate
+from tasks_server.store import sqlite_files
+from tasks_server.store.base import CipherCheck
 from tasks_server.store.sqlite import FileLock, try_lock
 
 if TYPE_CHECKING:
@@ -56,29 +55,11 @@ class RestoreError(Exception):
 
 
 def snapshot(db_path: Path, dest: Path) -> None:
-    """Copy `db_path` into `dest` with the online backup API; raise BackupError unless sound."""
+    """A consistent, sound copy of the live database `db_path` at `dest` (BackupError if not)."""
     try:
-        with (
-            contextlib.closing(sqlite3.connect(db_path, timeout=10)) as source,
-            contextlib.closing(sqlite3.connect(_private(dest))) as target,
-        ):
-            # One step (pages=-1): the whole copy is one read transaction, so one snapshot.
-            source.backup(target)
-            # A self-contained file: no -wal beside it in the archive or after restore.
-            make_self_contained(target)
-    except sqlite3.Error as exc:
-        raise BackupError(f"snapshot of {db_path} failed: {exc}") from exc
-    _check_integrity(dest, BackupError)
-
-
-def _check_integrity(path: Path, error: type[Exception]) -> None:
-    try:
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            result = integrity(conn)
-    except sqlite3.Error as exc:
-        raise error(f"{path.name} is not a sound SQLite database: {exc}") from exc
-    if result != "ok":
-        raise error(f"integrity check of {path.name} failed: {result}")
+        sqlite_files.copy_live(db_path, _private(dest))
+    except sqlite_files.DatabaseFileError as exc:
+        raise BackupError(str(exc)) from exc
 
 
 def _stem(db_path: Path) -> str:
@@ -488,15 +469,19 @@ def _extract_db(archive: Path, dest: Path) -> None:
         raise RestoreError(f"{archive.name} is not a readable backup archive: {exc}") from exc
 
 
-def _check_key(settings: Settings, restored: Path) -> None:
-    """Refuse (KeyMismatch) an archive whose data the configured key cannot open."""
-    with contextlib.closing(sqlite3.connect(restored, isolation_level=None)) as conn:
-        try:
-            migrate(conn)
-        except DatabaseTooNew as exc:
-            raise RestoreError(f"{restored.name}: {exc}") from None
-        cipher = startup.open_cipher(settings, settings.path_sqlite, has_data=meta.has_data(conn))
-        startup.check_key(conn, cipher, source=startup.key_source(settings))
+def _check(settings: Settings, restored: Path) -> None:
+    """Refuse an archive that is not sound (RestoreError), or whose data the configured key
+    cannot open (KeyMismatch)."""
+
+    def check_for(has_data: bool) -> CipherCheck:
+        cipher = startup.open_cipher(settings, settings.path_sqlite, has_data=has_data)
+        return startup.verifier(cipher, source=startup.key_source(settings))
+
+    try:
+        sqlite_files.check_sound(restored)
+        sqlite_files.check_key(restored, check_for)
+    except sqlite_files.DatabaseFileError as exc:
+        raise RestoreError(str(exc)) from exc
 
 
 def _fetch(settings: Settings, source: str, dest: Path) -> None:
@@ -538,8 +523,7 @@ def restore(
             _fetch(settings, source, archive)
             restored = Path(tmp) / "restored.db"
             _extract_db(archive, restored)
-            _check_integrity(restored, RestoreError)
-            _check_key(settings, restored)
+            _check(settings, restored)
             _replace(target, sidecars, restored, when or datetime.now(UTC))
         finally:
             os.close(held)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError, KeyFileError, key_file_for
 from tasks_server.settings import Settings
-from tasks_server.store import build_store, meta
+from tasks_server.store import build_store
 from tasks_server.store.base import CipherCheck, StoreOpenError, StoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ def verifier(cipher: Cipher, *, source: str) -> CipherCheck:
         return cipher.encrypt(_CHECK_VALUE, _CHECK_AD)
 
     return check
-
-
-def check_key(conn: sqlite3.Connection, cipher: Cipher, *, source: str) -> None:
-    """`verifier` on an SQLite connection (a restored file, before it replaces anything)."""
-    meta.check_cipher(conn, verifier(cipher, source=source))
 
 
 def key_source(settings: Settings) -> str:

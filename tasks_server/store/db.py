@@ -324,19 +324,3 @@ def _settle(
         future.set_exception(exc)
     else:
         future.set_result(result)
-
-
-# --- what backups ask of a database file ----------------------------------------------------
-
-SELF_CONTAINED = "PRAGMA journal_mode = DELETE"
-INTEGRITY_CHECK = "PRAGMA integrity_check"
-
-
-def make_self_contained(conn: sqlite3.Connection) -> None:
-    """No -wal beside the file: what a backup archive and a restore need."""
-    conn.execute(SELF_CONTAINED)
-
-
-def integrity(conn: sqlite3.Connection) -> str:
-    """SQLite's integrity check: "ok", or its findings joined by "; "."""
-    return "; ".join(str(row[0]) for row in conn.execute(INTEGRITY_CHECK).fetchall())
