@@ -24,11 +24,13 @@ Time: waits and periods use the monotonic clock, due and lease comparisons the w
 a task whose attempt this process still has open.
 
 The database can be away (full disk, restart, no free connection). A failed write is retried
-with backoff for as long as it takes, never dropped while this process lives: an outcome whose
-write still fails after the quick retries is recorded as soon as the database answers, unless
-the task can be released first (it then runs again). A failure of ours before the request was
-sent (a key that could not be read) is not the target's: the attempt ends INTERRUPTED, the
-task is released without spending a retry and set back here, doubling up to a minute.
+with backoff for as long as it takes, never dropped while this process lives: an outcome is
+recorded as soon as the database answers, so the target is not sent it again. Only an outcome
+write that keeps failing while the database works (not StoreUnavailable) gives way, after the
+quick retries, to releasing the task, which then runs again. A failure of ours before the
+request was sent (a key that could not be read) is not the target's: the attempt ends
+INTERRUPTED, the task is released without spending a retry and set back here, doubling up to
+a minute.
 """
 
 from __future__ import annotations
@@ -448,13 +450,18 @@ class Scheduler:
         instead: Callable[[], Awaitable[None]] | None = None,
     ) -> T | None:
         """Run `write` until it succeeds, pausing with backoff; None when, once the quick
-        retries are spent, `instead` succeeded first. Raises only when stopping."""
+        retries are spent, `instead` succeeded first (tried only while `write` fails for a
+        reason other than the database being away). Raises only when stopping."""
         for turn in itertools.count():
             try:
                 return await write()
             except Exception as exc:
                 error = exc
-            if instead is not None and turn >= len(WRITE_RETRIES_S):
+            # Only for a write that fails while the database works: through an outage, even
+            # one that lets some writes through, the outcome waits (releasing the task would
+            # send the target again what it already has).
+            transient = isinstance(error, StoreUnavailable)
+            if instead is not None and turn >= len(WRITE_RETRIES_S) and not transient:
                 try:
                     await instead()
                     return None
@@ -519,15 +526,18 @@ class Scheduler:
             )
             self._settle(held, current)
             return
-        except Exception:
+        except Exception as exc:
             self._count_in_flight(row.owner_id, -1)
             held.task = None
             # Nothing was sent (the start could not be written, or the request prepared):
             # ours to fix, never the target's failure.
-            log.exception(
-                "an attempt failed before its request was sent; the task runs again later",
-                extra={"action": "attempt_set_back", "queue_id": row.id},
-            )
+            if isinstance(exc, StoreUnavailable):
+                self._outage.failed(exc, action="attempt_set_back")
+            else:
+                log.exception(
+                    "an attempt failed before its request was sent; the task runs again later",
+                    extra={"action": "attempt_set_back", "queue_id": row.id},
+                )
             self._set_back(held)
             return
         else:

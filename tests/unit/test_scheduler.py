@@ -32,7 +32,7 @@ from tasks_server.lifecycle import Change
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler import LEASE_MS, Scheduler
-from tasks_server.store.base import QueueRow, TaskStore
+from tasks_server.store.base import QueueRow, StoreUnavailable, TaskStore
 from tasks_server.store.postgres import PostgresStore
 from tasks_server.store.sqlite import SqliteStore
 from tasks_server.timeutil import now_ms
@@ -305,6 +305,53 @@ async def test_an_outage_longer_than_the_write_retries_leaves_no_task_running(
     await until(lambda: state_is(h, queue_id, "SUCCESS"))
     assert h.transport.sends == ["/outage"]
     assert await h.outcomes(queue_id) == ["SUCCESS"]
+
+
+async def test_an_outage_that_lets_some_writes_through_does_not_resend_the_outcome(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of connections, the outcome write fails long after the quick retries while a
+    release could succeed: the outcome waits and is recorded; the target is not sent it again."""
+    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    record, failed = h.store.record, []
+
+    async def starved(*args: Any, **kwargs: Any) -> bool:
+        if len(failed) < 12:
+            failed.append(1)
+            raise StoreUnavailable("sorry, too many clients already")
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "record", starved)
+    await h.start()
+    queue_id = await h.add("/starved")
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert len(failed) == 12 and h.transport.sends == ["/starved"]
+    assert await h.outcomes(queue_id) == ["SUCCESS"]
+
+
+async def test_a_set_back_through_an_outage_is_logged_once_without_a_traceback(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(scheduler_module, "SETBACK_MS", (10, 40))
+    caplog.set_level(logging.INFO, logger="tasks_server")
+    failures: list[int] = []
+    keys = h.signing_keys
+
+    async def away(owner_id: str) -> tuple[bytes, ...]:
+        if len(failures) < 3:
+            failures.append(1)
+            raise StoreUnavailable("connection refused")
+        return await keys(owner_id)
+
+    monkeypatch.setattr(h, "signing_keys", away)
+    await h.start()
+    queue_id = await h.add("/away")
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    records = [r for r in caplog.records if r.name == "tasks_server.scheduler"]
+    assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
+    assert [r.getMessage() for r in records if r.levelno == logging.WARNING] == [
+        "scheduler: the database is unavailable"
+    ]
 
 
 async def test_a_failure_of_ours_before_sending_spends_no_retry(
