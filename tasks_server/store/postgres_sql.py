@@ -261,8 +261,9 @@ ON CONFLICT (owner_id, key) DO UPDATE
        expires_at = excluded.expires_at
 """
 PURGE_IDEMPOTENCY = """
-DELETE FROM idempotency WHERE ctid IN (
+WITH doomed AS MATERIALIZED (
   SELECT ctid FROM idempotency WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+DELETE FROM idempotency USING doomed WHERE idempotency.ctid = doomed.ctid
 """
 IDEMPOTENCY_PURGE_BATCH = 8
 
@@ -559,16 +560,20 @@ LEASED_VERSIONS = "SELECT id, state, version FROM queues WHERE lease_owner = $1"
 
 # --- jobs and metrics ---------------------------------------------------------------------
 
+# A batch is chosen once (MATERIALIZED): `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` may
+# run its subquery more than once, and then deletes more than n rows.
 PURGE_FINISHED = """
-DELETE FROM queues WHERE id IN (
+WITH doomed AS MATERIALIZED (
   SELECT id FROM queues
    WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
    LIMIT $2 FOR UPDATE SKIP LOCKED)
+DELETE FROM queues USING doomed WHERE queues.id = doomed.id
 """
 # A key's row only keeps its next start: once that is past, no row means the same.
 PURGE_IDLE_FLOWS = """
-DELETE FROM flows WHERE ctid IN (
+WITH doomed AS MATERIALIZED (
   SELECT ctid FROM flows WHERE next_start_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+DELETE FROM flows USING doomed WHERE flows.ctid = doomed.ctid
 """
 COUNT_BY_STATE = "SELECT state, count(*) FROM queues GROUP BY state"
 COUNT_OVERDUE = f"""
