@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tasks_server import startup
 from tasks_server.files import private_dir
+from tasks_server.service import Service
 from tasks_server.settings import BackupMethod, Settings
 from tasks_server.store import sqlite_files
 from tasks_server.store.base import CipherCheck
@@ -376,12 +377,14 @@ def lock_path_for(db_path: Path) -> Path:
 # --- schedule ---------------------------------------------------------------------------
 
 
-class BackupScheduler:
+class BackupScheduler(Service):
     """Runs a backup at each time of the cron pattern, in the backup time zone.
 
     With `lock_path`, every process may run a scheduler but only the one holding the lock
     backs up; the others try to take it at each fire time, so a dead leader is replaced.
     """
+
+    name = "backup-scheduler"
 
     def __init__(
         self,
@@ -393,13 +396,14 @@ class BackupScheduler:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         backup: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        super().__init__(log)
         self._cron = settings.backup_cron
         self._now = now or (lambda: datetime.now(UTC))
         self._sleep = sleep
         self._backup = backup or (lambda: run_backup(settings, metrics))
         self._lock_path = lock_path
         self.leader: FileLock | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._due: datetime | None = None
 
     def next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (aware), in UTC."""
@@ -420,24 +424,16 @@ class BackupScheduler:
             log.error("%s", _cause(exc), extra={"action": "backup_failed"})
             return None
 
-    async def run_forever(self) -> None:
-        due = self.next_fire(self._now())
-        while True:
-            while (now := self._now()) < due:
-                await self._sleep(min((due - now).total_seconds(), _MAX_SLEEP_S))
-            await self.run_once()
-            # From the later of due and now: a slow backup skips missed times, never repeats.
-            due = self.next_fire(max(due, self._now()))
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="backup-scheduler")
+    async def pause(self) -> None:
+        """Until the next fire time: from the later of the last one and now, so a slow
+        backup skips missed times, never repeats one."""
+        now = self._now()
+        self._due = self.next_fire(now if self._due is None else max(self._due, now))
+        while (now := self._now()) < self._due:
+            await self._sleep(min((self._due - now).total_seconds(), _MAX_SLEEP_S))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self.leader is not None:
             self.leader.release()
             self.leader = None

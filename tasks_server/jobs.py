@@ -11,22 +11,22 @@ import asyncio
 import contextlib
 import logging
 
-from tasks_server.logs import OutageLog
-from tasks_server.store.base import Leader, StoreUnavailable, TaskStore
+from tasks_server.service import Service
+from tasks_server.store.base import Leader, TaskStore
 
 log = logging.getLogger(__name__)
 
 
-class LeaderJob:
+class LeaderJob(Service):
     name: str  # the leader role, and the job's name in logs
 
     def __init__(self, store: TaskStore, *, period_s: float) -> None:
+        super().__init__(log)
         self._store = store
         self._period_s = period_s
         self._wake = asyncio.Event()
+        self._wake.set()  # the first turn comes at once
         self.leader: Leader | None = None
-        self._outage = OutageLog(log, f"{self.name}: the database is unavailable")
-        self._task: asyncio.Task[None] | None = None
 
     async def work(self) -> int:
         """One turn of the job, as the leader; how much it did."""
@@ -35,6 +35,12 @@ class LeaderJob:
     def wake(self) -> None:
         """Run the next turn now rather than at the end of the period."""
         self._wake.set()
+
+    async def pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._period_s):
+                await self._wake.wait()
+        self._wake.clear()
 
     async def run_once(self) -> int | None:
         """One turn if this process leads (taking the role when free); None when not.
@@ -55,28 +61,8 @@ class LeaderJob:
                 return None
         return await self.work()
 
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                self._outage.failed(exc, action=f"{self.name}_unavailable")
-            except Exception:
-                log.exception("%s failed", self.name, extra={"action": f"{self.name}_failed"})
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._period_s):
-                    await self._wake.wait()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name=self.name)
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self.leader is not None:
             self.leader.release()
             self.leader = None
