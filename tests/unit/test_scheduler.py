@@ -30,7 +30,7 @@ from tasks_server.executor.transport import CurlResponse
 from tasks_server.lifecycle import Change
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
-from tasks_server.scheduler import LEASE_MS, Scheduler
+from tasks_server.scheduler import LEASE_MS, Scheduler, background, held
 from tasks_server.store.base import QueueRow, StoreUnavailable, TaskStore
 from tasks_server.store.postgres import PostgresStore
 from tasks_server.store.sqlite import SqliteStore
@@ -220,8 +220,8 @@ async def test_forward_clock_step_never_resends_an_attempt_in_flight(h: Harness)
     queue_id = await h.add("/slow")
     await until(lambda: h.transport.sends == ["/slow"])
     h.clock.offset_ms += LEASE_MS + 5_000  # every lease now looks expired
-    await scheduler._claim()
-    await scheduler._claim()
+    await scheduler.producer.claim()
+    await scheduler.producer.claim()
     h.transport.release("/slow")
     await until(lambda: state_is(h, queue_id, "SUCCESS"))
     assert h.transport.sends == ["/slow"]
@@ -239,7 +239,7 @@ async def test_backward_clock_step_does_not_stall_polling(h: Harness) -> None:
 
 
 async def test_failed_outcome_write_is_retried(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 5)
+    monkeypatch.setattr(background, "WRITE_RETRIES_S", (0.01,) * 5)
     record, failures = h.store.record, []
 
     async def flaky(*args: Any, **kwargs: Any) -> bool:
@@ -259,7 +259,7 @@ async def test_failed_outcome_write_is_retried(h: Harness, monkeypatch: pytest.M
 async def test_outcome_write_that_keeps_failing_frees_the_task(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    monkeypatch.setattr(background, "WRITE_RETRIES_S", (0.01,) * 3)
     record = h.store.record
 
     async def broken(*args: Any, **kwargs: Any) -> bool:
@@ -283,7 +283,7 @@ async def test_an_outage_longer_than_the_write_retries_leaves_no_task_running(
 ) -> None:
     """Neither the outcome nor the release can be written for longer than the retries last:
     the task is neither lost in RUNNING nor re-sent; its outcome lands once writes work."""
-    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    monkeypatch.setattr(background, "WRITE_RETRIES_S", (0.01,) * 3)
     record, abandon, failed, outage = h.store.record, h.store.abandon, [], [True]
 
     def down(write: Callable[..., Any]) -> Callable[..., Any]:
@@ -311,7 +311,7 @@ async def test_an_outage_that_lets_some_writes_through_does_not_resend_the_outco
 ) -> None:
     """Out of connections, the outcome write fails long after the quick retries while a
     release could succeed: the outcome waits and is recorded; the target is not sent it again."""
-    monkeypatch.setattr(scheduler_module, "WRITE_RETRIES_S", (0.01,) * 3)
+    monkeypatch.setattr(background, "WRITE_RETRIES_S", (0.01,) * 3)
     record, failed = h.store.record, []
 
     async def starved(*args: Any, **kwargs: Any) -> bool:
@@ -331,7 +331,7 @@ async def test_an_outage_that_lets_some_writes_through_does_not_resend_the_outco
 async def test_a_set_back_through_an_outage_is_logged_once_without_a_traceback(
     h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(scheduler_module, "SETBACK_MS", (10, 40))
+    monkeypatch.setattr(held, "SETBACK_MS", (10, 40))
     caplog.set_level(logging.INFO, logger="tasks_server")
     failures: list[int] = []
     keys = h.signing_keys
@@ -358,7 +358,7 @@ async def test_a_failure_of_ours_before_sending_spends_no_retry(
 ) -> None:
     """The signing keys cannot be read (too many clients): nothing was sent, so the task is
     released to run again, and its retries (none here) are not spent."""
-    monkeypatch.setattr(scheduler_module, "SETBACK_MS", (10, 40))
+    monkeypatch.setattr(held, "SETBACK_MS", (10, 40))
     failures: list[int] = []
     keys = h.signing_keys
 
@@ -387,7 +387,7 @@ async def test_a_retry_claimed_while_its_outcome_is_written_runs_on_time(
 
     async def record_then_claim(*args: Any, **kwargs: Any) -> bool:
         applied = await record(*args, **kwargs)
-        await scheduler._claim()
+        await scheduler.producer.claim()
         return applied
 
     monkeypatch.setattr(h.store, "record", record_then_claim)
@@ -497,8 +497,8 @@ async def test_flow_parallelism_holds_across_processes_in_due_order(h: Harness) 
     flow = {"flowControl": {"key": "shared", "parallelism": 2}}
     ids = [await h.add(path, delay_ms=1 + n, **flow) for n, path in enumerate(paths)]
     await until(lambda: len(h.transport.sends) == 2)
-    await scheduler._claim()
-    await other._claim()  # a claim would lease a third here if the limit let it
+    await scheduler.producer.claim()
+    await other.producer.claim()  # a claim would lease a third here if the limit let it
     leased = [await h.lease_of(queue_id) for queue_id in ids]
     assert sum(lease is not None for lease in leased) == 2
     for n in range(len(paths)):

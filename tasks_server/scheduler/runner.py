@@ -1,0 +1,139 @@
+"""Running one attempt: its start written, its request prepared and sent, its outcome handed on.
+
+"In flight" is a fact in the database: an attempt row is committed before the request is sent
+(`started`) and closed in the same transaction as the outcome (`Completer`). Memory holds only
+the asyncio task of each attempt. A start the store refuses (the task changed since it was
+held) sends nothing. An attempt aborted by a change is closed as ABORTED, and the task settled
+as it is now; one cut by stopping is closed as INTERRUPTED with the leases. A failure before
+the request was sent is ours, never the target's: the task is set back (`Holdings.set_back`).
+Once the request is answered nothing cancels the attempt: its outcome is always written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from tasks_server.codec import TaskCodec
+from tasks_server.connectivity import ConnectivityGate
+from tasks_server.executor.options import Attempt
+from tasks_server.executor.runner import Runner
+from tasks_server.metrics import Metrics
+from tasks_server.models.queues import QueueRegistration
+from tasks_server.scheduler.background import Background
+from tasks_server.scheduler.completer import Completer
+from tasks_server.scheduler.held import Held, Holder, Holdings
+from tasks_server.scheduler.slots import Slots
+from tasks_server.store.base import Due, StoreUnavailable
+
+log = logging.getLogger(__package__)  # one log for the scheduler's parts
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        holder: Holder,
+        holdings: Holdings,
+        slots: Slots,
+        background: Background,
+        completer: Completer,
+        runner: Runner,
+        gate: ConnectivityGate,
+        codec: TaskCodec,
+        metrics: Metrics,
+        *,
+        signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
+    ) -> None:
+        self._holder = holder
+        self._holdings = holdings
+        self._slots = slots
+        self._background = background
+        self._completer = completer
+        self._runner = runner
+        self._gate = gate
+        self._codec = codec
+        self._metrics = metrics
+        self._signing_keys = signing_keys
+
+    async def attempt(self, held: Held) -> None:
+        """Run one attempt of `held`, which holds a slot (`Slots.started`) until it ends."""
+        row, store, holder = held.row, self._holder.store, self._holder.id
+        number: int | None = None
+        started: tuple[int, int] | None = None  # the attempt row asked for: number, start
+        lateness_ms = 0
+        try:
+            await self._gate.wait_open()
+            start = self._holder.clock()
+            started = (row.attempts + 1, start)
+            lateness_ms = max(0, start - row.starts_at)
+            number = await store.started(holder=holder, due=row, now=start)
+            if number is None:  # changed since it was held: act on what it is now
+                self._slots.ended(row.owner_id)
+                held.task = None
+                self._holdings.settle(held, await store.reload(row.id))
+                return
+            reg, attempt = await self._prepare(held, start, lateness_ms)
+            outcome = await self._runner.run(reg, attempt)
+        except asyncio.CancelledError:
+            self._slots.ended(row.owner_id)
+            held.task = None
+            if self._background.stopping:
+                raise  # its open attempt is closed as INTERRUPTED with the leases
+            log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
+            current = await self._background.persist(
+                lambda: store.aborted(
+                    holder=holder, queue_id=row.id, now=self._holder.clock(), started=started
+                )
+            )
+            self._holdings.settle(held, current)
+            return
+        except Exception as exc:
+            self._slots.ended(row.owner_id)
+            held.task = None
+            # Nothing was sent (the start could not be written, or the request prepared):
+            # ours to fix, never the target's failure.
+            if isinstance(exc, StoreUnavailable):
+                self._background.outage.failed(exc, action="attempt_set_back")
+            else:
+                log.exception(
+                    "an attempt failed before its request was sent; the task runs again later",
+                    extra={"action": "attempt_set_back", "queue_id": row.id},
+                )
+            self._holdings.set_back(held)
+            return
+        else:
+            self._slots.ended(row.owner_id)
+        # From here on nothing cancels the attempt: `changed` leaves it alone and stopping
+        # lets it finish, so a pause cannot cut the outcome write.
+        held.recording = True
+        await self._completer.record(held, reg, outcome, number, lateness_ms)
+
+    async def _prepare(
+        self, held: Held, start: int, lateness_ms: int
+    ) -> tuple[QueueRegistration, Attempt]:
+        """The request to send, opened (unless registered here), and its signing keys."""
+        row = held.row
+        reg = held.reg or self._codec.open_request(row.request, row.id)
+        signing_secrets = await self._signing_keys(row.owner_id)
+        self._metrics.lateness.observe(lateness_ms / 1000)
+        if row.flow_key is not None:
+            self._metrics.flow_wait.observe(max(0, start - row.estimate_execution_at) / 1000)
+        attempt = Attempt(
+            queue_id=row.id,
+            owner_id=row.owner_id,
+            retry_count=row.retry_count,
+            retry_limit=row.retry_limit,
+            due=row.estimate_execution_at,
+            timeout_ms=_timeout_ms(reg, row, start),
+            signing_secrets=signing_secrets,
+            sent_at_s=start // 1000,
+        )
+        return reg, attempt
+
+
+def _timeout_ms(reg: QueueRegistration, row: Due, start: int) -> int:
+    """`timeoutAt` is the first attempt's absolute deadline; retries use `timeout`."""
+    if row.retry_count == 0 and reg.config.timeout_at is not None:
+        return reg.config.timeout_at - start
+    return reg.config.timeout
