@@ -2,10 +2,11 @@
 
 "In flight" is a fact in the database: an attempt row is committed before the request is sent
 (`started`) and closed in the same transaction as the outcome (`Completer`). Memory holds only
-the asyncio task of each attempt. A start the store refuses (the task changed since it was
-held) sends nothing. An attempt aborted by a change is closed as ABORTED, and the task settled
-as it is now; one cut by stopping is closed as INTERRUPTED with the leases. A failure before
-the request was sent is ours, never the target's: the task is set back (`Holdings.set_back`).
+the leased tasks (`Holdings`) and the asyncio task of each attempt. A start the store refuses
+(the task changed since it was held) sends nothing; an attempt aborted by a change is closed
+as ABORTED; either way the task is then settled as it is now, read through an outage like a
+write. One cut by stopping is closed as INTERRUPTED with the leases. A failure before the
+request was sent is ours, never the target's: the task is set back (`Holdings.set_back`).
 Once the request is answered nothing cancels the attempt: its outcome is always written.
 """
 
@@ -68,13 +69,9 @@ class AttemptRunner:
             started = (row.attempts + 1, start)
             lateness_ms = max(0, start - row.starts_at)
             number = await store.started(holder=holder, due=row, now=start)
-            if number is None:  # changed since it was held: act on what it is now
-                self._slots.ended(row.owner_id)
-                held.task = None
-                self._holdings.settle(held, await store.reload(row.id))
-                return
-            reg, attempt = await self._prepare(held, start, lateness_ms)
-            outcome = await self._runner.run(reg, attempt)
+            if number is not None:
+                reg, attempt = await self._prepare(held, start, lateness_ms)
+                outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:
             self._slots.ended(row.owner_id)
             held.task = None
@@ -102,8 +99,12 @@ class AttemptRunner:
                 )
             self._holdings.set_back(held)
             return
-        else:
-            self._slots.ended(row.owner_id)
+        self._slots.ended(row.owner_id)
+        if number is None:  # changed since it was held: act on what it is now
+            held.task = None
+            current = await self._background.persist(lambda: store.reload(row.id))
+            self._holdings.settle(held, current)
+            return
         # From here on nothing cancels the attempt: `changed` leaves it alone and stopping
         # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True

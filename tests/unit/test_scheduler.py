@@ -89,6 +89,7 @@ class Harness:
         self.store = make_store()
         self.codec = TaskCodec(Cipher.from_secret("scheduler-test"))
         self.transport = FakeTransport()
+        self.metrics = Metrics()
         self.scheduler: Scheduler | None = None
         self.others: list[tuple[Scheduler, TaskStore]] = []
 
@@ -98,7 +99,7 @@ class Harness:
             await self.store.create_owner(
                 owner_id=owner_id, name=name, key_digest=b"-", created_at=0
             )
-        self.scheduler = await self._scheduler(self.store, **options)
+        self.scheduler = await self._scheduler(self.store, self.metrics, **options)
         return self.scheduler
 
     async def start_other(self, **options: Any) -> Scheduler:
@@ -106,18 +107,18 @@ class Harness:
         transport, so the transport sees the attempts in flight of both."""
         store = self.make_store()
         await store.open()
-        scheduler = await self._scheduler(store, cluster=True, **options)
+        scheduler = await self._scheduler(store, Metrics(), cluster=True, **options)
         self.others.append((scheduler, store))
         return scheduler
 
-    async def _scheduler(self, store: TaskStore, **options: Any) -> Scheduler:
+    async def _scheduler(self, store: TaskStore, metrics: Metrics, **options: Any) -> Scheduler:
         runner = Runner(self.transport, max_body_bytes=1000, certs_dir=None)  # type: ignore[arg-type]
         scheduler = Scheduler(
             store,
             self.codec,
             runner,
             ConnectivityGate("", 5000),
-            Metrics(),
+            metrics,
             signing_keys=self.signing_keys,
             clock=self.clock.wall,
             **options,
@@ -375,6 +376,44 @@ async def test_a_failure_of_ours_before_sending_spends_no_retry(
     assert h.transport.sends == ["/ours"]
     assert (await h.row(queue_id)).retry_count == 0
     assert await h.outcomes(queue_id) == ["INTERRUPTED"] * 3 + ["SUCCESS"]
+
+
+async def test_a_refused_start_frees_its_slot_once_when_reading_the_task_fails(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start is refused (another process changed the task) and reading the task back
+    fails once (the database is away): the attempt's slot is freed once, so the count of
+    attempts in flight (the gauge, and the owners' shares) stays true."""
+    monkeypatch.setattr(background, "WRITE_RETRIES_S", (0.01,) * 3)
+    monkeypatch.setattr(held, "SETBACK_MS", (10, 40))
+    started, starting, go = h.store.started, asyncio.Event(), asyncio.Event()
+
+    async def after_the_change(*args: Any, **kwargs: Any) -> int | None:
+        starting.set()
+        await go.wait()
+        return await started(*args, **kwargs)
+
+    reload, failed = h.store.reload, []
+
+    async def away_once(queue_id: str) -> QueueRow | None:
+        if not failed:
+            failed.append(queue_id)
+            raise StoreUnavailable("connection refused")
+        return await reload(queue_id)
+
+    monkeypatch.setattr(h.store, "started", after_the_change)
+    scheduler = await h.start()
+    queue_id = await h.add("/changed")
+    await asyncio.wait_for(starting.wait(), 5)
+    bump = Change(estimate_execution_at=(await h.row(queue_id)).estimate_execution_at)
+    assert isinstance(await h.store.change(OWNER, queue_id, lambda _row: bump), QueueRow)
+    monkeypatch.setattr(h.store, "reload", away_once)
+    go.set()
+    await until(lambda: failed)  # the scheduler's read, not one of this test's
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert failed == [queue_id] and h.transport.sends == ["/changed"]
+    await scheduler.producer.run_once()  # a turn shows the count in the gauge
+    assert h.metrics.registry.get_sample_value("tasks_attempts_in_flight") == 0
 
 
 async def test_a_retry_claimed_while_its_outcome_is_written_runs_on_time(
