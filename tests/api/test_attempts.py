@@ -89,10 +89,14 @@ async def test_replay_of_error_and_success_tasks(
     target.script("/bad", Step(500), Step(500), Step(200, body=b"fixed"))
     failed = await register(client, owner, task(f"{target.url}/bad", retry=1, retryInterval=1))
     await wait_state(client, owner, failed["id"], "ERROR")
-    replayed = await client.post(f"/v1/queues/{failed['id']}/replay", headers=owner)
+    # Due in an hour, so it is surely still RUNNING when replayed again; then run it now.
+    hour = {"executionDelay": 3_600_000}
+    replayed = await client.post(f"/v1/queues/{failed['id']}/replay", json=hour, headers=owner)
     assert replayed.status_code == 200 and replayed.json()["state"] == "RUNNING"
     again = await client.post(f"/v1/queues/{failed['id']}/replay", headers=owner)
     assert again.status_code == 422  # RUNNING
+    executed = await client.post(f"/v1/queues/{failed['id']}/execute", headers=owner)
+    assert executed.status_code == 200
     done = await wait_state(client, owner, failed["id"], "SUCCESS")
     assert base64.b64decode(done["response"]) == b"fixed"
     rows = await attempts_of(client, owner, failed["id"])
