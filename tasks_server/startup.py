@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from pathlib import Path
 
 from tasks_server.codec import TaskCodec
@@ -99,6 +98,6 @@ async def checked_cipher(store: TaskStore, settings: Settings) -> Cipher:
         await store.check_cipher(verifier(cipher, source=key_source(settings)))
         if digested := await store.digest_plain_keys(cipher):
             log.info("digested %d stored keys", digested, extra={"action": "keys_digested"})
-    except (sqlite3.Error, OSError, StoreUnavailable) as exc:
+    except (StoreOpenError, StoreUnavailable, OSError) as exc:
         raise StartupError(f"cannot check the database: {exc}") from None
     return cipher

@@ -7,11 +7,12 @@ beside the database, so a dead holder's role passes at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from tasks_server.store.base import (
     Result,
     ScheduleDecide,
     ScheduleRow,
+    StoreOpenError,
     StoreUnavailable,
 )
 from tasks_server.store.db import Database
@@ -126,14 +128,19 @@ class SqliteStore:
     async def now(self) -> int:
         return self._clock()
 
+    # The start-up checks: a driver error is the database refusing to start (StoreOpenError).
+
     async def has_data(self) -> bool:
-        return await self.db.write(meta.has_data)
+        with _starting():
+            return await self.db.write(meta.has_data)
 
     async def check_cipher(self, check: CipherCheck) -> None:
-        await self.db.write(lambda conn: meta.check_cipher(conn, check))
+        with _starting():
+            await self.db.write(lambda conn: meta.check_cipher(conn, check))
 
     async def digest_plain_keys(self, digests: KeyDigests) -> int:
-        return await self.db.write(lambda conn: key_digests.digest_plain(conn, digests))
+        with _starting():
+            return await self.db.write(lambda conn: key_digests.digest_plain(conn, digests))
 
     # owners
 
@@ -307,3 +314,11 @@ class SqliteStore:
 
     async def active_counts(self) -> dict[str, tuple[int, int]]:
         return await queues.active_counts(self.db)
+
+
+@contextlib.contextmanager
+def _starting() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreOpenError(f"SQLite: {exc}") from exc
