@@ -279,12 +279,11 @@ def _migrate(settings: Settings) -> None:
             "tasks-server: migrate needs DATABASE_URL (SQLite migrates at start)", file=sys.stderr
         )
         sys.exit(2)
-    from tasks_server.store.postgres import migrate_url
+    from tasks_server.store import migrate
 
     logs.configure_from(settings)
-    timeout_s = settings.database_connect_timeout_ms / 1000
     try:
-        version = asyncio.run(migrate_url(settings.database_url, connect_timeout_s=timeout_s))
+        version = asyncio.run(migrate(settings))
     except StoreOpenError as exc:
         _fail(exc, 2)
     print(f"schema version {version}")

@@ -114,11 +114,12 @@ class Scheduler:
     # --- what the API tells the scheduler -------------------------------------------------
 
     def lease_for(self, due: int) -> tuple[str, int] | None:
-        """A lease for a task being registered, when it is due soon enough to hold now."""
+        """A lease (holder, its length) for a task being registered, when it is due soon
+        enough to hold now."""
         now = self._holder.clock()
         room = len(self._holdings) < MAX_HELD and not self._background.stopping
         if due <= now + WINDOW_MS and room:
-            return self.lease_owner, now + self._holder.lease_ms
+            return self.lease_owner, self._holder.lease_ms
         return None
 
     def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:

@@ -1,9 +1,9 @@
 """What every store keeps and answers: the ``TaskStore`` protocol and its records.
 
-The API, the scheduler, the retention job and the leaders speak only to this interface; each
-engine (SQLite today) implements it with its own SQL. Times are epoch milliseconds. Where a
-call compares with "now" for leases it uses the store's own clock, so processes that share a
-database agree on it.
+The API, the scheduler, the retention job and the leaders speak only to this interface; it is
+implemented once (``engine.Store``) over each engine's driver and SQL file. Times are epoch
+milliseconds. Where a call compares with "now" for leases it uses the store's own clock, so
+processes that share a database agree on it.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ if TYPE_CHECKING:
     from tasks_server.lifecycle import Change
 
 
-class StoreUnavailable(Exception):
+class StoreError(Exception):
+    """The database failed a call. Each engine raises it (or one of the kinds below) in place
+    of its driver's error, which it keeps as ``__cause__``: nothing outside ``store/`` sees
+    an engine's own exceptions."""
+
+
+class StoreUnavailable(StoreError):
     """The database cannot serve now, for a reason that passes: unreachable or restarting, out
     of connections, its disk full, locked past the busy timeout. The same request may succeed
     in a moment (the API answers 503 with Retry-After). Each engine raises it in place of its
     driver's error, which it keeps as ``__cause__``."""
 
 
-class StoreOpenError(Exception):
+class StoreOpenError(StoreError):
     """`TaskStore.open` failed: the database cannot be reached, logged in to, opened or
     migrated, so the server cannot start. The message is one line naming the database (never
     a password) and why; the driver's error is its ``__cause__``."""
@@ -215,7 +221,7 @@ class Rejected:
     message: str
 
 
-# Runs inside the transaction (on SQLite, on the writer thread): a pure decision, see
+# Runs inside the transaction (on the SQLite writer's thread): a pure decision, see
 # tasks_server.lifecycle.
 Decide = Callable[[QueueRow], "Change | Rejected"]
 
@@ -396,7 +402,8 @@ class TaskStore(Protocol):
         flow: Flow | None = None,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
-        exact under concurrency); `lease` pre-claims it for the registering process. With
+        exact under concurrency); `lease` (holder, its length in ms) pre-claims it for the
+        registering process. With
         `idempotency`, a repeat of the key stores nothing (REPLAYED with the task it made,
         or KEY_REUSED), also under concurrent repeats."""
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from tasks_server.files import private_dir
-from tasks_server.store.base import StoreOpenError, StoreUnavailable
+from tasks_server.store.base import StoreError, StoreOpenError, StoreUnavailable
 from tasks_server.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -301,13 +301,13 @@ def _primary_code(exc: Exception) -> int | None:
 
 @contextlib.contextmanager
 def _available() -> Iterator[None]:
-    """Raise the driver's errors that pass as StoreUnavailable."""
+    """Raise the driver's errors as StoreUnavailable when they pass, else as StoreError."""
     try:
         yield
     except sqlite3.Error as exc:
         if _primary_code(exc) in _UNAVAILABLE:
             raise StoreUnavailable(f"SQLite: {exc}") from exc
-        raise
+        raise StoreError(f"SQLite: {exc}") from exc
 
 
 def _settle_all(futures: list[asyncio.Future[Any]], outcomes: list[_Settled]) -> None:

@@ -1,46 +1,61 @@
-"""The `meta` table (name → value) and the questions start-up asks of a database."""
+"""The questions start-up asks of a database: does it hold data, does the cipher key open it,
+and the keys it holds in plain text from before SPEC §15.7.
+
+Those keys are digested once: a migration marks the database, and start-up digests once it
+has checked the cipher key (the migrations run before it has one), taking the mark in the
+same transaction, so a restart never digests a digest. Nodes starting together wait on the
+mark's row: the first digests, the others find no mark.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-
-from tasks_server.store.base import CipherCheck
+from tasks_server.store.base import CipherCheck, KeyDigests
+from tasks_server.store.driver import Transactions, Tx
 
 CIPHER_CHECK = "cipher_check"  # the row holding the check value sealed with the cipher key
-SELECT_META = "SELECT value FROM meta WHERE name = ?"
-INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
-# /health's write: one row rewritten, so each probe appends to the WAL as a registration does.
-PROBE_WRITE = "INSERT OR REPLACE INTO meta (name, value) VALUES ('write_probe', x'')"
-HAS_DATA = "SELECT EXISTS (SELECT 1 FROM owners) OR EXISTS (SELECT 1 FROM queues)"
-# Any one sealed request: it opens with the right key only.
-SEALED_SAMPLE = "SELECT id, request FROM queues LIMIT 1"
 
 
-def get(conn: sqlite3.Connection, name: str) -> bytes | None:
-    row = conn.execute(SELECT_META, (name,)).fetchone()
-    return None if row is None else bytes(row[0])
+async def has_data(d: Transactions) -> bool:
+    return bool(await d.read(lambda tx: tx.fetchval("has_data")))
 
 
-def put(conn: sqlite3.Connection, name: str, value: bytes) -> None:
-    conn.execute(INSERT_META, (name, value))
+async def check_cipher(d: Transactions, check: CipherCheck) -> None:
+    """Run `check` on the stored check value and one sealed task, recording the value it
+    returns; the table is locked, so nodes starting together record one value."""
+
+    async def unit(tx: Tx) -> None:
+        await tx.execute("lock_meta")
+        stored = await tx.fetchval("select_meta", CIPHER_CHECK)
+        sample = await tx.fetchrow("sealed_sample")
+        value = check(
+            None if stored is None else bytes(stored),
+            None if sample is None else (sample[0], bytes(sample[1])),
+        )
+        if value is not None:
+            await tx.execute("insert_meta", CIPHER_CHECK, value)
+
+    await d.write(unit)
 
 
-def probe_write(conn: sqlite3.Connection) -> None:
-    conn.execute(PROBE_WRITE)
+async def digest_plain_keys(d: Transactions, digests: KeyDigests) -> int:
+    """`TaskStore.digest_plain_keys`: each step reads (owner, plain key) pairs and rewrites
+    them as (owner, key, digest) rows."""
+    steps = (
+        ("select_plain_idempotency", "digest_idempotency", digests.idempotency_key),
+        ("select_plain_flows", "digest_flows", digests.flow_key),
+        ("select_plain_queue_flows", "digest_queue_flows", digests.flow_key),
+    )
 
+    async def unit(tx: Tx) -> int:
+        if not await tx.execute("take_plain_keys_mark"):
+            return 0
+        await tx.execute("erase_freed")
+        changed = 0
+        for select, update, digest in steps:
+            pairs = await tx.fetch(select)
+            rows = [(owner, key, digest(owner, key)) for owner, key in pairs]
+            if rows:
+                changed += await tx.execute_rows(update, rows)
+        return changed
 
-def has_data(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute(HAS_DATA).fetchone()[0])
-
-
-def sealed_sample(conn: sqlite3.Connection) -> tuple[str, bytes] | None:
-    """A task id and its sealed request, or None when the database has no task."""
-    row = conn.execute(SEALED_SAMPLE).fetchone()
-    return None if row is None else (row[0], bytes(row[1]))
-
-
-def check_cipher(conn: sqlite3.Connection, check: CipherCheck) -> None:
-    """Run the cipher `check` on this database, recording the check value it returns."""
-    value = check(get(conn, CIPHER_CHECK), sealed_sample(conn))
-    if value is not None:
-        put(conn, CIPHER_CHECK, value)
+    return await d.write(unit)

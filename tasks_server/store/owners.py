@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
-
 from tasks_server.store.base import Credentials, DeleteOutcome, OwnerRecord, Reseal
-from tasks_server.store.db import Database
-
-INSERT_OWNER = """
-INSERT INTO owners (id, name, key_digest, signing_secret, created_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (name) DO NOTHING RETURNING id
-"""
-SELECT_KEY_DIGESTS = (
-    "SELECT key_digest, previous_key_digest, previous_key_until FROM owners WHERE id = ?"
-)
-ROTATE_KEY = """
-UPDATE owners SET previous_key_digest = key_digest, previous_key_until = ?, key_digest = ?
- WHERE id = ? AND name = ? RETURNING id
-"""
-SELECT_SIGNING = """
-SELECT signing_secret, previous_signing_secret, previous_signing_until FROM owners WHERE id = ?
-"""
-SET_MISSING_SIGNING = "UPDATE owners SET signing_secret = ? WHERE id = ? AND signing_secret IS NULL"
-SELECT_SIGNING_BY_NAME = "SELECT signing_secret FROM owners WHERE id = ? AND name = ?"
-ROTATE_SIGNING = """
-UPDATE owners SET previous_signing_secret = ?, previous_signing_until = ?, signing_secret = ?
- WHERE id = ?
-"""
-SELECT_OWNER = """
-SELECT id, name, created_at, active_tasks AS active FROM owners WHERE id = ? AND name = ?
-"""
-COUNT_ACTIVE = "SELECT active_tasks FROM owners WHERE id = ?"
-DELETE_OWNER = "DELETE FROM owners WHERE id = ? AND name = ?"
+from tasks_server.store.driver import Driver, Row, Tx
 
 
-async def create_owner(
-    db: Database,
+async def create(
+    d: Driver,
     *,
     owner_id: str,
     name: str,
@@ -46,48 +17,38 @@ async def create_owner(
 ) -> bool:
     """Insert the owner; False when the name is taken."""
     params = (owner_id, name, key_digest, signing_secret, created_at)
-
-    def unit(conn: sqlite3.Connection) -> bool:
-        return bool(conn.execute(INSERT_OWNER, params).fetchall())
-
-    return await db.write(unit)
+    return await d.write(lambda tx: tx.fetchrow("insert_owner", *params)) is not None
 
 
-async def key_digests(db: Database, owner_id: str) -> Credentials | None:
-    row = await db.fetchone(SELECT_KEY_DIGESTS, (owner_id,))
-    return None if row is None else _credentials(row)
+async def key_digests(d: Driver, owner_id: str) -> Credentials | None:
+    row = await d.read(lambda tx: tx.fetchrow("select_key_digests", owner_id))
+    return None if row is None else credentials(row)
 
 
 async def rotate_key(
-    db: Database, owner_id: str, name: str, digest: bytes, previous_until: int
+    d: Driver, owner_id: str, name: str, digest: bytes, previous_until: int
 ) -> bool:
     """Make `digest` the owner's key digest; the old one stays valid until `previous_until`."""
-
-    def unit(conn: sqlite3.Connection) -> bool:
-        params = (previous_until, digest, owner_id, name)
-        return bool(conn.execute(ROTATE_KEY, params).fetchall())
-
-    return await db.write(unit)
+    params = (previous_until, digest, owner_id, name)
+    return await d.write(lambda tx: tx.fetchrow("rotate_key", *params)) is not None
 
 
 async def signing_secrets(
-    db: Database, owner_id: str, missing: bytes | None = None
+    d: Driver, owner_id: str, missing: bytes | None = None
 ) -> Credentials | None:
     """The sealed signing secrets; `missing` is stored first when the owner has none yet."""
 
-    def unit(conn: sqlite3.Connection) -> Credentials | None:
-        conn.execute(SET_MISSING_SIGNING, (missing, owner_id))
-        row = conn.execute(SELECT_SIGNING, (owner_id,)).fetchone()
-        return None if row is None else _credentials(row)
+    async def unit(tx: Tx) -> Credentials | None:
+        if missing is not None:
+            await tx.execute("set_missing_signing", missing, owner_id)
+        row = await tx.fetchrow("select_signing", owner_id)
+        return None if row is None else credentials(row)
 
-    if missing is not None:
-        return await db.write(unit)
-    row = await db.fetchone(SELECT_SIGNING, (owner_id,))
-    return None if row is None else _credentials(row)
+    return await (d.read(unit) if missing is None else d.write(unit))
 
 
 async def rotate_signing(
-    db: Database, owner_id: str, name: str, previous_until: int, reseal: Reseal
+    d: Driver, owner_id: str, name: str, previous_until: int, reseal: Reseal
 ) -> bool:
     """Replace the signing secret in one transaction; False when the owner is not found.
 
@@ -95,46 +56,41 @@ async def rotate_signing(
     previous column.
     """
 
-    def unit(conn: sqlite3.Connection) -> bool:
-        row = conn.execute(SELECT_SIGNING_BY_NAME, (owner_id, name)).fetchone()
+    async def unit(tx: Tx) -> bool:
+        row = await tx.fetchrow("lock_signing_by_name", owner_id, name)
         if row is None:
             return False
         previous, current = reseal(None if row[0] is None else bytes(row[0]))
-        conn.execute(ROTATE_SIGNING, (previous, previous_until, current, owner_id))
+        await tx.execute("rotate_signing", previous, previous_until, current, owner_id)
         return True
 
-    return await db.write(unit)
+    return await d.write(unit)
 
 
-async def get_owner(db: Database, owner_id: str, name: str) -> OwnerRecord | None:
-    row = await db.fetchone(SELECT_OWNER, (owner_id, name))
-    return None if row is None else _record(row)
+async def get(d: Driver, owner_id: str, name: str) -> OwnerRecord | None:
+    row = await d.read(lambda tx: tx.fetchrow("select_owner", owner_id, name))
+    return None if row is None else OwnerRecord(*row)
 
 
-async def delete_owner(db: Database, owner_id: str, name: str) -> DeleteOutcome:
+async def delete(d: Driver, owner_id: str, name: str) -> DeleteOutcome:
     """Delete the owner (and its finished tasks) unless it still has queued tasks."""
 
-    def unit(conn: sqlite3.Connection) -> DeleteOutcome:
-        row = conn.execute(COUNT_ACTIVE, (owner_id,)).fetchone()
-        if row is not None and row[0]:
-            exists = conn.execute(SELECT_OWNER, (owner_id, name)).fetchall()
-            return DeleteOutcome.HAS_TASKS if exists else DeleteOutcome.NOT_FOUND
-        cursor = conn.execute(DELETE_OWNER, (owner_id, name))
-        return DeleteOutcome.DELETED if cursor.rowcount else DeleteOutcome.NOT_FOUND
+    async def unit(tx: Tx) -> DeleteOutcome:
+        row = await tx.fetchrow("lock_owner_active", owner_id, name)
+        if row is None:
+            return DeleteOutcome.NOT_FOUND
+        if row[0]:
+            return DeleteOutcome.HAS_TASKS
+        await tx.execute("delete_owner", owner_id)
+        return DeleteOutcome.DELETED
 
-    return await db.write(unit)
+    return await d.write(unit)
 
 
-def _credentials(row: Any) -> Credentials:
+def credentials(row: Row) -> Credentials:
     current, previous, until = row
     return Credentials(
         None if current is None else bytes(current),
         None if previous is None else bytes(previous),
         until,
-    )
-
-
-def _record(row: sqlite3.Row) -> OwnerRecord:
-    return OwnerRecord(
-        id=row["id"], name=row["name"], created_at=row["created_at"], tasks_in_queue=row["active"]
     )

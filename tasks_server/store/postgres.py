@@ -18,49 +18,20 @@ import contextlib
 import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from tasks_server.store import flow
-from tasks_server.store import postgres_sql as sql
-from tasks_server.store.base import (
-    AttemptRow,
-    CipherCheck,
-    Credentials,
-    Decide,
-    DeleteOutcome,
-    Due,
-    FireOutcome,
-    Flow,
-    Idempotency,
-    InsertOutcome,
-    KeyDigests,
-    NewTask,
-    Notice,
-    OwnerRecord,
-    QueueRow,
-    QueueSummaryRow,
-    Rejected,
-    Reseal,
-    Result,
-    ScheduleDecide,
-    ScheduleRow,
-    StoreOpenError,
-    StoreUnavailable,
-    change_columns,
-    flow_columns,
-    limit_message,
-    task_values,
-)
-from tasks_server.timeutil import now_ms
+from tasks_server.store import postgres_schema as schema
+from tasks_server.store.base import Notice, StoreError, StoreOpenError, StoreUnavailable
+from tasks_server.store.driver import Fill, Row, SharedUnit, T, Unit
+from tasks_server.store.engine import Store
+from tasks_server.store.queries import Queries
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # A node killed with -9 has its tasks run elsewhere within this (SPEC §12: at most 30 s);
 # the scheduler renews its leases at a sixth of it.
@@ -73,7 +44,6 @@ CONNECT_TIMEOUT_S = 5.0
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _TX_TRIES = 5
 
-# A change notice: the task id and its version now (None when deleted).
 # The listening session ended: pauses before each try to listen again (the last repeats).
 RELISTEN_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 # An outage rather than a fault: no server (refused, reset, timed out), a session cut
@@ -90,37 +60,13 @@ _UNAVAILABLE = (
 
 @contextlib.contextmanager
 def _available() -> Iterator[None]:
-    """Raise the driver's outage errors as StoreUnavailable."""
+    """Raise the driver's errors as StoreUnavailable (an outage) or StoreError."""
     try:
         yield
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
-
-
-class _Pool:
-    """The store's way to the pool: asyncpg's, with outages raised as StoreUnavailable."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        with _available():
-            async with self._pool.acquire() as conn:
-                yield conn
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        with _available():
-            rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
-            return rows
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        with _available():
-            return await self._pool.fetchrow(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        with _available():
-            return await self._pool.fetchval(query, *args)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"PostgreSQL: {exc}") from exc
 
 
 def lock_key(name: str) -> int:
@@ -139,23 +85,23 @@ class DatabaseTooNew(RuntimeError):
 
 async def migrate(conn: asyncpg.Connection) -> int:
     """Apply the migrations this database lacks, under the advisory lock; the version now."""
-    await conn.execute(sql.MIGRATION_LOCK, MIGRATION_KEY)
+    await conn.execute(schema.MIGRATION_LOCK, MIGRATION_KEY)
     try:
-        await conn.execute(sql.CREATE_VERSIONS)
-        current = int(await conn.fetchval(sql.CURRENT_VERSION))
-        if current > len(sql.MIGRATIONS):
+        await conn.execute(schema.CREATE_VERSIONS)
+        current = int(await conn.fetchval(schema.CURRENT_VERSION))
+        if current > len(schema.MIGRATIONS):
             raise DatabaseTooNew(
                 f"the database is at schema version {current}; this server knows "
-                f"{len(sql.MIGRATIONS)}: upgrade the server"
+                f"{len(schema.MIGRATIONS)}: upgrade the server"
             )
-        for version, script in enumerate(sql.MIGRATIONS[current:], current + 1):
+        for version, script in enumerate(schema.MIGRATIONS[current:], current + 1):
             async with conn.transaction():
                 await conn.execute(script)
-                await conn.execute(sql.RECORD_VERSION, version)
+                await conn.execute(schema.RECORD_VERSION, version)
             log.info("applied migration %d", version, extra={"action": "migrated"})
-        return len(sql.MIGRATIONS)
+        return len(schema.MIGRATIONS)
     finally:
-        await conn.execute(sql.MIGRATION_UNLOCK, MIGRATION_KEY)
+        await conn.execute(schema.MIGRATION_UNLOCK, MIGRATION_KEY)
 
 
 def _where(url: str) -> str:
@@ -219,7 +165,7 @@ class AdvisoryLeader:
             return False
         try:
             async with asyncio.timeout(LEADER_CHECK_S):
-                await conn.fetchval(sql.PING)
+                await conn.fetchval(_QUERIES.text("ping"))
         except Exception:  # any failure (a dying session can even leave asyncpg's protocol
             # in an inconsistent state: InternalClientError) means the lock cannot be vouched for
             self.release()
@@ -232,7 +178,60 @@ class AdvisoryLeader:
             self._conn = None
 
 
-class PostgresStore:
+_QUERIES = Queries("postgres")
+# Client changes are announced to every node; the payload is "<queue id> <version>" (the
+# version -1 for a deleted task).
+CHANNEL = "tasks_server_changes"
+# Items of one kind written per shared transaction, at most: the rest wait for the next.
+_MAX_SHARED = 1_000
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0`` (0 for one
+    without, such as ``LOCK TABLE``)."""
+    count = status.rsplit(" ", 1)[-1]
+    return int(count) if count.isdigit() else 0
+
+
+class _Tx:
+    """Statements by name on one connection; a table of rows travels as one array per
+    column (the statement `unnest`s them)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, name: str, *args: Any, fill: Fill = ()) -> list[Row]:
+        rows: list[Row] = await self._conn.fetch(_QUERIES.text(name, fill), *args)
+        return rows
+
+    async def fetchrow(self, name: str, *args: Any, fill: Fill = ()) -> Row | None:
+        row: Row | None = await self._conn.fetchrow(_QUERIES.text(name, fill), *args)
+        return row
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        return await self._conn.fetchval(_QUERIES.text(name), *args)
+
+    async def execute(self, name: str, *args: Any) -> int:
+        return _count(await self._conn.execute(_QUERIES.text(name), *args))
+
+    async def fetch_rows(self, name: str, rows: Sequence[Row]) -> list[Row]:
+        return await self.fetch(name, *_columns(rows))
+
+    async def execute_rows(self, name: str, rows: Sequence[Row]) -> int:
+        return await self.execute(name, *_columns(rows))
+
+    async def now(self) -> int:
+        return int(await self.fetchval("now"))
+
+    async def notify(self, queue_id: str, version: int | None) -> None:
+        await self.execute("notify", CHANNEL, f"{queue_id} {-1 if version is None else version}")
+
+
+def _columns(rows: Sequence[Row]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class PostgresDriver:
     shared = True
     lease_ms = LEASE_MS
     local_file = None
@@ -248,6 +247,8 @@ class PostgresStore:
         self._listening: asyncio.Task[None] | None = None
         self._notices: list[Notice] = []
         self._missed: list[Callable[[], None]] = []
+        self._queued: dict[SharedUnit, list[tuple[Any, asyncio.Future[Any]]]] = {}
+        self._writing: dict[SharedUnit, asyncio.Task[None]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -263,6 +264,9 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
+        """Write what is shared and queued, stop listening, close the pool."""
+        while self._writing:
+            await asyncio.gather(*self._writing.values(), return_exceptions=True)
         if self._listening is not None:
             self._listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -278,6 +282,80 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise RuntimeError("the store is not open")
+        with _available():
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    # --- transactions ---------------------------------------------------------------------
+
+    async def read(self, unit: Unit[T]) -> T:
+        async with self._connection() as conn:
+            return await unit(_Tx(conn))
+
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in one transaction, again when PostgreSQL aborted it for a deadlock."""
+        for attempt in range(_TX_TRIES):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await unit(_Tx(conn))
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, _RETRIED) or attempt == _TX_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def share(self, unit: SharedUnit, item: Any) -> Any:
+        """Queue `item`; one write of `unit`'s kind runs at a time, over every item queued
+        before it began, so a busy node writes many attempts per round trip and an idle one
+        writes each at once. A caller cancelled meanwhile cancels only its own wait."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.setdefault(unit, []).append((item, future))
+        if unit not in self._writing:
+            self._writing[unit] = asyncio.create_task(self._write_queued(unit))
+        return await future
+
+    async def _write_queued(self, unit: SharedUnit) -> None:
+        try:
+            while queued := self._queued.get(unit):
+                batch = queued[:_MAX_SHARED]
+                del queued[:_MAX_SHARED]
+                await self._write_shared(unit, batch)
+        finally:
+            self._queued.pop(unit, None)
+            del self._writing[unit]
+
+    async def _write_shared(
+        self, unit: SharedUnit, batch: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self.write(lambda tx: unit(tx, items))
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
+                for one in batch:  # a fault of one item: each alone, so only it fails
+                    await self._write_shared(unit, [one])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    # --- what only PostgreSQL does --------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self.read(lambda tx: tx.fetchval("ping"))
+
+    async def now(self) -> int:
+        """The database clock, epoch ms."""
+        return await self.read(lambda tx: tx.now())
+
     async def listen(self, notice: Notice, missed: Callable[[], None]) -> None:
         """Call `notice(queue_id, version)` for every change a client makes on any node, and
         `missed()` each time the listening session is back after it ended: the changes made
@@ -285,7 +363,8 @@ class PostgresStore:
         self._notices.append(notice)
         self._missed.append(missed)
         if self._listening is None:
-            ended = await self._listen_once()
+            with _available():
+                ended = await self._listen_once()
             self._listening = asyncio.create_task(self._relisten(ended), name="pg-listener")
 
     async def _listen_once(self) -> asyncio.Event:
@@ -294,7 +373,7 @@ class PostgresStore:
         ended = asyncio.Event()
         conn.add_termination_listener(lambda _conn: ended.set())
         try:
-            await conn.add_listener(sql.CHANNEL, self._on_notify)
+            await conn.add_listener(CHANNEL, self._on_notify)
         except BaseException:
             conn.terminate()
             raise
@@ -326,526 +405,11 @@ class PostgresStore:
         for notice in self._notices:
             notice(queue_id, None if number < 0 else number)
 
-    @property
-    def pool(self) -> _Pool:
-        if self._pool is None:
-            raise RuntimeError("the store is not open")
-        return _Pool(self._pool)
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
-
-    async def _write(
-        self, unit: Callable[[asyncpg.Connection], Awaitable[T]], *, statement: bool = False
-    ) -> T:
-        """Run `unit` in one transaction, again when PostgreSQL aborted it for a deadlock.
-
-        `statement`: the unit is one statement, its own transaction (one round trip, no
-        BEGIN and COMMIT of their own)."""
-        for attempt in range(_TX_TRIES):
-            try:
-                if statement:
-                    async with self.pool.acquire() as conn:
-                        return await unit(conn)
-                async with self._tx() as conn:
-                    return await unit(conn)
-            except _RETRIED:
-                if attempt == _TX_TRIES - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def _status(self, query: str, *args: Any) -> int:
-        """Run one statement; the rows it touched."""
-        return _count(await self._write(lambda conn: conn.execute(query, *args)))
-
-    async def ping(self) -> None:
-        await self.pool.fetchval(sql.PING)
-
-    async def now(self) -> int:
-        """The database clock, epoch ms."""
-        return int(await self.pool.fetchval(sql.NOW_MS))
-
-    async def has_data(self) -> bool:
-        return bool(await self.pool.fetchval(sql.HAS_DATA))
-
-    async def check_cipher(self, check: CipherCheck) -> None:
-        async def unit(conn: asyncpg.Connection) -> None:
-            await conn.execute(sql.LOCK_META_TABLE)
-            stored = await conn.fetchval(sql.SELECT_META, sql.CIPHER_CHECK)
-            sample = await conn.fetchrow(sql.SEALED_SAMPLE)
-            value = check(
-                None if stored is None else bytes(stored),
-                None if sample is None else (sample[0], bytes(sample[1])),
-            )
-            if value is not None:
-                await conn.execute(sql.INSERT_META, sql.CIPHER_CHECK, value)
-
-        await self._write(unit)
-
-    async def digest_plain_keys(self, digests: KeyDigests) -> int:
-        steps = (
-            (sql.SELECT_PLAIN_IDEMPOTENCY, sql.DIGEST_IDEMPOTENCY, digests.idempotency_key),
-            (sql.SELECT_PLAIN_FLOWS, sql.DIGEST_FLOWS, digests.flow_key),
-            (sql.SELECT_PLAIN_QUEUE_FLOWS, sql.DIGEST_QUEUE_FLOWS, digests.flow_key),
-        )
-
-        async def unit(conn: asyncpg.Connection) -> int:
-            if await conn.fetchval(sql.TAKE_PLAIN_KEYS_MARK) is None:
-                return 0
-            changed = 0
-            for select, update, digest in steps:
-                rows = await conn.fetch(select)
-                owners, keys = [row[0] for row in rows], [row[1] for row in rows]
-                digested = [digest(o, k) for o, k in zip(owners, keys, strict=True)]
-                changed += _count(await conn.execute(update, owners, keys, digested))
-            return changed
-
-        return await self._write(unit)
-
-    # --- owners ---------------------------------------------------------------------------
-
-    async def create_owner(
-        self,
-        *,
-        owner_id: str,
-        name: str,
-        key_digest: bytes,
-        created_at: int,
-        signing_secret: bytes | None = None,
-    ) -> bool:
-        row = await self.pool.fetchrow(
-            sql.INSERT_OWNER, owner_id, name, key_digest, signing_secret, created_at
-        )
-        return row is not None
-
-    async def key_digests(self, owner_id: str) -> Credentials | None:
-        row = await self.pool.fetchrow(sql.SELECT_KEY_DIGESTS, owner_id)
-        return None if row is None else _credentials(row)
-
-    async def rotate_key(
-        self, owner_id: str, name: str, digest: bytes, previous_until: int
-    ) -> bool:
-        row = await self.pool.fetchrow(sql.ROTATE_KEY, previous_until, digest, owner_id, name)
-        return row is not None
-
-    async def signing_secrets(
-        self, owner_id: str, missing: bytes | None = None
-    ) -> Credentials | None:
-        async def unit(conn: asyncpg.Connection) -> Credentials | None:
-            if missing is not None:
-                await conn.execute(sql.SET_MISSING_SIGNING, missing, owner_id)
-            row = await conn.fetchrow(sql.SELECT_SIGNING, owner_id)
-            return None if row is None else _credentials(row)
-
-        return await self._write(unit)
-
-    async def rotate_signing(
-        self, owner_id: str, name: str, previous_until: int, reseal: Reseal
-    ) -> bool:
-        async def unit(conn: asyncpg.Connection) -> bool:
-            row = await conn.fetchrow(sql.LOCK_SIGNING_BY_NAME, owner_id, name)
-            if row is None:
-                return False
-            previous, current = reseal(None if row[0] is None else bytes(row[0]))
-            await conn.execute(sql.ROTATE_SIGNING, previous, previous_until, current, owner_id)
-            return True
-
-        return await self._write(unit)
-
-    async def get_owner(self, owner_id: str, name: str) -> OwnerRecord | None:
-        row = await self.pool.fetchrow(sql.SELECT_OWNER, owner_id, name)
-        return None if row is None else OwnerRecord(*row)
-
-    async def delete_owner(self, owner_id: str, name: str) -> DeleteOutcome:
-        async def unit(conn: asyncpg.Connection) -> DeleteOutcome:
-            active = await conn.fetchval(sql.LOCK_OWNER_ACTIVE, owner_id, name)
-            if active is None:
-                return DeleteOutcome.NOT_FOUND
-            if active:
-                return DeleteOutcome.HAS_TASKS
-            await conn.execute(sql.DELETE_OWNER, owner_id)
-            return DeleteOutcome.DELETED
-
-        return await self._write(unit)
-
-    # --- tasks ----------------------------------------------------------------------------
-
-    async def insert(
-        self,
-        *,
-        queue_id: str,
-        owner_id: str,
-        created_at: int,
-        due: int,
-        retry_limit: int,
-        request: bytes,
-        metadata: bytes | None,
-        limit: int,
-        lease: tuple[str, int] | None,
-        idempotency: Idempotency | None = None,
-        flow: Flow | None = None,
-    ) -> tuple[InsertOutcome, QueueRow | None]:
-        # The lease was computed on this node's clock: keep its length, not its end.
-        holder, lease_ms = (lease[0], max(0, lease[1] - now_ms())) if lease else (None, 0)
-
-        async def insert(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
-            room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit)
-            if room is None:
-                return InsertOutcome.NO_OWNER, None
-            if not room:
-                return InsertOutcome.LIMIT_REACHED, None
-            row = await conn.fetchrow(
-                sql.INSERT_QUEUE,
-                *(queue_id, owner_id, created_at, due, retry_limit, request, metadata),
-                *(holder, lease_ms, *flow_columns(flow).values()),
-            )
-            return InsertOutcome.INSERTED, _queue_row(row)
-
-        async def once(conn: asyncpg.Connection) -> tuple[InsertOutcome, QueueRow | None]:
-            assert idempotency is not None
-            key, digest, now = idempotency.key_digest, idempotency.body_digest, idempotency.now
-            if await conn.fetchval(sql.LOCK_OWNER, owner_id) is None:
-                return InsertOutcome.NO_OWNER, None
-            await conn.execute(sql.PURGE_IDEMPOTENCY, now, sql.IDEMPOTENCY_PURGE_BATCH)
-            entry = await conn.fetchrow(sql.SELECT_IDEMPOTENCY, owner_id, key, now)
-            if entry is not None:
-                if bytes(entry[0]) != digest:
-                    return InsertOutcome.KEY_REUSED, None
-                found = await conn.fetchrow(sql.SELECT_QUEUE, entry[1], owner_id)
-                if found is not None:  # else its task was deleted: register anew
-                    return InsertOutcome.REPLAYED, _queue_row(found)
-            outcome, row = await insert(conn)
-            if row is not None:
-                expires = now + idempotency.ttl_ms
-                await conn.execute(sql.UPSERT_IDEMPOTENCY, owner_id, key, digest, row.id, expires)
-            return outcome, row
-
-        return await self._write(insert if idempotency is None else once)
-
-    async def insert_many(
-        self, owner_id: str, tasks: Sequence[NewTask], *, limit: int
-    ) -> InsertOutcome:
-        async def insert(conn: asyncpg.Connection) -> InsertOutcome:
-            room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit - len(tasks) + 1)
-            if room is None:
-                return InsertOutcome.NO_OWNER
-            if not room:
-                return InsertOutcome.LIMIT_REACHED
-            if tasks:  # one statement: a column of values per parameter
-                rows = [task_values(owner_id, task) for task in tasks]
-                await conn.execute(sql.INSERT_TASKS, *map(list, zip(*rows, strict=True)))
-            return InsertOutcome.INSERTED
-
-        return await self._write(insert)
-
-    async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
-        row = await self.pool.fetchrow(sql.SELECT_QUEUE, queue_id, owner_id)
-        return None if row is None else _queue_row(row)
-
-    async def list_tasks(
-        self,
-        owner_id: str,
-        *,
-        state: str | None,
-        schedule_id: str | None,
-        order: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> list[QueueSummaryRow]:
-        filters = {
-            name: value
-            for name, value in (("state", state), ("schedule_id", schedule_id))
-            if value is not None
-        }
-        query = sql.list_for_owner(filters, order=order, descending=descending)
-        rows = await self.pool.fetch(query, owner_id, *filters.values(), limit, offset)
-        return [QueueSummaryRow(*row) for row in rows]
-
-    async def ids_in_state(self, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(sql.SELECT_IDS_IN_STATE, owner_id, state, limit)
-            total = await conn.fetchval(sql.COUNT_IN_STATE, owner_id, state)
-        return [row[0] for row in rows], int(total or 0)
-
-    async def change(
-        self, owner_id: str, queue_id: str, decide: Decide, *, limit: int | None = None
-    ) -> QueueRow | Rejected | None:
-        async def unit(conn: asyncpg.Connection) -> QueueRow | Rejected | None:
-            found = await conn.fetchrow(sql.LOCK_QUEUE, queue_id, owner_id)
-            if found is None:
-                return None
-            row = _queue_row(found)
-            decided = decide(row)
-            if isinstance(decided, Rejected):
-                return decided
-            changes = change_columns(decided)
-            query = sql.update_queue(changes)
-            reactivates = (
-                row.state not in sql.ACTIVE and changes.get("state", row.state) in sql.ACTIVE
-            )
-            if reactivates and limit is not None:
-                room = await conn.fetchval(sql.OWNER_HAS_ROOM, owner_id, limit)
-                if not room:
-                    return Rejected(limit_message(limit))
-            updated = _queue_row(await conn.fetchrow(query, *changes.values(), queue_id))
-            await conn.execute(sql.NOTIFY, f"{queue_id} {updated.version}")
-            return updated
-
-        return await self._write(unit)
-
-    async def delete(self, owner_id: str, queue_id: str) -> bool:
-        async def unit(conn: asyncpg.Connection) -> bool:
-            if await conn.fetchval(sql.DELETE_QUEUE, queue_id, owner_id) is None:
-                return False
-            await conn.execute(sql.NOTIFY, f"{queue_id} -1")
-            return True
-
-        return await self._write(unit)
-
-    async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
-        rows = await self.pool.fetch(sql.SELECT_ATTEMPTS, queue_id, limit, offset)
-        return [AttemptRow(*row) for row in rows]
-
-    # --- schedules ------------------------------------------------------------------------
-
-    async def create_schedule(
-        self,
-        *,
-        schedule_id: str,
-        owner_id: str,
-        cron: str,
-        timezone: str,
-        created_at: int,
-        next_run_at: int,
-        request: bytes,
-        metadata: bytes | None,
-        limit: int,
-    ) -> ScheduleRow | None:
-        async def unit(conn: asyncpg.Connection) -> ScheduleRow | None:
-            if await conn.fetchval(sql.LOCK_OWNER, owner_id) is None:
-                return None
-            if await conn.fetchval(sql.COUNT_OWNER_SCHEDULES, owner_id) >= limit:
-                return None
-            row = await conn.fetchrow(
-                sql.INSERT_SCHEDULE,
-                *(schedule_id, owner_id, cron, timezone, created_at, next_run_at),
-                *(request, metadata),
-            )
-            return ScheduleRow(*row)
-
-        return await self._write(unit)
-
-    async def get_schedule(self, owner_id: str, schedule_id: str) -> ScheduleRow | None:
-        row = await self.pool.fetchrow(sql.SELECT_SCHEDULE, schedule_id, owner_id)
-        return None if row is None else ScheduleRow(*row)
-
-    async def list_schedules(self, owner_id: str, *, limit: int, offset: int) -> list[ScheduleRow]:
-        rows = await self.pool.fetch(sql.LIST_SCHEDULES, owner_id, limit, offset)
-        return [ScheduleRow(*row) for row in rows]
-
-    async def change_schedule(
-        self, owner_id: str, schedule_id: str, decide: ScheduleDecide
-    ) -> ScheduleRow | Rejected | None:
-        async def unit(conn: asyncpg.Connection) -> ScheduleRow | Rejected | None:
-            found = await conn.fetchrow(sql.LOCK_SCHEDULE, schedule_id, owner_id)
-            if found is None:
-                return None
-            changes = decide(ScheduleRow(*found))
-            if isinstance(changes, Rejected):
-                return changes
-            query = sql.update_schedule(changes)
-            return ScheduleRow(*await conn.fetchrow(query, *changes.values(), schedule_id))
-
-        return await self._write(unit)
-
-    async def delete_schedule(self, owner_id: str, schedule_id: str) -> bool:
-        found = await self._write(
-            lambda conn: conn.fetchval(sql.DELETE_SCHEDULE, schedule_id, owner_id)
-        )
-        return found is not None
-
-    async def due_schedules(self, *, before: int, limit: int) -> list[ScheduleRow]:
-        rows = await self.pool.fetch(sql.DUE_SCHEDULES, before, limit)
-        return [ScheduleRow(*row) for row in rows]
-
-    async def fire(
-        self,
-        schedule: ScheduleRow,
-        *,
-        fire_at: int,
-        next_run_at: int,
-        task: NewTask,
-        limit: int,
-    ) -> tuple[FireOutcome, QueueRow | None]:
-        async def unit(conn: asyncpg.Connection) -> tuple[FireOutcome, QueueRow | None]:
-            current = (schedule.id, schedule.version, schedule.next_run_at)
-            if await conn.fetchval(sql.LOCK_CURRENT_SCHEDULE, *current) is None:
-                return FireOutcome.STALE, None
-            if not await conn.fetchval(sql.OWNER_HAS_ROOM, schedule.owner_id, limit):
-                await conn.execute(sql.ADVANCE_SCHEDULE, next_run_at, schedule.id)
-                return FireOutcome.LIMIT_REACHED, None
-            row = await conn.fetchrow(
-                sql.INSERT_FIRED,
-                *(task.queue_id, schedule.owner_id, task.created_at, task.due),
-                *(task.retry_limit, task.request, task.metadata, schedule.id, fire_at),
-                *flow_columns(task.flow).values(),
-            )
-            if row is None:
-                await conn.execute(sql.ADVANCE_SCHEDULE, next_run_at, schedule.id)
-                return FireOutcome.DUPLICATE, None
-            await conn.execute(sql.FIRED, next_run_at, fire_at, task.queue_id, schedule.id)
-            return FireOutcome.FIRED, _queue_row(row)
-
-        return await self._write(unit)
-
-    async def count_schedules(self) -> int:
-        return int(await self.pool.fetchval(sql.COUNT_ACTIVE_SCHEDULES))
-
-    # --- the scheduler --------------------------------------------------------------------
-
-    async def claim(self, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
-        async def unit(conn: asyncpg.Connection) -> list[Due]:
-            rows = await conn.fetch(sql.CLAIM, holder, window_ms, lease_ms, limit)
-            claimed = [Due(*row) for row in rows]
-            now = int(await conn.fetchval(sql.NOW))
-            horizon = now + window_ms
-            keys = await conn.fetch(sql.FLOW_KEYS_READY, now, horizon, limit)
-            # Locked in one order on every node, so two claims never wait on each other.
-            for owner_id, key in sorted(tuple(key) for key in keys):
-                if len(claimed) >= limit:
-                    break
-                next_start_at = await conn.fetchval(sql.LOCK_FLOW, owner_id, key)
-                busy = await conn.fetchval(sql.FLOW_BUSY, owner_id, key, now)
-                rows = await conn.fetch(
-                    sql.FLOW_CANDIDATES, holder, owner_id, key, horizon, limit - len(claimed)
-                )
-                candidates = [flow.Candidate(Due(*row[:9]), row[9], row[10]) for row in rows]
-                planned = flow.plan(
-                    candidates, busy=busy, next_start_at=next_start_at, now=now, horizon=horizon
-                )
-                ids = [due.id for due in planned.leased]
-                await conn.execute(sql.LEASE, holder, now + lease_ms, ids)
-                await conn.execute(sql.FLOW_ADVANCE, planned.next_start_at, owner_id, key)
-                claimed += planned.leased
-            if claimed:
-                await conn.execute(sql.INTERRUPT_CLAIMED, holder, [due.id for due in claimed])
-            return claimed
-
-        return await self._write(unit)
-
-    async def started(self, *, holder: str, due: Due, now: int) -> int | None:
-        async def unit(conn: asyncpg.Connection) -> int | None:
-            number = await conn.fetchval(sql.START_ATTEMPT, due.id, holder, due.version, now)
-            return None if number is None else int(number)
-
-        return await self._write(unit, statement=True)
-
-    async def record(
-        self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
-    ) -> bool:
-        if callback is None and result.attempt <= keep:  # the common case: one statement
-            retry_at = None if result.state is not None else result.retry_at
-            applied = await self._write(
-                lambda conn: conn.fetchval(
-                    sql.RECORD_OUTCOME,
-                    *(result.state, result.status_code, result.response, result.finished_at),
-                    *(retry_at, due.id, holder, due.version),
-                    *(result.attempt, result.outcome, result.error, result.attempt_status_code),
-                ),
-                statement=True,
-            )
-            return bool(applied)
-
-        async def unit(conn: asyncpg.Connection) -> bool:
-            if result.state is not None:
-                status = await conn.execute(
-                    sql.FINISH,
-                    *(result.state, result.status_code, result.response, result.finished_at),
-                    *(due.id, holder, due.version),
-                )
-                if callback is not None and _count(status) > 0:
-                    await conn.execute(
-                        sql.INSERT_CALLBACK,
-                        *(callback.queue_id, due.owner_id, callback.created_at, callback.due),
-                        *(callback.retry_limit, callback.request, callback.metadata, due.id),
-                    )
-                    await conn.execute(sql.SET_CALLBACK_ID, callback.queue_id, due.id)
-            else:
-                status = await conn.execute(
-                    sql.RETRY_LATER,
-                    *(result.status_code, result.response, result.retry_at),
-                    *(due.id, holder, due.version),
-                )
-            await conn.execute(
-                sql.CLOSE_ATTEMPT,
-                *(due.id, result.attempt, result.finished_at, result.attempt_status_code),
-                *(result.outcome, result.error, result.response),
-            )
-            if result.attempt > keep:
-                await conn.execute(sql.PRUNE_ATTEMPTS, due.id, result.attempt - keep)
-            return _count(status) > 0
-
-        return await self._write(unit)
-
-    async def aborted(
-        self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
-    ) -> QueueRow | None:
-        async def unit(conn: asyncpg.Connection) -> QueueRow | None:
-            if started is not None:
-                await conn.execute(sql.ABORT_OPEN, now, queue_id, holder, *started)
-            row = await conn.fetchrow(sql.SELECT_BY_ID, queue_id)
-            return None if row is None else _queue_row(row)
-
-        return await self._write(unit)
-
-    async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
-        async def unit(conn: asyncpg.Connection) -> None:
-            await conn.execute(sql.RELEASE_LEASE, queue_id, holder)
-            await conn.execute(sql.INTERRUPT_OPEN_OF_TASK, now, queue_id, holder)
-
-        await self._write(unit)
-
-    async def reload(self, queue_id: str) -> QueueRow | None:
-        row = await self.pool.fetchrow(sql.SELECT_BY_ID, queue_id)
-        return None if row is None else _queue_row(row)
-
-    async def leased_versions(self, holder: str) -> dict[str, tuple[str, int]]:
-        rows = await self.pool.fetch(sql.LEASED_VERSIONS, holder)
-        return {row[0]: (row[1], row[2]) for row in rows}
-
-    async def renew(self, holder: str, ids: list[str], lease_ms: int) -> None:
-        await self._status(sql.RENEW_LEASES, holder, ids, lease_ms)
-
-    async def release(self, holder: str, queue_id: str) -> None:
-        await self._status(sql.RELEASE_LEASE, queue_id, holder)
-
-    async def release_holder(self, holder: str, *, now: int) -> None:
-        async def unit(conn: asyncpg.Connection) -> None:
-            await conn.execute(sql.RELEASE_LEASES_OF, holder)
-            await conn.execute(sql.INTERRUPT_OPEN_OF, now, holder)
-
-        await self._write(unit)
-
-    async def release_all(self) -> None:
-        await self._status(sql.RELEASE_ALL_LEASES)
-
-    # --- jobs and metrics -----------------------------------------------------------------
-
-    async def purge_finished(self, *, before: int, batch: int) -> int:
-        return await self._status(sql.PURGE_FINISHED, before, batch)
-
-    async def purge_idle_flows(self, *, before: int, batch: int) -> int:
-        return await self._status(sql.PURGE_IDLE_FLOWS, before, batch)
-
     async def leader(self, name: str) -> AdvisoryLeader | None:
         with _available():
             conn = await asyncpg.connect(self.url)
             try:
-                held = await conn.fetchval(sql.TRY_LEADER, lock_key(name))
+                held = await conn.fetchval(_QUERIES.text("try_leader"), lock_key(name))
             except BaseException:
                 conn.terminate()
                 raise
@@ -854,30 +418,12 @@ class PostgresStore:
             return None
         return AdvisoryLeader(conn)
 
-    async def count_by_state(self) -> dict[str, int]:
-        return {row[0]: row[1] for row in await self.pool.fetch(sql.COUNT_BY_STATE)}
 
-    async def count_overdue(self, *, now: int, late_by: int) -> int:
-        return int(await self.pool.fetchval(sql.COUNT_OVERDUE, now - late_by))
+class PostgresStore(Store):
+    """The store on the PostgreSQL database at `url`."""
 
-    async def active_counts(self) -> dict[str, tuple[int, int]]:
-        rows = await self.pool.fetch(sql.COUNT_ACTIVE_BY_OWNER)
-        return {row[0]: (row[1], row[2]) for row in rows}
-
-
-def _queue_row(row: Sequence[Any]) -> QueueRow:
-    return QueueRow.from_row(tuple(row))
-
-
-def _credentials(row: Sequence[Any]) -> Credentials:
-    current, previous, until = row
-    return Credentials(
-        None if current is None else bytes(current),
-        None if previous is None else bytes(previous),
-        until,
-    )
-
-
-def _count(status: str) -> int:
-    """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0``."""
-    return int(status.rsplit(" ", 1)[-1])
+    def __init__(
+        self, url: str, *, pool_max: int = POOL_MAX, connect_timeout_s: float = CONNECT_TIMEOUT_S
+    ) -> None:
+        self.postgres = PostgresDriver(url, pool_max=pool_max, connect_timeout_s=connect_timeout_s)
+        super().__init__(self.postgres)

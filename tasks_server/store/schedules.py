@@ -1,10 +1,8 @@
-"""Schedule rows (SQLite): CRUD, the due ones, and a fire written in one transaction."""
+"""Schedule rows: CRUD, the due ones, and a fire written in one transaction."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
-
+from tasks_server.store import queries
 from tasks_server.store.base import (
     FireOutcome,
     NewTask,
@@ -14,54 +12,11 @@ from tasks_server.store.base import (
     ScheduleRow,
     flow_columns,
 )
-from tasks_server.store.db import Database
-from tasks_server.store.queues import COLUMNS
-
-SCHEDULE_COLUMNS = (
-    "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, last_queue_id, "
-    "version, request, metadata"
-)
-# Selected from the owner's row: an unknown owner inserts nothing, as a full one.
-INSERT_SCHEDULE = f"""
-INSERT INTO schedules (id, owner_id, state, cron, timezone, created_at, next_run_at, request,
-                       metadata)
-SELECT ?, id, 'ACTIVE', ?, ?, ?, ?, ?, ?
-  FROM owners
- WHERE id = ? AND (SELECT count(*) FROM schedules WHERE owner_id = owners.id) < ?
-RETURNING {SCHEDULE_COLUMNS}
-"""
-SELECT_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ? AND owner_id = ?"
-LIST_SCHEDULES = f"""
-SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE owner_id = ? ORDER BY created_at, id
- LIMIT ? OFFSET ?
-"""
-DELETE_SCHEDULE = "DELETE FROM schedules WHERE id = ? AND owner_id = ? RETURNING id"
-DUE_SCHEDULES = f"""
-SELECT {SCHEDULE_COLUMNS} FROM schedules
- WHERE state = 'ACTIVE' AND next_run_at <= ? ORDER BY next_run_at LIMIT ?
-"""
-# A fire applies only to the schedule as it was read: a change or another fire meanwhile wins.
-CURRENT = """
-SELECT 1 FROM schedules WHERE id = ? AND state = 'ACTIVE' AND version = ? AND next_run_at = ?
-"""
-OWNER_HAS_ROOM = "SELECT active_tasks < ? FROM owners WHERE id = ?"
-INSERT_FIRED = f"""
-INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, schedule_id, scheduled_for, flow_key,
-                    flow_parallelism, flow_rate)
-VALUES (?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
-RETURNING {COLUMNS}
-"""
-ADVANCE = "UPDATE schedules SET next_run_at = ? WHERE id = ?"
-FIRED = "UPDATE schedules SET next_run_at = ?, last_run_at = ?, last_queue_id = ? WHERE id = ?"
-COUNT_ACTIVE = "SELECT count(*) FROM schedules WHERE state = 'ACTIVE'"
-
-_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})
+from tasks_server.store.driver import Driver, Tx
 
 
 async def create(
-    db: Database,
+    d: Driver,
     *,
     schedule_id: str,
     owner_id: str,
@@ -74,68 +29,62 @@ async def create(
     limit: int,
 ) -> ScheduleRow | None:
     """Insert an ACTIVE schedule unless the owner has `limit` already or is unknown (None
-    then)."""
-    params = (schedule_id, cron, timezone, created_at, next_run_at, request, metadata)
+    then). The owner's row is locked first, so concurrent creations count exactly."""
+    values = (schedule_id, owner_id, cron, timezone, created_at, next_run_at, request, metadata)
 
-    def unit(conn: sqlite3.Connection) -> ScheduleRow | None:
-        rows = conn.execute(INSERT_SCHEDULE, (*params, owner_id, limit)).fetchall()
-        return ScheduleRow(*rows[0]) if rows else None
+    async def unit(tx: Tx) -> ScheduleRow | None:
+        if await tx.fetchrow("lock_owner", owner_id) is None:
+            return None
+        if await tx.fetchval("count_owner_schedules", owner_id) >= limit:
+            return None
+        row = await tx.fetchrow("insert_schedule", *values)
+        return None if row is None else ScheduleRow(*row)
 
-    return await db.write(unit)
+    return await d.write(unit)
 
 
-async def get(db: Database, owner_id: str, schedule_id: str) -> ScheduleRow | None:
-    row = await db.fetchone(SELECT_SCHEDULE, (schedule_id, owner_id))
+async def get(d: Driver, owner_id: str, schedule_id: str) -> ScheduleRow | None:
+    row = await d.read(lambda tx: tx.fetchrow("select_schedule", schedule_id, owner_id))
     return None if row is None else ScheduleRow(*row)
 
 
-async def list_for_owner(
-    db: Database, owner_id: str, *, limit: int, offset: int
-) -> list[ScheduleRow]:
-    return [
-        ScheduleRow(*row) for row in await db.fetchall(LIST_SCHEDULES, (owner_id, limit, offset))
-    ]
+async def list_for_owner(d: Driver, owner_id: str, *, limit: int, offset: int) -> list[ScheduleRow]:
+    rows = await d.read(lambda tx: tx.fetch("list_schedules", owner_id, limit, offset))
+    return [ScheduleRow(*row) for row in rows]
 
 
 async def change(
-    db: Database, owner_id: str, schedule_id: str, decide: ScheduleDecide
+    d: Driver, owner_id: str, schedule_id: str, decide: ScheduleDecide
 ) -> ScheduleRow | Rejected | None:
     """Apply `decide(row)`'s changes in one transaction, bumping the version."""
 
-    def unit(conn: sqlite3.Connection) -> ScheduleRow | Rejected | None:
-        rows = conn.execute(SELECT_SCHEDULE, (schedule_id, owner_id)).fetchall()
-        if not rows:
+    async def unit(tx: Tx) -> ScheduleRow | Rejected | None:
+        found = await tx.fetchrow("lock_schedule", schedule_id, owner_id)
+        if found is None:
             return None
-        changes = decide(ScheduleRow(*rows[0]))
+        changes = decide(ScheduleRow(*found))
         if isinstance(changes, Rejected):
             return changes
-        unknown = set(changes) - _CHANGEABLE
-        if unknown:
-            raise ValueError(f"not changeable: {sorted(unknown)}")
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        updated = conn.execute(
-            f"UPDATE schedules SET {assignments}, version = version + 1 "
-            f"WHERE id = ? RETURNING {SCHEDULE_COLUMNS}",
-            (*changes.values(), schedule_id),
-        ).fetchall()
-        return ScheduleRow(*updated[0])
+        fill = queries.assignments(tuple(changes), queries.SCHEDULE_CHANGEABLE)
+        updated = await tx.fetchrow("update_schedule", *changes.values(), schedule_id, fill=fill)
+        assert updated is not None
+        return ScheduleRow(*updated)
 
-    return await db.write(unit)
+    return await d.write(unit)
 
 
-async def delete(db: Database, owner_id: str, schedule_id: str) -> bool:
-    def unit(conn: sqlite3.Connection) -> bool:
-        return bool(conn.execute(DELETE_SCHEDULE, (schedule_id, owner_id)).fetchall())
-
-    return await db.write(unit)
+async def delete(d: Driver, owner_id: str, schedule_id: str) -> bool:
+    found = await d.write(lambda tx: tx.fetchrow("delete_schedule", schedule_id, owner_id))
+    return found is not None
 
 
-async def due(db: Database, *, before: int, limit: int) -> list[ScheduleRow]:
-    return [ScheduleRow(*row) for row in await db.fetchall(DUE_SCHEDULES, (before, limit))]
+async def due(d: Driver, *, before: int, limit: int) -> list[ScheduleRow]:
+    rows = await d.read(lambda tx: tx.fetch("due_schedules", before, limit))
+    return [ScheduleRow(*row) for row in rows]
 
 
 async def fire(
-    db: Database,
+    d: Driver,
     schedule: ScheduleRow,
     *,
     fire_at: int,
@@ -145,31 +94,32 @@ async def fire(
 ) -> tuple[FireOutcome, QueueRow | None]:
     """Register the task of one fire time and move the schedule on, in one transaction.
 
-    At most one task per (schedule, fire time): a second fire of the same time finds the
-    unique index and registers nothing. A full owner skips the fire.
+    A fire applies only to the schedule as it was read: a change or another fire meanwhile
+    wins. At most one task per (schedule, fire time): a second fire of the same time finds
+    the unique index and registers nothing. A full owner skips the fire.
     """
+    values = (
+        *(task.queue_id, schedule.owner_id, task.created_at, task.due, task.retry_limit),
+        *(task.request, task.metadata, schedule.id, fire_at, *flow_columns(task.flow).values()),
+    )
 
-    def unit(conn: sqlite3.Connection) -> tuple[FireOutcome, QueueRow | None]:
+    async def unit(tx: Tx) -> tuple[FireOutcome, QueueRow | None]:
         current = (schedule.id, schedule.version, schedule.next_run_at)
-        if not conn.execute(CURRENT, current).fetchall():
+        if await tx.fetchrow("lock_current_schedule", *current) is None:
             return FireOutcome.STALE, None
-        (room,) = conn.execute(OWNER_HAS_ROOM, (limit, schedule.owner_id)).fetchone()
-        if not room:
-            conn.execute(ADVANCE, (next_run_at, schedule.id))
+        room = await tx.fetchrow("owner_has_room", schedule.owner_id, limit)
+        if room is None or not room[0]:
+            await tx.execute("advance_schedule", next_run_at, schedule.id)
             return FireOutcome.LIMIT_REACHED, None
-        params: tuple[Any, ...] = (task.queue_id, schedule.owner_id, task.created_at, task.due)
-        params += (task.retry_limit, task.request, task.metadata, schedule.id, fire_at)
-        params += tuple(flow_columns(task.flow).values())
-        rows = conn.execute(INSERT_FIRED, params).fetchall()
-        if not rows:
-            conn.execute(ADVANCE, (next_run_at, schedule.id))
+        row = await tx.fetchrow("insert_fired", *values)
+        if row is None:
+            await tx.execute("advance_schedule", next_run_at, schedule.id)
             return FireOutcome.DUPLICATE, None
-        conn.execute(FIRED, (next_run_at, fire_at, task.queue_id, schedule.id))
-        return FireOutcome.FIRED, QueueRow.from_row(rows[0])
+        await tx.execute("fired", next_run_at, fire_at, task.queue_id, schedule.id)
+        return FireOutcome.FIRED, QueueRow.from_row(row)
 
-    return await db.write(unit)
+    return await d.write(unit)
 
 
-async def count_active(db: Database) -> int:
-    row = await db.fetchone(COUNT_ACTIVE)
-    return int(row[0]) if row else 0
+async def count_active(d: Driver) -> int:
+    return int(await d.read(lambda tx: tx.fetchval("count_active_schedules")))

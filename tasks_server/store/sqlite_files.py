@@ -15,6 +15,8 @@ from pathlib import Path
 from tasks_server.store import meta
 from tasks_server.store.base import CipherCheck
 from tasks_server.store.db import DatabaseTooNew, migrate
+from tasks_server.store.driver import run_to_end
+from tasks_server.store.sqlite import OneConnection
 
 __all__ = ["DatabaseFileError", "check_key", "check_sound", "copy_live"]
 
@@ -58,6 +60,7 @@ def check_key(path: Path, check_for: Callable[[bool], CipherCheck]) -> None:
     try:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
             migrate(conn)
-            meta.check_cipher(conn, check_for(meta.has_data(conn)))
+            copy = OneConnection(conn)
+            run_to_end(meta.check_cipher(copy, check_for(run_to_end(meta.has_data(copy)))))
     except (sqlite3.Error, DatabaseTooNew) as exc:
         raise DatabaseFileError(f"{path.name}: {exc}") from exc

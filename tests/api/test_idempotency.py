@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tasks_server.store import idempotency
+from tasks_server.store import tasks
 from tasks_server.store.base import Idempotency, InsertOutcome
 from tests.api.test_queues import task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -115,7 +115,8 @@ async def test_a_key_expires_after_its_ttl(make_settings: MakeSettings) -> None:
     opened = open_client(make_settings())
     async with opened as client:
         owner_id = (await register_owner(client))["X-Tasks-Owner-Id"]
-        store, db, ttl, start = opened.services.store, opened.services.store.db, 1000, 1_000_000
+        store, ttl, start = opened.services.store, 1000, 1_000_000
+        db = opened.services.store.sqlite.db
 
         async def once(queue_id: str, now: int, digest: bytes = b"body") -> Any:
             return await store.insert(
@@ -150,8 +151,8 @@ async def test_expired_keys_are_purged(make_settings: MakeSettings) -> None:
     async with opened as client:
         owner = await register_owner(client)
         owner_id = owner["X-Tasks-Owner-Id"]
-        db = opened.services.store.db
-        count = idempotency.PURGE_BATCH * 2
+        db = opened.services.store.sqlite.db
+        count = tasks.IDEMPOTENCY_PURGE_BATCH * 2
 
         def stale(conn: Any) -> None:
             conn.executemany(

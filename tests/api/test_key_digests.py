@@ -21,7 +21,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.settings import Settings
-from tasks_server.store import build_store, postgres_sql, schema
+from tasks_server.store import build_store, postgres_schema, schema
 from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, task
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -192,10 +192,10 @@ async def _write_old_database(settings: Settings, owners: list[OldOwner]) -> Non
         async with pg.transaction():
             # A fresh database of the suite is migrated: start it again from nothing.
             await pg.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            await pg.execute(postgres_sql.CREATE_VERSIONS)
-            for version, script in enumerate(postgres_sql.MIGRATIONS[:3], 1):
+            await pg.execute(postgres_schema.CREATE_VERSIONS)
+            for version, script in enumerate(postgres_schema.MIGRATIONS[:3], 1):
                 await pg.execute(script)
-                await pg.execute(postgres_sql.RECORD_VERSION, version)
+                await pg.execute(postgres_schema.RECORD_VERSION, version)
             for statement, row in writes:
                 await pg.execute(statement, *row)
     finally:

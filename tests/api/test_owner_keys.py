@@ -194,7 +194,7 @@ async def test_signing_secrets_are_sealed_and_bound_to_their_owner(
     async with opened as client:
         response = await client.post("/v1/owners/register", json={"name": "sealed"})
         body = response.json()
-        db = opened.services.store.db
+        db = opened.services.store.sqlite.db
         row = await db.fetchone("SELECT signing_secret FROM owners WHERE id = ?", (body["id"],))
         assert row is not None and _raw(body["signingSecret"]) not in bytes(row[0])
         assert body["signingSecret"].encode() not in bytes(row[0])
@@ -206,7 +206,7 @@ async def test_an_owner_from_before_signing_secrets_gets_one(make_settings: Make
     opened = open_client(settings)
     async with opened as client:
         owner_id = (await register_owner(client, "legacy"))["X-Tasks-Owner-Id"]
-        await opened.services.store.db.write(
+        await opened.services.store.sqlite.db.write(
             lambda conn: conn.execute("UPDATE owners SET signing_secret = NULL")
         )
         keys = opened.services.signing_keys

@@ -159,13 +159,6 @@ async def insert(
     )
 
 
-def discrepancy(request: pytest.FixtureRequest, engine: str, reason: str) -> None:
-    """The running test documents where `engine` breaks the contract: an expected failure
-    there, strict, so it fails loudly once the engine is fixed."""
-    if request.getfixturevalue("store_kind") == engine:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 async def until(check: Callable[[], Awaitable[T]], what: str) -> T:
     """`check()`'s first truthy answer, polled: the async twin of `tests.polling.eventually`."""
     loop = asyncio.get_running_loop()

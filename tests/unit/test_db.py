@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks_server.store.base import StoreUnavailable
+from tasks_server.store.base import StoreError, StoreUnavailable
 from tasks_server.store.db import Database, migrate
 from tasks_server.store.schema import MIGRATIONS
 
@@ -66,12 +66,8 @@ async def test_a_unit_error_fails_only_that_unit(db: Database) -> None:
 
     writes = (db.write(insert(v)) for v in (1, 2, 2, 3))
     results = await asyncio.gather(*writes, return_exceptions=True)
-    assert [type(r) for r in results] == [
-        type(None),
-        type(None),
-        sqlite3.IntegrityError,
-        type(None),
-    ]
+    assert [type(r) for r in results] == [type(None), type(None), StoreError, type(None)]
+    assert isinstance(results[2].__cause__, sqlite3.IntegrityError)
     rows = await db.fetchall("SELECT v FROM t ORDER BY v")
     assert [row[0] for row in rows] == [1, 2, 3]
 

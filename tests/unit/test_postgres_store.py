@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -14,8 +15,8 @@ from ulid import ULID
 from tasks_server import cli, startup
 from tasks_server.lifecycle import Change
 from tasks_server.settings import Settings, SettingsError, load_settings
-from tasks_server.store import postgres_sql
-from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow
+from tasks_server.store import postgres_schema
+from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow, Result
 from tasks_server.store.postgres import PostgresStore, migrate_url
 from tests.conftest import open_client, register_owner
 
@@ -226,13 +227,13 @@ async def test_the_listener_listens_again_after_its_session_ends(
 
 async def test_migrations_apply_once_and_record_their_version(postgres_url: str) -> None:
     results = await asyncio.gather(*(migrate_url(postgres_url) for _ in range(3)))
-    assert results == [len(postgres_sql.MIGRATIONS)] * 3
+    assert results == [len(postgres_schema.MIGRATIONS)] * 3
     conn = await asyncpg.connect(postgres_url)
     try:
         versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
     finally:
         await conn.close()
-    assert [row[0] for row in versions] == list(range(1, len(postgres_sql.MIGRATIONS) + 1))
+    assert [row[0] for row in versions] == list(range(1, len(postgres_schema.MIGRATIONS) + 1))
 
 
 def test_database_url_must_be_postgresql_and_needs_the_cipher_key() -> None:
@@ -261,7 +262,7 @@ def test_migrate_subcommand(
     monkeypatch.setenv("CIPHER_KEY", "k")
     monkeypatch.setenv("LOG", "false")
     cli.main(["migrate"])
-    assert capsys.readouterr().out.strip() == f"schema version {len(postgres_sql.MIGRATIONS)}"
+    assert capsys.readouterr().out.strip() == f"schema version {len(postgres_schema.MIGRATIONS)}"
     monkeypatch.delenv("DATABASE_URL")
     with pytest.raises(SystemExit) as exited:
         cli.main(["migrate"])
@@ -335,3 +336,31 @@ async def test_a_node_with_another_cipher_key_is_refused(postgres_url: str) -> N
             pass
     async with open_client(settings("the-key")) as client:
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_starts_and_outcomes_queued_together_are_written_in_one_transaction(
+    nodes: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared writes: attempts that start (or end) while a write of their kind is under
+    way wait for the next one, which takes them all, so a busy node pays one transaction per
+    batch rather than one per attempt."""
+    store, _ = nodes
+    now = await store.now()
+    for _ in range(40):
+        assert await insert(store, due=now - 10) is InsertOutcome.INSERTED
+    claimed = await store.claim(holder="a", window_ms=0, lease_ms=60_000, limit=40)
+    driver = store.postgres
+    transactions = 0
+    write = driver.write
+
+    async def counted(unit: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await write(unit)
+
+    monkeypatch.setattr(driver, "write", counted)
+    starts = await asyncio.gather(*(store.started(holder="a", due=d, now=now) for d in claimed))
+    assert starts == [1] * 40 and transactions == 1
+    result = Result(1, "SUCCESS", 200, None, None, now + 1, "SUCCESS")
+    records = (store.record(holder="a", due=d, result=result, keep=5) for d in claimed)
+    assert await asyncio.gather(*records) == [True] * 40 and transactions == 2

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import pycurl
 import pytest
 from ulid import ULID
@@ -161,10 +162,14 @@ class Harness:
     async def lease_of(self, queue_id: str) -> str | None:
         if isinstance(self.store, PostgresStore):
             sql = "SELECT lease_owner FROM queues WHERE id = $1"
-            return await self.store.pool.fetchval(sql, queue_id)  # type: ignore[no-any-return]
+            conn = await asyncpg.connect(self.store.postgres.url)
+            try:
+                return await conn.fetchval(sql, queue_id)  # type: ignore[no-any-return]
+            finally:
+                await conn.close()
         assert isinstance(self.store, SqliteStore)
         sql = "SELECT lease_owner FROM queues WHERE id = ?"
-        found = await self.store.db.fetchone(sql, (queue_id,))
+        found = await self.store.sqlite.db.fetchone(sql, (queue_id,))
         assert found is not None
         return found[0]  # type: ignore[no-any-return]
 

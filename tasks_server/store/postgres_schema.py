@@ -1,0 +1,169 @@
+"""The PostgreSQL schema: its migrations, and the statements that apply them.
+
+The schema has the meaning of SQLite migrations 1 and 2 (``schema.py``): times are epoch
+milliseconds (bigint), encrypted blobs are bytea, and the owner's count of RUNNING/PAUSED
+tasks is kept by a trigger in the same transaction as every change. Lease and due
+comparisons use the database's clock (`tasks_now_ms()`), so nodes with skewed clocks agree.
+Append a migration to change the schema; never edit a released one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: what SQLite migrations 1 and 2 hold together.
+    """
+    CREATE FUNCTION tasks_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
+      $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+    CREATE TABLE meta (
+        name text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+
+    CREATE TABLE owners (
+        id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        key_digest bytea NOT NULL,
+        created_at bigint NOT NULL,
+        active_tasks integer NOT NULL DEFAULT 0,
+        previous_key_digest bytea,
+        previous_key_until bigint,
+        signing_secret bytea,
+        previous_signing_secret bytea,
+        previous_signing_until bigint
+    );
+
+    CREATE TABLE queues (
+        id text PRIMARY KEY,
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state text NOT NULL CHECK (state IN ('RUNNING','PAUSED','SUCCESS','ERROR','REVOKED')),
+        created_at bigint NOT NULL,
+        status_code integer NOT NULL DEFAULT 0,
+        estimate_execution_at bigint NOT NULL,
+        estimate_end_at bigint NOT NULL DEFAULT 0,
+        paused_at bigint,
+        retry_count integer NOT NULL DEFAULT 0,
+        retry_limit integer NOT NULL DEFAULT 0,
+        version integer NOT NULL DEFAULT 0,
+        lease_owner text,
+        lease_until bigint,
+        request bytea NOT NULL,
+        metadata bytea,
+        response bytea,
+        attempts integer NOT NULL DEFAULT 0,
+        schedule_id text
+    );
+    CREATE INDEX queues_due ON queues (estimate_execution_at) WHERE state = 'RUNNING';
+    CREATE INDEX queues_owner_state ON queues (owner_id, state);
+    CREATE INDEX queues_owner_created ON queues (owner_id, created_at);
+    CREATE INDEX queues_lease ON queues (lease_owner) WHERE lease_owner IS NOT NULL;
+    CREATE INDEX queues_finished ON queues (estimate_end_at)
+      WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED');
+
+    CREATE FUNCTION queues_active_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'INSERT' THEN
+        IF NEW.state IN ('RUNNING', 'PAUSED') THEN
+          UPDATE owners SET active_tasks = active_tasks + 1 WHERE id = NEW.owner_id;
+        END IF;
+      ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.state IN ('RUNNING', 'PAUSED') THEN
+          UPDATE owners SET active_tasks = active_tasks - 1 WHERE id = OLD.owner_id;
+        END IF;
+      ELSIF (OLD.state IN ('RUNNING', 'PAUSED')) <> (NEW.state IN ('RUNNING', 'PAUSED')) THEN
+        UPDATE owners SET active_tasks = active_tasks
+          + (CASE WHEN NEW.state IN ('RUNNING', 'PAUSED') THEN 1 ELSE -1 END)
+         WHERE id = NEW.owner_id;
+      END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_active_tasks AFTER INSERT OR DELETE OR UPDATE OF state ON queues
+      FOR EACH ROW EXECUTE FUNCTION queues_active_tasks();
+
+    CREATE TABLE attempts (
+        queue_id text NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        attempt integer NOT NULL,
+        holder text NOT NULL,
+        due_at bigint NOT NULL,
+        started_at bigint NOT NULL,
+        finished_at bigint NOT NULL DEFAULT 0,
+        status_code integer NOT NULL DEFAULT 0,
+        outcome text NOT NULL DEFAULT 'IN_FLIGHT',
+        error bytea,
+        response bytea,
+        PRIMARY KEY (queue_id, attempt)
+    );
+    CREATE INDEX attempts_open ON attempts (holder) WHERE finished_at = 0;
+
+    CREATE TABLE idempotency (
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key text NOT NULL,
+        body_digest bytea NOT NULL,
+        queue_id text NOT NULL,
+        expires_at bigint NOT NULL,
+        PRIMARY KEY (owner_id, key)
+    );
+    CREATE INDEX idempotency_expiry ON idempotency (expires_at)
+    """,
+    # 2: recurring schedules (SQLite migration 3). The unique index makes one task per
+    # (schedule, fire time), whichever node fires and however often.
+    """
+    CREATE TABLE schedules (
+        id text PRIMARY KEY,
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state text NOT NULL CHECK (state IN ('ACTIVE','PAUSED')),
+        cron text NOT NULL,
+        timezone text NOT NULL,
+        created_at bigint NOT NULL,
+        next_run_at bigint NOT NULL DEFAULT 0,
+        last_run_at bigint NOT NULL DEFAULT 0,
+        last_queue_id text,
+        version integer NOT NULL DEFAULT 0,
+        request bytea NOT NULL,
+        metadata bytea
+    );
+    CREATE INDEX schedules_owner ON schedules (owner_id, created_at);
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'ACTIVE';
+
+    ALTER TABLE queues ADD COLUMN scheduled_for bigint;
+    CREATE UNIQUE INDEX queues_schedule_fire ON queues (schedule_id, scheduled_for)
+      WHERE schedule_id IS NOT NULL;
+    CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
+      WHERE schedule_id IS NOT NULL
+    """,
+    # 3: callbacks and flow control (SQLite migration 4).
+    """
+    ALTER TABLE queues ADD COLUMN callback_of text;
+    ALTER TABLE queues ADD COLUMN callback_id text;
+    ALTER TABLE queues ADD COLUMN flow_key text;
+    ALTER TABLE queues ADD COLUMN flow_parallelism integer;
+    ALTER TABLE queues ADD COLUMN flow_rate double precision;
+    CREATE INDEX queues_flow ON queues (owner_id, flow_key, estimate_execution_at)
+      WHERE state = 'RUNNING' AND flow_key IS NOT NULL;
+
+    CREATE TABLE flows (
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        key text NOT NULL,
+        next_start_at bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner_id, key)
+    )
+    """,
+    # 4: keys kept as keyed digests (SQLite migration 5).
+    """
+    INSERT INTO meta (name, value) VALUES ('plain_keys', decode('01', 'hex'))
+    """,
+)
+
+# --- migrations ---------------------------------------------------------------------------
+
+# Every node migrates at start; the advisory lock makes them take turns.
+MIGRATION_LOCK = "SELECT pg_advisory_lock($1)"
+MIGRATION_UNLOCK = "SELECT pg_advisory_unlock($1)"
+CREATE_VERSIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+CURRENT_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+RECORD_VERSION = "INSERT INTO schema_migrations (version) VALUES ($1)"

@@ -1,0 +1,125 @@
+"""Each engine's statements, by name, from its SQL file (``store/sql/<engine>.sql``).
+
+A file is a list of ``-- name: <name>`` blocks, in the manner of procrastinate's
+queries.sql; comments above a block say why it reads as it does. Both files hold the same
+names (a test says so) and bind the same arguments in the same order as ``$1``, ``$2``…
+(SQLite's ``?1``, ``?2``… once loaded). ``@COLUMNS@``-style words stand for the column lists
+below, which both engines share; ``{set}``-style fill-ins are filled per call from names
+checked here (`text`), never from a client's input.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+_BLOCK = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
+_PARAM = re.compile(r"\$(\d+)")
+
+# A task is in flight exactly when it has an open attempt row (SPEC §9.1).
+IN_FLIGHT = "EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a.finished_at = 0)"
+FRAGMENTS = {
+    "COLUMNS": (
+        "queues.id, queues.owner_id, queues.state, queues.created_at, queues.status_code, "
+        "queues.estimate_execution_at, queues.estimate_end_at, queues.paused_at, "
+        "queues.retry_count, queues.retry_limit, queues.version, queues.request, "
+        "queues.metadata, queues.response, queues.attempts, queues.schedule_id, "
+        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id"
+    ),
+    # What the scheduler needs of a due task: never the response blob.
+    "DUE_COLUMNS": (
+        "queues.id, queues.owner_id, queues.estimate_execution_at, queues.retry_count, "
+        "queues.retry_limit, queues.version, queues.attempts, queues.request"
+    ),
+    "SUMMARY_COLUMNS": (
+        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+    ),
+    "SCHEDULE_COLUMNS": (
+        "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
+        "last_queue_id, version, request, metadata"
+    ),
+}
+ORDER_COLUMNS = {
+    "createdAt": "created_at",
+    "estimateEndAt": "estimate_end_at",
+    "estimateExecutionAt": "estimate_execution_at",
+}
+FILTER_COLUMNS = frozenset({"state", "schedule_id"})
+# What a change may set (`update_queue`, `update_schedule`).
+QUEUE_CHANGEABLE = frozenset(
+    {
+        "state",
+        "estimate_execution_at",
+        "estimate_end_at",
+        "paused_at",
+        "retry_count",
+        "retry_limit",
+        "request",
+        "metadata",
+        "flow_key",
+        "flow_parallelism",
+        "flow_rate",
+    }
+)
+SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})
+_SQL = Path(__file__).with_name("sql")
+
+
+def load(engine: str) -> dict[str, str]:
+    """The statements of `engine`'s file by name, fragments in place, `$n` as written."""
+    source = (_SQL / f"{engine}.sql").read_text()
+    parts = _BLOCK.split(source)
+    texts: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in texts:
+            raise ValueError(f"{engine}.sql: {name} twice")
+        text = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
+        for word, fragment in FRAGMENTS.items():
+            text = text.replace(f"@{word}@", fragment)
+        texts[name] = text.strip()
+    return texts
+
+
+def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The fill-ins of an update of `columns` ($1…$n), the row's id as ${n+1}."""
+    unknown = set(columns) - allowed
+    if unknown:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    assigned = ", ".join(f"{name} = ${n}" for n, name in enumerate(columns, 1))
+    return (("set", assigned), ("id", f"${len(columns) + 1}"))
+
+
+def listing(filters: tuple[str, ...], order: str, descending: bool) -> tuple[tuple[str, str], ...]:
+    """The fill-ins of an owner's task list: $1 the owner, a parameter per filter column,
+    then limit and offset."""
+    unknown = set(filters) - FILTER_COLUMNS
+    if unknown or order not in ORDER_COLUMNS:
+        raise ValueError(f"not a filter or an order: {sorted(unknown)}, {order}")
+    where = "".join(f" AND {name} = ${n}" for n, name in enumerate(filters, 2))
+    direction = "DESC" if descending else "ASC"
+    n = len(filters) + 2
+    return (
+        ("where", where),
+        ("order", f"{ORDER_COLUMNS[order]} {direction}, id {direction}"),
+        ("limit", f"${n}"),
+        ("offset", f"${n + 1}"),
+    )
+
+
+class Queries:
+    """An engine's statements; `qmark` engines (SQLite) get ``?n`` for ``$n``."""
+
+    def __init__(self, engine: str, *, qmark: bool = False) -> None:
+        self._texts = load(engine)
+        self._qmark = qmark
+        self.text = functools.lru_cache(maxsize=512)(self._text)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._texts)
+
+    def _text(self, name: str, fill: tuple[tuple[str, str], ...] = ()) -> str:
+        text = self._texts[name]
+        if fill:
+            text = text.format_map(dict(fill))
+        return _PARAM.sub(r"?\1", text) if self._qmark else text

@@ -1,0 +1,198 @@
+"""Task rows as clients see them: registration (with its limit and `Idempotency-Key`), reads,
+changes and deletion.
+
+The owner's row is locked first (its count of active tasks is the limit), so registrations
+on any node count exactly, and concurrent repeats of a key store one task. Client changes
+never touch a lease: they bump `version`, and an outcome is recorded only for the version it
+was run with (``leases``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tasks_server.store import queries
+from tasks_server.store.base import (
+    AttemptRow,
+    Decide,
+    Flow,
+    Idempotency,
+    InsertOutcome,
+    NewTask,
+    QueueRow,
+    QueueSummaryRow,
+    Rejected,
+    change_columns,
+    flow_columns,
+    limit_message,
+    task_values,
+)
+from tasks_server.store.driver import Driver, Tx
+
+ACTIVE = ("RUNNING", "PAUSED")
+# Expired `Idempotency-Key` rows deleted per registration: more than one, so the purge
+# outpaces expiry and the table stays bounded without a job.
+IDEMPOTENCY_PURGE_BATCH = 8
+
+Inserted = tuple[InsertOutcome, QueueRow | None]
+
+
+async def insert(
+    d: Driver,
+    *,
+    queue_id: str,
+    owner_id: str,
+    created_at: int,
+    due: int,
+    retry_limit: int,
+    request: bytes,
+    metadata: bytes | None,
+    limit: int,
+    lease: tuple[str, int] | None,
+    idempotency: Idempotency | None = None,
+    flow: Flow | None = None,
+) -> Inserted:
+    """`TaskStore.insert`; `lease` is (holder, how long it lasts in ms)."""
+    holder, lease_ms = lease or (None, 0)
+    values = (queue_id, owner_id, created_at, due, retry_limit, request, metadata, holder)
+    values += (lease_ms, *flow_columns(flow).values())
+
+    async def unit(tx: Tx) -> Inserted:
+        room = await tx.fetchrow("owner_has_room", owner_id, limit)
+        if room is None:
+            return InsertOutcome.NO_OWNER, None
+        if not room[0]:
+            return InsertOutcome.LIMIT_REACHED, None
+        row = await tx.fetchrow("insert_queue", *values)
+        assert row is not None
+        return InsertOutcome.INSERTED, QueueRow.from_row(row)
+
+    async def once(tx: Tx) -> Inserted:
+        assert idempotency is not None
+        key, digest, now = idempotency.key_digest, idempotency.body_digest, idempotency.now
+        if await tx.fetchrow("lock_owner", owner_id) is None:
+            return InsertOutcome.NO_OWNER, None
+        await tx.execute("purge_idempotency", now, IDEMPOTENCY_PURGE_BATCH)
+        entry = await tx.fetchrow("select_idempotency", owner_id, key, now)
+        if entry is not None:
+            if bytes(entry[0]) != digest:
+                return InsertOutcome.KEY_REUSED, None
+            found = await tx.fetchrow("select_queue", entry[1], owner_id)
+            if found is not None:  # else its task was deleted: register anew
+                return InsertOutcome.REPLAYED, QueueRow.from_row(found)
+        outcome, row = await unit(tx)
+        if row is not None:
+            expires = now + idempotency.ttl_ms
+            await tx.execute("upsert_idempotency", owner_id, key, digest, row.id, expires)
+        return outcome, row
+
+    return await d.write(unit if idempotency is None else once)
+
+
+async def insert_many(
+    d: Driver, owner_id: str, tasks: Sequence[NewTask], *, limit: int
+) -> InsertOutcome:
+    """Every one of `tasks` in one transaction, or none when the owner lacks room for them."""
+
+    async def unit(tx: Tx) -> InsertOutcome:
+        room = await tx.fetchrow("owner_has_room", owner_id, limit - len(tasks) + 1)
+        if room is None:
+            return InsertOutcome.NO_OWNER
+        if not room[0]:
+            return InsertOutcome.LIMIT_REACHED
+        if tasks:
+            await tx.execute_rows("insert_tasks", [task_values(owner_id, t) for t in tasks])
+        return InsertOutcome.INSERTED
+
+    return await d.write(unit)
+
+
+async def get(d: Driver, owner_id: str, queue_id: str) -> QueueRow | None:
+    row = await d.read(lambda tx: tx.fetchrow("select_queue", queue_id, owner_id))
+    return None if row is None else QueueRow.from_row(row)
+
+
+async def reload(d: Driver, queue_id: str) -> QueueRow | None:
+    row = await d.read(lambda tx: tx.fetchrow("select_by_id", queue_id))
+    return None if row is None else QueueRow.from_row(row)
+
+
+async def list_for_owner(
+    d: Driver,
+    owner_id: str,
+    *,
+    state: str | None,
+    schedule_id: str | None,
+    order: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> list[QueueSummaryRow]:
+    filters = {
+        name: value
+        for name, value in (("state", state), ("schedule_id", schedule_id))
+        if value is not None
+    }
+    fill = queries.listing(tuple(filters), order, descending)
+    args = (owner_id, *filters.values(), limit, offset)
+    rows = await d.read(lambda tx: tx.fetch("list_tasks", *args, fill=fill))
+    return [QueueSummaryRow(*row) for row in rows]
+
+
+async def ids_in_state(d: Driver, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:
+    """The owner's oldest `limit` task ids in `state`, and how many are in it in all."""
+
+    async def unit(tx: Tx) -> tuple[list[str], int]:
+        rows = await tx.fetch("select_ids_in_state", owner_id, state, limit)
+        total = await tx.fetchval("count_in_state", owner_id, state)
+        return [row[0] for row in rows], int(total or 0)
+
+    return await d.read(unit)
+
+
+async def change(
+    d: Driver, owner_id: str, queue_id: str, decide: Decide, *, limit: int | None = None
+) -> QueueRow | Rejected | None:
+    """Apply `decide(row)`'s change in one transaction, bumping the version.
+
+    None when the task does not exist for this owner. A change that makes a finished task
+    active again is refused when the owner already holds `limit` active tasks.
+    """
+
+    async def unit(tx: Tx) -> QueueRow | Rejected | None:
+        found = await tx.fetchrow("lock_queue", queue_id, owner_id)
+        if found is None:
+            return None
+        row = QueueRow.from_row(found)
+        decided = decide(row)
+        if isinstance(decided, Rejected):
+            return decided
+        changes = change_columns(decided)
+        reactivates = row.state not in ACTIVE and changes.get("state", row.state) in ACTIVE
+        if reactivates and limit is not None:
+            room = await tx.fetchrow("owner_has_room", owner_id, limit)
+            if room is None or not room[0]:
+                return Rejected(limit_message(limit))
+        fill = queries.assignments(tuple(changes), queries.QUEUE_CHANGEABLE)
+        updated = await tx.fetchrow("update_queue", *changes.values(), queue_id, fill=fill)
+        assert updated is not None
+        changed = QueueRow.from_row(updated)
+        await tx.notify(queue_id, changed.version)
+        return changed
+
+    return await d.write(unit)
+
+
+async def delete(d: Driver, owner_id: str, queue_id: str) -> bool:
+    async def unit(tx: Tx) -> bool:
+        if await tx.fetchrow("delete_queue", queue_id, owner_id) is None:
+            return False
+        await tx.notify(queue_id, None)
+        return True
+
+    return await d.write(unit)
+
+
+async def attempts(d: Driver, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]:
+    rows = await d.read(lambda tx: tx.fetch("select_attempts", queue_id, limit, offset))
+    return [AttemptRow(*row) for row in rows]
