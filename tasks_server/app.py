@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> Starlette:
                     transport,
                     max_body_bytes=settings.max_size_data_response,
                     certs_dir=settings.certs_dir,
+                    signers=signing_keys.signer,
                 ),
                 ConnectivityGate(
                     settings.connectivity_hostname, settings.connectivity_check_interval
