@@ -140,6 +140,17 @@ def test_each_preparer_keeps_its_own_requests():
     assert two.prepare(r, FIRST).files == kept
 
 
+def test_a_preparer_keeps_the_recent_requests_only():
+    preparer = Preparer(certs_dir=None)
+    oldest, *recent = [reg(cookie=b64(f"Set-Cookie: n={n}\n")) for n in range(257)]
+    kept = preparer.prepare(oldest, FIRST).files
+    assert preparer.prepare(oldest, FIRST).files is kept
+    for r in recent:  # 256 newer models push the oldest out
+        preparer.prepare(r, FIRST)
+    assert preparer.prepare(oldest, FIRST).files is not kept
+    assert preparer.prepare(recent[-1], FIRST).files is preparer.prepare(recent[-1], FIRST).files
+
+
 # --- URL, method, headers ------------------------------------------------------------------
 
 
