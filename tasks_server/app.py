@@ -19,7 +19,7 @@ from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
-from tasks_server.backup import BackupScheduler, lock_path_for
+from tasks_server.backup import BackupScheduler
 from tasks_server.clock import StoreClock
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> Starlette:
                     transport,
                     max_body_bytes=settings.max_size_data_response,
                     certs_dir=settings.certs_dir,
+                    signers=signing_keys.signer,
                 ),
                 ConnectivityGate(
                     settings.connectivity_hostname, settings.connectivity_check_interval
@@ -97,12 +98,9 @@ def create_app(settings: Settings) -> Starlette:
             await scheduler.start()
             stack.push_async_callback(scheduler.stop, SHUTDOWN_GRACE_S)
             await store.listen(scheduler.notice, scheduler.resync)
-            if store.local_file is not None:  # a shared database is backed up by its own tools
-                backups = BackupScheduler(
-                    settings, metrics, lock_path=lock_path_for(store.local_file)
-                )
-                backups.start()
-                stack.push_async_callback(backups.stop)
+            backups = BackupScheduler(store, settings, metrics)
+            backups.start()
+            stack.push_async_callback(backups.stop)
             retention = Retention(store, keep_ms=settings.retention_finished_ms, clock=clock)
             retention.start()
             stack.push_async_callback(retention.stop)

@@ -4,13 +4,13 @@ A backup is: SQLite's online backup API into a temp file (a consistent snapshot 
 server keeps writing), ``PRAGMA integrity_check``, a ``<dbname>-<ISO time>.db.tar.gz`` archive,
 then a destination that never shows a partial file under the final name (temp name, fsync,
 rename; or an S3 upload, atomic by nature, verified with ``head_object``). All of it is
-blocking, so the async entry points run it in a thread.
+blocking, so the async entry points run it in a thread. Scheduled backups are a leader job:
+one process of the database takes them (`BackupScheduler`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -19,18 +19,17 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tasks_server import startup
 from tasks_server.files import private_dir
-from tasks_server.service import Service
+from tasks_server.jobs import LeaderService
 from tasks_server.settings import BackupMethod, Settings
 from tasks_server.store import sqlite_files
-from tasks_server.store.base import CipherCheck
-from tasks_server.store.sqlite import FileLock, try_lock
+from tasks_server.store.base import CipherCheck, TaskStore
 
 if TYPE_CHECKING:
     from tasks_server.metrics import Metrics
@@ -367,59 +366,49 @@ async def run_backup(
     return where
 
 
-# --- one backup process -----------------------------------------------------------------
-
-
-def lock_path_for(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".backup.lock")
-
-
 # --- schedule ---------------------------------------------------------------------------
 
 
-class BackupScheduler(Service):
+class BackupScheduler(LeaderService[str | None]):
     """Runs a backup at each time of the cron pattern, in the backup time zone.
 
-    With `lock_path`, every process may run a scheduler but only the one holding the lock
-    backs up; the others try to take it at each fire time, so a dead leader is replaced.
+    Every process of the database runs one, but only the holder of the store's "backup"
+    leader role backs up; the others try for the role at each fire time, so a dead leader is
+    replaced. Only a local SQLite file is backed up: a shared database has its own tools.
     """
 
-    name = "backup-scheduler"
+    name = "backup"
 
     def __init__(
         self,
+        store: TaskStore,
         settings: Settings,
         metrics: Metrics | None = None,
         *,
-        lock_path: Path | None = None,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         backup: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
-        super().__init__(log)
+        super().__init__(store)
         self._cron = settings.backup_cron
         self._now = now or (lambda: datetime.now(UTC))
         self._sleep = sleep
         self._backup = backup or (lambda: run_backup(settings, metrics))
-        self._lock_path = lock_path
-        self.leader: FileLock | None = None
         self._due: datetime | None = None
+
+    def start(self) -> None:
+        if self._store.local_file is not None:
+            super().start()
 
     def next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after` (aware), in UTC."""
         after_ms = int(after.timestamp() * 1000)
         return datetime.fromtimestamp(self._cron.next_after(after_ms) / 1000, UTC)
 
-    async def run_once(self) -> str | None:
-        """One backup, if this process is the leader; failures are logged, never raised."""
-        if self._lock_path is not None and self.leader is None:
-            self.leader = try_lock(self._lock_path)
-            if self.leader is None:
-                return None
+    async def work(self) -> str | None:
+        """One backup; where it went, or None when it failed (logged with its cause)."""
         try:
             return await self._backup()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.error("%s", _cause(exc), extra={"action": "backup_failed"})
             return None
@@ -431,12 +420,6 @@ class BackupScheduler(Service):
         self._due = self.next_fire(now if self._due is None else max(self._due, now))
         while (now := self._now()) < self._due:
             await self._sleep(min((self._due - now).total_seconds(), _MAX_SLEEP_S))
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self.leader is not None:
-            self.leader.release()
-            self.leader = None
 
 
 # --- restore ----------------------------------------------------------------------------
@@ -538,14 +521,3 @@ def _replace(target: Path, sidecars: list[Path], restored: Path, when: datetime)
                 "kept the replaced %s as %s", path, aside, extra={"action": "restore_kept_aside"}
             )
     os.replace(restored, target)
-
-
-@contextlib.contextmanager
-def backup_leader(lock_path: Path) -> Iterator[FileLock | None]:
-    """The backup lock as a context manager (None when another process holds it)."""
-    leader = try_lock(lock_path)
-    try:
-        yield leader
-    finally:
-        if leader is not None:
-            leader.release()

@@ -25,15 +25,15 @@ def _validate(plain: bytes) -> QueueRegistration:
     )
 
 
-# The tasks of one schedule, fan-out or retry storm store the same document, and validating
-# it is the costliest step of starting an attempt: a stored document (validated with
-# check_future off, so a pure function of its bytes) is validated once while it is recent.
-_stored = functools.lru_cache(maxsize=256)(_validate)
-
-
 class TaskCodec:
     def __init__(self, cipher: Cipher) -> None:
         self._cipher = cipher
+        # The tasks of one schedule, fan-out or retry storm store the same document, and
+        # validating it is the costliest step of starting an attempt: a stored document
+        # (validated with check_future off, so a pure function of its bytes) is validated
+        # once while it is recent. Per codec, so per app: the plaintexts it keeps (owners'
+        # credentials among them) are never shared with another app in the process.
+        self._stored = functools.lru_cache(maxsize=256)(_validate)
 
     def seal_request(self, reg: QueueRegistration, queue_id: str) -> bytes:
         """Stores the request without its metadata (which has its own column)."""
@@ -51,7 +51,7 @@ class TaskCodec:
         plain = self.open(blob, queue_id, "request")
         if len(plain) > CACHED_REQUEST_BYTES:
             return _validate(plain)
-        return _stored(plain)
+        return self._stored(plain)
 
     def flow(self, reg: QueueRegistration, owner_id: str) -> Flow | None:
         """The task's flow control as stored: the key as its owner's digest."""

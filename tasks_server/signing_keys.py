@@ -3,8 +3,9 @@
 A secret is ``whsec_<base64 of 32 random bytes>``; the raw bytes are the HMAC-SHA256 key. It
 is stored sealed with the owner id and column as associated data. After a rotation the old
 secret stays in the previous column until its grace ends, and attempts are signed with both,
-so receivers can switch over. Lookups are cached per owner: a rotation in this process
-evicts at once, and entries expire after `CACHE_TTL_MS` for rotations by other processes.
+so receivers can switch over. Lookups are cached per owner, with each key's keyed HMAC state
+(`signer`) that signing copies: a rotation in this process evicts both at once, and entries
+expire after `CACHE_TTL_MS` for rotations by other processes.
 While an owner's keys are being read, every other attempt of that owner awaits the same
 read: a burst of a thousand attempts costs one database read, not a thousand.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks_server.crypto import Cipher
+from tasks_server.executor.options import signer
 from tasks_server.store.base import TaskStore
 from tasks_server.timeutil import now_ms
 
@@ -34,6 +37,7 @@ def encode(raw: bytes) -> str:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     keys: tuple[bytes, ...]
+    signers: dict[bytes, hmac.HMAC]  # each key's keyed state, made once per read
     valid_until: int
 
 
@@ -85,8 +89,15 @@ class SigningKeys:
             keys += (self._open(stored.previous, owner_id, PREVIOUS),)
             valid_until = min(valid_until, until)
         if self._reading.get(owner_id) is asyncio.current_task():  # not forgotten meanwhile
-            self._entries[owner_id] = _Entry(keys, valid_until)
+            self._entries[owner_id] = _Entry(keys, {key: signer(key) for key in keys}, valid_until)
         return keys
+
+    def signer(self, owner_id: str, key: bytes) -> hmac.HMAC:
+        """`key`'s keyed HMAC state for signing (a copy): kept with the owner's cached keys,
+        keyed anew when they are not cached (forgotten since they were read)."""
+        entry = self._entries.get(owner_id)
+        state = entry.signers.get(key) if entry is not None else None
+        return signer(key) if state is None else state
 
     async def rotate(self, owner_id: str, name: str, grace_ms: int) -> str | None:
         """A new secret; the old one keeps signing for `grace_ms`. None: no such owner."""

@@ -1,10 +1,11 @@
 """A task's curl-level options (SPEC §2) as a pure mapping to ``(pycurl option, value)`` pairs.
 
 ``prepare`` turns a validated registration plus one attempt into the options libcurl needs;
-it does no I/O, so it is unit-tested without a network. Two things need the outside world and
-live beside it: ``unsupported`` (run at registration) refuses what the running libcurl cannot
-do and file paths outside ``CERTS_DIR``, and ``materialized`` writes the few inputs libcurl
-only reads from files (cookie file, HSTS cache) into a private temp dir for one attempt.
+it does no I/O, so it is unit-tested without a network; a ``Preparer`` does the same for one
+app's attempts, keeping what they share. Two things need the outside world and live beside
+it: ``unsupported`` (run at registration) refuses what the running libcurl cannot do and
+file paths outside ``CERTS_DIR``, and ``materialized`` writes the few inputs libcurl only
+reads from files (cookie file, HSTS cache) into a private temp dir for one attempt.
 
 Choices worth knowing:
 
@@ -32,7 +33,7 @@ import hashlib
 import hmac
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,12 @@ __all__ = [
     "Attempt",
     "CurlFeatures",
     "Prepared",
+    "Preparer",
+    "Signers",
     "materialize",
     "materialized",
     "prepare",
+    "signer",
     "unsupported",
 ]
 
@@ -121,6 +125,19 @@ class Prepared:
 # --- the pure mapping ---------------------------------------------------------------------
 
 
+# An owner's keyed HMAC-SHA256 state for one of its secrets (`signer`): signing copies it.
+Signers = Callable[[str, bytes], hmac.HMAC]
+
+
+def signer(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with `secret`: signing a copy costs half of keying anew."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+def _keyed_anew(owner_id: str, secret: bytes) -> hmac.HMAC:
+    return signer(secret)
+
+
 def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None) -> Prepared:
     """The libcurl options of one attempt of ``reg``.
 
@@ -128,7 +145,39 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
     no longer inside ``certs_dir`` (the setting changed since registration), or the stored URL
     has a host registration now refuses.
     """
-    fixed = _fixed_for(reg, certs_dir)
+    return _prepared(_fixed(reg, certs_dir), attempt, _keyed_anew)
+
+
+class Preparer:
+    """``prepare`` for the attempts of one app, keeping what they share.
+
+    The tasks of one stored document share one request model (``TaskCodec.open_request``), so
+    their attempts skip the mapping of what no attempt changes. Signing copies the secrets'
+    keyed states from `signers` (the app's ``SigningKeys.signer``, which drops an owner's on
+    rotation); without it each attempt keys anew. Made by the app, so two apps in one process
+    share nothing.
+    """
+
+    def __init__(self, *, certs_dir: Path | None, signers: Signers | None = None) -> None:
+        self._certs_dir = certs_dir
+        self._signers = signers or _keyed_anew
+        self._kept: dict[int, tuple[QueueRegistration, _Fixed]] = {}
+
+    def prepare(self, reg: QueueRegistration, attempt: Attempt) -> Prepared:
+        return _prepared(self._fixed(reg), attempt, self._signers)
+
+    def _fixed(self, reg: QueueRegistration) -> _Fixed:
+        kept = self._kept.get(id(reg))
+        if kept is not None and kept[0] is reg:
+            return kept[1]
+        fixed = _fixed(reg, self._certs_dir)
+        if len(self._kept) >= _FIXED_KEPT:
+            del self._kept[next(iter(self._kept))]
+        self._kept[id(reg)] = (reg, fixed)  # holding the model, its id stays unique
+        return fixed
+
+
+def _prepared(fixed: _Fixed, attempt: Attempt, signers: Signers) -> Prepared:
     headers = [*fixed.headers, f"X-Tasks-Queue-Id: {attempt.queue_id}"]
     if attempt.retry_count > 0:
         headers += [
@@ -137,7 +186,7 @@ def prepare(reg: QueueRegistration, attempt: Attempt, *, certs_dir: Path | None)
             f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
         ]
     if attempt.signing_secrets:
-        headers += _signature_headers(attempt, fixed.body)
+        headers += _signature_headers(attempt, fixed.body, signers)
     options = [
         *fixed.head,
         (pycurl.HTTPHEADER, headers),
@@ -161,21 +210,7 @@ class _Fixed:
     files: dict[int, bytes]
 
 
-_FIXED_KEPT = 256
-_fixed_kept: dict[int, tuple[QueueRegistration, Path | None, _Fixed]] = {}
-
-
-def _fixed_for(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
-    """`_fixed`, kept for recent request models: the tasks of one stored document share one
-    model (``TaskCodec.open_request``), so their attempts skip this mapping."""
-    kept = _fixed_kept.get(id(reg))
-    if kept is not None and kept[0] is reg and kept[1] == certs_dir:
-        return kept[2]
-    fixed = _fixed(reg, certs_dir)
-    if len(_fixed_kept) >= _FIXED_KEPT:
-        del _fixed_kept[next(iter(_fixed_kept))]
-    _fixed_kept[id(reg)] = (reg, certs_dir, fixed)  # holding the model, its id stays unique
-    return fixed
+_FIXED_KEPT = 256  # request models a preparer keeps the mapping of
 
 
 def _fixed(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
@@ -256,11 +291,11 @@ def _fixed(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
     )
 
 
-def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
+def _signature_headers(attempt: Attempt, body: bytes, signers: Signers) -> list[str]:
     """Standard Webhooks: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` per secret."""
     signed = f"{attempt.queue_id}.{attempt.sent_at_s}.".encode() + body
     signatures = " ".join(
-        "v1," + base64.b64encode(_mac(secret, signed)).decode()
+        "v1," + base64.b64encode(_mac(signers(attempt.owner_id, secret), signed)).decode()
         for secret in attempt.signing_secrets
     )
     return [
@@ -270,17 +305,12 @@ def _signature_headers(attempt: Attempt, body: bytes) -> list[str]:
     ]
 
 
-@functools.lru_cache(maxsize=256)
-def _keyed(secret: bytes) -> hmac.HMAC:
-    return hmac.new(secret, digestmod=hashlib.sha256)
-
-
-def _mac(secret: bytes, message: bytes) -> bytes:
+def _mac(keyed: hmac.HMAC, message: bytes) -> bytes:
     """HMAC-SHA256 from a copy of the secret's keyed state (half the cost of keying anew).
 
     Not hmac.digest: it releases the GIL on every call, and the SQLite writer thread then
     takes it mid-attempt; an HMAC object keeps it for messages under 2 KiB."""
-    mac = _keyed(secret).copy()
+    mac = keyed.copy()
     mac.update(message)
     return mac.digest()
 
@@ -522,7 +552,10 @@ class CurlFeatures:
     @staticmethod
     @functools.cache
     def detect() -> CurlFeatures:
-        """Read libcurl's feature bits, and probe options that have none on a scratch handle."""
+        """Read libcurl's feature bits, and probe options that have none on a scratch handle.
+
+        Once per process: the loaded libcurl is the process's, and what it can do is neither
+        an app's nor an owner's, so every app may share the answer."""
         info = pycurl.version_info()
         bits: int = info[4]
         curl = pycurl.Curl()

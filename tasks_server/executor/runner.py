@@ -20,7 +20,7 @@ from tasks_server.executor.errors import (
     DestinationRefused,
     ResponseTooLarge,
 )
-from tasks_server.executor.options import Attempt, materialize, prepare
+from tasks_server.executor.options import Attempt, Preparer, Signers, materialize
 from tasks_server.executor.transport import Transport
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
@@ -62,17 +62,22 @@ def _failed(exc: AttemptError) -> Outcome:
 
 class Runner:
     def __init__(
-        self, transport: Transport, *, max_body_bytes: int, certs_dir: Path | None
+        self,
+        transport: Transport,
+        *,
+        max_body_bytes: int,
+        certs_dir: Path | None,
+        signers: Signers | None = None,
     ) -> None:
         self._transport = transport
         self._max_body_bytes = max_body_bytes
-        self._certs_dir = certs_dir
+        self._preparer = Preparer(certs_dir=certs_dir, signers=signers)
 
     async def run(self, reg: QueueRegistration, attempt: Attempt) -> Outcome:
         if attempt.timeout_ms <= 0:
             return _failed(AttemptTimeout("timeoutAt passed before the attempt could start"))
         try:
-            prepared = prepare(reg, attempt, certs_dir=self._certs_dir)
+            prepared = self._preparer.prepare(reg, attempt)
             if prepared.files:
                 # Cookie and HSTS files: libcurl reads them only from disk.
                 with tempfile.TemporaryDirectory(prefix="tasks-attempt-") as directory:

@@ -241,3 +241,30 @@ async def test_a_burst_of_lookups_reads_the_secrets_once(
         keys.forget(owner_id)  # e.g. a rotation here: the next lookup reads again
         assert await keys.for_owner(owner_id) == found[0]
         assert len(reads) == 2
+
+
+async def test_a_rotation_drops_the_owners_keyed_states_only(make_settings: MakeSettings) -> None:
+    """Signing copies a keyed HMAC state per secret, kept with the owner's cached keys: a
+    rotation drops that owner's, keeps the others', and no other app in the process sees
+    either."""
+    settings = make_settings(key_rotation_grace_ms=60_000)
+    opened, elsewhere = open_client(settings), open_client(settings)
+    async with opened as client, elsewhere:
+        signer_headers = await register_owner(client, "rotating")
+        owner = signer_headers["X-Tasks-Owner-Id"]
+        bystander = (await register_owner(client, "bystander"))["X-Tasks-Owner-Id"]
+        keys = opened.services.signing_keys
+        (first,) = await keys.for_owner(owner)
+        (theirs,) = await keys.for_owner(bystander)
+        state, kept = keys.signer(owner, first), keys.signer(bystander, theirs)
+        assert keys.signer(owner, first) is state  # made once per read, not per attempt
+        other_app = elsewhere.services.signing_keys
+        assert await other_app.for_owner(owner) == (first,)
+        assert other_app.signer(owner, first) is not state
+
+        response = await client.post("/v1/owners/rotating/signing-secret", headers=signer_headers)
+        assert response.status_code == 200
+        assert keys.signer(owner, first) is not state
+        assert keys.signer(bystander, theirs) is kept
+        _, previous = await keys.for_owner(owner)
+        assert previous == first and keys.signer(owner, first) is not state

@@ -16,6 +16,7 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,14 @@ from tasks_server.backup import (
     S3Destination,
     archive_name,
     backup_now,
-    lock_path_for,
     restore,
     run_backup,
     snapshot,
 )
 from tasks_server.metrics import Metrics
 from tasks_server.settings import BackupMethod, Settings
-from tasks_server.store.sqlite import try_lock
+from tasks_server.store import build_store
+from tasks_server.store.base import TaskStore
 from tests.conftest import MakeSettings, open_client, register_owner
 from tests.integration.server import ServerProcess, free_port, silent_listener
 
@@ -53,6 +54,16 @@ TASK = {
 
 
 # --- fixtures and helpers ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[TaskStore]:
+    store = build_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def s3_client(endpoint: str) -> Any:
@@ -394,14 +405,15 @@ class _Stop(BaseException):
     pass
 
 
-def test_next_fire_in_backup_time_zone(make_settings: MakeSettings) -> None:
+async def test_next_fire_in_backup_time_zone(make_settings: MakeSettings) -> None:
     settings = make_settings(backup_cron_tz_sqlite="Europe/Paris")
-    scheduler = BackupScheduler(settings)
-    assert scheduler.next_fire(T0) == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # Paris midnight
-    summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
-    assert scheduler.next_fire(summer) == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
-    default = BackupScheduler(make_settings(tz="UTC"))
-    assert default.next_fire(T0) == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+    async with open_store(settings) as store:
+        scheduler = BackupScheduler(store, settings)
+        assert scheduler.next_fire(T0) == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # midnight
+        summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+        assert scheduler.next_fire(summer) == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
+        default = BackupScheduler(store, make_settings(tz="UTC"))
+        assert default.next_fire(T0) == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
 
 async def test_scheduler_fires_on_time_and_survives_failures(
@@ -419,9 +431,13 @@ async def test_scheduler_fires_on_time_and_survives_failures(
         return "somewhere"
 
     settings = make_settings(backup_cron_pattern_sqlite="*/15 * * * *")
-    scheduler = BackupScheduler(settings, now=clock, sleep=clock.sleep, backup=fake_backup)
-    with caplog.at_level(logging.ERROR, logger="tasks_server.backup"), pytest.raises(_Stop):
-        await scheduler.run_forever()
+    async with open_store(settings) as store:
+        scheduler = BackupScheduler(
+            store, settings, now=clock, sleep=clock.sleep, backup=fake_backup
+        )
+        with caplog.at_level(logging.ERROR, logger="tasks_server.backup"), pytest.raises(_Stop):
+            await scheduler.run_forever()
+        await scheduler.stop()
     assert fired == [
         datetime(2026, 11, 22, 7, 30, tzinfo=UTC),
         datetime(2026, 11, 22, 7, 45, tzinfo=UTC),
@@ -432,41 +448,61 @@ async def test_scheduler_fires_on_time_and_survives_failures(
     assert len(failures) == 1 and "endpoint unreachable" in failures[0].getMessage()
 
 
-async def test_scheduler_runs_real_backup_with_metrics(
-    local_settings: Settings, tmp_path: Path
-) -> None:
+async def test_scheduler_runs_real_backup_with_metrics(local_settings: Settings) -> None:
     await populate(local_settings)
     clock = FakeClock(T0)
     metrics = Metrics()
     settings = local_settings.model_copy(update={"backup_cron_pattern_sqlite": "0 * * * *"})
-    scheduler = BackupScheduler(settings, metrics, lock_path=tmp_path / "lock", now=clock)
-    assert await scheduler.run_once() is not None
+    async with open_store(settings) as store:
+        scheduler = BackupScheduler(store, settings, metrics, now=clock)
+        assert await scheduler.run_once() is not None
+        await scheduler.stop()
     assert counter(metrics, "success") == 1
     assert len(list(settings.backup_path_dir_sqlite.glob("*.db.tar.gz"))) == 1
-    await scheduler.stop()
 
 
-async def test_only_the_lock_holder_backs_up(make_settings: MakeSettings) -> None:
+async def test_only_the_holder_of_the_stores_backup_role_backs_up(
+    make_settings: MakeSettings,
+) -> None:
+    """Processes of one database elect the backup leader through the store, as its other
+    jobs do; the role is taken at a fire time, so a stopped leader is replaced."""
     settings = make_settings()
-    lock = lock_path_for(settings.path_sqlite)
-    assert lock.name == "tasks.db.backup.lock"
     calls: list[str] = []
 
     async def fake_backup() -> str:
         calls.append("backup")
         return "x"
 
-    first = BackupScheduler(settings, lock_path=lock, backup=fake_backup)
-    second = BackupScheduler(settings, lock_path=lock, backup=fake_backup)
-    assert await first.run_once() == "x"
-    assert await second.run_once() is None  # another holder: skipped
-    assert calls == ["backup"]
-    assert try_lock(lock) is None
-    await first.stop()  # releases the lock: the next one takes over
-    assert await second.run_once() == "x"
-    await second.stop()
-    with backup.backup_leader(lock) as leader:
+    async with open_store(settings) as one, open_store(settings) as two:
+        first = BackupScheduler(one, settings, backup=fake_backup)
+        second = BackupScheduler(two, settings, backup=fake_backup)
+        assert await first.run_once() == "x"
+        assert await second.run_once() is None  # another holder: skipped
+        assert calls == ["backup"]
+        assert await two.leader("backup") is None
+        await first.stop()  # gives the role up: the next one takes over
+        assert await second.run_once() == "x"
+        await second.stop()
+        leader = await one.leader("backup")
         assert leader is not None
+        leader.release()
+
+
+async def test_a_shared_database_is_not_backed_up(
+    make_settings: MakeSettings, postgres_url: str
+) -> None:
+    """Only a local SQLite file is: a shared database is backed up by its own tools."""
+    settings = make_settings(database_url=postgres_url)
+    async with open_store(settings) as store:
+        scheduler = BackupScheduler(store, settings)
+        scheduler.start()
+        assert BackupScheduler.name not in {t.get_name() for t in asyncio.all_tasks()}
+        await scheduler.stop()
+    async with open_store(make_settings()) as local:
+        scheduler = BackupScheduler(local, settings)
+        scheduler.start()
+        assert BackupScheduler.name in {t.get_name() for t in asyncio.all_tasks()}
+        await scheduler.stop()
 
 
 # --- restore ----------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 import pytest
 
-from tasks_server import codec as codec_module
 from tasks_server.codec import CACHED_REQUEST_BYTES, TaskCodec
 from tasks_server.crypto import Cipher, DecryptionError
 from tasks_server.models.queues import QueueRegistration
@@ -31,7 +30,15 @@ def test_large_documents_are_validated_on_each_open() -> None:
     codec = TaskCodec(Cipher.from_secret("codec-test"))
     reg = _registration({"big": "z" * CACHED_REQUEST_BYTES})
     blob = codec.seal_request(reg, "BIG")
-    before = codec_module._stored.cache_info().currsize
     first, second = codec.open_request(blob, "BIG"), codec.open_request(blob, "BIG")
     assert first == second and first is not second
-    assert codec_module._stored.cache_info().currsize == before
+    assert codec._stored.cache_info().currsize == 0
+
+
+def test_two_codecs_share_no_validated_document() -> None:
+    """Each app's codec keeps its own documents: two apps in one process share none."""
+    reg = _registration()
+    one, two = TaskCodec(Cipher.from_secret("one")), TaskCodec(Cipher.from_secret("two"))
+    opened = one.open_request(one.seal_request(reg, "ID1"), "ID1")
+    assert one.open_request(one.seal_request(reg, "ID2"), "ID2") is opened
+    assert two.open_request(two.seal_request(reg, "ID1"), "ID1") is not opened

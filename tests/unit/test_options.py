@@ -22,6 +22,7 @@ from tasks_server.executor.options import (
     Attempt,
     CurlFeatures,
     Prepared,
+    Preparer,
     materialize,
     materialized,
     prepare,
@@ -114,10 +115,12 @@ def test_minimal_get_exact_options():
 
 def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_path: Path):
     r = reg(method="POST", data={"n": 1}, config={"ca": f"{tmp_path}/ca.pem"})
-    first = prepare(r, FIRST, certs_dir=tmp_path)
+    preparer = Preparer(certs_dir=tmp_path)
+    first = preparer.prepare(r, FIRST)
+    assert first == prepare(r, FIRST, certs_dir=tmp_path)
     snapshot = [(option, list(v) if isinstance(v, list) else v) for option, v in first.options]
     retry = dataclasses.replace(FIRST, queue_id="01R", retry_count=1, signing_secrets=(b"k",))
-    again = dict(prepare(r, retry, certs_dir=tmp_path).options)
+    again = dict(preparer.prepare(r, retry).options)
     assert first.options == snapshot  # the later attempt changed nothing of the first's
     assert "X-Tasks-Queue-Id: 01R" in again[pycurl.HTTPHEADER]
     assert "X-Tasks-Queue-Id: 01Q" not in again[pycurl.HTTPHEADER]
@@ -125,6 +128,27 @@ def test_attempts_of_one_request_model_share_only_what_no_attempt_changes(tmp_pa
     assert again[pycurl.POSTFIELDS] == b'{"n":1}'
     with pytest.raises(TransportError, match="not inside CERTS_DIR"):  # the setting changed
         prepare(r, FIRST, certs_dir=tmp_path / "elsewhere")
+
+
+def test_each_preparer_keeps_its_own_requests():
+    """What a preparer keeps is its app's: two apps in one process share none of it."""
+    r = reg(cookie=b64("Set-Cookie: a=1\n"))
+    one, two = Preparer(certs_dir=None), Preparer(certs_dir=None)
+    kept = one.prepare(r, FIRST).files
+    assert one.prepare(r, FIRST).files is kept  # the attempts of one model share its mapping
+    assert two.prepare(r, FIRST).files is not kept
+    assert two.prepare(r, FIRST).files == kept
+
+
+def test_a_preparer_keeps_the_recent_requests_only():
+    preparer = Preparer(certs_dir=None)
+    oldest, *recent = [reg(cookie=b64(f"Set-Cookie: n={n}\n")) for n in range(257)]
+    kept = preparer.prepare(oldest, FIRST).files
+    assert preparer.prepare(oldest, FIRST).files is kept
+    for r in recent:  # 256 newer models push the oldest out
+        preparer.prepare(r, FIRST)
+    assert preparer.prepare(oldest, FIRST).files is not kept
+    assert preparer.prepare(recent[-1], FIRST).files is preparer.prepare(recent[-1], FIRST).files
 
 
 # --- URL, method, headers ------------------------------------------------------------------

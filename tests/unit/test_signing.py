@@ -6,6 +6,7 @@ Every signature is checked with the ``standardwebhooks`` library, never with our
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import secrets
 import time
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tasks_server.executor.options import Attempt, prepare
+from tasks_server.executor.options import Attempt, Preparer, prepare, signer
 from tasks_server.models.queues import QueueRegistration
 
 SECRET = secrets.token_bytes(32)
@@ -101,3 +102,21 @@ def test_owners_cannot_set_webhook_headers(name: str) -> None:
     request = {"url": URL, "method": "POST", "headers": {name: "v1,forged"}}
     with pytest.raises(ValidationError, match="the server signs requests"):
         QueueRegistration.model_validate({"httpRequest": request}, context={"now": 0})
+
+
+def test_a_preparer_signs_with_the_keyed_states_it_is_given() -> None:
+    """The app's preparer takes each secret's keyed state from `SigningKeys` (which drops it
+    on rotation) instead of keying anew: the same signatures either way."""
+    asked: list[tuple[str, bytes]] = []
+
+    def signers(owner_id: str, secret: bytes) -> hmac.HMAC:
+        asked.append((owner_id, secret))
+        return signer(secret)
+
+    reg = QueueRegistration.model_validate(
+        {"httpRequest": {"url": URL, "method": "POST", "data": "x"}}, context={"now": 0}
+    )
+    a = attempt(SECRET, PREVIOUS)
+    prepared = Preparer(certs_dir=None, signers=signers).prepare(reg, a)
+    assert prepared == prepare(reg, a, certs_dir=None)
+    assert asked == [("01OWNER", SECRET), ("01OWNER", PREVIOUS)]
