@@ -299,7 +299,7 @@ def test_a_500_leaves_the_keep_alive_connection_usable(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(owners, "create_owner", broken)
+    monkeypatch.setattr(owners, "create", broken)
     port = free_port()
     config = uvicorn.Config(
         create_app(make_settings()), host="127.0.0.1", port=port, **UVICORN_OPTIONS
