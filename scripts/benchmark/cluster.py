@@ -84,3 +84,10 @@ def versus(config: Configuration, figures: Figures) -> tuple[float | None, str]:
 def cpu_note(cores: dict[str, float]) -> str:
     pg = "—" if math.isnan(cores["pg"]) else f"{cores['pg']:.2f}"  # nan: not measurable
     return f"cores: nodes {cores['nodes']:.2f} pg {pg} load {cores['load']:.2f}"
+
+
+def per_attempt(cores: dict[str, float], rate: float) -> str:
+    """CPU microseconds each attempt cost the nodes and PostgreSQL, at `rate` per second."""
+    nodes = cores["nodes"] / rate * 1e6
+    pg = "—" if math.isnan(cores["pg"]) else f"{cores['pg'] / rate * 1e6:,.0f}"
+    return f"µs/attempt: nodes {nodes:,.0f} pg {pg}"

@@ -82,6 +82,10 @@ class Driver(Transactions, Protocol):
 
     async def close(self) -> None: ...
 
+    async def statement(self, unit: Unit[T]) -> T:
+        """Run `unit`, whose statements each stand alone, every one its own transaction: on
+        PostgreSQL one round trip each, its locks released as it ends."""
+
     async def share(self, unit: SharedUnit, item: Any) -> Any:
         """Run `unit` over `item` and the other items of its kind queued meanwhile."""
 

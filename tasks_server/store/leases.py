@@ -112,20 +112,21 @@ async def record(
 
 
 async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
-    # The task rows first: everywhere a task's row is locked before its attempts' rows, so
-    # two transactions never wait on each other in opposite orders.
+    # The attempts first, the tasks last: an ending task's owner row is then locked (its
+    # count of active tasks) only for the end of the transaction, and other writers of that
+    # owner's tasks wait the shortest. The rows of one task are written by its holder alone.
+    await tx.execute_rows("close_attempts", [(*o.attempt(), *o.blobs()) for o in items])
+    pruned = [(o.due.id, o.result.attempt - o.keep) for o in items if o.result.attempt > o.keep]
+    if pruned:
+        await tx.execute_rows("prune_attempts", pruned)
     outcomes = [(*o.task(), *o.timing()) for o in items]
     applied = {row[0] for row in await tx.fetch_rows("record_outcomes", outcomes)}
-    await tx.execute_rows("close_attempts", [(*o.attempt(), *o.blobs()) for o in items])
     callbacks = [o for o in items if o.callback is not None and o.result.state is not None]
     callbacks = [o for o in callbacks if o.due.id in applied]
     if callbacks:
         await tx.execute_rows("insert_callbacks", [_callback_row(o) for o in callbacks])
         links = [(o.callback.queue_id, o.due.id) for o in callbacks if o.callback is not None]
         await tx.execute_rows("set_callback_ids", links)
-    pruned = [(o.due.id, o.result.attempt - o.keep) for o in items if o.result.attempt > o.keep]
-    if pruned:
-        await tx.execute_rows("prune_attempts", pruned)
     return [o.due.id in applied for o in items]
 
 
@@ -177,11 +178,11 @@ async def renew(d: Driver, holder: str, ids: list[str], lease_ms: int) -> None:
     async def unit(tx: Tx) -> None:
         await tx.execute("renew_leases", holder, ids, await tx.now() + lease_ms)
 
-    await d.write(unit)
+    await d.statement(unit)
 
 
 async def release(d: Driver, holder: str, queue_id: str) -> None:
-    await d.write(lambda tx: tx.execute("release_lease", queue_id, holder))
+    await d.statement(lambda tx: tx.execute("release_lease", queue_id, holder))
 
 
 async def release_holder(d: Driver, holder: str, *, now: int) -> None:
@@ -196,4 +197,4 @@ async def release_holder(d: Driver, holder: str, *, now: int) -> None:
 
 async def release_all(d: Driver) -> None:
     """At start-up of a server that is alone on its database: every lease is stale."""
-    await d.write(lambda tx: tx.execute("release_all_leases"))
+    await d.statement(lambda tx: tx.execute("release_all_leases"))

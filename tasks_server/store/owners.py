@@ -17,7 +17,7 @@ async def create(
 ) -> bool:
     """Insert the owner; False when the name is taken."""
     params = (owner_id, name, key_digest, signing_secret, created_at)
-    return await d.write(lambda tx: tx.fetchrow("insert_owner", *params)) is not None
+    return await d.statement(lambda tx: tx.fetchrow("insert_owner", *params)) is not None
 
 
 async def key_digests(d: Driver, owner_id: str) -> Credentials | None:
@@ -30,7 +30,7 @@ async def rotate_key(
 ) -> bool:
     """Make `digest` the owner's key digest; the old one stays valid until `previous_until`."""
     params = (previous_until, digest, owner_id, name)
-    return await d.write(lambda tx: tx.fetchrow("rotate_key", *params)) is not None
+    return await d.statement(lambda tx: tx.fetchrow("rotate_key", *params)) is not None
 
 
 async def signing_secrets(

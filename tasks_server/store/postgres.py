@@ -179,11 +179,17 @@ class AdvisoryLeader:
 
 
 _QUERIES = Queries("postgres")
+# A generic plan guesses that an array parameter holds 10 values, and then joins a batch of
+# hundreds with a nested loop (hundreds of thousands of comparisons); a plan made for the
+# values at hand knows their count.
+SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 # Client changes are announced to every node; the payload is "<queue id> <version>" (the
 # version -1 for a deleted task).
 CHANNEL = "tasks_server_changes"
 # Items of one kind written per shared transaction, at most: the rest wait for the next.
 _MAX_SHARED = 1_000
+# Shared transactions of one kind under way at once: while one commits, the next gathers.
+_SHARED_WRITERS = 2
 
 
 def _count(status: str) -> int:
@@ -248,7 +254,8 @@ class PostgresDriver:
         self._notices: list[Notice] = []
         self._missed: list[Callable[[], None]] = []
         self._queued: dict[SharedUnit, list[tuple[Any, asyncio.Future[Any]]]] = {}
-        self._writing: dict[SharedUnit, asyncio.Task[None]] = {}
+        self._writing: dict[SharedUnit, int] = {}  # shared writers under way, by kind
+        self._writers: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -261,12 +268,13 @@ class PostgresDriver:
                 min_size=min(POOL_MIN, self._pool_max),
                 max_size=self._pool_max,
                 timeout=self._connect_timeout_s,
+                server_settings=SESSION_SETTINGS,
             )
 
     async def close(self) -> None:
         """Write what is shared and queued, stop listening, close the pool."""
-        while self._writing:
-            await asyncio.gather(*self._writing.values(), return_exceptions=True)
+        while self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
         if self._listening is not None:
             self._listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -298,10 +306,19 @@ class PostgresDriver:
 
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit` in one transaction, again when PostgreSQL aborted it for a deadlock."""
+        return await self._run(unit, transaction=True)
+
+    async def statement(self, unit: Unit[T]) -> T:
+        return await self._run(unit, transaction=False)
+
+    async def _run(self, unit: Unit[T], *, transaction: bool) -> T:
         for attempt in range(_TX_TRIES):
             try:
-                async with self._connection() as conn, conn.transaction():
-                    return await unit(_Tx(conn))
+                async with self._connection() as conn:
+                    if not transaction:
+                        return await unit(_Tx(conn))
+                    async with conn.transaction():
+                        return await unit(_Tx(conn))
             except StoreError as exc:
                 if not isinstance(exc.__cause__, _RETRIED) or attempt == _TX_TRIES - 1:
                     raise
@@ -309,13 +326,17 @@ class PostgresDriver:
         raise AssertionError("unreachable")
 
     async def share(self, unit: SharedUnit, item: Any) -> Any:
-        """Queue `item`; one write of `unit`'s kind runs at a time, over every item queued
-        before it began, so a busy node writes many attempts per round trip and an idle one
-        writes each at once. A caller cancelled meanwhile cancels only its own wait."""
+        """Queue `item`; a few writes of `unit`'s kind run at a time, each over every item
+        queued before it began, so a busy node writes many attempts per round trip and an
+        idle one writes each at once. A caller cancelled meanwhile cancels only its own
+        wait."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(unit, []).append((item, future))
-        if unit not in self._writing:
-            self._writing[unit] = asyncio.create_task(self._write_queued(unit))
+        if self._writing.get(unit, 0) < _SHARED_WRITERS:
+            self._writing[unit] = self._writing.get(unit, 0) + 1
+            writer = asyncio.create_task(self._write_queued(unit))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         return await future
 
     async def _write_queued(self, unit: SharedUnit) -> None:
@@ -325,8 +346,7 @@ class PostgresDriver:
                 del queued[:_MAX_SHARED]
                 await self._write_shared(unit, batch)
         finally:
-            self._queued.pop(unit, None)
-            del self._writing[unit]
+            self._writing[unit] -= 1
 
     async def _write_shared(
         self, unit: SharedUnit, batch: list[tuple[Any, asyncio.Future[Any]]]

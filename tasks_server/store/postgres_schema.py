@@ -152,6 +152,57 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT INTO meta (name, value) VALUES ('plain_keys', decode('01', 'hex'))
     """,
+    # 5: the owners' counts of active tasks kept once per statement, not once per row: a
+    # statement writing many tasks of one owner (a batch of outcomes, a bulk registration)
+    # updated the owner's row once per task, and each update of a row the transaction has
+    # already updated walks the chain of its versions, so a batch cost the square of its size.
+    """
+    DROP TRIGGER queues_active_tasks ON queues;
+    DROP FUNCTION queues_active_tasks();
+
+    CREATE FUNCTION queues_active_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks + d.n
+        FROM (SELECT owner_id, count(*) AS n FROM added
+               WHERE state IN ('RUNNING', 'PAUSED') GROUP BY owner_id) d
+       WHERE o.id = d.owner_id;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_active_added AFTER INSERT ON queues
+      REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION queues_active_added();
+
+    CREATE FUNCTION queues_active_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks - d.n
+        FROM (SELECT owner_id, count(*) AS n FROM removed
+               WHERE state IN ('RUNNING', 'PAUSED') GROUP BY owner_id) d
+       WHERE o.id = d.owner_id;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_active_removed AFTER DELETE ON queues
+      REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+      EXECUTE FUNCTION queues_active_removed();
+
+    -- An update never moves a task to another owner: each owner's change is its active
+    -- tasks after less those before (counted apart: a join of the two transition tables,
+    -- which have no index, can cost the square of their size).
+    CREATE FUNCTION queues_active_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks + d.n
+        FROM (SELECT owner_id, sum(n) AS n
+                FROM (SELECT owner_id, count(*) AS n FROM after_rows
+                       WHERE state IN ('RUNNING', 'PAUSED') GROUP BY owner_id
+                      UNION ALL
+                      SELECT owner_id, -count(*) FROM before_rows
+                       WHERE state IN ('RUNNING', 'PAUSED') GROUP BY owner_id) counted
+               GROUP BY owner_id) d
+       WHERE o.id = d.owner_id AND d.n <> 0;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_active_changed AFTER UPDATE ON queues
+      REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows FOR EACH STATEMENT
+      EXECUTE FUNCTION queues_active_changed()
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

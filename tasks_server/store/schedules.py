@@ -74,7 +74,7 @@ async def change(
 
 
 async def delete(d: Driver, owner_id: str, schedule_id: str) -> bool:
-    found = await d.write(lambda tx: tx.fetchrow("delete_schedule", schedule_id, owner_id))
+    found = await d.statement(lambda tx: tx.fetchrow("delete_schedule", schedule_id, owner_id))
     return found is not None
 
 

@@ -224,6 +224,9 @@ class SqliteDriver:
 
         return await self.db.write(run)
 
+    async def statement(self, unit: Unit[T]) -> T:
+        return await self.write(unit)
+
     async def share(self, unit: SharedUnit, item: Any) -> Any:
         write = self._shared.get(unit)
         if write is None:  # one per unit: the writer groups a batch's items by it

@@ -7,12 +7,12 @@ from tasks_server.store.driver import Driver
 
 async def purge_finished(d: Driver, *, before: int, batch: int) -> int:
     """Delete up to `batch` tasks finished before `before`, with their attempts."""
-    return await d.write(lambda tx: tx.execute("purge_finished", before, batch))
+    return await d.statement(lambda tx: tx.execute("purge_finished", before, batch))
 
 
 async def purge_idle_flows(d: Driver, *, before: int, batch: int) -> int:
     """A flow key's row only keeps its next start: once that is past, no row means the same."""
-    return await d.write(lambda tx: tx.execute("purge_idle_flows", before, batch))
+    return await d.statement(lambda tx: tx.execute("purge_idle_flows", before, batch))
 
 
 async def count_by_state(d: Driver) -> dict[str, int]:

@@ -1,10 +1,12 @@
 -- PostgreSQL's statements (see store/queries.py). Every node writes at once, so what must be
 -- exact takes row locks: a registration locks its owner row (the limit), a change or delete
--- its task row, and a task's row is locked before its attempts' rows everywhere. Claims skip
+-- its task row (an outcome, written by the task's holder alone, takes it last). Claims skip
 -- rows another node is claiming (`FOR UPDATE SKIP LOCKED`) and compare leases with the
 -- database clock that `now` reads. A table of rows arrives as one array per column
--- (`unnest`); the purges pick their batch once (MATERIALIZED): `id IN (SELECT … LIMIT n FOR
--- UPDATE SKIP LOCKED)` may run its subquery more than once, and then delete more than n rows.
+-- (`unnest`), and a statement over such a table also names its ids as an array (`= ANY`), so
+-- the planner looks them up by index whatever it guesses of the table's size. The purges
+-- pick their batch once (MATERIALIZED): `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`
+-- may run its subquery more than once, and then delete more than n rows.
 
 -- --- the driver's own --------------------------------------------------------------------
 
@@ -304,8 +306,8 @@ UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
 -- name: count_attempts
 UPDATE queues q SET attempts = q.attempts + 1
   FROM unnest($1::text[], $2::text[], $3::integer[]) AS v (id, holder, version)
- WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
-   AND q.state = 'RUNNING'
+ WHERE q.id = ANY($1::text[]) AND q.id = v.id AND q.lease_owner = v.holder
+   AND q.version = v.version AND q.state = 'RUNNING'
 RETURNING q.id, q.attempts, q.estimate_execution_at
 
 -- Rows (id, attempt, due at, holder, started at).
@@ -326,7 +328,8 @@ UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_c
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::bytea[],
               $7::bigint[], $8::bigint[])
     AS v (id, holder, version, state, status_code, response, now, retry_at)
- WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
+ WHERE q.id = ANY($1::text[]) AND q.id = v.id AND q.lease_owner = v.holder
+   AND q.version = v.version
 RETURNING q.id
 
 -- Rows (id, attempt, finished at, status, outcome, error, response).
@@ -336,7 +339,8 @@ UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome 
   FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[],
               $7::bytea[])
     AS v (id, attempt, now, status_code, outcome, error, response)
- WHERE a.queue_id = v.id AND a.attempt = v.attempt AND a.finished_at = 0
+ WHERE a.queue_id = ANY($1::text[]) AND a.queue_id = v.id AND a.attempt = v.attempt
+   AND a.finished_at = 0
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
 -- name: insert_callbacks
@@ -350,12 +354,13 @@ SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata,
 -- Rows (callback id, task id).
 -- name: set_callback_ids
 UPDATE queues q SET callback_id = v.callback_id
-  FROM unnest($1::text[], $2::text[]) AS v (callback_id, id) WHERE q.id = v.id
+  FROM unnest($1::text[], $2::text[]) AS v (callback_id, id)
+ WHERE q.id = ANY($2::text[]) AND q.id = v.id
 
 -- Rows (id, the last attempt number to delete).
 -- name: prune_attempts
 DELETE FROM attempts a USING unnest($1::text[], $2::integer[]) AS v (id, upto)
- WHERE a.queue_id = v.id AND a.attempt <= v.upto
+ WHERE a.queue_id = ANY($1::text[]) AND a.queue_id = v.id AND a.attempt <= v.upto
 
 -- name: abort_open
 UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'
@@ -371,8 +376,14 @@ UPDATE attempts SET finished_at = $1, outcome = 'INTERRUPTED'
 -- name: leased_versions
 SELECT id, state, version FROM queues WHERE lease_owner = $1
 
+-- A row another transaction is writing now (the task's start or outcome) is skipped, not
+-- waited for: its lease is renewed next time, long before it ends. Waiting would hold the
+-- locks already taken on thousands of rows, and the starts and outcomes of those would wait.
 -- name: renew_leases
-UPDATE queues SET lease_until = $3 WHERE lease_owner = $1 AND id = ANY($2::text[])
+WITH renewed AS MATERIALIZED (
+  SELECT id FROM queues WHERE lease_owner = $1 AND id = ANY($2::text[])
+     FOR UPDATE SKIP LOCKED)
+UPDATE queues SET lease_until = $3 FROM renewed WHERE queues.id = renewed.id
 
 -- name: release_leases_of
 UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1
