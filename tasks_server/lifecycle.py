@@ -22,9 +22,11 @@ __all__ = [
     "IN_FLIGHT_MESSAGE",
     "KEEP",
     "STALE",
+    "Assigned",
     "Change",
     "Edit",
     "Execute",
+    "Keep",
     "Pause",
     "Replay",
     "Resume",
@@ -40,32 +42,38 @@ IN_FLIGHT_MESSAGE = "The task is being executed right now; try again when it ret
 STALE: Final = Rejected("stale")  # the task changed since the transition was built
 
 
-class _Keep:
+class Keep:
     def __repr__(self) -> str:
         return "KEEP"
 
 
-KEEP: Final = _Keep()  # a field the change leaves as it is (None sets it empty)
+KEEP: Final = Keep()  # a field the change leaves as it is (None sets it empty)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """The fields of a task a transition sets."""
+class Assigned:
+    """A change as dataclass fields, each KEEP unless the change sets it."""
 
-    state: str | _Keep = KEEP
-    paused_at: int | _Keep | None = KEEP
-    estimate_execution_at: int | _Keep = KEEP
-    estimate_end_at: int | _Keep = KEEP
-    retry_count: int | _Keep = KEEP
-    retry_limit: int | _Keep = KEEP
-    request: bytes | _Keep = KEEP
-    metadata: bytes | _Keep | None = KEEP
-    flow: Flow | _Keep | None = KEEP
+    __slots__ = ()
 
     def assigned(self) -> dict[str, object]:
         """The fields this change sets, by name."""
-        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
         return {name: value for name, value in values if value is not KEEP}
+
+
+@dataclass(frozen=True, slots=True)
+class Change(Assigned):
+    """The fields of a task a transition sets."""
+
+    state: str | Keep = KEEP
+    paused_at: int | Keep | None = KEEP
+    estimate_execution_at: int | Keep = KEEP
+    estimate_end_at: int | Keep = KEEP
+    retry_count: int | Keep = KEEP
+    retry_limit: int | Keep = KEEP
+    request: bytes | Keep = KEEP
+    metadata: bytes | Keep | None = KEEP
+    flow: Flow | Keep | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
+from tasks_server import schedule_lifecycle
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.api.queues import validate_task
-from tasks_server.cron import Cron, CronError
+from tasks_server.cron import Cron
 from tasks_server.models.common import Done
 from tasks_server.models.queues import redact
 from tasks_server.models.schedules import (
@@ -23,6 +24,12 @@ from tasks_server.models.schedules import (
     ScheduleRegistration,
     ScheduleState,
     task_document,
+)
+from tasks_server.schedule_lifecycle import (
+    EditSchedule,
+    PauseSchedule,
+    ResumeSchedule,
+    ScheduleTransition,
 )
 from tasks_server.schedules import METADATA, REQUEST
 from tasks_server.services import Services, services
@@ -39,17 +46,14 @@ def _validate(svc: Services, document: Any, now: int) -> ScheduleRegistration:
     return schedule
 
 
-def _sealed(svc: Services, schedule: ScheduleRegistration, schedule_id: str) -> dict[str, Any]:
+def _sealed(
+    svc: Services, schedule: ScheduleRegistration, schedule_id: str
+) -> tuple[bytes, bytes | None]:
+    """The schedule's document and metadata, sealed for it."""
     document = schedule.document()
     metadata = document.pop("metadata", None)
-    return {
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "request": svc.codec.seal_json(document, schedule_id, REQUEST),
-        "metadata": None
-        if metadata is None
-        else svc.codec.seal_json(metadata, schedule_id, METADATA),
-    }
+    sealed = None if metadata is None else svc.codec.seal_json(metadata, schedule_id, METADATA)
+    return svc.codec.seal_json(document, schedule_id, REQUEST), sealed
 
 
 def _out(svc: Services, row: ScheduleRow) -> dict[str, Any]:
@@ -82,13 +86,17 @@ async def create(request: Request) -> Response:
     document = await read_json(request, svc.settings.max_size_body_request)
     schedule = _validate(svc, document, now)
     schedule_id = str(ULID())
+    request_blob, metadata = _sealed(svc, schedule, schedule_id)
     row = await svc.store.create_schedule(
         schedule_id=schedule_id,
         owner_id=owner_id,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
         created_at=now,
         next_run_at=Cron(schedule.cron, schedule.timezone).next_after(now),
+        request=request_blob,
+        metadata=metadata,
         limit=svc.settings.max_schedules,
-        **_sealed(svc, schedule, schedule_id),
     )
     if row is None:
         raise ApiError(
@@ -155,24 +163,24 @@ async def edit(request: Request) -> Response:
         raise NotFound()
     now = svc.clock()
     schedule = _validate(svc, merge_patch(_document(svc, row), patch), now)
-    changes = _sealed(svc, schedule, schedule_id)
-    if row.state == ACTIVE:
-        changes["next_run_at"] = Cron(schedule.cron, schedule.timezone).next_after(now)
-    seen = row.version
-
-    def decide(current: ScheduleRow) -> dict[str, Any] | Rejected:
-        if current.version != seen:
-            return Rejected("The schedule changed while being edited; try again")
-        return changes
-
-    result = await _apply(svc, owner_id, schedule_id, "edited", decide)
-    return JSONResponse(_out(svc, result))
+    request_blob, metadata = _sealed(svc, schedule, schedule_id)
+    transition = EditSchedule(
+        now=now,
+        seen=row.version,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        request=request_blob,
+        metadata=metadata,
+    )
+    return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "edited", transition)))
 
 
 async def _apply(
-    svc: Services, owner_id: str, schedule_id: str, action: str, decide: Any
+    svc: Services, owner_id: str, schedule_id: str, action: str, transition: ScheduleTransition
 ) -> ScheduleRow:
-    result = await svc.store.change_schedule(owner_id, schedule_id, decide)
+    result = await svc.store.change_schedule(
+        owner_id, schedule_id, lambda row: schedule_lifecycle.decide(row, transition)
+    )
     if result is None:
         raise NotFound()
     if isinstance(result, Rejected):
@@ -184,30 +192,14 @@ async def _apply(
 
 async def pause(request: Request) -> Response:
     svc, owner_id, schedule_id = await _owned(request)
-
-    def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
-        if row.state != ACTIVE:
-            return Rejected(f"Only an ACTIVE schedule can be paused; this one is {row.state}")
-        return {"state": PAUSED}
-
-    return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "paused", decide)))
+    paused = await _apply(svc, owner_id, schedule_id, "paused", PauseSchedule())
+    return JSONResponse(_out(svc, paused))
 
 
 async def resume(request: Request) -> Response:
     svc, owner_id, schedule_id = await _owned(request)
-    now = svc.clock()
-
-    def decide(row: ScheduleRow) -> dict[str, Any] | Rejected:
-        if row.state != PAUSED:
-            return Rejected(f"Only a PAUSED schedule can be resumed; this one is {row.state}")
-        try:
-            cron = Cron(row.cron, row.timezone)
-        except CronError as exc:  # stored before its checks existed: a PATCH mends it
-            return Rejected(f"The schedule's {exc}; PATCH it first")
-        # From now on: fire times that passed while paused are not caught up.
-        return {"state": ACTIVE, "next_run_at": cron.next_after(now)}
-
-    return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "resumed", decide)))
+    resumed = await _apply(svc, owner_id, schedule_id, "resumed", ResumeSchedule(svc.clock()))
+    return JSONResponse(_out(svc, resumed))
 
 
 async def delete(request: Request) -> Response:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from tasks_server.lifecycle import Change
+    from tasks_server.schedule_lifecycle import ScheduleChange
 
 
 class StoreError(Exception):
@@ -252,7 +253,8 @@ class ScheduleRow:
     metadata: bytes | None
 
 
-ScheduleDecide = Callable[[ScheduleRow], "dict[str, Any] | Rejected"]
+# Runs inside the transaction, as `Decide`: see tasks_server.schedule_lifecycle.
+ScheduleDecide = Callable[[ScheduleRow], "ScheduleChange | Rejected"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,9 +62,10 @@ async def change(
         found = await tx.fetchrow("lock_schedule", schedule_id, owner_id)
         if found is None:
             return None
-        changes = decide(ScheduleRow(*found))
-        if isinstance(changes, Rejected):
-            return changes
+        decided = decide(ScheduleRow(*found))
+        if isinstance(decided, Rejected):
+            return decided
+        changes = decided.assigned()
         fill = queries.assignments(tuple(changes), queries.SCHEDULE_CHANGEABLE)
         updated = await tx.fetchrow("update_schedule", *changes.values(), schedule_id, fill=fill)
         assert updated is not None

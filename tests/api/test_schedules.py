@@ -14,6 +14,7 @@ from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
 from tasks_server.crypto import Cipher
 from tasks_server.metrics import Metrics
+from tasks_server.schedule_lifecycle import ScheduleChange
 from tasks_server.schedules import REQUEST, ScheduleRunner
 from tasks_server.settings import Settings
 from tasks_server.store.base import FireOutcome, NewTask, QueueRow, ScheduleRow
@@ -281,7 +282,7 @@ async def test_one_task_per_fire_time_whoever_fires(tmp_path: Path) -> None:
         # A process that still sees the old fire time (its schedule row re-read after an
         # edit set the same time again) cannot register that time a second time.
         again = await store.change_schedule(
-            owner_id, row.id, lambda _: {"next_run_at": row.next_run_at}
+            owner_id, row.id, lambda _: ScheduleChange(next_run_at=row.next_run_at)
         )
         assert isinstance(again, ScheduleRow)
         outcome, _ = await store.fire(again, task=task(), **fire)
@@ -351,7 +352,7 @@ async def test_a_paused_schedule_stored_with_a_bad_cron_or_zone_resumes_with_422
         assert (await client.patch(f"/v1/schedules/{sid}/pause", headers=owner)).is_success
         owner_id = owner["X-Tasks-Owner-Id"]
         changed = await service.services.store.change_schedule(
-            owner_id, sid, lambda _row: {field: value}
+            owner_id, sid, lambda _row: ScheduleChange(**{field: value})
         )
         assert isinstance(changed, ScheduleRow)
         resumed = await client.patch(f"/v1/schedules/{sid}/resume", headers=owner)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import pytest
 from ulid import ULID
 
+from tasks_server.schedule_lifecycle import ScheduleChange
 from tasks_server.store.base import (
     FireOutcome,
     Flow,
@@ -74,7 +73,7 @@ async def test_a_schedule_is_created_active_and_read_by_its_owner(
 async def test_an_owner_has_at_most_limit_schedules(store: TaskStore, owner: str) -> None:
     other = await make_owner(store, "owner-two")
     first = await schedule(store, owner, limit=2)
-    paused = await store.change_schedule(owner, first.id, lambda _r: {"state": "PAUSED"})
+    paused = await store.change_schedule(owner, first.id, lambda _r: ScheduleChange(state="PAUSED"))
     assert isinstance(paused, ScheduleRow)  # paused, it still counts
     await schedule(store, owner, limit=2)
     made = await store.create_schedule(
@@ -124,9 +123,9 @@ async def test_a_schedule_change_applies_decide_and_bumps_the_version(
     row = await schedule(store, owner)
     seen: list[ScheduleRow] = []
 
-    def decide(current: ScheduleRow) -> dict[str, Any]:
+    def decide(current: ScheduleRow) -> ScheduleChange:
         seen.append(current)
-        return {"cron": "0 * * * *", "timezone": "UTC", "next_run_at": 3_600_000}
+        return ScheduleChange(cron="0 * * * *", timezone="UTC", next_run_at=3_600_000)
 
     changed = await store.change_schedule(owner, row.id, decide)
     assert seen == [row]
@@ -144,10 +143,14 @@ async def test_a_refused_or_foreign_schedule_change_changes_nothing(
     row = await schedule(store, owner)
     refusal = Rejected("no")
     assert await store.change_schedule(owner, row.id, lambda _r: refusal) == refusal
-    assert await store.change_schedule(other, row.id, lambda _r: {"state": "PAUSED"}) is None
-    assert await store.change_schedule(owner, str(ULID()), lambda _r: {"state": "PAUSED"}) is None
-    with pytest.raises(ValueError, match="last_run_at"):
-        await store.change_schedule(owner, row.id, lambda _r: {"last_run_at": 5})
+    assert (
+        await store.change_schedule(other, row.id, lambda _r: ScheduleChange(state="PAUSED"))
+        is None
+    )
+    assert (
+        await store.change_schedule(owner, str(ULID()), lambda _r: ScheduleChange(state="PAUSED"))
+        is None
+    )
     assert await store.get_schedule(owner, row.id) == row
 
 
@@ -171,7 +174,8 @@ async def test_due_schedules_are_the_active_ones_due_by_then_earliest_first(
     earlier = await schedule(store, other, next_run_at=1_000)
     paused = await schedule(store, owner, next_run_at=500)
     assert isinstance(
-        await store.change_schedule(owner, paused.id, lambda _r: {"state": "PAUSED"}), ScheduleRow
+        await store.change_schedule(owner, paused.id, lambda _r: ScheduleChange(state="PAUSED")),
+        ScheduleRow,
     )
     await schedule(store, owner, next_run_at=3_001)
     assert await store.due_schedules(before=3_000, limit=10) == [earlier, later]
@@ -225,10 +229,10 @@ async def test_a_fire_of_a_schedule_changed_since_it_was_read_is_stale(
     assert await fire(store, row, task(row.next_run_at)) == (FireOutcome.STALE, None)
     moved = await store.get_schedule(owner, row.id)
     assert moved is not None
-    edited = await store.change_schedule(owner, row.id, lambda _r: {"metadata": None})
+    edited = await store.change_schedule(owner, row.id, lambda _r: ScheduleChange(metadata=None))
     assert await fire(store, moved, task(moved.next_run_at)) == (FireOutcome.STALE, None)
     assert isinstance(edited, ScheduleRow)
-    paused = await store.change_schedule(owner, row.id, lambda _r: {"state": "PAUSED"})
+    paused = await store.change_schedule(owner, row.id, lambda _r: ScheduleChange(state="PAUSED"))
     assert isinstance(paused, ScheduleRow)
     assert await fire(store, paused, task(paused.next_run_at)) == (FireOutcome.STALE, None)
     assert await store.count_by_state() == {"RUNNING": 1}
@@ -241,7 +245,9 @@ async def test_a_fire_time_registers_one_task_however_often_it_is_fired(
     register that time a second time: the schedule moves on, nothing is registered."""
     row = await schedule(store, owner)
     assert (await fire(store, row, task(row.next_run_at)))[0] is FireOutcome.FIRED
-    again = await store.change_schedule(owner, row.id, lambda _r: {"next_run_at": row.next_run_at})
+    again = await store.change_schedule(
+        owner, row.id, lambda _r: ScheduleChange(next_run_at=row.next_run_at)
+    )
     assert isinstance(again, ScheduleRow)
     assert await fire(store, again, task(again.next_run_at)) == (FireOutcome.DUPLICATE, None)
     moved = await store.get_schedule(owner, row.id)

@@ -36,6 +36,8 @@ async def test_many_starts_and_outcomes_at_once_are_each_answered_as_their_own(
         row = await current(store, due.id)
         assert (row.state, row.estimate_end_at, row.in_flight) == ("SUCCESS", now + n, False)
     assert (await current(store, stale.id)).attempts == 0
+    kept, counted = (await store.active_counts())[owner]
+    assert kept == counted == 1  # the outcomes of one statement counted once each
 
 
 async def test_a_faulty_outcome_among_many_fails_alone(store: TaskStore, owner: str) -> None:
