@@ -1,6 +1,6 @@
-"""A task's life as a client changes it (SPEC §3, §16.1): each request is a typed transition,
-and one pure function decides, from the task as it is now, the change it makes or the refusal
-the API answers with 422.
+"""A task's life (SPEC §3, §16.1): each request of a client is a typed transition, and one pure
+function decides, from the task as it is now, the change it makes or the refusal the API
+answers with 422; `ending` decides what an attempt's outcome makes of it.
 
 The API builds a transition with everything it needs already opened and validated (a resumed
 task's ``executeAt``, a replay's resealed request), so deciding runs inside the store's
@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Final
 
 from tasks_server.models.queues import QueueState
-from tasks_server.store.base import Flow, QueueRow, Rejected
+from tasks_server.store.base import Due, Flow, QueueRow, Rejected
 
 __all__ = [
     "IN_FLIGHT_MESSAGE",
@@ -34,6 +34,7 @@ __all__ = [
     "Transition",
     "decide",
     "edit_refusal",
+    "ending",
 ]
 
 RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
@@ -211,3 +212,14 @@ def _edit(row: QueueRow, edit: Edit) -> Change | Rejected:
     # A paused task's remaining time is counted from now, when its timing changed.
     paused_at = edit.now if row.state == PAUSED else KEEP
     return replace(change, estimate_execution_at=edit.due, paused_at=paused_at)
+
+
+def ending(due: Due, *, succeeded: bool, final: bool) -> str | None:
+    """The state an attempt's outcome ends the task `due` in, or None: it is tried again.
+    A success ends it; so does a final failure (the target said not to retry) or the last
+    retry its limit allows."""
+    if succeeded:
+        return SUCCESS
+    if final or due.retry_count >= due.retry_limit:
+        return ERROR
+    return None

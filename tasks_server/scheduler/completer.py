@@ -18,11 +18,11 @@ from typing import Any
 
 from ulid import ULID
 
-from tasks_server import callbacks
+from tasks_server import callbacks, lifecycle
 from tasks_server.codec import TaskCodec
 from tasks_server.executor.runner import Outcome
 from tasks_server.metrics import Metrics
-from tasks_server.models.queues import QueueRegistration, QueueState
+from tasks_server.models.queues import QueueRegistration
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import WINDOW_MS, Held, Holder, Holdings, Wakeup
@@ -127,10 +127,8 @@ class Completer:
         now = self._holder.clock()
         response = self._codec.seal(outcome.body, row.id, "response") if trace else None
         retry_at = 0
-        state: str | None = None
-        if outcome.succeeded or outcome.final or row.retry_count >= row.retry_limit:
-            state = QueueState.SUCCESS if outcome.succeeded else QueueState.ERROR
-        else:
+        state = lifecycle.ending(row, succeeded=outcome.succeeded, final=outcome.final)
+        if state is None:
             waited = retry_after_ms(outcome.retry_after, now)
             retry_at = _next_retry_at(reg, row.retry_count + 1, now, waited, self._rng)
         error = None

@@ -19,6 +19,7 @@ from tasks_server.lifecycle import (
     Revoke,
     Transition,
     decide,
+    ending,
 )
 from tasks_server.store.base import Flow, QueueRow, Rejected
 
@@ -163,3 +164,20 @@ def test_a_change_names_only_what_it_sets() -> None:
         "paused_at": None,
     }
     assert repr(KEEP) == "KEEP"
+
+
+@pytest.mark.parametrize(
+    ("succeeded", "final", "retries", "ends"),
+    [
+        (True, False, 0, "SUCCESS"),
+        (True, False, 3, "SUCCESS"),
+        (False, True, 0, "ERROR"),  # the target said not to retry
+        (False, False, 3, "ERROR"),  # its last retry
+        (False, False, 2, None),  # tried again
+    ],
+)
+def test_an_outcome_ends_the_task_or_tries_again(
+    succeeded: bool, final: bool, retries: int, ends: str | None
+) -> None:
+    due = dataclasses.replace(ROW, retry_count=retries, retry_limit=3).due
+    assert ending(due, succeeded=succeeded, final=final) == ends
