@@ -179,10 +179,6 @@ class AdvisoryLeader:
 
 
 _QUERIES = Queries("postgres")
-# A generic plan guesses that an array parameter holds 10 values, and then joins a batch of
-# hundreds with a nested loop (hundreds of thousands of comparisons); a plan made for the
-# values at hand knows their count.
-SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 # Client changes are announced to every node; the payload is "<queue id> <version>" (the
 # version -1 for a deleted task).
 CHANNEL = "tasks_server_changes"
@@ -268,7 +264,6 @@ class PostgresDriver:
                 min_size=min(POOL_MIN, self._pool_max),
                 max_size=self._pool_max,
                 timeout=self._connect_timeout_s,
-                server_settings=SESSION_SETTINGS,
             )
 
     async def close(self) -> None:

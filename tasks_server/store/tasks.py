@@ -58,14 +58,12 @@ async def insert(
     values += (lease_ms, *flow_columns(flow).values())
 
     async def unit(tx: Tx) -> Inserted:
-        room = await tx.fetchrow("owner_has_room", owner_id, limit)
-        if room is None:
+        row = await tx.fetchrow("insert_queue", *values, limit)
+        if row is not None:
+            return InsertOutcome.INSERTED, QueueRow.from_row(row)
+        if await tx.fetchrow("owner_exists", owner_id) is None:
             return InsertOutcome.NO_OWNER, None
-        if not room[0]:
-            return InsertOutcome.LIMIT_REACHED, None
-        row = await tx.fetchrow("insert_queue", *values)
-        assert row is not None
-        return InsertOutcome.INSERTED, QueueRow.from_row(row)
+        return InsertOutcome.LIMIT_REACHED, None
 
     async def once(tx: Tx) -> Inserted:
         assert idempotency is not None
@@ -86,7 +84,8 @@ async def insert(
             await tx.execute("upsert_idempotency", owner_id, key, digest, row.id, expires)
         return outcome, row
 
-    return await d.write(unit if idempotency is None else once)
+    # Alone, the insert is one statement that checks the owner's room as it inserts.
+    return await (d.statement(unit) if idempotency is None else d.write(once))
 
 
 async def insert_many(

@@ -3,8 +3,7 @@
 -- its task row (an outcome, written by the task's holder alone, takes it last). Claims skip
 -- rows another node is claiming (`FOR UPDATE SKIP LOCKED`) and compare leases with the
 -- database clock that `now` reads. A table of rows arrives as one array per column
--- (`unnest`), and a statement over such a table also names its ids as an array (`= ANY`), so
--- the planner looks them up by index whatever it guesses of the table's size. The purges
+-- (`unnest`), whose rows look the tasks up by index. The purges
 -- pick their batch once (MATERIALIZED): `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`
 -- may run its subquery more than once, and then delete more than n rows.
 
@@ -132,15 +131,23 @@ ON CONFLICT (owner_id, key) DO UPDATE
 
 -- --- tasks -------------------------------------------------------------------------------
 
--- $8 the pre-claiming holder, $9 how long its lease lasts, from the database clock.
+-- $8 the pre-claiming holder, $9 how long its lease lasts, from the database clock; inserted
+-- only while the owner ($2) holds fewer than $13 active tasks. One statement, so the owner's
+-- row stays locked only while it runs: registrations of one owner take turns on it, and
+-- a lock held across round trips would make them queue.
 -- name: insert_queue
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
                     flow_rate)
-VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8,
-        CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END,
-        $10, $11, $12)
+SELECT $1, owners.id, 'RUNNING', $3, $4, $5, $6, $7, $8,
+       CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END,
+       $10, $11, $12
+  FROM owners WHERE owners.id = $2 AND owners.active_tasks < $13
+   FOR UPDATE OF owners
 RETURNING @COLUMNS@
+
+-- name: owner_exists
+SELECT 1 FROM owners WHERE id = $1
 
 -- name: insert_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
@@ -306,8 +313,8 @@ UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
 -- name: count_attempts
 UPDATE queues q SET attempts = q.attempts + 1
   FROM unnest($1::text[], $2::text[], $3::integer[]) AS v (id, holder, version)
- WHERE q.id = ANY($1::text[]) AND q.id = v.id AND q.lease_owner = v.holder
-   AND q.version = v.version AND q.state = 'RUNNING'
+ WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
+   AND q.state = 'RUNNING'
 RETURNING q.id, q.attempts, q.estimate_execution_at
 
 -- Rows (id, attempt, due at, holder, started at).
@@ -328,8 +335,7 @@ UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_c
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::bytea[],
               $7::bigint[], $8::bigint[])
     AS v (id, holder, version, state, status_code, response, now, retry_at)
- WHERE q.id = ANY($1::text[]) AND q.id = v.id AND q.lease_owner = v.holder
-   AND q.version = v.version
+ WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
 RETURNING q.id
 
 -- Rows (id, attempt, finished at, status, outcome, error, response).
@@ -339,8 +345,7 @@ UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome 
   FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[],
               $7::bytea[])
     AS v (id, attempt, now, status_code, outcome, error, response)
- WHERE a.queue_id = ANY($1::text[]) AND a.queue_id = v.id AND a.attempt = v.attempt
-   AND a.finished_at = 0
+ WHERE a.queue_id = v.id AND a.attempt = v.attempt AND a.finished_at = 0
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
 -- name: insert_callbacks
@@ -354,13 +359,12 @@ SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata,
 -- Rows (callback id, task id).
 -- name: set_callback_ids
 UPDATE queues q SET callback_id = v.callback_id
-  FROM unnest($1::text[], $2::text[]) AS v (callback_id, id)
- WHERE q.id = ANY($2::text[]) AND q.id = v.id
+  FROM unnest($1::text[], $2::text[]) AS v (callback_id, id) WHERE q.id = v.id
 
 -- Rows (id, the last attempt number to delete).
 -- name: prune_attempts
 DELETE FROM attempts a USING unnest($1::text[], $2::integer[]) AS v (id, upto)
- WHERE a.queue_id = ANY($1::text[]) AND a.queue_id = v.id AND a.attempt <= v.upto
+ WHERE a.queue_id = v.id AND a.attempt <= v.upto
 
 -- name: abort_open
 UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'

@@ -120,14 +120,20 @@ ON CONFLICT (owner_id, key) DO UPDATE
 
 -- --- tasks -------------------------------------------------------------------------------
 
--- $8 the pre-claiming holder, $9 how long its lease lasts from $3 (now).
+-- $8 the pre-claiming holder, $9 how long its lease lasts from $3 (now); inserted only while
+-- the owner ($2) holds fewer than $13 active tasks.
 -- name: insert_queue
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
                     flow_rate)
-VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, CASE WHEN $8 IS NULL THEN NULL ELSE $3 + $9 END,
-        $10, $11, $12)
+SELECT $1, owners.id, 'RUNNING', $3, $4, $5, $6, $7, $8,
+       CASE WHEN $8 IS NULL THEN NULL ELSE $3 + $9 END,
+       $10, $11, $12
+  FROM owners WHERE owners.id = $2 AND owners.active_tasks < $13
 RETURNING @COLUMNS@
+
+-- name: owner_exists
+SELECT 1 FROM owners WHERE id = $1
 
 -- name: insert_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
