@@ -15,7 +15,7 @@ from typing import Any
 import pycurl
 import pytest
 
-from tasks_server.executor.curl import _START_EVERY, CurlTransport, _Transfer
+from tasks_server.executor.curl import CurlTransport
 from tasks_server.executor.errors import (
     AttemptError,
     AttemptTimeout,
@@ -23,6 +23,8 @@ from tasks_server.executor.errors import (
     TransportError,
     error_from_curl,
 )
+from tasks_server.executor.multi import START_EVERY
+from tasks_server.executor.transfer import Transfer
 from tests.target import Target as ThreadedTarget
 
 WAIT = 10  # seconds: generous bound for any single wait in these tests
@@ -229,7 +231,7 @@ async def test_oversized_body_is_cut_off_while_downloading(
 def test_write_callback_never_buffers_past_the_cap():
     loop = asyncio.new_event_loop()
     try:
-        transfer = _Transfer(loop.create_future(), max_body_bytes=10)
+        transfer = Transfer(loop.create_future(), max_body_bytes=10)
         assert transfer.write(b"12345") is None
         assert transfer.write(b"67890") is None
         assert transfer.write(b"1") == 0  # abort: libcurl sees a short write
@@ -270,14 +272,14 @@ async def test_a_burst_added_in_one_loop_turn_is_on_the_wire_before_the_turn_end
 ) -> None:
     """libcurl starts added handles at its timer tick, which runs after the loop turn: a
     burst of sends would wait for its last handle before its first request left. Every
-    _START_EVERY added handles libcurl runs at once and what connected is sent."""
+    START_EVERY added handles libcurl runs at once and what connected is sent."""
     loop = asyncio.get_running_loop()
     with ThreadedTarget() as target:  # its own thread: it answers while this loop is held
         sends = [
             asyncio.create_task(
                 transport.send(_get(f"{target.url}/burst"), max_body_bytes=CAP, pool=POOL)
             )
-            for _ in range(2 * _START_EVERY)
+            for _ in range(2 * START_EVERY)
         ]
         seen: asyncio.Future[int] = loop.create_future()
 
@@ -285,7 +287,7 @@ async def test_a_burst_added_in_one_loop_turn_is_on_the_wire_before_the_turn_end
             """Right after the sends' first steps, before the loop polls or ticks libcurl:
             only requests already written can reach the target meanwhile."""
             try:
-                target.wait(lambda: len(target.hits) >= _START_EVERY, timeout=WAIT)
+                target.wait(lambda: len(target.hits) >= START_EVERY, timeout=WAIT)
                 seen.set_result(len(target.hits))
             except TimeoutError as exc:
                 seen.set_exception(exc)
@@ -295,7 +297,7 @@ async def test_a_burst_added_in_one_loop_turn_is_on_the_wire_before_the_turn_end
             held_hits = await seen
         finally:  # every send ends before the target stops, also when the wait failed
             answers = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), WAIT)
-    assert held_hits >= _START_EVERY
+    assert held_hits >= START_EVERY
     assert [getattr(answer, "status_code", answer) for answer in answers] == [200] * len(sends)
 
 
@@ -331,7 +333,7 @@ async def test_a_reused_handle_keeps_nothing_of_an_earlier_transfer(
     assert not {"authorization", "x-a"} & plain["headers"].keys()
     assert transport.idle_handles == {POOL: 1} and target.connections == 1
     # An idle handle's callbacks point at no transfer: it keeps no response alive.
-    assert all(slot.transfer is None for slot in transport._slots.values())
+    assert all(slot.transfer is None for slot in transport._handles._slots.values())
 
 
 async def test_option_refused_by_libcurl_is_a_transport_error(
