@@ -1,7 +1,8 @@
-"""Each engine's statements, by name, from its SQL file (``store/sql/<engine>.sql``).
+"""Each engine's statements, by name: those both run as written in ``store/sql/common.sql``,
+the rest in its own file (``store/sql/<engine>.sql``).
 
 A file is a list of ``-- name: <name>`` blocks, in the manner of procrastinate's
-queries.sql; comments above a block say why it reads as it does. Both files hold the same
+queries.sql; comments above a block say why it reads as it does. Both engines hold the same
 names (a test says so) and bind the same arguments in the same order as ``$1``, ``$2``…
 (SQLite's ``?1``, ``?2``… once loaded). ``@COLUMNS@``-style words stand for the column lists
 below, which both engines share; ``{set}``-style fill-ins are filled per call from names
@@ -67,18 +68,26 @@ _SQL = Path(__file__).with_name("sql")
 
 
 def load(engine: str) -> dict[str, str]:
-    """The statements of `engine`'s file by name, fragments in place, `$n` as written."""
-    source = (_SQL / f"{engine}.sql").read_text()
-    parts = _BLOCK.split(source)
+    """`engine`'s statements by name (``common.sql`` and its own file), fragments in place,
+    `$n` as written."""
     texts: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in texts:
-            raise ValueError(f"{engine}.sql: {name} twice")
-        text = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
-        for word, fragment in FRAGMENTS.items():
-            text = text.replace(f"@{word}@", fragment)
-        texts[name] = text.strip()
+    for file in ("common.sql", f"{engine}.sql"):
+        parts = _BLOCK.split((_SQL / file).read_text())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in texts:
+                raise ValueError(f"{file}: {name} is named twice")
+            texts[name] = _text(body)
     return texts
+
+
+def _text(body: str) -> str:
+    """A statement without its comments, the shared column lists in place."""
+    text = "\n".join(line for line in body.splitlines() if not line.startswith("--"))
+    for word, fragment in FRAGMENTS.items():
+        text = text.replace(f"@{word}@", fragment)
+    return text.strip()
+
+
 
 
 def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tuple[str, str], ...]:
