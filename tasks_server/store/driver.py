@@ -86,8 +86,9 @@ class Driver(Transactions, Protocol):
         """Run `unit`, whose statements each stand alone, every one its own transaction: on
         PostgreSQL one round trip each, its locks released as it ends."""
 
-    async def share(self, unit: SharedUnit, item: Any) -> Any:
-        """Run `unit` over `item` and the other items of its kind queued meanwhile."""
+    async def share(self, unit: SharedUnit, item: Any, *, statement: bool = False) -> Any:
+        """Run `unit` over `item` and the other items of its kind queued meanwhile; a
+        `statement` unit is one statement, its own transaction (as `statement`)."""
 
     async def ping(self) -> None: ...
 

@@ -52,21 +52,14 @@ async def claim(d: Driver, *, holder: str, window_ms: int, lease_ms: int, limit:
 
 async def started(d: Driver, *, holder: str, due: Due, now: int) -> int | None:
     """Open the attempt row; its number, or None when the task changed since it was held."""
-    number: int | None = await d.share(_start_all, (holder, due, now))
+    number: int | None = await d.share(_start_all, (holder, due, now), statement=True)
     return number
 
 
 async def _start_all(tx: Tx, items: list[tuple[str, Due, int]]) -> list[int | None]:
-    rows = [(due.id, holder, due.version) for holder, due, _ in items]
-    # {id: (the number its attempt opens as, its due time)}: the stored count, which a stale
-    # `Due` may lag.
-    counted = {row[0]: (row[1], row[2]) for row in await tx.fetch_rows("count_attempts", rows)}
-    opened = [
-        (due.id, *counted[due.id], holder, now) for holder, due, now in items if due.id in counted
-    ]
-    if opened:
-        await tx.execute_rows("open_attempts", opened)
-    return [counted[due.id][0] if due.id in counted else None for _, due, _ in items]
+    rows = [(due.id, holder, due.version, now) for holder, due, now in items]
+    opened = {row[0]: row[1] for row in await tx.fetch_rows("open_attempts", rows)}
+    return [opened.get(due.id) for _, due, _ in items]
 
 
 @dataclass(frozen=True, slots=True)

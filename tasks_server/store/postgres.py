@@ -320,7 +320,7 @@ class PostgresDriver:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def share(self, unit: SharedUnit, item: Any) -> Any:
+    async def share(self, unit: SharedUnit, item: Any, *, statement: bool = False) -> Any:
         """Queue `item`; a few writes of `unit`'s kind run at a time, each over every item
         queued before it began, so a busy node writes many attempts per round trip and an
         idle one writes each at once. A caller cancelled meanwhile cancels only its own
@@ -329,30 +329,30 @@ class PostgresDriver:
         self._queued.setdefault(unit, []).append((item, future))
         if self._writing.get(unit, 0) < _SHARED_WRITERS:
             self._writing[unit] = self._writing.get(unit, 0) + 1
-            writer = asyncio.create_task(self._write_queued(unit))
+            writer = asyncio.create_task(self._write_queued(unit, statement))
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
         return await future
 
-    async def _write_queued(self, unit: SharedUnit) -> None:
+    async def _write_queued(self, unit: SharedUnit, statement: bool) -> None:
         try:
             while queued := self._queued.get(unit):
                 batch = queued[:_MAX_SHARED]
                 del queued[:_MAX_SHARED]
-                await self._write_shared(unit, batch)
+                await self._write_shared(unit, batch, statement)
         finally:
             self._writing[unit] -= 1
 
     async def _write_shared(
-        self, unit: SharedUnit, batch: list[tuple[Any, asyncio.Future[Any]]]
+        self, unit: SharedUnit, batch: list[tuple[Any, asyncio.Future[Any]]], statement: bool
     ) -> None:
         items = [item for item, _ in batch]
         try:
-            results = await self.write(lambda tx: unit(tx, items))
+            results = await self._run(lambda tx: unit(tx, items), transaction=not statement)
         except Exception as exc:
             if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
                 for one in batch:  # a fault of one item: each alone, so only it fails
-                    await self._write_shared(unit, [one])
+                    await self._write_shared(unit, [one], statement)
                 return
             for _, future in batch:
                 if not future.done():

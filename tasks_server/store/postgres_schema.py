@@ -203,6 +203,19 @@ MIGRATIONS: tuple[str, ...] = (
       REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows FOR EACH STATEMENT
       EXECUTE FUNCTION queues_active_changed()
     """,
+    # 6: an attempt's row counts it (`queues.attempts`), once per statement, so opening
+    # attempts is one statement (SQLite migration 6).
+    """
+    CREATE FUNCTION attempts_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE queues q SET attempts = q.attempts + o.n
+        FROM (SELECT queue_id, count(*) AS n FROM opened GROUP BY queue_id) o
+       WHERE q.id = o.queue_id;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER attempts_counted AFTER INSERT ON attempts
+      REFERENCING NEW TABLE AS opened FOR EACH STATEMENT EXECUTE FUNCTION attempts_counted()
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

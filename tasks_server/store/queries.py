@@ -88,8 +88,6 @@ def _text(body: str) -> str:
     return text.strip()
 
 
-
-
 def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tuple[str, str], ...]:
     """The fill-ins of an update of `columns` ($1…$n), the row's id as ${n+1}."""
     unknown = set(columns) - allowed

@@ -164,4 +164,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT INTO meta (name, value) VALUES ('plain_keys', x'01')
     """,
+    # 6: an attempt's row counts it (`queues.attempts`), so opening attempts is one statement.
+    """
+    CREATE TRIGGER attempts_counted AFTER INSERT ON attempts
+    BEGIN
+      UPDATE queues SET attempts = attempts + 1 WHERE id = NEW.queue_id;
+    END
+    """,
 )

@@ -227,7 +227,7 @@ class SqliteDriver:
     async def statement(self, unit: Unit[T]) -> T:
         return await self.write(unit)
 
-    async def share(self, unit: SharedUnit, item: Any) -> Any:
+    async def share(self, unit: SharedUnit, item: Any, *, statement: bool = False) -> Any:
         write = self._shared.get(unit)
         if write is None:  # one per unit: the writer groups a batch's items by it
 

@@ -342,8 +342,8 @@ async def test_starts_and_outcomes_queued_together_are_written_in_one_transactio
     nodes: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shared writes: attempts that start (or end) while a write of their kind is under
-    way wait for the next one, which takes them all, so a busy node pays one transaction per
-    batch rather than one per attempt."""
+    way wait for the next one, which takes them all, so a busy node pays one statement (the
+    starts) or one transaction (the outcomes) per batch rather than one per attempt."""
     store, _ = nodes
     now = await store.now()
     for _ in range(40):
@@ -351,14 +351,14 @@ async def test_starts_and_outcomes_queued_together_are_written_in_one_transactio
     claimed = await store.claim(holder="a", window_ms=0, lease_ms=60_000, limit=40)
     driver = store.postgres
     transactions = 0
-    write = driver.write
+    run = driver._run
 
-    async def counted(unit: Any) -> Any:
+    async def counted(unit: Any, *, transaction: bool) -> Any:
         nonlocal transactions
         transactions += 1
-        return await write(unit)
+        return await run(unit, transaction=transaction)
 
-    monkeypatch.setattr(driver, "write", counted)
+    monkeypatch.setattr(driver, "_run", counted)
     starts = await asyncio.gather(*(store.started(holder="a", due=d, now=now) for d in claimed))
     assert starts == [1] * 40 and transactions == 1
     result = Result(1, "SUCCESS", 200, None, None, now + 1, "SUCCESS")

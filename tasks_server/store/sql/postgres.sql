@@ -141,18 +141,17 @@ UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3::text[])
 UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder <> $1 AND queue_id = ANY($3::text[])
 
--- Rows (id, holder, version): the tasks still held as they were claimed count one attempt more.
--- name: count_attempts
-UPDATE queues q SET attempts = q.attempts + 1
-  FROM unnest($1::text[], $2::text[], $3::integer[]) AS v (id, holder, version)
- WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
-   AND q.state = 'RUNNING'
-RETURNING q.id, q.attempts, q.estimate_execution_at
-
--- Rows (id, attempt, due at, holder, started at).
+-- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
+-- open, numbered after the stored count, which a stale `Due` may lag (a trigger counts them:
+-- migration 6). The task rows are locked, so a change committed meanwhile is seen.
 -- name: open_attempts
-INSERT INTO attempts (queue_id, attempt, due_at, holder, started_at)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::bigint[])
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
+SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
+  FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]) AS v (id, holder, version, now)
+  JOIN queues q ON q.id = v.id
+ WHERE q.lease_owner = v.holder AND q.version = v.version AND q.state = 'RUNNING'
+   FOR UPDATE OF q
+RETURNING queue_id, attempt
 
 -- Rows (id, holder, version, state, status, response, now, retry at): an ending outcome
 -- (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome applies only

@@ -121,17 +121,16 @@ UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE id IN (SELECT value F
 UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder != $1 AND queue_id IN (SELECT value FROM json_each($3))
 
--- Rows (id, holder, version): the tasks still held as they were claimed count one attempt more.
--- name: count_attempts
-WITH v(id, holder, version) AS (VALUES {values})
-UPDATE queues SET attempts = queues.attempts + 1
-  FROM v WHERE queues.id = v.id AND queues.lease_owner = v.holder
-               AND queues.version = v.version AND queues.state = 'RUNNING'
-RETURNING queues.id, queues.attempts, queues.estimate_execution_at
-
--- Rows (id, attempt, due at, holder, started at).
+-- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
+-- open, numbered after the stored count, which a stale `Due` may lag (the row's trigger
+-- counts it: migration 6).
 -- name: open_attempts
-INSERT INTO attempts (queue_id, attempt, due_at, holder, started_at) VALUES {values}
+WITH v(id, holder, version, now) AS (VALUES {values})
+INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
+SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
+  FROM v JOIN queues q ON q.id = v.id
+ WHERE q.lease_owner = v.holder AND q.version = v.version AND q.state = 'RUNNING'
+RETURNING queue_id, attempt
 
 -- Rows (id, holder, version, state, status, response, now, retry at): an ending outcome
 -- (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome applies only
