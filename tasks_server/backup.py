@@ -28,7 +28,7 @@ from tasks_server import startup
 from tasks_server.files import private_dir
 from tasks_server.jobs import LeaderService
 from tasks_server.settings import BackupMethod, Settings
-from tasks_server.store import sqlite_files
+from tasks_server.store import local_file
 from tasks_server.store.base import CipherCheck, TaskStore
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ class RestoreError(Exception):
 def snapshot(db_path: Path, dest: Path) -> None:
     """A consistent, sound copy of the live database `db_path` at `dest` (BackupError if not)."""
     try:
-        sqlite_files.copy_live(db_path, _private(dest))
-    except sqlite_files.DatabaseFileError as exc:
+        local_file.copy_live(db_path, _private(dest))
+    except local_file.DatabaseFileError as exc:
         raise BackupError(str(exc)) from exc
 
 
@@ -457,9 +457,9 @@ def _check(settings: Settings, restored: Path) -> None:
         return startup.verifier(cipher, source=startup.key_source(settings))
 
     try:
-        sqlite_files.check_sound(restored)
-        sqlite_files.check_key(restored, check_for)
-    except sqlite_files.DatabaseFileError as exc:
+        local_file.check_sound(restored)
+        local_file.check_key(restored, check_for)
+    except local_file.DatabaseFileError as exc:
         raise RestoreError(str(exc)) from exc
 
 

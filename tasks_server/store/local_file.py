@@ -1,5 +1,6 @@
-"""SQLite databases handled as files, for backups and restores: a consistent copy of a live
-database, its soundness, and the cipher check of a copy before it replaces anything.
+"""The store's database as a file (`TaskStore.local_file`: SQLite's), for backups and
+restores: a consistent copy of it while it is written, its soundness, and the cipher check of
+a copy before it replaces anything.
 
 A failure raises ``DatabaseFileError``, one line naming the file, with the driver's error as
 its cause.
