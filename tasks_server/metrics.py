@@ -33,6 +33,8 @@ from tasks_server import __version__
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OVERDUE_MS = 5_000
+# Outcomes of attempts the target never answered: their status code is the server's report.
+UNANSWERED = frozenset({"TRANSPORT", "TIMEOUT"})
 _LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 _FLOW_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -147,6 +149,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.oldest_overdue = Gauge(
+            "tasks_oldest_overdue_seconds",
+            "How long the longest-waiting of those tasks has been due (0: none)",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.in_flight = Gauge(
             "tasks_attempts_in_flight", "Attempts in flight", registry=r, multiprocess_mode="sum"
         )
@@ -160,12 +168,15 @@ class Metrics:
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
 
     def count_attempt(self, *, outcome: str, status_code: int) -> None:
-        """Count one attempt by outcome (SPEC §9.2) and status class; `labels()` costs
-        microseconds, so its children are kept."""
+        """Count one attempt by outcome (SPEC §9.2) and status class, ``none`` for an attempt
+        the target never answered (SPEC §19.5: the 500 it reports is not a 5xx answer);
+        `labels()` costs microseconds, so its children are kept."""
         key = (outcome, status_code // 100)
         counter = self._attempt_counters.get(key)
         if counter is None:
-            counter = self.attempts.labels(outcome=outcome, status_class=f"{key[1]}xx")
+            answered = outcome not in UNANSWERED
+            status_class = f"{key[1]}xx" if answered else "none"
+            counter = self.attempts.labels(outcome=outcome, status_class=status_class)
             self._attempt_counters[key] = counter
         counter.inc()
 

@@ -44,7 +44,11 @@ async def metrics(request: Request) -> Response:
     svc.metrics.schedules.set(await svc.store.count_schedules())
     for state in QueueState:
         svc.metrics.tasks.labels(state=state.value).set(counts.get(state.value, 0))
-    svc.metrics.overdue.set(await svc.store.count_overdue(now=svc.clock(), late_by=OVERDUE_MS))
+    now = svc.clock()
+    overdue = await svc.store.overdue(now=now, late_by=OVERDUE_MS)
+    svc.metrics.overdue.set(overdue.count)
+    oldest = 0 if overdue.oldest_due is None else max(0, now - overdue.oldest_due)
+    svc.metrics.oldest_overdue.set(oldest / 1000)
     return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -279,6 +279,14 @@ def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """How many tasks are late, and the due time of the one waiting longest (None: none)."""
+
+    count: int
+    oldest_due: int | None
+
+
 class FireOutcome(Enum):
     FIRED = auto()
     DUPLICATE = auto()  # that fire time already has its task
@@ -552,7 +560,8 @@ class TaskStore(Protocol):
 
     async def count_by_state(self) -> dict[str, int]: ...
 
-    async def count_overdue(self, *, now: int, late_by: int) -> int: ...
+    async def overdue(self, *, now: int, late_by: int) -> Overdue:
+        """The RUNNING tasks due more than `late_by` ms before `now` that have not started."""
 
     async def active_counts(self) -> dict[str, tuple[int, int]]:
         """Per owner: the kept active-task counter and a full recount (they must agree)."""

@@ -21,6 +21,7 @@ from tasks_server.store.base import (
     Leader,
     NewTask,
     Notice,
+    Overdue,
     OwnerRecord,
     QueueRow,
     QueueSummaryRow,
@@ -214,8 +215,8 @@ class Store:
     async def count_by_state(self) -> dict[str, int]:
         return await upkeep.count_by_state(self.driver)
 
-    async def count_overdue(self, *, now: int, late_by: int) -> int:
-        return await upkeep.count_overdue(self.driver, now=now, late_by=late_by)
+    async def overdue(self, *, now: int, late_by: int) -> Overdue:
+        return await upkeep.overdue(self.driver, now=now, late_by=late_by)
 
     async def active_counts(self) -> dict[str, tuple[int, int]]:
         return await upkeep.active_counts(self.driver)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks_server.store.base import Overdue
 from tasks_server.store.driver import Driver
 
 
@@ -19,9 +20,10 @@ async def count_by_state(d: Driver) -> dict[str, int]:
     return {row[0]: row[1] for row in await d.read(lambda tx: tx.fetch("count_by_state"))}
 
 
-async def count_overdue(d: Driver, *, now: int, late_by: int) -> int:
-    """RUNNING tasks due more than `late_by` ms ago that have not started."""
-    return int(await d.read(lambda tx: tx.fetchval("count_overdue", now - late_by)) or 0)
+async def overdue(d: Driver, *, now: int, late_by: int) -> Overdue:
+    """RUNNING tasks due more than `late_by` ms ago that have not started, and the oldest."""
+    row = await d.read(lambda tx: tx.fetchrow("overdue", now - late_by))
+    return Overdue(0, None) if row is None else Overdue(int(row[0]), row[1])
 
 
 async def active_counts(d: Driver) -> dict[str, tuple[int, int]]:

@@ -182,6 +182,20 @@ async def test_transport_error_is_500_with_curl_text(
     assert base64.b64decode(done["response"]).startswith(b"Failed to connect")
 
 
+async def test_metrics_count_an_attempt_without_an_answer_in_no_status_class(
+    client: httpx.AsyncClient, owner: Headers
+) -> None:
+    """A refused connection is no 5xx answer (SPEC §19.5): an alert on 5xx answers must not
+    fire on it, though the task reports 500 as the original did."""
+    from tests.integration.server import free_port
+
+    created = await register(client, owner, task(f"http://127.0.0.1:{free_port()}/x"))
+    await wait_state(client, owner, created["id"], "ERROR")
+    text = (await client.get("/metrics")).text
+    assert 'tasks_attempts_total{outcome="TRANSPORT",status_class="none"} 1.0' in text
+    assert 'status_class="5xx"' not in text
+
+
 async def test_trace_response_data_false_keeps_no_body(
     client: httpx.AsyncClient, owner: Headers, target: Target
 ) -> None:
@@ -518,6 +532,7 @@ async def test_metrics_change_as_tasks_run(
     assert "tasks_registrations_total 1.0" in text
     assert "tasks_scheduling_lateness_seconds_count 1.0" in text
     assert "tasks_attempts_in_flight 0.0" in text and "tasks_overdue 0.0" in text
+    assert "tasks_oldest_overdue_seconds 0.0" in text
 
 
 async def test_in_flight_and_overdue_gauges(

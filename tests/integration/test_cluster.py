@@ -11,10 +11,11 @@ import collections
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ TASKS = 3000
 EACH = 40  # tasks per kind of change
 NEAR_MS = 1900  # due inside the scheduler's 2 s window: the registering process holds it at once
 HOLD_MS = 120_000  # a target's answer that comes only after the test
+# No keep-alive: every request on a new connection, accepted by any process.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
 @dataclass
@@ -44,9 +47,23 @@ class Cluster:
     started: float
 
     http: httpx.Client
+    # A client per thread besides the main one: threads sharing one client (no keep-alive)
+    # have read from a connection another thread's request had closed (EBADF).
+    threads: threading.local = field(default_factory=threading.local)
+    opened: list[httpx.Client] = field(default_factory=list)
 
     def call(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        return self.http.request(method, path, json=body, headers=self.headers)
+        return self._client().request(method, path, json=body, headers=self.headers)
+
+    def _client(self) -> httpx.Client:
+        if threading.current_thread() is threading.main_thread():
+            return self.http
+        client: httpx.Client | None = getattr(self.threads, "client", None)
+        if client is None:
+            client = httpx.Client(base_url=self.http.base_url, limits=NO_KEEPALIVE, timeout=30)
+            self.threads.client = client
+            self.opened.append(client)
+        return client
 
     def register(self, path: str, delay_ms: int) -> dict[str, Any]:
         body = {
@@ -86,13 +103,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             BACKUP_CRON_PATTERN_SQLITE="* * * * * */2",  # every two seconds
             BACKUP_PATH_DIR_SQLITE=backups,
         ) as server,
+        httpx.Client(base_url=server.url, limits=NO_KEEPALIVE, timeout=30) as http,
     ):
-        # No keep-alive: every request on a new connection, accepted by any process.
-        limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=server.url, limits=limits, timeout=30) as http:
-            owner = http.post("/v1/owners/register", json={"name": "cluster"}).json()
-            headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
-            yield Cluster(server, target, headers, backups, started, http)
+        owner = http.post("/v1/owners/register", json={"name": "cluster"}).json()
+        headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
+        cluster = Cluster(server, target, headers, backups, started, http)
+        try:
+            yield cluster
+        finally:
+            for client in cluster.opened:
+                client.close()
     output = server.output()
     assert "Started parent process" in output
     assert output.count("Application startup complete") == PROCESSES

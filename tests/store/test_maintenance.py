@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from tasks_server.lifecycle import Change
-from tasks_server.store.base import Flow, Leader, QueueRow, Result, TaskStore
+from tasks_server.store.base import Flow, Leader, Overdue, QueueRow, Result, TaskStore
 from tests.store.conftest import FUTURE, add, make_owner, until
 
 MINUTE_MS = 60_000
@@ -101,7 +101,7 @@ async def test_tasks_are_counted_by_state_across_owners(store: TaskStore, owner:
     assert await store.count_by_state() == {"RUNNING": 2, "PAUSED": 1, "SUCCESS": 1}
 
 
-async def test_overdue_tasks_are_the_late_running_ones_not_started(
+async def test_overdue_tasks_are_the_late_running_ones_not_started_and_the_oldest_is_known(
     store: TaskStore, owner: str
 ) -> None:
     now = await store.now()
@@ -116,9 +116,9 @@ async def test_overdue_tasks_are_the_late_running_ones_not_started(
         await store.change(owner, paused.id, lambda _r: Change(state="PAUSED")), QueueRow
     )
     await add(store, owner, due=now + MINUTE_MS)
-    assert await store.count_overdue(now=now, late_by=1_000) == 1
-    assert await store.count_overdue(now=now, late_by=50) == 2
-    assert await store.count_overdue(now=now, late_by=20_000) == 0
+    assert await store.overdue(now=now, late_by=1_000) == Overdue(1, now - 10_000)
+    assert await store.overdue(now=now, late_by=50) == Overdue(2, now - 10_000)
+    assert await store.overdue(now=now, late_by=20_000) == Overdue(0, None)
 
 
 async def test_the_kept_active_count_agrees_with_a_recount(store: TaskStore, owner: str) -> None:

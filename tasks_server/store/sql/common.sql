@@ -211,8 +211,8 @@ UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NO
 -- name: count_by_state
 SELECT state, count(*) FROM queues GROUP BY state
 
--- name: count_overdue
-SELECT count(*) FROM queues
+-- name: overdue
+SELECT count(*), min(estimate_execution_at) FROM queues
  WHERE state = 'RUNNING' AND estimate_execution_at < $1
    AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.queue_id = queues.id AND a.finished_at = 0)
 
