@@ -629,6 +629,25 @@ def schedule_show(
     _ask(ctx, lambda api: api.schedule(schedule_id), as_json, output.schedule)
 
 
+# A schedule already in the state an action asks for: what was asked holds, so no error.
+_ASKED_STATE = {"pause": "PAUSED", "resume": "ACTIVE"}
+
+
+def _on_schedule(api: Api, action: str, schedule_id: str) -> Answer:
+    """The action; a pause of a paused schedule (a resume of an active one) answers with the
+    schedule as it is."""
+    try:
+        return api.act_on_schedule(action, schedule_id)
+    except Refused as exc:
+        wanted = _ASKED_STATE.get(action)
+        if exc.status != 422 or wanted is None:
+            raise
+        current = api.schedule(schedule_id)
+        if not isinstance(current.data, dict) or current.data.get("state") != wanted:
+            raise
+        return current
+
+
 def _schedule_action(action: str, done: str, summary: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
@@ -638,7 +657,7 @@ def _schedule_action(action: str, done: str, summary: str) -> Callable[..., None
         _each(
             ctx,
             schedule_ids,
-            lambda api, schedule_id: api.act_on_schedule(action, schedule_id),
+            lambda api, schedule_id: _on_schedule(api, action, schedule_id),
             done,
             as_json=as_json,
         )

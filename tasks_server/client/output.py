@@ -48,13 +48,15 @@ def print_json(text: str) -> None:
     typer.echo(literal(text, json=True))
 
 
-def when(epoch_ms: Any, *, short: bool = False) -> str:
-    """Epoch ms as UTC time (to the second when short, for list rows); 0 (not yet) as a dash."""
+def when(epoch_ms: Any, *, short: bool = False, year: int | None = None) -> str:
+    """Epoch ms as UTC time (to the second when short, for list rows, and without the year
+    when it is `year`, this one by default); 0 (not yet) as a dash."""
     if not isinstance(epoch_ms, int) or epoch_ms <= 0:
         return "-"
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
     if short:
-        return moment.strftime("%m-%d %H:%M:%S")
+        this_year = moment.year == (year or datetime.now(UTC).year)
+        return moment.strftime("%m-%d %H:%M:%S" if this_year else "%Y-%m-%d %H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

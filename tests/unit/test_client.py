@@ -96,7 +96,10 @@ def test_responses_are_shown_decoded_when_text() -> None:
     assert long.endswith("… (1000 bytes)") and len(long) < 500
     assert output.when(0) == "-"
     assert output.when(1_767_225_600_123) == "2026-01-01 00:00:00.123Z"
-    assert output.when(1_767_225_600_123, short=True) == "01-01 00:00:00"
+    assert output.when(1_767_225_600_123, short=True, year=2026) == "01-01 00:00:00"
+    # Another year's time says which year (a schedule's next fire, an old task).
+    assert output.when(1_767_225_599_000, short=True, year=2026) == "2025-12-31 23:59:59"
+    assert output.when(1_767_225_600_123, short=True, year=2027) == "2026-01-01 00:00:00"
 
 
 def test_list_rows_keep_whole_ids_within_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
