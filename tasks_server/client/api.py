@@ -132,8 +132,9 @@ class Api:
 
     # --- queues ----------------------------------------------------------------------------
 
-    def register(self, body: dict[str, Any]) -> Answer:
-        return self.call("POST", "/v1/queues/register", body=body)
+    def register(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Answer:
+        headers = None if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        return self.call("POST", "/v1/queues/register", body=body, headers=headers)
 
     def queues(self, *, state: str | None = None, limit: int = 10, offset: int = 0) -> Answer:
         params: dict[str, Any] = {"limit": limit, "offset": offset}

@@ -351,6 +351,17 @@ def _retries(retry: int | None, retry_interval: int | None) -> dict[str, Any]:
     return config
 
 
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE options as an object."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            _usage(f"{option} takes KEY=VALUE, not {value!r}")
+        pairs[key] = text
+    return pairs
+
+
 def _document(http_request: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     return {"httpRequest": http_request, **({"config": config} if config else {})}
 
@@ -387,6 +398,24 @@ def add(
     ] = None,
     retry: Retry = None,
     retry_interval: RetryInterval = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option(parser=_duration, metavar="DURATION", help="each attempt's time limit"),
+    ] = None,
+    callback: Annotated[
+        str | None, typer.Option(metavar="URL", help="POST the outcome here when it succeeds")
+    ] = None,
+    failure_callback: Annotated[
+        str | None, typer.Option(metavar="URL", help="POST the outcome here when it fails")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="kept with the task and its callbacks, repeatable"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="the same key and request again register nothing new (24 h)"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a task: the server requests URL later, with retries (or, with --every, a
@@ -395,14 +424,28 @@ def add(
         _usage("give one of --in, --at and --every")
     http_request = _request(url, method, data, header)
     config = _retries(retry, retry_interval)
+    if timeout is not None:
+        config["timeout"] = timeout
+    for name, target in (("callback", callback), ("failureCallback", failure_callback)):
+        if target is not None:
+            config[name] = {"url": target}
+    kept = {"metadata": _pairs(metadata, "--metadata")} if metadata else {}
     if every_ is not None:
-        _create_schedule(ctx, {"cron": every_, **_document(http_request, config)}, as_json)
+        if idempotency_key is not None:
+            _usage("--idempotency-key registers a task, not a schedule (--every)")
+        _create_schedule(ctx, {"cron": every_, **_document(http_request, config), **kept}, as_json)
         return
     if in_ is not None:
         config["executionDelay"] = in_
     if at is not None:
         config["executeAt"] = _instant(at)
-    _ask(ctx, lambda api: api.register(_document(http_request, config)), as_json, output.queue)
+    document = {**_document(http_request, config), **kept}
+    _ask(
+        ctx,
+        lambda api: api.register(document, idempotency_key=idempotency_key),
+        as_json,
+        output.queue,
+    )
 
 
 @app.command("ls")

@@ -287,6 +287,27 @@ def test_schedules_add_ls_show_pause_resume_rm(env: Env) -> None:
     assert bad.returncode == 1 and bad.stderr.startswith("tasks: ")
 
 
+def test_add_takes_timeout_callbacks_metadata_and_an_idempotency_key(env: Env) -> None:
+    args = ["add", f"{env.target.url}/once", "--in", "1h", "--timeout", "5s"]
+    args += ["--callback", f"{env.target.url}/ok", "--failure-callback", f"{env.target.url}/ko"]
+    args += ["--metadata", "order=42", "--metadata", "team=a=b", "--idempotency-key", "k-1"]
+    first = env.run(*args, "--json")
+    assert first.returncode == 0, first.stderr
+    task = json.loads(first.stdout)
+    url = f"{env.server.url}/v1/queues/{task['id']}/config"
+    config = httpx.get(url, headers=_auth(env)).json()
+    assert config["config"]["timeout"] == 5_000
+    assert config["config"]["callback"]["url"] == f"{env.target.url}/ok"
+    assert config["config"]["failureCallback"]["url"] == f"{env.target.url}/ko"
+    assert config["metadata"] == {"order": "42", "team": "a=b"}
+    again = env.run(*args, "--json")  # the same key and request: the same task
+    assert again.returncode == 0 and json.loads(again.stdout)["id"] == task["id"]
+    bad = env.run("add", f"{env.target.url}/x", "--metadata", "no-equals")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+    both = env.run("add", f"{env.target.url}/x", "--every", "5s", "--idempotency-key", "k")
+    assert both.returncode == 2
+
+
 def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
     run = env.run("add", f"{env.target.url}/x", "--every", "7s")
     assert run.returncode == 2 and "divide a minute" in run.stderr
