@@ -136,11 +136,9 @@ class Api:
         headers = None if idempotency_key is None else {"Idempotency-Key": idempotency_key}
         return self.call("POST", "/v1/queues/register", body=body, headers=headers)
 
-    def queues(self, *, state: str | None = None, limit: int = 10, offset: int = 0) -> Answer:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if state is not None:
-            params["state"] = state
-        return self.call("GET", "/v1/queues", params=params)
+    def queues(self, query: dict[str, Any] | None = None) -> Answer:
+        """A page of tasks; `query` holds the parameters of ``GET /v1/queues`` by name."""
+        return self.call("GET", "/v1/queues", params=query)
 
     def get(self, queue_id: str) -> Answer:
         return self.call("GET", f"/v1/queues/{_segment(queue_id)}")

@@ -36,6 +36,17 @@ WATCH_INTERVAL_MS = 500
 WATCH_PAGE = 1000  # the server keeps at most MAX_ATTEMPTS_KEPT (≤ this in practice) per task
 
 
+class Order(StrEnum):
+    CREATED = "createdAt"
+    DUE = "estimateExecutionAt"
+    ENDED = "estimateEndAt"
+
+
+class Sort(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
 class State(StrEnum):
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -454,17 +465,22 @@ def list_tasks(
     state: Annotated[
         State | None, typer.Option(case_sensitive=False, help="only this state")
     ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(metavar="ID", help="only the tasks this schedule registered")
+    ] = None,
+    order: Annotated[Order, typer.Option(help="the time to order by")] = Order.CREATED,
+    sort: Annotated[Sort, typer.Option(help="oldest (asc) or newest (desc) first")] = Sort.ASC,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
     offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tasks, oldest first."""
-    _ask(
-        ctx,
-        lambda api: api.queues(state=state.value if state else None, limit=limit, offset=offset),
-        as_json,
-        output.queues,
-    )
+    """List tasks, oldest first unless --sort desc."""
+    query = {"order": order.value, "sort": sort.value, "limit": limit, "offset": offset}
+    if state is not None:
+        query["state"] = state.value
+    if schedule is not None:
+        query["scheduleId"] = schedule
+    _ask(ctx, lambda api: api.queues(query), as_json, output.queues)
 
 
 @app.command()

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.integration.server import ServerProcess, free_port
+from tests.polling import eventually
 from tests.target import Step, Target
 
 TASKS = str(Path(sys.executable).parent / "tasks")
@@ -306,6 +307,28 @@ def test_add_takes_timeout_callbacks_metadata_and_an_idempotency_key(env: Env) -
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
     both = env.run("add", f"{env.target.url}/x", "--every", "5s", "--idempotency-key", "k")
     assert both.returncode == 2
+
+
+def test_ls_orders_sorts_and_filters_by_schedule(env: Env) -> None:
+    later = [
+        env.run("add", f"{env.target.url}/later", "--in", f"{h}h", "--json") for h in (3, 1, 2)
+    ]
+    ids = [json.loads(run.stdout)["id"] for run in later]
+    listed = env.run("ls", "--order", "estimateExecutionAt", "--sort", "desc", "--json")
+    assert listed.returncode == 0, listed.stderr
+    mine = [row["id"] for row in json.loads(listed.stdout) if row["id"] in ids]
+    assert mine == [ids[0], ids[2], ids[1]]  # due in 3 h, 2 h, 1 h
+    created = env.run("add", f"{env.target.url}/tick", "--every", "1s", "--json")
+    schedule_id = json.loads(created.stdout)["id"]
+    fired = eventually(
+        lambda: json.loads(env.run("ls", "--schedule", schedule_id, "--json").stdout),
+        10,
+        "a task of the schedule",
+    )
+    assert {row["scheduleId"] for row in fired} == {schedule_id}
+    assert env.run("schedule", "rm", schedule_id).returncode == 0
+    bad = env.run("ls", "--order", "size")
+    assert bad.returncode == 2
 
 
 def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
