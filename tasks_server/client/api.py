@@ -130,6 +130,13 @@ class Api:
         headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else None
         return self.call("POST", "/v1/owners/register", body={"name": name}, headers=headers)
 
+    def rotate_key(self, name: str) -> Answer:
+        """A new key; the old one keeps working for the server's grace period."""
+        return self.call("POST", f"/v1/owners/{_segment(name)}/key")
+
+    def rotate_signing_secret(self, name: str) -> Answer:
+        return self.call("POST", f"/v1/owners/{_segment(name)}/signing-secret")
+
     # --- queues ----------------------------------------------------------------------------
 
     def register(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Answer:

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -267,6 +267,44 @@ def owner_register(
             profiles.Profile(url=url, owner_id=answer.data["id"], key=answer.data["key"]),
         )
         output.echo(f"saved as profile {state.profile!r} in {path}", err=True)
+
+
+@owner_app.command("rotate-key")
+def owner_rotate_key(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the owner's name")],
+    save: Annotated[
+        bool, typer.Option("--save", help="write the new key into the profile in use")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A new key for the owner, shown this once; the old one keeps working for the server's
+    grace period (KEY_ROTATION_GRACE_MS), so clients can move over."""
+    state = _state(ctx)
+    saved = state.saved(required=save)
+    with _refusals(), state.api() as api:
+        answer = api.rotate_key(name)
+    _print_answer(answer, as_json, lambda data: output.echo(f"key: {data['key']}"))
+    if save:
+        assert saved is not None
+        path = profiles.save(state.profile, replace(saved, key=answer.data["key"]))
+        output.echo(f"saved in profile {state.profile!r} in {path}", err=True)
+
+
+@owner_app.command("rotate-signing-secret")
+def owner_rotate_signing_secret(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the owner's name")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A new secret for the signatures of the owner's requests, shown this once; the old one
+    stays valid for the server's grace period."""
+    _ask(
+        ctx,
+        lambda api: api.rotate_signing_secret(name),
+        as_json,
+        lambda data: output.echo(f"signing secret: {data['signingSecret']}"),
+    )
 
 
 # --- tasks -------------------------------------------------------------------------------

@@ -331,6 +331,19 @@ def test_ls_orders_sorts_and_filters_by_schedule(env: Env) -> None:
     assert bad.returncode == 2
 
 
+def test_owner_key_and_signing_secret_rotate(env: Env) -> None:
+    before = _auth(env)["Authorization"]
+    rotated = env.run("owner", "rotate-key", "cli-owner", "--save", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    key = json.loads(rotated.stdout)["key"]
+    assert _auth(env)["Authorization"] == f"Bearer {key}" != before
+    assert env.run("ls").returncode == 0  # the saved new key is accepted
+    secret = env.run("owner", "rotate-signing-secret", "cli-owner")
+    assert secret.returncode == 0 and secret.stdout.startswith("signing secret: ")
+    other = env.run("owner", "rotate-key", "someone-else")
+    assert other.returncode == 1 and "not found" in other.stderr
+
+
 def test_every_that_no_cron_can_keep_is_a_usage_error(env: Env) -> None:
     run = env.run("add", f"{env.target.url}/x", "--every", "7s")
     assert run.returncode == 2 and "divide a minute" in run.stderr
