@@ -73,19 +73,19 @@ class _Outcome:
     def task(self) -> Row:
         """The task row's columns, as `record_outcomes` binds them."""
         r, due = self.result, self.due
-        return (due.id, self.holder, due.version, r.state, r.status_code, r.response)
-
-    def timing(self) -> Row:
-        r = self.result
-        return (r.finished_at, None if r.state is not None else r.retry_at)
+        retry_at = None if r.state is not None else r.retry_at
+        return (
+            *(due.id, self.holder, due.version, r.state, r.status_code, r.response),
+            *(r.finished_at, retry_at),
+        )
 
     def attempt(self) -> Row:
         """The attempt row's columns, as `close_attempts` binds them."""
         r = self.result
-        return (self.due.id, r.attempt, r.finished_at, r.attempt_status_code, r.outcome)
-
-    def blobs(self) -> Row:
-        return (self.result.error, self.result.response)
+        return (
+            *(self.due.id, r.attempt, r.finished_at, r.attempt_status_code, r.outcome),
+            *(r.error, r.response),
+        )
 
 
 async def record(
@@ -108,11 +108,11 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
     # The attempts first, the tasks last: an ending task's owner row is then locked (its
     # count of active tasks) only for the end of the transaction, and other writers of that
     # owner's tasks wait the shortest. The rows of one task are written by its holder alone.
-    await tx.execute_rows("close_attempts", [(*o.attempt(), *o.blobs()) for o in items])
+    await tx.execute_rows("close_attempts", [o.attempt() for o in items])
     pruned = [(o.due.id, o.result.attempt - o.keep) for o in items if o.result.attempt > o.keep]
     if pruned:
         await tx.execute_rows("prune_attempts", pruned)
-    outcomes = [(*o.task(), *o.timing()) for o in items]
+    outcomes = [o.task() for o in items]
     applied = {row[0] for row in await tx.fetch_rows("record_outcomes", outcomes)}
     callbacks = [o for o in items if o.callback is not None and o.result.state is not None]
     callbacks = [o for o in callbacks if o.due.id in applied]

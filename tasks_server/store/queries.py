@@ -122,9 +122,6 @@ class Queries:
         self._qmark = qmark
         self.text = functools.lru_cache(maxsize=512)(self._text)
 
-    def names(self) -> frozenset[str]:
-        return frozenset(self._texts)
-
     def _text(self, name: str, fill: tuple[tuple[str, str], ...] = ()) -> str:
         text = self._texts[name]
         if fill:
