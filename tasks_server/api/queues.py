@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
-from tasks_server import lifecycle
+from tasks_server import lifecycle, tracing
 from tasks_server.api import idempotency
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
@@ -80,6 +80,17 @@ def validate_task(
     return reg
 
 
+def traceparent(request: Request) -> str | None:
+    """The registration's W3C trace context, as a task keeps it (400 when malformed)."""
+    value = request.headers.get(tracing.HEADER)
+    if value is None:
+        return None
+    try:
+        return tracing.parse(value)
+    except tracing.InvalidTraceparent as exc:
+        raise ApiError(400, f"The traceparent header is not a W3C trace context: {exc}") from None
+
+
 def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     response = None
     if row.response is not None:
@@ -123,10 +134,13 @@ async def register(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     idempotency_key = idempotency.key(request)
+    incoming = traceparent(request)
     document = await read_json(request, svc.settings.max_size_body_request)
     now = svc.clock()
     reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
+    span = svc.tracing.registration("task.register", incoming)
+    reg.traced(incoming if span is None else span.traceparent)
     due = execution_time(reg, now)
     flow = svc.codec.flow(reg, owner_id)
     # A task with flow control is leased only by a claim, under its key's lock.
@@ -158,7 +172,11 @@ async def register(request: Request) -> Response:
         key_digest = svc.codec.idempotency_key(owner_id, idempotency_key)
         once = Idempotency(key_digest, idempotency.body_digest(document), now, ttl_ms)
     # Shielded: a handler cancelled after the commit must still hand its lease over.
-    outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    outcome = None
+    try:
+        outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    finally:
+        _registered(span, queue_id, outcome)
     if outcome is InsertOutcome.KEY_REUSED:
         raise ApiError(
             422, f"Idempotency-Key {idempotency_key!r} was already used with another body"
@@ -172,6 +190,14 @@ async def register(request: Request) -> Response:
     svc.metrics.registrations.inc()
     _event("registered", queue_id, owner_id)
     return JSONResponse(_queue_out(svc, row), 201)
+
+
+def _registered(span: tracing.Span | None, queue_id: str, outcome: InsertOutcome | None) -> None:
+    """End a registration's span: its task, and what became of it (None: it failed)."""
+    if span is not None:
+        name = "FAILED" if outcome is None else outcome.name
+        ok = outcome in (InsertOutcome.INSERTED, InsertOutcome.REPLAYED)
+        span.end({"tasks.task_id": queue_id, "tasks.outcome": name}, error=not ok)
 
 
 async def list_queues(request: Request) -> Response:
@@ -240,9 +266,10 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
     if (refusal := lifecycle.edit_refusal(row)) is not None:
         raise ApiError(422, refusal.message)  # before judging the patch against the task
     before = _document(svc, row)
+    kept = before.pop(tracing.STORED, None)  # the server's: not an owner's to patch
     merged = merge_patch(before, patch)
     timing = _timing(merged) != _timing(before)
-    reg = validate_task(svc, merged, now, check_future=timing)
+    reg = validate_task(svc, merged, now, check_future=timing).traced(kept)
     return Edit(
         now=now,
         seen=row.version,

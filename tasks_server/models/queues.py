@@ -43,6 +43,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainValidator,
+    PrivateAttr,
     StringConstraints,
     Tag,
     ValidationInfo,
@@ -796,6 +797,18 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
+    # The W3C trace context the task was registered in (tasks_server.tracing): the server's,
+    # never a field an owner sends; sealed beside the request.
+    _traceparent: str | None = PrivateAttr(None)
+
+    @property
+    def traceparent(self) -> str | None:
+        return self._traceparent
+
+    def traced(self, traceparent: str | None) -> Self:
+        """This registration keeping `traceparent` (set once, before it is shared)."""
+        self._traceparent = traceparent
+        return self
 
 
 def execution_time(reg: QueueRegistration, now_ms: int) -> int:

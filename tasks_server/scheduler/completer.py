@@ -179,6 +179,7 @@ class Completer:
             queue_id=str(ULID()),
             now=result.finished_at,
             ip_version=reg.config.ip_version,
+            traceparent=reg.traceparent,
         )
         return kind, task
 
