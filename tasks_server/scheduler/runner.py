@@ -22,6 +22,7 @@ from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Runner
 from tasks_server.metrics import Metrics
+from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.completer import Completer
@@ -78,8 +79,9 @@ class AttemptRunner:
                 reg, attempt, span = await self._prepare(held, start, lateness_ms)
                 outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:
-            if span is not None:
-                span.end(_span_attributes(row.id, number, lateness_ms, "ABORTED"), error=True)
+            stopping = self._background.stopping
+            cut = AttemptOutcome.INTERRUPTED if stopping else AttemptOutcome.ABORTED
+            _unanswered(span, row.id, number, lateness_ms, cut)
             self._slots.ended(row.owner_id)
             held.task = None
             if self._background.stopping:
@@ -93,8 +95,7 @@ class AttemptRunner:
             self._holdings.settle(held, current)
             return
         except Exception as exc:
-            if span is not None:
-                span.end(_span_attributes(row.id, number, lateness_ms, "SET_BACK"), error=True)
+            _unanswered(span, row.id, number, lateness_ms, AttemptOutcome.INTERRUPTED)
             self._slots.ended(row.owner_id)
             held.task = None
             # Nothing was sent (the start could not be written, or the request prepared):
@@ -110,7 +111,7 @@ class AttemptRunner:
             return
         self._slots.ended(row.owner_id)
         if span is not None:
-            attributes = _span_attributes(row.id, number, lateness_ms, outcome.kind.value)
+            attributes = _span_attributes(row.id, number, lateness_ms, outcome.kind)
             attributes["http.response.status_code"] = outcome.attempt_status
             span.end(attributes, error=not outcome.succeeded)
         if number is None:  # changed since it was held: act on what it is now
@@ -151,14 +152,22 @@ class AttemptRunner:
         return reg, attempt, span
 
 
+def _unanswered(
+    span: Span | None, queue_id: str, number: int | None, lateness_ms: int, cut: AttemptOutcome
+) -> None:
+    """End the span of an attempt cut before its answer (aborted, stopped, or never sent)."""
+    if span is not None:
+        span.end(_span_attributes(queue_id, number, lateness_ms, cut), error=True)
+
+
 def _span_attributes(
-    queue_id: str, number: int | None, lateness_ms: int, outcome: str
+    queue_id: str, number: int | None, lateness_ms: int, outcome: AttemptOutcome
 ) -> dict[str, str | int]:
     """An attempt span's attributes; never the URL, whose query and userinfo hold secrets."""
     return {
         "tasks.task_id": queue_id,
         "tasks.attempt": number or 0,
-        "tasks.outcome": outcome,
+        "tasks.outcome": outcome.value,
         "tasks.lateness_ms": lateness_ms,
     }
 

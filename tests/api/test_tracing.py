@@ -3,6 +3,7 @@ child, and with OTEL_EXPORTER_OTLP_ENDPOINT its spans reach a real OTLP/HTTP rec
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -124,10 +125,12 @@ async def test_each_fire_of_a_traced_schedule_is_a_child_of_its_trace(
 async def _exported(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, target: Target
 ) -> tuple[OtlpReceiver, list[str]]:
-    """Two tasks, one registered with a traceparent and one without, through an app exporting
-    to a receiver; the app is stopped (which flushes its spans) before the receiver is read."""
+    """Three tasks through an app exporting to a receiver: one registered with a traceparent,
+    one without, and one paused while its request is in flight. The app is stopped (which
+    flushes its spans) before the receiver is read."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     target.script("/exported", Step(status=500), Step(status=200))
+    target.script("/slow", Step(delay_ms=30_000))
     with OtlpReceiver() as receiver:
         settings: Settings = make_settings(otel_exporter_otlp_endpoint=receiver.url)
         async with open_client(settings) as client:
@@ -137,14 +140,19 @@ async def _exported(
             fresh = await register(client, owner, task(f"{target.url}/fresh"))
             for queued in (traced, fresh):
                 await wait_state(client, owner, queued["id"], "SUCCESS")
-        ids = [traced["id"], fresh["id"]]
+            slow = await _traced(client, owner, task(f"{target.url}/slow"))
+            await asyncio.to_thread(target.wait, lambda: target.active["/slow"] == 1)
+            paused = await client.patch(f"/v1/queues/{slow['id']}/pause", headers=owner)
+            assert paused.status_code == 200, paused.text
+            await wait_state(client, owner, slow["id"], "PAUSED")
+        ids = [traced["id"], fresh["id"], slow["id"]]
     return receiver, ids
 
 
 async def test_registration_and_attempt_spans_reach_an_otlp_receiver(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, target: Target
 ) -> None:
-    receiver, (traced_id, fresh_id) = await _exported(make_settings, monkeypatch, target)
+    receiver, (traced_id, fresh_id, slow_id) = await _exported(make_settings, monkeypatch, target)
     assert set(receiver.paths) == {"/v1/traces"}
     registrations = {
         span.attributes["tasks.task_id"]: span for span in receiver.named("task.register")
@@ -172,5 +180,9 @@ async def test_registration_and_attempt_spans_reach_an_otlp_receiver(
     assert fresh_attempt.parent_span_id == fresh.span_id
     (sent,) = (hit.headers["traceparent"] for hit in target.hits_for("/fresh"))
     assert sent.startswith(f"00-{fresh.trace_id}-{fresh_attempt.span_id}-")
+    # An attempt cut by a pause is a span too, ended as ABORTED.
+    (cut,) = (s for s in attempts if s.attributes["tasks.task_id"] == slow_id)
+    assert cut.attributes["tasks.outcome"] == "ABORTED" and cut.error
+    assert "http.response.status_code" not in cut.attributes
     # No span carries the target URL's secrets.
     assert "secret" not in str(receiver.spans)
