@@ -98,13 +98,12 @@ class Tracing:
             return None
         return self._exporter.start(name, incoming, client=False)
 
-    def attempt(self, kept: str) -> tuple[str, Span | None]:
-        """The ``traceparent`` an attempt of a task keeping `kept` sends, and its span when
-        exporting (the header is then the span's own context)."""
+    def attempt(self, kept: str) -> Span | None:
+        """The span of an attempt of a task keeping `kept`, when exporting: its context is then
+        the ``traceparent`` the attempt sends (else a ``child`` of `kept`)."""
         if self._exporter is None:
-            return child(kept), None
-        span = self._exporter.start("task.attempt", kept, client=True)
-        return span.traceparent, span
+            return None
+        return self._exporter.start("task.attempt", kept, client=True)
 
     def shutdown(self) -> None:
         """Export what is queued, then stop (blocking: run it in a thread)."""

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from tasks_server import tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
@@ -135,9 +136,10 @@ class AttemptRunner:
         self._metrics.lateness.observe(lateness_ms / 1000)
         if row.flow_key is not None:
             self._metrics.flow_wait.observe(max(0, start - row.estimate_execution_at) / 1000)
-        traceparent, span = None, None
-        if reg.traceparent is not None:
-            traceparent, span = self._tracing.attempt(reg.traceparent)
+        traceparent = span = None
+        if (kept := reg.traceparent) is not None:
+            span = self._tracing.attempt(kept)
+            traceparent = tracing.child(kept) if span is None else span.traceparent
         attempt = Attempt(
             queue_id=row.id,
             owner_id=row.owner_id,
