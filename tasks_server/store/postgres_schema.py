@@ -216,6 +216,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER attempts_counted AFTER INSERT ON attempts
       REFERENCING NEW TABLE AS opened FOR EACH STATEMENT EXECUTE FUNCTION attempts_counted()
     """,
+    # 7: the argon2 key hash of an owner imported from the original (SQLite migration 7).
+    """
+    ALTER TABLE owners ADD COLUMN original_key_hash text
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

@@ -171,4 +171,9 @@ MIGRATIONS: tuple[str, ...] = (
       UPDATE queues SET attempts = attempts + 1 WHERE id = NEW.queue_id;
     END
     """,
+    # 7: owners imported from the original Bun server (SPEC §19.1) keep its argon2 hash of
+    # their key until its first use, which replaces it by the SHA-256 digest.
+    """
+    ALTER TABLE owners ADD COLUMN original_key_hash TEXT
+    """,
 )
