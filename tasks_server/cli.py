@@ -1,4 +1,4 @@
-"""Command line: ``tasks-server [serve|backup|restore|migrate|version]``."""
+"""Command line: ``tasks-server [serve|backup|restore|migrate|import-original|version]``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import uvicorn
@@ -109,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
             name in ("database_url", "database_connect_timeout_ms", "log", "log_tz", "log_format")
         ),
     )
+    imports = _command(
+        commands,
+        "import-original",
+        "import the owners and tasks of the original Bun tasks-server's SQLite database",
+        lambda name: name in ("path_sqlite", "database_url", "cipher_key", "certs_dir", "tz"),
+    )
+    imports.add_argument("--from", dest="source", required=True, help="the original's database")
+    imports.add_argument(
+        "--cipher-key", help="the original's CIPHER_KEY (default: CIPHER_KEY, as this server's)"
+    )
+    imports.add_argument("--dry-run", action="store_true", help="report, change nothing")
     _command(commands, "version", "print the version (as --version does)")
     return parser
 
@@ -262,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _migrate(settings)
         elif args.command == "restore":
             _restore(settings, args.source, force=args.force)
+        elif args.command == "import-original":
+            _import_original(settings, args)
         else:
             serve(settings)
     except (SettingsError, startup.StartupError) as exc:
@@ -311,3 +325,16 @@ def _restore(settings: Settings, source: str, *, force: bool) -> None:
         print(f"restored {source} into {restore(settings, source, force=force)}")
     except RestoreError as exc:
         _fail(exc, 1)
+
+
+def _import_original(settings: Settings, args: argparse.Namespace) -> None:
+    from tasks_server.original import importer
+
+    logs.configure_from(settings)
+    try:
+        summary = asyncio.run(
+            importer.run(settings, Path(args.source), args.cipher_key, dry_run=args.dry_run)
+        )
+    except importer.ImportFailed as exc:
+        _fail(exc, 2)
+    print("\n".join(summary.lines()))

@@ -1,0 +1,91 @@
+"""Importing the original's database into either store, then using it through the API: the
+original's keys sign in (once checked with argon2, then by digest), ids answer, history is
+listed, and a second run stores nothing twice (SPEC §19.1)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from tasks_server.original import importer
+from tasks_server.settings import Settings
+from tests.conftest import MakeSettings, open_client
+from tests.unit.test_original import FIXTURES, manifest
+
+pytestmark = pytest.mark.parametrize("version", ["beta.3", "beta.4"])
+
+
+def headers(owner: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
+
+
+async def run(settings: Settings, version: str, *, dry_run: bool = False) -> importer.Summary:
+    key = manifest(version)["cipher_key"]
+    return await importer.run(settings, FIXTURES / f"{version}.db", key, dry_run=dry_run)
+
+
+async def test_owners_keep_their_keys_and_tasks_their_ids(settings: Settings, version: str) -> None:
+    made = manifest(version)
+    summary = await run(settings, version)
+    assert (summary.owners, dict(summary.tasks), summary.skipped) == (
+        3,
+        {"RUNNING": 4, "PAUSED": 1, "SUCCESS": 1, "ERROR": 1, "REVOKED": 1},
+        [],
+    )
+    alice, bob = headers(made["owners"]["alice"]), headers(made["owners"]["bob"])
+    tasks = made["tasks"]
+    opened = open_client(settings)
+    async with opened as client:
+        for _ in range(2):  # by argon2, then by the digest that replaced it
+            owner = await client.get("/v1/owners/alice-app", headers=alice)
+            assert owner.status_code == 200, owner.text
+        assert owner.json()["tasksInQueue"] == 4  # 3 waiting (one retrying) and 1 paused
+        store = opened.services.store
+        assert await store.original_key(made["owners"]["alice"]["id"]) is None
+        assert await store.original_key(made["owners"]["bob"]["id"]) is not None
+        wrong = {**bob, "Authorization": alice["Authorization"]}
+        assert (await client.get("/v1/owners/bob-app", headers=wrong)).status_code == 401
+        assert (await client.get("/v1/owners/bob-app", headers=bob)).status_code == 200
+
+        paused = (await client.get(f"/v1/queues/{tasks['paused']}", headers=alice)).json()
+        assert paused["state"] == "PAUSED" and paused["estimateEndAt"] > 0
+        success = (await client.get(f"/v1/queues/{tasks['success']}", headers=alice)).json()
+        assert (success["state"], success["statusCode"]) == ("SUCCESS", 200)
+        assert success["response"] == base64.b64encode(b"ok").decode()
+        assert success["metadata"] == {"purpose": "done"}
+        listed = await client.get("/v1/queues?state=ERROR", headers=alice)
+        assert [q["id"] for q in listed.json()] == [tasks["error"]]
+        config = (await client.get(f"/v1/queues/{tasks['retrying']}/config", headers=alice)).json()
+        assert (config["retryCount"], config["retryLimit"], config["retrying"]) == (1, 3, True)
+        waiting_at = await client.get(f"/v1/queues/{tasks['waiting_at']}/config", headers=alice)
+        assert waiting_at.json()["httpRequest"]["authBasic"]["password"] == "***"
+        # Isolation holds for imported ids too.
+        assert (await client.get(f"/v1/queues/{tasks['waiting']}", headers=bob)).status_code == 404
+
+
+async def test_a_second_run_and_a_dry_run_store_nothing(
+    make_settings: MakeSettings, version: str
+) -> None:
+    settings = make_settings()
+    dry = await run(settings, version, dry_run=True)
+    assert (dry.owners, dry.tasks.total()) == (3, 8)
+    assert "would import 3 owners and 8 tasks" in "\n".join(dry.lines())
+    first = await run(settings, version)
+    assert (first.owners, first.tasks.total()) == (3, 8)  # the dry run stored nothing
+    again = await run(settings, version)
+    assert (again.owners, again.tasks.total()) == (0, 0)
+    assert len(again.skipped) == 11
+    assert all(reason.endswith("already imported") for reason in again.skipped)
+
+
+async def test_a_wrong_cipher_key_or_another_file_imports_nothing(
+    settings: Settings, version: str, tmp_path: Path
+) -> None:
+    with pytest.raises(importer.ImportFailed, match="cipher key does not open"):
+        await importer.run(settings, FIXTURES / f"{version}.db", "wrong", dry_run=False)
+    with pytest.raises(importer.ImportFailed, match="not a database of the original"):
+        await importer.run(settings, FIXTURES / f"{version}.json", "k", dry_run=False)
+    summary = await run(settings, version)
+    assert summary.owners == 3  # nothing was half-imported before
