@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,22 @@ async def run(settings: Settings, path: Path, cipher_key: str | None, *, dry_run
                 "the cipher key does not open the original's data (--cipher-key, or "
                 "CIPHER_KEY as the original had it)"
             ) from None
+    summary = Summary(database.version, dry_run)
+    if dry_run and settings.database_url is None and not settings.path_sqlite.exists():
+        # Nothing to compare with: a scratch database stands in, so none is made here.
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch_db = Path(scratch) / "tasks.db"
+            await _into(
+                settings.model_copy(update={"path_sqlite": scratch_db}), database, cipher, summary
+            )
+    else:
+        await _into(settings, database, cipher, summary)
+    return summary
+
+
+async def _into(
+    settings: Settings, database: source.Database, cipher: OriginalCipher, summary: Summary
+) -> None:
     store = build_store(settings)
     try:
         await store.open()
@@ -78,14 +95,12 @@ async def run(settings: Settings, path: Path, cipher_key: str | None, *, dry_run
         raise ImportFailed(str(exc)) from None
     try:
         codec = TaskCodec(await startup.checked_cipher(store, settings))
-        summary = Summary(database.version, dry_run)
         owners = await _owners(store, database.owners, summary)
         await _tasks(store, settings, codec, cipher, database.tasks, owners, summary)
     except startup.StartupError as exc:
         raise ImportFailed(str(exc)) from None
     finally:
         await store.close()
-    return summary
 
 
 async def _owners(store: TaskStore, owners: list[source.Owner], summary: Summary) -> set[str]:
