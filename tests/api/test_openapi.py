@@ -71,7 +71,11 @@ def test_shared_components_and_auth() -> None:
     assert schemes["ownerId"]["name"] == "X-Tasks-Owner-Id"
 
     register = document["paths"]["/v1/queues/register"]["post"]
-    assert register["security"] == [{"bearer": [], "ownerId": []}]
+    assert register["security"] == [{"bearer": [], "ownerId": []}, {"bearer": [], "taskId": []}]
+    assert schemes["taskId"] == {**schemes["taskId"], "in": "header", "name": "X-Task-Id"}
+    alias = document["paths"]["/v1/tasks/register"]["post"]
+    assert alias["operationId"] == "registerOwnerAsTask"
+    assert alias["requestBody"] == document["paths"]["/v1/owners/register"]["post"]["requestBody"]
     assert register["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/QueueRegistration"
     }
