@@ -1,8 +1,9 @@
 """How the original encrypts a task's values (its `src/utils/crypto.ts`).
 
-AES-256-GCM; the key is the SHA-256 of ``"cipher://" + queue id + CIPHER_KEY`` and the IV
-the first 12 bytes of that same digest; a value is stored as hex ``iv:ciphertext:tag``. The
-original without `CIPHER_KEY` appended JavaScript's ``undefined``.
+AES-256-GCM; the key is the SHA-256 of ``"cipher://" + queue id + CIPHER_KEY``; a value is
+stored as hex ``iv:ciphertext:tag``. Releases up to 1.0.0-beta.4 take the IV from that same
+digest, later sources a random one: either is read from the value. The original without
+`CIPHER_KEY` appended JavaScript's ``undefined``.
 """
 
 from __future__ import annotations

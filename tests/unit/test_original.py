@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,11 @@ def mapped(version: str, label: str, now: int = NOW) -> mapping.Task:
     return mapping.task(row, lambda value: cipher.open(value, row["id"]), now)
 
 
-def original_enc(value: str, queue_id: str, cipher_key: str) -> str:
-    """The original's `enc` (src/utils/crypto.ts), to write rows the fixtures lack."""
+def original_enc(value: str, queue_id: str, cipher_key: str, iv: bytes | None = None) -> str:
+    """The original's `enc` (src/utils/crypto.ts), to write rows the fixtures lack: its IV
+    derived from the key as up to 1.0.0-beta.4, or a given (random) one as after."""
     digest = hashlib.sha256(f"cipher://{queue_id}{cipher_key}".encode()).digest()
-    iv = digest[:12]
+    iv = iv or digest[:12]
     sealed = AESGCM(digest).encrypt(iv, value.encode(), None)
     return f"{iv.hex()}:{sealed[:-16].hex()}:{sealed[-16:].hex()}"
 
@@ -84,6 +86,11 @@ def test_values_open_with_the_original_key_only() -> None:
         OriginalCipher("another key").open(row["url"], row["id"])
     with pytest.raises(WrongKey):  # another task's value: the id is part of the key
         OriginalCipher(manifest("beta.3")["cipher_key"]).open(row["url"], "X" + row["id"][1:])
+
+
+def test_values_with_a_random_iv_open_too() -> None:
+    sealed = original_enc("http://127.0.0.1:1/x", "Q1", "k", iv=os.urandom(12))
+    assert OriginalCipher("k").open(sealed, "Q1") == "http://127.0.0.1:1/x"
 
 
 def test_without_a_cipher_key_the_original_used_undefined() -> None:
