@@ -41,6 +41,8 @@ from tasks_server.models.schedules import (
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+# Tasks imported from the original keep its ids: hex milliseconds then decimal ones.
+ORIGINAL_ID_PATTERN = r"^([0-9A-HJKMNP-TV-Z]{26}|[0-9A-F]{11}[0-9]{13})$"
 # The owner name rule without its look-arounds (the body schema keeps the full pattern).
 OWNER_NAME_PATH_PATTERN = r"^[a-z0-9-]{5,32}$"
 
@@ -293,7 +295,11 @@ def _build() -> dict[str, Any]:
     attempts_params = _query_params(schemas[attempts_query_name])
 
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
-    id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
+    id_param = _path_param(
+        "id",
+        ORIGINAL_ID_PATTERN,
+        "The task id: a ULID, or the 24 characters of a task imported from the original",
+    )
     queue_out = _json(of(QueueOut), "The task")
     asset_param = _path_param("name", r"^[A-Za-z0-9._-]+$", "The file name")
     asset_responses = {
