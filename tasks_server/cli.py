@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 _BACKUP_SETTINGS = ("path_sqlite", "s3_region", "aws_region", "tz", "log", "log_tz")
 
 
+# What import-original reads besides the database and destination settings: its requests
+# are checked as registrations are.
+_IMPORT_SETTINGS = ("path_sqlite", "cipher_key", "certs_dir", "tz", "log", "log_tz", "log_format")
+
+
 def _reads_backup(name: str) -> bool:
     return name.startswith("backup_") or name in _BACKUP_SETTINGS
 
@@ -114,11 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "import-original",
         "import the owners and tasks of the original Bun tasks-server's SQLite database",
-        lambda name: name in ("path_sqlite", "database_url", "cipher_key", "certs_dir", "tz"),
+        lambda name: name in _IMPORT_SETTINGS or name.startswith(("database_", "destination_")),
     )
-    imports.add_argument("--from", dest="source", required=True, help="the original's database")
     imports.add_argument(
-        "--cipher-key", help="the original's CIPHER_KEY (default: CIPHER_KEY, as this server's)"
+        "--from", dest="source", metavar="PATH", required=True, help="the original's database"
+    )
+    imports.add_argument(
+        "--cipher-key",
+        metavar="KEY",
+        help="the original's CIPHER_KEY (default: CIPHER_KEY, as this server's)",
     )
     imports.add_argument("--dry-run", action="store_true", help="report, change nothing")
     _command(commands, "version", "print the version (as --version does)")

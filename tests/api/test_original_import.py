@@ -5,6 +5,7 @@ listed, and a second run stores nothing twice (SPEC §19.1)."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,35 @@ async def test_a_wrong_cipher_key_or_another_file_imports_nothing(
         await importer.run(settings, FIXTURES / f"{version}.json", "k", dry_run=False)
     summary = await run(settings, version)
     assert summary.owners == 3  # nothing was half-imported before
+
+
+async def test_rows_this_server_cannot_take_are_skipped_with_the_reason(
+    make_settings: MakeSettings, version: str, tmp_path: Path
+) -> None:
+    made = manifest(version)
+    tasks, alice = made["tasks"], made["owners"]["alice"]
+    source = tmp_path / "original.db"
+    source.write_bytes((FIXTURES / f"{version}.db").read_bytes())
+    owners = "owner" if version == "beta.3" else "task"
+    with sqlite3.connect(source) as conn:
+        conn.execute(f"UPDATE {owners} SET key = '$2b$10$bcrypt' WHERE name = 'bob-app'")
+        conn.execute("UPDATE config SET timeout = 10 WHERE id = ?", (tasks["success"],))
+    key = made["cipher_key"]
+    guarded = make_settings(destination_deny="loopback")
+    refused = await importer.run(guarded, source, key, dry_run=True)
+    assert f"task {tasks['waiting']}: httpRequest.url: " in "\n".join(refused.skipped)
+
+    settings = make_settings()
+    async with open_client(settings) as client:  # a name the original's owner wants
+        await client.post("/v1/owners/register", json={"name": "carol-idle"})
+    summary = await importer.run(settings, source, key, dry_run=False)
+    assert (summary.owners, summary.tasks.total()) == (1, 6)
+    assert set(summary.skipped) == {
+        "owner bob-app: its key hash is not argon2",
+        "owner carol-idle: the name is taken here",
+        f"task {tasks['bob_waiting']}: its owner is not imported",
+        f"task {tasks['success']}: its request is not valid here: config.timeout: "
+        "Input should be greater than or equal to 1000",
+    }
+    async with open_client(settings) as client:
+        assert (await client.get("/v1/owners/alice-app", headers=headers(alice))).status_code == 200
