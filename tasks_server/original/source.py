@@ -67,7 +67,8 @@ def read(path: Path) -> Database:
 
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    # Immutable: the file is only read, and none of the original's -wal/-shm is created.
-    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    # Read-only, but not immutable: the original exits without closing its database, so its
+    # last writes may still be in the -wal file beside it.
+    uri = f"{path.resolve().as_uri()}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
         yield conn

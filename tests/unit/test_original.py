@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +263,23 @@ def test_the_originals_key_hashes_verify_with_argon2() -> None:
     assert not keys.verify(hashes[alice["id"]], made["owners"]["bob"]["key"])
     assert not keys.verify("$2b$10$not-an-argon2-hash", alice["key"])
     assert not keys.is_argon2("$2b$10$abc") and keys.is_argon2(hashes[alice["id"]])
+
+
+def test_rows_still_in_the_write_ahead_log_are_read(tmp_path: Path) -> None:
+    """The original runs in WAL mode and exits without closing its database, so its last
+    writes may still be in the -wal file beside it."""
+    copy = tmp_path / "tasks.db"
+    copy.write_bytes((FIXTURES / "beta.3.db").read_bytes())
+    queue_id = manifest("beta.3")["tasks"]["paused"]
+    writer = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('PRAGMA journal_mode = WAL')\n"
+        "conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "conn.execute(\"UPDATE queue SET state = 'RUNNING' WHERE id = ?\", (sys.argv[2],))\n"
+        "os._exit(0)  # no close, no checkpoint\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(copy), queue_id], check=True, timeout=60)
+    assert Path(f"{copy}-wal").stat().st_size > 0
+    by_id = {row["id"]: row for row in source.read(copy).tasks}
+    assert by_id[queue_id]["state"] == "RUNNING"
