@@ -35,6 +35,7 @@ __all__ = [
     "decide",
     "edit_refusal",
     "ending",
+    "expired",
 ]
 
 RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
@@ -223,3 +224,9 @@ def ending(due: Due, *, succeeded: bool, final: bool) -> str | None:
     if final or due.retry_count >= due.retry_limit:
         return ERROR
     return None
+
+
+def expired(due: Due, start: int, max_lateness: int | None) -> bool:
+    """Whether an attempt of `due` starting at `start` is too late to be sent (SPEC §18.2):
+    counted from the due time, so a flow-control wait counts too."""
+    return max_lateness is not None and start - due.estimate_execution_at > max_lateness

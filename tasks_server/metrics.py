@@ -34,7 +34,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OVERDUE_MS = 5_000
 # Outcomes of attempts the target never answered: their status code is the server's report.
-UNANSWERED = frozenset({"TRANSPORT", "TIMEOUT"})
+UNANSWERED = frozenset({"TRANSPORT", "TIMEOUT", "EXPIRED"})
 _LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 _FLOW_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

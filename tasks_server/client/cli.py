@@ -451,6 +451,12 @@ def add(
         int | None,
         typer.Option(parser=_duration, metavar="DURATION", help="each attempt's time limit"),
     ] = None,
+    max_lateness: Annotated[
+        int | None,
+        typer.Option(
+            parser=_duration, metavar="DURATION", help="not sent at all when this late: EXPIRED"
+        ),
+    ] = None,
     callback: Annotated[
         str | None, typer.Option(metavar="URL", help="POST the outcome here when it succeeds")
     ] = None,
@@ -475,6 +481,8 @@ def add(
     config = _retries(retry, retry_interval)
     if timeout is not None:
         config["timeout"] = timeout
+    if max_lateness is not None:
+        config["maxLateness"] = max_lateness
     for name, target in (("callback", callback), ("failureCallback", failure_callback)):
         if target is not None:
             config[name] = {"url": target}

@@ -739,6 +739,14 @@ class QueueConfig(_Body):
         None,
         description="When the task ends ERROR (retries exhausted), POST its outcome here",
     )
+    max_lateness: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        description="ms: an attempt that cannot start within this time of its due time (server "
+        "down, circuit open, flow-control wait) is not sent: the task ends ERROR with the "
+        "attempt outcome EXPIRED",
+    )
 
     @field_validator("proxy_headers")
     @classmethod

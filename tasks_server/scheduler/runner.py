@@ -17,11 +17,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tasks_server import tracing
+from tasks_server import lifecycle, tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
-from tasks_server.executor.runner import Runner
+from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
@@ -77,8 +77,13 @@ class AttemptRunner:
             lateness_ms = max(0, start - row.starts_at)
             number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
-                reg, attempt, span = await self._prepare(held, start, lateness_ms)
-                outcome = await self._runner.run(reg, attempt)
+                reg = held.reg or self._codec.open_request(row.request, row.id)
+                max_lateness = reg.config.max_lateness
+                if lifecycle.expired(row, start, max_lateness):
+                    outcome = _expired(start - row.estimate_execution_at, max_lateness)
+                else:
+                    attempt, span = await self._prepare(held, reg, start, lateness_ms)
+                    outcome = await self._runner.run(reg, attempt)
         except asyncio.CancelledError:
             stopping = self._background.stopping
             cut = AttemptOutcome.INTERRUPTED if stopping else AttemptOutcome.ABORTED
@@ -126,12 +131,11 @@ class AttemptRunner:
         await self._completer.record(held, reg, outcome, number, lateness_ms)
 
     async def _prepare(
-        self, held: Held, start: int, lateness_ms: int
-    ) -> tuple[QueueRegistration, Attempt, Span | None]:
-        """The request to send, opened (unless registered here), its signing keys and its
-        trace context (with its span, when exporting)."""
+        self, held: Held, reg: QueueRegistration, start: int, lateness_ms: int
+    ) -> tuple[Attempt, Span | None]:
+        """The attempt to send `reg` as, with its signing keys and its trace context (with
+        its span, when exporting)."""
         row = held.row
-        reg = held.reg or self._codec.open_request(row.request, row.id)
         signing_secrets = await self._signing_keys(row.owner_id)
         self._metrics.lateness.observe(lateness_ms / 1000)
         if row.flow_key is not None:
@@ -151,7 +155,14 @@ class AttemptRunner:
             sent_at_s=start // 1000,
             traceparent=traceparent,
         )
-        return reg, attempt, span
+        return attempt, span
+
+
+def _expired(late_ms: int, max_lateness: int | None) -> Outcome:
+    """An attempt recorded but never sent: too late for its `maxLateness`; final, so the task
+    ends ERROR and its failureCallback fires."""
+    message = f"not started within maxLateness ({max_lateness} ms): {late_ms} ms late"
+    return Outcome(0, message.encode(), False, 0.0, AttemptOutcome.EXPIRED, message, final=True)
 
 
 def _unanswered(

@@ -290,6 +290,7 @@ def test_schedules_add_ls_show_pause_resume_rm(env: Env) -> None:
 
 def test_add_takes_timeout_callbacks_metadata_and_an_idempotency_key(env: Env) -> None:
     args = ["add", f"{env.target.url}/once", "--in", "1h", "--timeout", "5s"]
+    args += ["--max-lateness", "2m"]
     args += ["--callback", f"{env.target.url}/ok", "--failure-callback", f"{env.target.url}/ko"]
     args += ["--metadata", "order=42", "--metadata", "team=a=b", "--idempotency-key", "k-1"]
     first = env.run(*args, "--json")
@@ -298,6 +299,7 @@ def test_add_takes_timeout_callbacks_metadata_and_an_idempotency_key(env: Env) -
     url = f"{env.server.url}/v1/queues/{task['id']}/config"
     config = httpx.get(url, headers=_auth(env)).json()
     assert config["config"]["timeout"] == 5_000
+    assert config["config"]["maxLateness"] == 120_000
     assert config["config"]["callback"]["url"] == f"{env.target.url}/ok"
     assert config["config"]["failureCallback"]["url"] == f"{env.target.url}/ko"
     assert config["metadata"] == {"order": "42", "team": "a=b"}

@@ -20,8 +20,9 @@ from tasks_server.lifecycle import (
     Transition,
     decide,
     ending,
+    expired,
 )
-from tasks_server.store.base import Flow, QueueRow, Rejected
+from tasks_server.store.base import Due, Flow, QueueRow, Rejected
 
 NOW = 1_000_000
 STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED")
@@ -181,3 +182,10 @@ def test_an_outcome_ends_the_task_or_tries_again(
 ) -> None:
     due = dataclasses.replace(ROW, retry_count=retries, retry_limit=3).due
     assert ending(due, succeeded=succeeded, final=final) == ends
+
+
+def test_expired_counts_lateness_from_the_due_time() -> None:
+    due = Due("q", "o", 1_000, 0, 0, 1, 0, b"", start_at=5_000)
+    assert not expired(due, 999_999, None)
+    assert not expired(due, 3_000, 2_000)  # exactly the limit late: still sent
+    assert expired(due, 3_001, 2_000)  # a flow-control start later counts too
