@@ -16,7 +16,7 @@ from starlette.types import ExceptionHandler
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server import exposure, gc_policy, logs, startup
-from tasks_server.api import errors, owners, service, ui
+from tasks_server.api import destinations, errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
@@ -49,6 +49,7 @@ _ROUTES = [
     *owners.routes,
     *queue_routes.routes,
     *schedule_routes.routes,
+    *destinations.routes,
 ]
 
 
@@ -201,6 +202,8 @@ async def _start_scheduler(
         cluster=shared,
         max_in_flight_per_owner=settings.max_in_flight_per_owner,
         max_attempts_kept=settings.max_attempts_kept,
+        circuit_failures=settings.circuit_failures,
+        circuit_open_ms=settings.circuit_open_ms,
         lease_ms=store.lease_ms,
         clock=clock,
     )

@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
-from tasks_server import tracing
+from tasks_server import destinations, tracing
 from tasks_server.crypto import Cipher
+from tasks_server.destinations import Destination
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.store.base import Flow
 
@@ -67,6 +68,14 @@ class TaskCodec:
             return None
         key = self._cipher.flow_key(owner_id, control.key)
         return Flow(key, control.parallelism, control.rate_per_second)
+
+    def destination(self, reg: QueueRegistration, owner_id: str) -> Destination | None:
+        """The destination whose circuit the task's attempts wait for and count against;
+        None when it opted out (`circuitBreaker: false`)."""
+        if not reg.config.circuit_breaker:
+            return None
+        where = destinations.address(reg.http_request.url)
+        return Destination(self._cipher.destination(owner_id, where), where)
 
     def idempotency_key(self, owner_id: str, key: str) -> str:
         return self._cipher.idempotency_key(owner_id, key)

@@ -145,6 +145,10 @@ class Cipher:
         """How an owner's flow-control key is stored and looked up."""
         return self._digest(b"flow-key", owner_id, key)
 
+    def destination(self, owner_id: str, address: str) -> str:
+        """A destination's id: its circuit's, as stored and named in the API."""
+        return self._digest(b"destination", owner_id, address)
+
     def _digest(self, purpose: bytes, owner_id: str, value: str) -> str:
         """Base64url HMAC of purpose, owner and value (NUL-separated; neither of the first two
         holds one): equal values of two owners or two purposes never share a digest."""

@@ -155,6 +155,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.circuits_open = Gauge(
+            "tasks_circuit_open",
+            "Destinations whose circuit is open or half-open: their tasks wait",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.in_flight = Gauge(
             "tasks_attempts_in_flight", "Attempts in flight", registry=r, multiprocess_mode="sum"
         )

@@ -18,6 +18,11 @@ from tasks_server import __version__
 from tasks_server.api.errors import ACTIONS
 from tasks_server.models.attempts import AttemptOut, AttemptsQuery, Bulk, BulkOut, Replay
 from tasks_server.models.common import Done, ErrorBody
+from tasks_server.models.destinations import (
+    DESTINATION_ID_PATTERN,
+    DestinationListQuery,
+    DestinationOut,
+)
 from tasks_server.models.owners import (
     OwnerKey,
     OwnerOut,
@@ -68,6 +73,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (OwnerSigningSecret, "serialization"),
     (ErrorBody, "serialization"),
     (Done, "serialization"),
+    (DestinationListQuery, "validation"),
+    (DestinationOut, "serialization"),
 ]
 
 _REASONS = {
@@ -663,6 +670,30 @@ def _build() -> dict[str, Any]:
                 {"200": schedule_out, **_errors(404, 422, *_AUTH)},
             ),
         }
+
+    destination_query = of(DestinationListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    paths["/v1/destinations"] = {
+        "get": _op(
+            "listDestinations",
+            "The owner's destinations an attempt failed to, with their circuits, the latest "
+            "changed first",
+            "destinations",
+            {
+                "200": _json({"type": "array", "items": of(DestinationOut)}, "The destinations"),
+                **_errors(400, *_AUTH),
+            },
+            parameters=_query_params(schemas[destination_query]),
+        ),
+    }
+    paths["/v1/destinations/{id}/reset"] = {
+        "parameters": [_path_param("id", DESTINATION_ID_PATTERN, "The destination id")],
+        "post": _op(
+            "resetDestination",
+            "Close the destination's circuit: its waiting tasks go at once",
+            "destinations",
+            {"200": _json(of(DestinationOut), "The destination"), **_errors(404, *_AUTH)},
+        ),
+    }
 
     return {
         "openapi": "3.1.0",

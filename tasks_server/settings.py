@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     max_attempts_kept: int = Field(100, ge=1)
     max_schedules: int = Field(100, ge=1)
     max_in_flight_per_owner: int = Field(250, ge=1)
+    # A destination's circuit (SPEC §18.1): opened by this many failures in a row, for this
+    # long at first (doubling while probes fail, to at most 10 minutes).
+    circuit_failures: int = Field(10, ge=1)
+    circuit_open_ms: int = Field(30_000, ge=1, le=600_000)
     retention_finished_ms: int = Field(2_592_000_000, ge=0)
 
     path_tls_cert: Path | None = None

@@ -49,6 +49,7 @@ async def metrics(request: Request) -> Response:
     svc.metrics.overdue.set(overdue.count)
     oldest = 0 if overdue.oldest_due is None else max(0, now - overdue.oldest_due)
     svc.metrics.oldest_overdue.set(oldest / 1000)
+    svc.metrics.circuits_open.set(await svc.store.count_open_circuits())
     return Response(svc.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -747,6 +747,11 @@ class QueueConfig(_Body):
         "down, circuit open, flow-control wait) is not sent: the task ends ERROR with the "
         "attempt outcome EXPIRED",
     )
+    circuit_breaker: bool = Field(
+        True,
+        description="false: attempt this task even while its destination's circuit is open, "
+        "and count none of its outcomes against it",
+    )
 
     @field_validator("proxy_headers")
     @classmethod

@@ -18,15 +18,16 @@ from typing import Any
 
 from ulid import ULID
 
-from tasks_server import callbacks, lifecycle
+from tasks_server import callbacks, destinations, lifecycle
 from tasks_server.codec import TaskCodec
+from tasks_server.destinations import Circuits, Destination
 from tasks_server.executor.runner import Outcome
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import WINDOW_MS, Held, Holder, Holdings, Wakeup
-from tasks_server.store.base import Due, NewTask, Result
+from tasks_server.store.base import CircuitNote, CircuitPolicy, Due, NewTask, Result
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
@@ -44,6 +45,8 @@ class Completer:
         metrics: Metrics,
         *,
         max_attempts_kept: int,
+        circuits: Circuits,
+        policy: CircuitPolicy,
         rng: random.Random,
     ) -> None:
         self._holder = holder
@@ -54,17 +57,29 @@ class Completer:
         self._metrics = metrics
         self._attempts_kept = max_attempts_kept
         self._rng = rng
+        self._circuits = circuits
+        self._policy = policy
 
     async def record(
-        self, held: Held, reg: QueueRegistration, outcome: Outcome, number: int, lateness_ms: int
+        self,
+        held: Held,
+        reg: QueueRegistration,
+        outcome: Outcome,
+        number: int,
+        lateness_ms: int,
+        *,
+        destination: Destination | None = None,
+        probe: bool = False,
     ) -> None:
         """Write the outcome of attempt `number` of `held` (its request was answered, or
-        failed in transport), and act on what it changed."""
+        failed in transport), and act on what it changed; `destination`'s circuit counts
+        it (`probe`: it was the one attempt of a half-open circuit)."""
         row = held.row
         trace = reg.config.trace_response_data
         self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
         result = self._result(row, reg, outcome, number, trace)
+        circuit = self._circuit(row, destination, probe, outcome)
         store, holder = self._holder.store, self._holder.id
 
         async def write() -> tuple[Callback | None, bool]:
@@ -75,6 +90,7 @@ class Completer:
                 result=result,
                 keep=self._attempts_kept,
                 callback=None if callback is None else callback[1],
+                circuit=circuit,
             )
             return callback, applied
 
@@ -144,6 +160,27 @@ class Completer:
             state=state,
             retry_at=retry_at,
             attempt_status=outcome.answered,
+        )
+
+    def _circuit(
+        self, row: Due, destination: Destination | None, probe: bool, outcome: Outcome
+    ) -> CircuitNote | None:
+        """What the outcome tells its destination's circuit, if anything."""
+        if destination is None or (failed := destinations.failed(outcome)) is None:
+            return None
+        address = error = None
+        if not failed:
+            self._circuits.answered(destination.id)
+        else:
+            # Before the write: an attempt starting once it may have opened the circuit
+            # reads the circuit rather than this process's view of it.
+            self._circuits.failed(destination.id)
+            seal = self._codec.seal
+            address = seal(destination.address.encode(), destination.id, "address")
+            why = outcome.error or f"HTTP {outcome.status_code}"
+            error = seal(why.encode(), destination.id, "last_error")
+        return CircuitNote(
+            destination.id, row.owner_id, address or b"", failed, error, probe, self._policy
         )
 
     async def _callback(

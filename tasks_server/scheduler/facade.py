@@ -13,6 +13,7 @@ from ulid import ULID
 
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
+from tasks_server.destinations import CAP_MS, Circuits
 from tasks_server.executor.runner import Runner
 from tasks_server.logs import OutageLog
 from tasks_server.metrics import Metrics
@@ -24,7 +25,7 @@ from tasks_server.scheduler.maintenance import LEASE_MS, Maintenance
 from tasks_server.scheduler.producer import Producer
 from tasks_server.scheduler.runner import AttemptRunner
 from tasks_server.scheduler.slots import Slots
-from tasks_server.store.base import QueueRow, TaskStore
+from tasks_server.store.base import CircuitPolicy, QueueRow, TaskStore
 from tasks_server.timeutil import now_ms
 from tasks_server.tracing import Tracing
 
@@ -47,6 +48,8 @@ class Scheduler:
         cluster: bool = False,
         max_in_flight_per_owner: int = 250,
         max_attempts_kept: int = 100,
+        circuit_failures: int = 10,
+        circuit_open_ms: int = 30_000,
         lease_ms: int = LEASE_MS,
         clock: Callable[[], int] = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
@@ -60,6 +63,7 @@ class Scheduler:
         wakeup = Wakeup()
         self._holdings = holdings = Holdings(holder, background, wakeup)
         slots = Slots(holdings, wakeup, per_owner=max_in_flight_per_owner)
+        circuits = Circuits()
         completer = Completer(
             holder,
             holdings,
@@ -68,6 +72,8 @@ class Scheduler:
             codec,
             metrics,
             max_attempts_kept=max_attempts_kept,
+            circuits=circuits,
+            policy=CircuitPolicy(circuit_failures, circuit_open_ms, CAP_MS),
             rng=rng or random.Random(),
         )
         attempts = AttemptRunner(
@@ -80,11 +86,20 @@ class Scheduler:
             gate,
             codec,
             metrics,
+            circuits,
             signing_keys=signing_keys,
             tracing=tracing or Tracing(),
         )
         self.producer = Producer(
-            holder, holdings, slots, wakeup, background, attempts, metrics, monotonic=monotonic
+            holder,
+            holdings,
+            slots,
+            wakeup,
+            background,
+            attempts,
+            metrics,
+            circuits,
+            monotonic=monotonic,
         )
         self._maintenance = Maintenance(
             holder, holdings, wakeup, background, cluster=cluster, monotonic=monotonic

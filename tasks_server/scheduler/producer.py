@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from tasks_server.destinations import Circuits
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import MAX_HELD, WINDOW_MS, Entry, Holder, Holdings, Wakeup
@@ -52,6 +53,7 @@ class Producer(Service):
         background: Background,
         runner: AttemptRunner,
         metrics: Metrics,
+        circuits: Circuits,
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -64,6 +66,7 @@ class Producer(Service):
         self._runner = runner
         self._metrics = metrics
         self._monotonic = monotonic
+        self._circuits = circuits
         self._next_poll = float("-inf")
         self._claiming: asyncio.Task[None] | None = None
         self._more = False  # the last turn left due attempts it could have started
@@ -116,11 +119,13 @@ class Producer(Service):
             await asyncio.gather(self._claiming, return_exceptions=True)
 
     async def claim(self) -> None:
-        """Lease the tasks due within the window, as many as may be held."""
+        """Lease the tasks due within the window, as many as may be held, having read the
+        circuits not closed (their tasks are held by the circuits, not claimable)."""
         room = min(CLAIM_BATCH, MAX_HELD - len(self._holdings))
         if room <= 0:
             return
         holder = self._holder
+        self._circuits.update(await holder.store.circuits())
         rows = await holder.store.claim(
             holder=holder.id, window_ms=WINDOW_MS, lease_ms=holder.lease_ms, limit=room
         )

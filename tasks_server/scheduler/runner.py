@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from tasks_server import lifecycle, tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
+from tasks_server.destinations import Circuits, Destination
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Outcome, Runner
 from tasks_server.metrics import Metrics
@@ -47,6 +48,7 @@ class AttemptRunner:
         gate: ConnectivityGate,
         codec: TaskCodec,
         metrics: Metrics,
+        circuits: Circuits,
         *,
         signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
         tracing: Tracing,
@@ -62,6 +64,7 @@ class AttemptRunner:
         self._metrics = metrics
         self._signing_keys = signing_keys
         self._tracing = tracing
+        self._circuits = circuits
 
     async def attempt(self, held: Held) -> None:
         """Run one attempt of `held`, which holds a slot (`Slots.started`) until it ends."""
@@ -70,16 +73,28 @@ class AttemptRunner:
         started: tuple[int, int] | None = None  # the attempt row asked for: number, start
         lateness_ms = 0
         span: Span | None = None
+        destination: Destination | None = None
+        probe = waits = False
         try:
             await self._gate.wait_open()
             start = self._holder.clock()
-            started = (row.attempts + 1, start)
             lateness_ms = max(0, start - row.starts_at)
-            number = await store.started(holder=holder, due=row, now=start)
+            reg = held.reg or self._codec.open_request(row.request, row.id)
+            max_lateness = reg.config.max_lateness
+            expired = lifecycle.expired(row, start, max_lateness)
+            if not expired:
+                destination = self._codec.destination(reg, row.owner_id)
+                until, probe = await self._circuit(destination, start)
+                if waits := until is not None:
+                    assert destination is not None
+                    await store.hold(
+                        holder=holder, queue_id=row.id, destination_id=destination.id, until=until
+                    )
+            if not waits:
+                started = (row.attempts + 1, start)
+                number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
-                reg = held.reg or self._codec.open_request(row.request, row.id)
-                max_lateness = reg.config.max_lateness
-                if lifecycle.expired(row, start, max_lateness):
+                if expired:
                     outcome = _expired(start - row.estimate_execution_at, max_lateness)
                 else:
                     attempt, span = await self._prepare(held, reg, start, lateness_ms)
@@ -120,6 +135,10 @@ class AttemptRunner:
             attributes = _span_attributes(row.id, number, lateness_ms, outcome.kind)
             attributes["http.response.status_code"] = outcome.attempt_status
             span.end(attributes, error=not outcome.succeeded)
+        if waits:  # leased to its destination's circuit until it opens
+            held.task = None
+            self._holdings.forget(held)
+            return
         if number is None:  # changed since it was held: act on what it is now
             held.task = None
             current = await self._background.persist(lambda: store.reload(row.id))
@@ -128,7 +147,28 @@ class AttemptRunner:
         # From here on nothing cancels the attempt: `changed` leaves it alone and stopping
         # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True
-        await self._completer.record(held, reg, outcome, number, lateness_ms)
+        await self._completer.record(
+            held, reg, outcome, number, lateness_ms, destination=destination, probe=probe
+        )
+
+    async def _circuit(
+        self, destination: Destination | None, start: int
+    ) -> tuple[int | None, bool]:
+        """Until when the task waits for its destination's circuit (None: it goes now), and
+        whether it goes as the one probe of a half-open circuit."""
+        if destination is None:
+            return None, False
+        circuits, store = self._circuits, self._holder.store
+        open_until = circuits.open_until(destination.id)
+        if open_until is None and circuits.suspect(destination.id):
+            open_until = await store.circuit(destination.id) or None
+        if open_until is None:
+            return None, False
+        if open_until > start:
+            return open_until, False
+        until = start + self._holder.lease_ms
+        wait = await store.take_probe(destination.id, now=start, until=until)
+        return wait, wait is None
 
     async def _prepare(
         self, held: Held, reg: QueueRegistration, start: int, lateness_ms: int

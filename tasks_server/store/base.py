@@ -280,6 +280,49 @@ def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
     )
 
 
+# A task waiting for its destination's circuit is leased to it: this, then the circuit's id.
+CIRCUIT_HOLDER = "circuit:"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitPolicy:
+    """When a circuit opens (`threshold` failures in a row) and for how long (`open_ms`,
+    doubled after each failed probe up to `cap_ms`)."""
+
+    threshold: int
+    open_ms: int
+    cap_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitNote:
+    """What an attempt's outcome tells its destination's circuit, written with the outcome:
+    a failure (no answer, a timeout, a 5xx) or an answer. `probe`: the attempt was the one a
+    half-open circuit let through."""
+
+    id: str
+    owner_id: str
+    address: bytes  # sealed for the destination's id
+    failed: bool
+    error: bytes | None  # sealed; why it failed
+    probe: bool
+    policy: CircuitPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRow:
+    """A destination's circuit: closed (`open_until` 0), open until `open_until`, or
+    half-open once that passed (`probe_until`: the lease of the probe under way)."""
+
+    id: str
+    address: bytes  # sealed
+    failures: int  # in a row
+    open_until: int
+    probe_until: int
+    last_error: bytes | None  # sealed
+    updated_at: int
+
+
 @dataclass(frozen=True, slots=True)
 class Overdue:
     """How many tasks are late, and the due time of the one waiting longest (None: none)."""
@@ -515,13 +558,22 @@ class TaskStore(Protocol):
         """Open (commit) the attempt row; its number, or None when the task changed."""
 
     async def record(
-        self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
+        self,
+        *,
+        holder: str,
+        due: Due,
+        result: Result,
+        keep: int,
+        callback: NewTask | None = None,
+        circuit: CircuitNote | None = None,
     ) -> bool:
         """Close the attempt and write the task's outcome in one transaction, keeping at most
         `keep` attempt rows; False when the task changed meanwhile. With `callback`, an
         ending outcome that applies also inserts that task in the same transaction: RUNNING,
         of the same owner, past the owner's queue limit, with `callback_of` the task's id
-        (and the task's `callback_id` the callback's)."""
+        (and the task's `callback_id` the callback's). With `circuit`, the destination's
+        circuit counts the attempt in the same transaction (whether the outcome applies or
+        not: the destination answered, or did not, all the same)."""
 
     async def aborted(
         self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
@@ -566,6 +618,35 @@ class TaskStore(Protocol):
 
     async def adopt_key(self, owner_id: str, key_hash: str, digest: bytes) -> bool:
         """Replace `key_hash` by the digest of the key it verified (False: already done)."""
+
+    # --- destinations' circuits (SPEC §18.1) -------------------------------------------
+
+    async def circuits(self) -> dict[str, int]:
+        """Every circuit not closed, all owners: its id and the time it is open until (past:
+        half-open)."""
+
+    async def circuit(self, destination_id: str) -> int:
+        """When the destination's circuit is open until (past: half-open); 0: closed."""
+
+    async def take_probe(self, destination_id: str, *, now: int, until: int) -> int | None:
+        """Make this attempt the probe of a half-open circuit, leased until `until`: None when
+        it is (or the circuit closed meanwhile), else the time to wait until."""
+
+    async def hold(self, *, holder: str, queue_id: str, destination_id: str, until: int) -> None:
+        """Lease the task `holder` holds to its destination's circuit until `until`: it is not
+        claimed before, spends no attempt, and keeps its due time."""
+
+    async def destinations(self, owner_id: str, *, limit: int, offset: int) -> list[DestinationRow]:
+        """The owner's destinations that have a circuit (an attempt to them failed), the
+        latest changed first."""
+
+    async def reset_destination(
+        self, owner_id: str, destination_id: str, *, now: int
+    ) -> DestinationRow | None:
+        """Close the circuit and free the tasks waiting for it; None when not the owner's."""
+
+    async def count_open_circuits(self) -> int:
+        """Circuits open or half-open, all owners."""
 
     # --- jobs and metrics -----------------------------------------------------------------
 

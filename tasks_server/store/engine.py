@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks_server.store import imports, leases, meta, owners, schedules, tasks, upkeep
+from tasks_server.store import destinations, imports, leases, meta, owners, schedules, tasks, upkeep
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
     Credentials,
     Decide,
     DeleteOutcome,
+    DestinationRow,
     Due,
     FireOutcome,
     InsertOutcome,
@@ -221,6 +222,31 @@ class Store:
 
     async def adopt_key(self, owner_id: str, key_hash: str, digest: bytes) -> bool:
         return await imports.adopt_key(self.driver, owner_id, key_hash, digest)
+
+    # --- destinations' circuits ------------------------------------------------------------
+
+    async def circuits(self) -> dict[str, int]:
+        return await destinations.circuits(self.driver)
+
+    async def circuit(self, destination_id: str) -> int:
+        return await destinations.circuit(self.driver, destination_id)
+
+    async def take_probe(self, destination_id: str, *, now: int, until: int) -> int | None:
+        return await destinations.take_probe(self.driver, destination_id, now=now, until=until)
+
+    async def hold(self, **fields: Any) -> None:
+        await destinations.hold(self.driver, **fields)
+
+    async def destinations(self, owner_id: str, *, limit: int, offset: int) -> list[DestinationRow]:
+        return await destinations.for_owner(self.driver, owner_id, limit=limit, offset=offset)
+
+    async def reset_destination(
+        self, owner_id: str, destination_id: str, *, now: int
+    ) -> DestinationRow | None:
+        return await destinations.reset(self.driver, owner_id, destination_id, now=now)
+
+    async def count_open_circuits(self) -> int:
+        return await destinations.count_open(self.driver)
 
     # --- jobs and metrics -----------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks_server.store import flow
-from tasks_server.store.base import Due, NewTask, QueueRow, Result
+from tasks_server.store import destinations, flow
+from tasks_server.store.base import CircuitNote, Due, NewTask, QueueRow, Result
 from tasks_server.store.driver import Driver, Row, Tx
 
 
@@ -69,6 +69,7 @@ class _Outcome:
     result: Result
     keep: int
     callback: NewTask | None
+    circuit: CircuitNote | None = None
 
     def task(self) -> Row:
         """The task row's columns, as `record_outcomes` binds them."""
@@ -96,11 +97,13 @@ async def record(
     result: Result,
     keep: int,
     callback: NewTask | None = None,
+    circuit: CircuitNote | None = None,
 ) -> bool:
     """Close the attempt row and write the task's outcome in one transaction; False when the
     task changed meanwhile (the attempt row is closed all the same). An ending outcome that
     applies inserts `callback` with it."""
-    applied: bool = await d.share(_record_all, _Outcome(holder, due, result, keep, callback))
+    outcome = _Outcome(holder, due, result, keep, callback, circuit)
+    applied: bool = await d.share(_record_all, outcome)
     return applied
 
 
@@ -120,6 +123,9 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
         await tx.execute_rows("insert_callbacks", [_callback_row(o) for o in callbacks])
         links = [(o.callback.queue_id, o.due.id) for o in callbacks if o.callback is not None]
         await tx.execute_rows("set_callback_ids", links)
+    notes = [(o.circuit, o.result.finished_at) for o in items if o.circuit is not None]
+    if notes:
+        await destinations.circuit_updates(tx, notes)
     return [o.due.id in applied for o in items]
 
 

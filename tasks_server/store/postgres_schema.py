@@ -220,6 +220,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE owners ADD COLUMN original_key_hash text
     """,
+    # 8: destinations' circuits (SQLite migration 8).
+    """
+    CREATE TABLE destinations (
+        id text PRIMARY KEY,
+        owner_id text NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        address bytea NOT NULL,
+        failures integer NOT NULL DEFAULT 0,
+        open_until bigint NOT NULL DEFAULT 0,
+        open_ms bigint NOT NULL DEFAULT 0,
+        probe_until bigint NOT NULL DEFAULT 0,
+        last_error bytea,
+        updated_at bigint NOT NULL
+    );
+    CREATE INDEX destinations_owner ON destinations (owner_id, updated_at);
+    CREATE INDEX destinations_open ON destinations (open_until) WHERE open_until > 0
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

@@ -176,4 +176,23 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE owners ADD COLUMN original_key_hash TEXT
     """,
+    # 8: destinations' circuits (SPEC §18.1), one row per owner + scheme + host + port once an
+    # attempt to it failed. `id` is a keyed digest of owner and address, `address` sealed;
+    # `open_until` 0 is closed, past is half-open (one probe, `probe_until` its lease). Tasks
+    # waiting for a circuit are leased to it (`lease_owner` 'circuit:' || id) until it opens.
+    """
+    CREATE TABLE destinations (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        address BLOB NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        open_until INTEGER NOT NULL DEFAULT 0,
+        open_ms INTEGER NOT NULL DEFAULT 0,
+        probe_until INTEGER NOT NULL DEFAULT 0,
+        last_error BLOB,
+        updated_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX destinations_owner ON destinations (owner_id, updated_at);
+    CREATE INDEX destinations_open ON destinations (open_until) WHERE open_until > 0
+    """,
 )

@@ -248,3 +248,38 @@ SELECT original_key_hash FROM owners WHERE id = $1
 -- name: adopt_original_key
 UPDATE owners SET key_digest = $1, original_key_hash = NULL
  WHERE id = $2 AND original_key_hash = $3
+
+-- --- destinations' circuits (SPEC §18.1) -------------------------------------------------
+
+-- The circuits not closed: open until `open_until`, or half-open once it passed.
+-- name: circuits
+SELECT id, open_until FROM destinations WHERE open_until > 0
+
+-- name: count_open_circuits
+SELECT count(*) FROM destinations WHERE open_until > 0
+
+-- $1 id, $2 now, $3 the probe's lease: the one attempt of a half-open circuit.
+-- name: take_probe
+UPDATE destinations SET probe_until = $3
+ WHERE id = $1 AND open_until > 0 AND open_until <= $2 AND probe_until <= $2
+RETURNING id
+
+-- name: select_circuit
+SELECT open_until, probe_until FROM destinations WHERE id = $1
+
+-- A task waits for its circuit leased to it, its due time (its place) kept.
+-- name: hold_for_circuit
+UPDATE queues SET lease_owner = $3, lease_until = $4 WHERE id = $1 AND lease_owner = $2
+
+-- name: release_circuit_holds
+UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1
+
+-- name: list_destinations
+SELECT id, address, failures, open_until, probe_until, last_error, updated_at
+  FROM destinations WHERE owner_id = $1 ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3
+
+-- name: reset_destination
+UPDATE destinations SET failures = 0, open_until = 0, open_ms = 0, probe_until = 0,
+                        updated_at = $3
+ WHERE id = $1 AND owner_id = $2
+RETURNING id, address, failures, open_until, probe_until, last_error, updated_at

@@ -219,3 +219,38 @@ DELETE FROM queues USING doomed WHERE queues.id = doomed.id
 WITH doomed AS MATERIALIZED (
   SELECT ctid FROM flows WHERE next_start_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
 DELETE FROM flows USING doomed WHERE flows.ctid = doomed.ctid
+
+-- --- destinations' circuits (SPEC §18.1) -------------------------------------------------
+
+-- Rows (id, owner, sealed address, now): a row for each destination that just failed.
+-- name: add_destinations
+INSERT INTO destinations (id, owner_id, address, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[])
+ON CONFLICT (id) DO NOTHING
+
+-- Rows (id, failures, error, now, threshold, open ms, cap ms, probe): a closed circuit opens
+-- at `threshold` failures in a row; a failed probe keeps it open twice as long, to `cap`.
+-- name: circuit_failed
+UPDATE destinations d
+   SET failures = d.failures + v.n, last_error = v.error, updated_at = v.now,
+       open_until = CASE
+         WHEN d.open_until = 0 AND d.failures + v.n >= v.threshold THEN v.now + v.open_ms
+         WHEN d.open_until > 0 AND v.probe = 1 THEN v.now + least(d.open_ms * 2, v.cap)
+         ELSE d.open_until END,
+       open_ms = CASE
+         WHEN d.open_until = 0 AND d.failures + v.n >= v.threshold THEN v.open_ms
+         WHEN d.open_until > 0 AND v.probe = 1 THEN least(d.open_ms * 2, v.cap)
+         ELSE d.open_ms END,
+       probe_until = CASE WHEN v.probe = 1 THEN 0 ELSE d.probe_until END
+  FROM unnest($1::text[], $2::integer[], $3::bytea[], $4::bigint[], $5::integer[],
+              $6::bigint[], $7::bigint[], $8::integer[])
+    AS v (id, n, error, now, threshold, open_ms, cap, probe)
+ WHERE d.id = v.id
+
+-- Rows (id, now): an answer closes the circuit; the ids closed (or reset) come back.
+-- name: circuit_answered
+UPDATE destinations d SET failures = 0, open_until = 0, open_ms = 0, probe_until = 0,
+                          updated_at = v.now
+  FROM unnest($1::text[], $2::bigint[]) AS v (id, now)
+ WHERE d.id = v.id AND (d.failures > 0 OR d.open_until > 0)
+RETURNING d.id

@@ -187,3 +187,41 @@ DELETE FROM queues WHERE id IN (
 -- name: purge_idle_flows
 DELETE FROM flows WHERE (owner_id, key) IN (
   SELECT owner_id, key FROM flows WHERE next_start_at < $1 LIMIT $2)
+
+-- --- destinations' circuits (SPEC §18.1) -------------------------------------------------
+
+-- Rows (id, owner, sealed address, now): a row for each destination that just failed.
+-- name: add_destinations
+INSERT INTO destinations (id, owner_id, address, updated_at)
+SELECT column1, column2, column3, column4 FROM (VALUES {values}) WHERE true
+ON CONFLICT (id) DO NOTHING
+
+-- Rows (id, failures, error, now, threshold, open ms, cap ms, probe): a closed circuit opens
+-- at `threshold` failures in a row; a failed probe keeps it open twice as long, to `cap`.
+-- name: circuit_failed
+WITH v(id, n, error, now, threshold, open_ms, cap, probe) AS (VALUES {values})
+UPDATE destinations
+   SET failures = destinations.failures + v.n, last_error = v.error, updated_at = v.now,
+       open_until = CASE
+         WHEN destinations.open_until = 0 AND destinations.failures + v.n >= v.threshold
+           THEN v.now + v.open_ms
+         WHEN destinations.open_until > 0 AND v.probe = 1
+           THEN v.now + min(destinations.open_ms * 2, v.cap)
+         ELSE destinations.open_until END,
+       open_ms = CASE
+         WHEN destinations.open_until = 0 AND destinations.failures + v.n >= v.threshold
+           THEN v.open_ms
+         WHEN destinations.open_until > 0 AND v.probe = 1
+           THEN min(destinations.open_ms * 2, v.cap)
+         ELSE destinations.open_ms END,
+       probe_until = iif(v.probe = 1, 0, destinations.probe_until)
+  FROM v WHERE destinations.id = v.id
+
+-- Rows (id, now): an answer closes the circuit; the ids closed (or reset) come back.
+-- name: circuit_answered
+WITH v(id, now) AS (VALUES {values})
+UPDATE destinations SET failures = 0, open_until = 0, open_ms = 0, probe_until = 0,
+                        updated_at = v.now
+  FROM v WHERE destinations.id = v.id
+               AND (destinations.failures > 0 OR destinations.open_until > 0)
+RETURNING destinations.id
