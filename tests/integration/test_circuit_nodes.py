@@ -1,0 +1,118 @@
+"""One circuit for every node (SPEC §18.1): two `tasks-server serve` nodes on one PostgreSQL
+send to a destination refusing connections (a loopback port with nothing listening); its
+circuit opens once, in the database; the tasks registered meanwhile on either node wait
+without an attempt, other destinations and owners go on, and the probe sent once the port
+answers closes the circuit for both nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess, free_port
+from tests.polling import eventually
+from tests.postgres import Databases, run_apart
+from tests.target import Target
+
+NODES = 2
+FAILURES = 4
+OPEN_MS = 8_000  # long enough for what must not wait to be seen not waiting
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(NODES * STARTUP_TIMEOUT_S + 120)]
+
+
+class Owner:
+    def __init__(self, clients: list[httpx.Client], name: str) -> None:
+        self.clients = clients
+        body = clients[0].post("/v1/owners/register", json={"name": name}).json()
+        self.headers = {"Authorization": f"Bearer {body['key']}", "X-Tasks-Owner-Id": body["id"]}
+
+    def call(self, node: int, method: str, path: str, body: Any = None) -> httpx.Response:
+        return self.clients[node].request(method, path, json=body, headers=self.headers)
+
+    def register(self, node: int, url: str, **config: Any) -> str:
+        document = {"httpRequest": {"url": url, "method": "GET"}, "config": config}
+        response = self.call(node, "POST", "/v1/queues/register", document)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def state(self, queue_id: str) -> str:
+        return str(self.call(0, "GET", f"/v1/queues/{queue_id}").json()["state"])
+
+    def destinations(self, node: int) -> list[dict[str, Any]]:
+        return self.call(node, "GET", "/v1/destinations").json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def clients(
+    tmp_path_factory: pytest.TempPathFactory, postgres_databases: Databases
+) -> Iterator[list[httpx.Client]]:
+    workdir = tmp_path_factory.mktemp("circuit-nodes")
+    url = run_apart(postgres_databases.create())
+    env = {
+        "DATABASE_URL": url,
+        "CIPHER_KEY": "one-key-for-every-node",
+        "CIRCUIT_FAILURES": FAILURES,
+        "CIRCUIT_OPEN_MS": OPEN_MS,
+    }
+    servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(NODES)]
+    opened: list[httpx.Client] = []
+    try:
+        for server in servers:
+            server.workdir.mkdir()
+            server.start()
+        opened.extend(httpx.Client(base_url=server.url, timeout=30) for server in servers)
+        yield opened
+    finally:
+        for client in opened:
+            client.close()
+        for server in servers:
+            if server.process is not None:
+                server.stop()
+        run_apart(postgres_databases.drop(url))
+
+
+def test_a_refusing_destination_opens_one_circuit_for_both_nodes(
+    clients: list[httpx.Client],
+) -> None:
+    port = free_port()  # nothing listens here until the destination "recovers"
+    down = f"http://127.0.0.1:{port}"
+    owner, other = Owner(clients, "circuit-owner"), Owner(clients, "other-owner")
+    failing = [owner.register(n % NODES, f"{down}/first") for n in range(2 * FAILURES)]
+    for queue_id in failing:
+        eventually(lambda q=queue_id: owner.state(q) == "ERROR", 30, "the first tasks fail")
+
+    def opened() -> dict[str, Any] | None:
+        first, second = (owner.destinations(n) for n in range(NODES))
+        assert [row["id"] for row in first] == [row["id"] for row in second]  # one circuit
+        (row,) = second
+        return row if row["state"] == "open" else None
+
+    circuit = eventually(opened, 30, "the circuit open, seen from both nodes")
+    assert (circuit["host"], circuit["port"]) == ("127.0.0.1", port)
+    assert "refused" in circuit["lastError"].lower() or "connect" in circuit["lastError"].lower()
+    waiting = [owner.register(n % NODES, f"{down}/later", retry=3) for n in range(2 * NODES)]
+
+    with Target(port=port) as recovered, Target() as elsewhere:
+        theirs = other.register(1, f"{down}/theirs")  # another owner: its own circuit
+        fine = owner.register(0, f"{elsewhere.url}/fine")  # another destination
+        for who, queue_id in ((other, theirs), (owner, fine)):
+            eventually(lambda w=who, q=queue_id: w.state(q) == "SUCCESS", 30, "not held")
+        sent = recovered.hits_for("/theirs") + elsewhere.hits_for("/fine")
+        assert all(hit.at_ms < circuit["openUntil"] for hit in sent)
+
+        for queue_id in waiting:
+            eventually(lambda q=queue_id: owner.state(q) == "SUCCESS", 60, "held tasks sent")
+        later = recovered.hits_for("/later")
+        assert sorted(hit.queue_id for hit in later) == sorted(waiting)  # once each
+        assert all(hit.at_ms >= circuit["openUntil"] for hit in later)
+        for queue_id in waiting:  # never attempted while open: no failure, no retry spent
+            attempts = owner.call(0, "GET", f"/v1/queues/{queue_id}/attempts").json()
+            assert [a["outcome"] for a in attempts] == ["SUCCESS"]
+    for node in range(NODES):
+        (closed,) = owner.destinations(node)
+        assert (closed["state"], closed["consecutiveFailures"]) == ("closed", 0)
+    assert other.destinations(0) == []
