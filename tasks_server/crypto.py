@@ -146,15 +146,19 @@ class Cipher:
         return self._digest(b"flow-key", owner_id, key)
 
     def destination(self, owner_id: str, address: str) -> str:
-        """A destination's id: its circuit's, as stored and named in the API."""
-        return self._digest(b"destination", owner_id, address)
+        """A destination's id: its circuit's, as stored and named in the API and on command
+        lines (hex, so it never starts with a dash; 128 bits)."""
+        return self._mac(b"destination", owner_id, address)[:16].hex()
 
     def _digest(self, purpose: bytes, owner_id: str, value: str) -> str:
-        """Base64url HMAC of purpose, owner and value (NUL-separated; neither of the first two
-        holds one): equal values of two owners or two purposes never share a digest."""
+        """Base64url of `_mac`."""
+        return base64.urlsafe_b64encode(self._mac(purpose, owner_id, value)).rstrip(b"=").decode()
+
+    def _mac(self, purpose: bytes, owner_id: str, value: str) -> bytes:
+        """HMAC of purpose, owner and value (NUL-separated; neither of the first two holds
+        one): equal values of two owners or two purposes never share a digest."""
         message = b"\0".join((purpose, owner_id.encode(), value.encode()))
-        mac = hmac.digest(self._digest_key, message, "sha256")
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        return hmac.digest(self._digest_key, message, "sha256")
 
 
 def _hkdf(info: bytes) -> HKDF:

@@ -178,6 +178,14 @@ class Api:
         method, suffix = SCHEDULE_ACTIONS[action]
         return self.call(method, f"/v1/schedules/{_segment(schedule_id)}{suffix}")
 
+    # --- destinations (SPEC §18.1) ---------------------------------------------------------
+
+    def destinations(self, *, limit: int = 100, offset: int = 0) -> Answer:
+        return self.call("GET", "/v1/destinations", params={"limit": limit, "offset": offset})
+
+    def reset_destination(self, destination_id: str) -> Answer:
+        return self.call("POST", f"/v1/destinations/{_segment(destination_id)}/reset")
+
 
 SCHEDULE_ACTIONS: dict[str, tuple[str, str]] = {
     "pause": ("PATCH", "/pause"),

@@ -74,8 +74,14 @@ owner_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+destination_app = typer.Typer(
+    help="A destination's circuit (owner + scheme + host + port).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(owner_app, name="owner")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(destination_app, name="destination")
 
 
 def _usage(message: str) -> NoReturn:
@@ -777,3 +783,35 @@ for _name, _action_name, _done, _summary in (
     ("rm", "delete", "deleted", "Delete schedules (the tasks they registered stay)."),
 ):
     schedule_app.command(_name)(_schedule_action(_action_name, _done, _summary))
+
+
+# --- destinations (SPEC §18.1) -----------------------------------------------------------
+
+
+@app.command("destinations")
+def destination_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Destinations an attempt failed to, with their circuit: closed, open (their tasks wait,
+    spending no retries) or half-open; the latest changed first."""
+    _ask(
+        ctx, lambda api: api.destinations(limit=limit, offset=offset), as_json, output.destinations
+    )
+
+
+@destination_app.command("reset")
+def destination_reset(
+    ctx: typer.Context,
+    destination_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Close a destination's circuit: its waiting tasks go at once."""
+    _ask(
+        ctx,
+        lambda api: api.reset_destination(destination_id),
+        as_json,
+        lambda item: output.destinations([item]),
+    )

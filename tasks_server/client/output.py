@@ -202,6 +202,26 @@ def schedule(item: dict[str, Any]) -> None:
     console.print(table)
 
 
+def destinations(rows: list[dict[str, Any]]) -> None:
+    """One block per destination: its id alone fills most of 80 columns."""
+    if not rows:
+        echo("no destinations with failures")
+        return
+    for number, row in enumerate(rows):
+        if number:
+            echo("")
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        _row(table, "id", row["id"])
+        _row(table, "destination", f"{row['scheme']}://{row['host']}:{row['port']}")
+        _row(table, "state", row["state"])
+        _row(table, "failures", str(row["consecutiveFailures"]))
+        _row(table, "open until", when(row["openUntil"]))
+        _row(table, "last error", row["lastError"] or "-")
+        console.print(table)
+
+
 def _metadata(table: Table, item: dict[str, Any]) -> None:
     for key, value in (item.get("metadata") or {}).items():
         _row(table, f"metadata.{key}", value)

@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from tasks_server.models.attempts import MAX_OFFSET
 
-DESTINATION_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"  # a keyed digest, base64url
+DESTINATION_ID_PATTERN = r"^[0-9a-f]{32}$"  # a keyed digest, hex
 
 
 class CircuitState(StrEnum):

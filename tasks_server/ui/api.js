@@ -26,7 +26,11 @@ function messageOf(status, body, path) {
   if (typeof message === "string" && message) return message;
   if (message && typeof message === "object") return JSON.stringify(message);
   if (status === 404) {
-    const noun = path.startsWith("/v1/schedules") ? "schedule" : "task";
+    const noun = path.startsWith("/v1/schedules")
+      ? "schedule"
+      : path.startsWith("/v1/destinations")
+        ? "destination"
+        : "task";
     return `Not found: no such ${noun} for this owner`;
   }
   return `The server answered ${status}`;
@@ -131,6 +135,14 @@ export class Api {
 
   schedule(id) {
     return this.request("GET", `/v1/schedules/${encodeURIComponent(id)}`);
+  }
+
+  listDestinations(query) {
+    return this.request("GET", "/v1/destinations", { query });
+  }
+
+  resetDestination(id) {
+    return this.request("POST", `/v1/destinations/${encodeURIComponent(id)}/reset`);
   }
 
   scheduleConfig(id) {

@@ -1,9 +1,10 @@
-// The dashboard: sign-in, then the task and schedule screens, routed by the URL's hash. Plain
-// DOM, no inline script or style, so the page runs under `Content-Security-Policy:
-// default-src 'self'`. Each screen is a module: tasks.js, schedules.js; dom.js and frame.js
-// hold what they share.
+// The dashboard: sign-in, then the task, schedule and destination screens, routed by the URL's
+// hash. Plain DOM, no inline script or style, so the page runs under `Content-Security-Policy:
+// default-src 'self'`. Each screen is a module: tasks.js, schedules.js, destinations.js; dom.js
+// and frame.js hold what they share.
 
 import { Api, ApiError, clearCredentials, loadCredentials, saveCredentials } from "./api.js";
+import { destinationList } from "./destinations.js";
 import { $, h } from "./dom.js";
 import { clearNotice, go, notify, parseHash, prefs, show, stopRefresh, takeFlash } from "./frame.js";
 import { scheduleDetail, scheduleList } from "./schedules.js";
@@ -23,6 +24,7 @@ const ROUTES = [
     (session, match, params) => scheduleDetail(session, match[1], params),
   ],
   [/^\/schedules$/, (session, _, params) => scheduleList(session, params)],
+  [/^\/destinations$/, (session, _, params) => destinationList(session, params)],
 ];
 
 function render() {

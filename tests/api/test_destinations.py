@@ -4,10 +4,12 @@ tasks that opted out, go on; reset; the gauge."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
+from tasks_server.models.destinations import DESTINATION_ID_PATTERN
 from tests.api.test_metrics import _sample
 from tests.api.test_queues import register, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -49,6 +51,7 @@ async def test_an_open_circuit_holds_its_tasks_until_a_probe_closes_it(
             other_owner = await register_owner(client, "owner-two")
             opened = await open_circuit(client, owner, target)
             assert opened["state"] == "open", opened
+            assert re.fullmatch(DESTINATION_ID_PATTERN, opened["id"]), opened["id"]
             assert (opened["scheme"], opened["host"], opened["port"]) == (
                 "http",
                 "127.0.0.1",
@@ -101,7 +104,7 @@ async def test_reset_closes_a_circuit_and_frees_its_tasks(
         waiting = await register(client, owner, task(f"{target.url}/later"))
         reset_url = f"/v1/destinations/{opened['id']}/reset"
         assert (await client.post(reset_url, headers=other_owner)).status_code == 404
-        missing = await client.post(f"/v1/destinations/{'x' * 43}/reset", headers=owner)
+        missing = await client.post(f"/v1/destinations/{'0' * 32}/reset", headers=owner)
         assert missing.status_code == 404
         response = await client.post(reset_url, headers=owner)
         assert response.status_code == 200, response.text
