@@ -18,12 +18,22 @@ import orjson
 import pycurl
 
 from scripts.benchmark import postgres
-from scripts.benchmark.phases import burst, execution, growth, lateness, register, scale
+from scripts.benchmark.phases import (
+    breaker,
+    burst,
+    execution,
+    growth,
+    lateness,
+    outage,
+    register,
+    scale,
+)
 from scripts.benchmark.processes import Processes
 from scripts.benchmark.profiles import FULL, QUICK, TINY, Profile
 from scripts.benchmark.report import Report, print_table
 
-PHASES = ("register", "growth", "execution", "burst", "lateness", "scale")
+PHASES = ("register", "growth", "execution", "burst", "breaker", "lateness", "scale")
+OPT_IN = ("outage",)  # run only when named in --only: a minute or more
 POSTGRES_PHASES = tuple(postgres.PHASES)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -50,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         help=f"comma-separated phases to run (default: all; {','.join(PHASES)}, or with"
-        f" --postgres {','.join(POSTGRES_PHASES)})",
+        f" --postgres {','.join(POSTGRES_PHASES)}; opt-in: {','.join(OPT_IN)})",
     )
     return parser
 
@@ -68,10 +78,14 @@ def run_phases(
         rate = execution.run(profile, procs, work, report)
     if "burst" in phases:
         burst.run(profile, procs, work, report)
+    if "breaker" in phases:
+        breaker.run(profile, procs, work, report)
     if "lateness" in phases:
         lateness.run(profile, procs, work, report, rate)
     if "scale" in phases:
         scale.run(profile, procs, work, report)
+    if "outage" in phases:
+        outage.run(profile, procs, work, report)
 
 
 def run(
@@ -120,8 +134,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
-    known = POSTGRES_PHASES if args.postgres else PHASES
-    phases = [phase.strip() for phase in (args.only or ",".join(known)).split(",") if phase.strip()]
+    default = POSTGRES_PHASES if args.postgres else PHASES
+    known = default if args.postgres else (*PHASES, *OPT_IN)
+    phases = [p.strip() for p in (args.only or ",".join(default)).split(",") if p.strip()]
     unknown = set(phases) - set(known)
     if unknown:
         print(f"unknown phase(s): {', '.join(sorted(unknown))}", file=sys.stderr)

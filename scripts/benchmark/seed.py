@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from ulid import ULID
@@ -20,7 +21,7 @@ from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.settings import Settings
 from tasks_server.store import build_store
-from tasks_server.store.base import InsertOutcome, NewTask, TaskStore
+from tasks_server.store.base import AttemptRow, InsertOutcome, NewTask, TaskStore
 from tasks_server.timeutil import now_ms
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -77,10 +78,12 @@ class BenchDb:
             self._runner.run(created)
         return made
 
-    def seed(self, owner: Owner, dues: Sequence[int], url: str) -> list[str]:
-        """RUNNING GET tasks of `owner` to `url`, due at `dues`, in one transaction; their ids,
-        in order."""
-        tasks = sealed_tasks(dues, url)
+    def seed(
+        self, owner: Owner, dues: Sequence[int], url: str, config: dict[str, Any] | None = None
+    ) -> list[str]:
+        """RUNNING GET tasks of `owner` to `url` (with `config`), due at `dues`, in one
+        transaction; their ids, in order."""
+        tasks = sealed_tasks(dues, url, config)
         outcome = self._runner.run(self._store.insert_many(owner.id, tasks, limit=MAX_TASKS))
         if outcome is not InsertOutcome.INSERTED:
             raise RuntimeError(f"seeding {owner.name} failed: {outcome.name}")
@@ -90,24 +93,33 @@ class BenchDb:
         """The owner's RUNNING tasks (cheap: polled while measuring)."""
         return self._runner.run(self._store.ids_in_state(owner.id, "RUNNING", 0))[1]
 
+    def attempts(self, queue_id: str) -> list[AttemptRow]:
+        """A task's attempts, oldest first."""
+        return self._runner.run(self._store.attempts(queue_id, limit=1000, offset=0))
+
     def states(self) -> dict[str, int]:
         """How many tasks are in each state, every owner's."""
         return self._runner.run(self._store.count_by_state())
 
 
-def sealed_tasks(dues: Sequence[int], url: str) -> list[NewTask]:
+def sealed_tasks(
+    dues: Sequence[int], url: str, config: dict[str, Any] | None = None
+) -> list[NewTask]:
     """GET tasks to `url` due at `dues`. The request blob is what registration stores: the
     validated document sealed by the task codec with the task's id as associated data."""
     codec = TaskCodec(Cipher.from_secret(CIPHER_KEY))
     reg = QueueRegistration.model_validate(
-        {"httpRequest": {"url": url, "method": "GET"}}, context={"check_future": False}
+        {"httpRequest": {"url": url, "method": "GET"}, "config": config or {}},
+        context={"check_future": False},
     )
     document = reg.model_dump(mode="json", by_alias=True, exclude_none=True)
     document.pop("metadata", None)
     plain = orjson.dumps(document)
     created = now_ms()
     return [
-        NewTask(queue_id, created, due, 0, codec.seal(plain, queue_id, "request"), None)
+        NewTask(
+            queue_id, created, due, reg.config.retry, codec.seal(plain, queue_id, "request"), None
+        )
         for queue_id, due in zip(new_ids(len(dues)), dues, strict=True)
     ]
 

@@ -10,6 +10,7 @@ import asyncio
 import re
 import signal
 import subprocess
+import sys
 import time
 from typing import cast
 
@@ -79,14 +80,14 @@ class _TargetProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-def main() -> None:
-    """Serve on a free port, print it, run until SIGTERM."""
+def main(port: int = 0) -> None:
+    """Serve on `port` (0: a free one), print it, run until SIGTERM."""
     import uvloop
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         state = _TargetState()
-        server = await loop.create_server(lambda: _TargetProtocol(state), HOST, 0, backlog=4096)
+        server = await loop.create_server(lambda: _TargetProtocol(state), HOST, port, backlog=4096)
         print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,8 +119,9 @@ class Target(Listener):
         return int(body.split()[1])
 
 
-def start_target(procs: Processes) -> Target:
-    proc = procs.start(helper("target"), stdout=subprocess.PIPE)
+def start_target(procs: Processes, port: int = 0) -> Target:
+    """The target on `port` (0: a free one): a destination that refused until now, say."""
+    proc = procs.start(helper("target", str(port)), stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     if not line.startswith("PORT "):
@@ -128,4 +130,4 @@ def start_target(procs: Processes) -> Target:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)

@@ -102,9 +102,16 @@ class Drained:
     states: dict[str, int]  # the tasks' states at the end
 
 
-def drain(profile: Profile, procs: Processes, work: Path, name: str, tasks: int) -> Drained:
-    """The raw loop against a fresh target, then `tasks` seeded due `LEAD_MS` ahead while a
-    server runs, drained."""
+def drain(
+    profile: Profile,
+    procs: Processes,
+    work: Path,
+    name: str,
+    tasks: int,
+    config: dict[str, Any] | None = None,
+) -> Drained:
+    """The raw loop against a fresh target, then `tasks` (with `config`) seeded due `LEAD_MS`
+    ahead while a server runs, drained."""
     target = start_target(procs)
     raw = raw_curl(f"{target.url}/raw", tasks, profile.raw_concurrency)
     target.dump()
@@ -112,7 +119,7 @@ def drain(profile: Profile, procs: Processes, work: Path, name: str, tasks: int)
         (owner,) = db.create_owners([f"bench-{name}"])
         server = start_server(procs, work, db.location, name)
         due = now_ms() + LEAD_MS
-        db.seed(owner, [due] * tasks, f"{target.url}/{name}")
+        db.seed(owner, [due] * tasks, f"{target.url}/{name}", config)
         cpu_before = cpu_s(server.proc.pid)
         done_at = wait_done(lambda: db.running(owner), timeout=300)
         server_cpu = cpu_s(server.proc.pid) - cpu_before

@@ -1,0 +1,45 @@
+"""What destination health costs (SPEC §20: at most 5 % of burst throughput): the same burst
+drained with the circuit breaker and lateness checks on (the default breaker, a maxLateness no
+task reaches) and off (`circuitBreaker: false`, no maxLateness), in turns, the best of each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scripts.benchmark.phases.burst import BURST
+from scripts.benchmark.phases.execution import drain
+from scripts.benchmark.processes import Processes
+from scripts.benchmark.profiles import Profile
+from scripts.benchmark.report import Report, Row
+
+CHECKS: dict[str, dict[str, Any]] = {
+    "on": {"maxLateness": 3_600_000},
+    "off": {"circuitBreaker": False},
+}
+ROUNDS = 2  # on, off, on, off: a machine that slows down meanwhile slows both
+TARGET = 0.95
+
+
+def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
+    print(f"breaker: a burst of {BURST:,} with the health checks on and off", flush=True)
+    rates: dict[str, list[float]] = {name: [] for name in CHECKS}
+    for turn in range(ROUNDS):
+        for name, config in CHECKS.items():
+            drained = drain(profile, procs, work, f"breaker-{name}-{turn}", BURST, config)
+            if drained.states != {"SUCCESS": BURST}:
+                print(f"  ! not every task succeeded ({name}): {drained.states}")
+            rates[name].append(drained.rate)
+    on, off = max(rates["on"]), max(rates["off"])
+    report.details["breaker"] = {"tasks": BURST, "on_per_s": rates["on"], "off": rates}
+    report.add(
+        Row(
+            f"burst of {BURST:,}, breaker + lateness checks on",
+            "attempts/s",
+            on,
+            off,
+            "checks off",
+            f">={TARGET}x off",
+            on >= TARGET * off,
+        )
+    )
