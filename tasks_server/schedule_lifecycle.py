@@ -11,7 +11,16 @@ from tasks_server.lifecycle import KEEP, Assigned, Keep
 from tasks_server.models.schedules import ScheduleState
 from tasks_server.store.base import Rejected, ScheduleRow
 
-__all__ = ["EditSchedule", "PauseSchedule", "ResumeSchedule", "ScheduleChange", "decide"]
+__all__ = [
+    "LATE_MS",
+    "EditSchedule",
+    "Fire",
+    "PauseSchedule",
+    "ResumeSchedule",
+    "ScheduleChange",
+    "decide",
+    "plan_fire",
+]
 
 ACTIVE, PAUSED = ScheduleState.ACTIVE.value, ScheduleState.PAUSED.value
 STALE_EDIT = Rejected("The schedule changed while being edited; try again")
@@ -86,3 +95,34 @@ def _edit(row: ScheduleRow, edit: EditSchedule) -> ScheduleChange | Rejected:
         return change
     # An active schedule fires next by its new cron; a paused one finds its time on resume.
     return replace(change, next_run_at=Cron(edit.cron, edit.timezone).next_after(edit.now))
+
+
+LATE_MS = 1_000  # a fire time further in the past was missed (no server ran at the time)
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """What a schedule does with its next fire time: a task due at `due` (None: none, the
+    time is skipped), and the fire time after it."""
+
+    due: int | None
+    next_run_at: int
+
+
+def plan_fire(
+    cron: Cron, fire_at: int, now: int, *, missed_runs: str, catch_up_window: int
+) -> Fire:
+    """The fire of `fire_at` at `now` (SPEC §11.1, §18.3). On time: a task due then. Missed,
+    by `missed_runs`: "one" catch-up task due now, then on from now; "skip" it and go on from
+    now; "all": each missed time within `catch_up_window` a task due now, one after the other
+    (the older ones skipped at once)."""
+    if fire_at >= now - LATE_MS:
+        return Fire(fire_at, cron.next_after(max(fire_at, now)))
+    if missed_runs == "one":
+        return Fire(now, cron.next_after(now))
+    if missed_runs == "skip":
+        return Fire(None, cron.next_after(now))
+    oldest = now - catch_up_window
+    if fire_at < oldest:
+        return Fire(None, max(fire_at + 1, cron.next_after(oldest - 1)))
+    return Fire(now, cron.next_after(fire_at))

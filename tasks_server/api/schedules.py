@@ -38,6 +38,11 @@ from tasks_server.store.base import Rejected, ScheduleRow
 log = logging.getLogger(__name__)
 
 ACTIVE, PAUSED = ScheduleState.ACTIVE.value, ScheduleState.PAUSED.value
+POLICY_FIELDS = {
+    "missed_runs": "missedRuns",
+    "catch_up_window": "catchUpWindow",
+    "overlap": "overlap",
+}
 
 
 def _validate(svc: Services, document: Any, now: int) -> ScheduleRegistration:
@@ -160,6 +165,11 @@ async def config(request: Request) -> Response:
         http_request=document["httpRequest"],
         config=document.get("config", {}),
         metadata=document.get("metadata"),
+        **{
+            name: document[alias]
+            for name, alias in POLICY_FIELDS.items()
+            if alias in document  # a schedule stored before SPEC §18.3 has the defaults
+        },
     )
     return JSONResponse(out.model_dump(by_alias=True))
 

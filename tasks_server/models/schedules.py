@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from tasks_server.cron import Cron
 from tasks_server.models.attempts import MAX_OFFSET
-from tasks_server.models.queues import HttpRequest, Metadata, QueueConfig
+from tasks_server.models.queues import MAX_DELAY_MS, HttpRequest, Metadata, QueueConfig
 from tasks_server.timeutil import time_zone
 
 # Timing of a one-shot task: a schedule's fire times replace them.
@@ -39,6 +39,22 @@ class ScheduleRegistration(BaseModel):
         "executeImmediately, retryAt and timeoutAt",
     )
     metadata: Metadata | None = Field(None, description="Given to every task it registers")
+    missed_runs: Literal["one", "skip", "all"] = Field(
+        "one",
+        description='Fire times missed while no server ran: "one" catch-up task (default), '
+        '"skip" them, or "all" of those within catchUpWindow, each a task due now',
+    )
+    catch_up_window: int = Field(
+        3_600_000,
+        ge=1,
+        le=MAX_DELAY_MS,
+        description='With missedRuns "all": how far back (ms) missed fire times are caught up',
+    )
+    overlap: Literal["allow", "skip"] = Field(
+        "allow",
+        description='"skip": no fire while the task of the last fire is unfinished (the fire '
+        'time is skipped and counted); "allow" (default): fire regardless',
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +118,9 @@ class ScheduleConfigOut(_Out):
         description="The stored config with its defaults, every secret shown as ***"
     )
     metadata: dict[str, str] | None = Field(None, description="The metadata, or null")
+    missed_runs: str = Field("one", description="one, skip or all: see the registration")
+    catch_up_window: int = Field(3_600_000, description="ms, with missedRuns all")
+    overlap: str = Field("allow", description="allow or skip: see the registration")
 
 
 class ScheduleListQuery(BaseModel):

@@ -336,6 +336,8 @@ class FireOutcome(Enum):
     DUPLICATE = auto()  # that fire time already has its task
     LIMIT_REACHED = auto()  # the owner's queue is full: the fire is skipped
     STALE = auto()  # the schedule changed (or fired) since it was read
+    MISSED = auto()  # a missed fire time not caught up (`missedRuns`): skipped
+    OVERLAP = auto()  # the last fire's task is unfinished (`overlap: "skip"`): skipped
 
 
 # Given the stored check value and one sealed task (id, request), raise when the key does not
@@ -534,11 +536,14 @@ class TaskStore(Protocol):
         *,
         fire_at: int,
         next_run_at: int,
-        task: NewTask,
+        task: NewTask | None,
         limit: int,
+        overlap: bool = True,
     ) -> tuple[FireOutcome, QueueRow | None]:
         """Register the task of fire time `fire_at` (at most one per schedule and fire time,
-        by a unique constraint) and move the schedule to `next_run_at`, in one transaction."""
+        by a unique constraint) and move the schedule to `next_run_at`, in one transaction.
+        Without `task` the fire time is skipped (MISSED); without `overlap`, also while the
+        task of the schedule's last fire is unfinished (OVERLAP)."""
 
     async def count_schedules(self) -> int:
         """ACTIVE schedules, all owners."""

@@ -90,8 +90,9 @@ async def fire(
     *,
     fire_at: int,
     next_run_at: int,
-    task: NewTask,
+    task: NewTask | None,
     limit: int,
+    overlap: bool = True,
 ) -> tuple[FireOutcome, QueueRow | None]:
     """Register the task of one fire time and move the schedule on, in one transaction.
 
@@ -99,15 +100,22 @@ async def fire(
     wins. At most one task per (schedule, fire time): a second fire of the same time finds
     the unique index and registers nothing. A full owner skips the fire.
     """
-    values = (
-        *(task.queue_id, schedule.owner_id, task.created_at, task.due, task.retry_limit),
-        *(task.request, task.metadata, schedule.id, fire_at, *flow_columns(task.flow).values()),
-    )
 
     async def unit(tx: Tx) -> tuple[FireOutcome, QueueRow | None]:
         current = (schedule.id, schedule.version, schedule.next_run_at)
         if await tx.fetchrow("lock_current_schedule", *current) is None:
             return FireOutcome.STALE, None
+        if task is None:
+            await tx.execute("advance_schedule", next_run_at, schedule.id)
+            return FireOutcome.MISSED, None
+        if not overlap and await tx.fetchrow("last_fire_unfinished", schedule.id) is not None:
+            await tx.execute("advance_schedule", next_run_at, schedule.id)
+            return FireOutcome.OVERLAP, None
+        values = (
+            *(task.queue_id, schedule.owner_id, task.created_at, task.due, task.retry_limit),
+            *(task.request, task.metadata, schedule.id, fire_at),
+            *flow_columns(task.flow).values(),
+        )
         room = await tx.fetchrow("owner_has_room", schedule.owner_id, limit)
         if room is None or not room[0]:
             await tx.execute("advance_schedule", next_run_at, schedule.id)

@@ -94,7 +94,10 @@ async def test_config_shows_the_stored_request_redacted(
     response = await client.get(f"/v1/schedules/{sid}/config", headers=owner)
     assert response.status_code == 200
     config = response.json()
-    assert set(config) == {"httpRequest", "config", "metadata"}
+    assert set(config) == {
+        *("httpRequest", "config", "metadata"),
+        *("missedRuns", "catchUpWindow", "overlap"),  # SPEC §18.3, their defaults here
+    }
     assert config["httpRequest"]["url"] == "http://user:***@127.0.0.1:9/x?token=***"
     assert config["httpRequest"]["headers"] == {"Authorization": "***", "X-Kind": "tick"}
     assert config["httpRequest"]["data"] == "tick"

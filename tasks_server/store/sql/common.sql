@@ -283,3 +283,10 @@ UPDATE destinations SET failures = 0, open_until = 0, open_ms = 0, probe_until =
                         updated_at = $3
  WHERE id = $1 AND owner_id = $2
 RETURNING id, address, failures, open_until, probe_until, last_error, updated_at
+
+-- --- schedules' missed runs and overlap (SPEC §18.3) -------------------------------------
+
+-- The task of the schedule's last fire, when it has not finished.
+-- name: last_fire_unfinished
+SELECT 1 FROM schedules s JOIN queues q ON q.id = s.last_queue_id
+ WHERE s.id = $1 AND q.state NOT IN ('SUCCESS', 'ERROR', 'REVOKED')
