@@ -9,6 +9,9 @@ write. One cut by stopping is closed as INTERRUPTED with the leases. A failure b
 request was sent is ours, never the target's: the task is set back (`Holdings.set_back`).
 Once the request is answered nothing cancels the attempt: its outcome is always written.
 A traced task's attempt sends a child of its trace context, and is a span when exporting.
+Before its start, a task later than its `maxLateness` is recorded EXPIRED and never sent, and
+one whose destination's circuit is open is leased to the circuit (`TaskStore.hold`), no
+attempt made; a half-open circuit lets one probe through (SPEC §18).
 """
 
 from __future__ import annotations
