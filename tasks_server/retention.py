@@ -5,6 +5,9 @@ rate allows, and once that start is past, a missing row means the same (a claim 
 again). The margin keeps a busy key's row from churning, and a clock stepping back from
 reviving a start already deleted.
 
+Closed circuits of destinations unchanged for RETENTION_FINISHED_MS go as well (SPEC §18.1):
+a destination has a row only while its failures matter.
+
 One process purges: the holder of the store's "retention" leader role (see `jobs`).
 """
 
@@ -40,8 +43,8 @@ class Retention(LeaderJob):
         self._clock = clock
 
     async def work(self) -> int:
-        """Purge the tasks finished more than `keep_ms` ago and the idle flow keys, in
-        batches; the finished tasks purged."""
+        """Purge the tasks finished more than `keep_ms` ago, the idle flow keys and closed
+        circuits, in batches; the finished tasks purged."""
         now = self._clock()
         total = await _in_batches(self._store.purge_finished, now - self._keep_ms)
         if total:
@@ -49,6 +52,9 @@ class Retention(LeaderJob):
         keys = await _in_batches(self._store.purge_idle_flows, now - FLOW_IDLE_MS)
         if keys:
             log.info("purged %d idle flow keys", keys, extra={"action": "flows_purged"})
+        idle = await _in_batches(self._store.purge_idle_destinations, now - self._keep_ms)
+        if idle:
+            log.info("purged %d idle circuits", idle, extra={"action": "circuits_purged"})
         return total
 
     def start(self) -> None:

@@ -653,6 +653,9 @@ class TaskStore(Protocol):
     async def count_open_circuits(self) -> int:
         """Circuits open or half-open, all owners."""
 
+    async def purge_idle_destinations(self, *, before: int, batch: int) -> int:
+        """Delete up to `batch` closed circuits unchanged since before `before`."""
+
     # --- jobs and metrics -----------------------------------------------------------------
 
     async def purge_finished(self, *, before: int, batch: int) -> int: ...

@@ -87,3 +87,9 @@ async def reset(
 
 async def count_open(d: Driver) -> int:
     return int(await d.read(lambda tx: tx.fetchval("count_open_circuits")) or 0)
+
+
+async def purge_idle(d: Driver, *, before: int, batch: int) -> int:
+    """Up to `batch` closed circuits unchanged since before `before`: their rows only matter
+    while a destination fails."""
+    return await d.statement(lambda tx: tx.execute("purge_idle_destinations", before, batch))

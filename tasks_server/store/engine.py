@@ -248,6 +248,9 @@ class Store:
     async def count_open_circuits(self) -> int:
         return await destinations.count_open(self.driver)
 
+    async def purge_idle_destinations(self, *, before: int, batch: int) -> int:
+        return await destinations.purge_idle(self.driver, before=before, batch=batch)
+
     # --- jobs and metrics -----------------------------------------------------------------
 
     async def purge_finished(self, *, before: int, batch: int) -> int:

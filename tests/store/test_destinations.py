@@ -115,3 +115,14 @@ async def test_an_answer_that_closes_the_circuit_frees_its_held_tasks(
     await attempt(store, owner, "dest-a", failed=False, probe=True)
     (freed,) = await store.claim(holder="b", window_ms=0, lease_ms=MINUTE_MS, limit=10)
     assert freed.id == due.id
+
+
+async def test_closed_circuits_unchanged_for_long_are_purged(store: TaskStore, owner: str) -> None:
+    for _ in range(POLICY.threshold):
+        await attempt(store, owner, "dest-open", failed=True)
+    closed_at = await attempt(store, owner, "dest-closed", failed=True)
+    assert await store.purge_idle_destinations(before=closed_at, batch=10) == 0
+    # Later: the closed one goes, the open one stays whatever its age.
+    assert await store.purge_idle_destinations(before=closed_at + 1, batch=10) == 1
+    (kept,) = await store.destinations(owner, limit=10, offset=0)
+    assert kept.id == "dest-open"

@@ -254,3 +254,10 @@ UPDATE destinations d SET failures = 0, open_until = 0, open_ms = 0, probe_until
   FROM unnest($1::text[], $2::bigint[]) AS v (id, now)
  WHERE d.id = v.id AND (d.failures > 0 OR d.open_until > 0)
 RETURNING d.id
+
+-- Closed circuits unchanged since before $1: a destination that answers (or is gone).
+-- name: purge_idle_destinations
+WITH doomed AS MATERIALIZED (
+  SELECT id FROM destinations WHERE open_until = 0 AND updated_at < $1
+   LIMIT $2 FOR UPDATE SKIP LOCKED)
+DELETE FROM destinations USING doomed WHERE destinations.id = doomed.id

@@ -225,3 +225,8 @@ UPDATE destinations SET failures = 0, open_until = 0, open_ms = 0, probe_until =
   FROM v WHERE destinations.id = v.id
                AND (destinations.failures > 0 OR destinations.open_until > 0)
 RETURNING destinations.id
+
+-- Closed circuits unchanged since before $1: a destination that answers (or is gone).
+-- name: purge_idle_destinations
+DELETE FROM destinations WHERE id IN (
+  SELECT id FROM destinations WHERE open_until = 0 AND updated_at < $1 LIMIT $2)
