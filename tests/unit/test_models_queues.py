@@ -82,6 +82,7 @@ def test_minimal_registration_gets_every_default() -> None:
         "dohInsecure": False,
         "proxyInsecure": False,
         "haProxyProtocol": False,
+        "circuitBreaker": True,
     }
 
 
@@ -728,6 +729,8 @@ CONFIG_CASES: list[tuple[str, list[Any], list[Any]]] = [
     *((name, [True, False], ["true", 1, None]) for name in BOOLEANS),
     *((name, [CREDS, None], BAD_CREDENTIALS) for name in CREDENTIALS),
     *((name, CALLBACKS, BAD_CALLBACKS) for name in ("callback", "failureCallback")),
+    ("maxLateness", [1, MAX_DELAY_MS, None], [0, -1, MAX_DELAY_MS + 1, 1.5, "1m"]),
+    ("circuitBreaker", [True, False], ["false", 0, None]),
 ]
 
 
