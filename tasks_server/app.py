@@ -15,7 +15,7 @@ from starlette.types import ExceptionHandler
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server import exposure, gc_policy, logs, startup
-from tasks_server.api import errors, owners, service, ui
+from tasks_server.api import batches, errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
@@ -45,6 +45,7 @@ _ROUTES = [
     *service.routes,
     *ui.routes,
     *owners.routes,
+    *batches.routes,
     *queue_routes.routes,
     *schedule_routes.routes,
 ]

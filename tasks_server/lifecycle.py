@@ -12,6 +12,7 @@ again and retries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Final
 
@@ -35,9 +36,14 @@ __all__ = [
     "decide",
     "edit_refusal",
     "ending",
+    "linked",
 ]
 
-RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
+RUNNING, PAUSED, WAITING = (
+    QueueState.RUNNING.value,
+    QueueState.PAUSED.value,
+    QueueState.WAITING.value,
+)
 SUCCESS, ERROR, REVOKED = QueueState.SUCCESS.value, QueueState.ERROR.value, QueueState.REVOKED.value
 IN_FLIGHT_MESSAGE = "The task is being executed right now; try again when it returns"
 STALE: Final = Rejected("stale")  # the task changed since the transition was built
@@ -132,13 +138,13 @@ Transition = Pause | Resume | Revoke | Execute | Replay | Edit
 def decide(row: QueueRow, transition: Transition) -> Change | Rejected:
     """The change `transition` makes to the task `row`, or why it is refused."""
     if isinstance(transition, Pause):
-        return _unless(row, "paused", RUNNING) or Change(
+        return _unless(row, "paused", RUNNING, WAITING) or Change(
             state=PAUSED, paused_at=transition.now, estimate_end_at=transition.now
         )
     if isinstance(transition, Resume):
         return _unless(row, "resumed", PAUSED) or _resume(row, transition)
     if isinstance(transition, Revoke):
-        return _unless(row, "revoked", RUNNING, PAUSED) or Change(
+        return _unless(row, "revoked", RUNNING, PAUSED, WAITING) or Change(
             state=REVOKED, estimate_end_at=transition.now, paused_at=None
         )
     if isinstance(transition, Execute):
@@ -164,6 +170,8 @@ def _resume(row: QueueRow, resume: Resume) -> Change | Rejected:
     if row.version != resume.seen:
         return STALE
     now = resume.now
+    if row.pending_deps:  # paused while waiting for its dependencies: it waits again
+        return Change(state=WAITING, paused_at=None, estimate_end_at=0)
     # The time it had left when paused; a first run asked to start at once when its
     # executeAt has passed starts now.
     due = now + max(0, row.estimate_execution_at - (row.paused_at or now))
@@ -190,7 +198,7 @@ def _replay(row: QueueRow, replay: Replay) -> Change | Rejected:
 
 def edit_refusal(row: QueueRow) -> Rejected | None:
     """Why the task cannot be edited now, if it cannot."""
-    if row.state not in (RUNNING, PAUSED):
+    if row.state not in (RUNNING, PAUSED, WAITING):
         return Rejected(f"A {row.state} task can no longer be changed")
     if row.callback_of is not None:
         return Rejected("A callback's request is the server's report: it cannot be edited")
@@ -223,3 +231,14 @@ def ending(due: Due, *, succeeded: bool, final: bool) -> str | None:
     if final or due.retry_count >= due.retry_limit:
         return ERROR
     return None
+
+
+def linked(dependencies: Sequence[tuple[str, bool]]) -> tuple[str, int]:
+    """The state a task registered with `dependencies` (each one's state and whether the task
+    requires it to succeed) starts in, and how many of them it waits for (SPEC §17.2): ERROR
+    when one it requires failed or was revoked, WAITING while any is unfinished, else
+    RUNNING."""
+    if any(required and state in (ERROR, REVOKED) for state, required in dependencies):
+        return ERROR, 0
+    pending = sum(state in (RUNNING, PAUSED, WAITING) for state, _ in dependencies)
+    return (WAITING, pending) if pending else (RUNNING, 0)

@@ -20,6 +20,7 @@ class AttemptOutcome(StrEnum):
     TRANSPORT = "TRANSPORT"  # no answer: refused, DNS, TLS, the destination guard
     ABORTED = "ABORTED"  # pause, revoke, delete or edit while in flight
     INTERRUPTED = "INTERRUPTED"  # its process died; closed when the task was claimed again
+    UNFILLED = "UNFILLED"  # a placeholder could not be filled: nothing was sent (SPEC §17.3)
 
 
 MAX_OFFSET = 2**63 - 1  # what SQLite's integers hold

@@ -12,8 +12,10 @@ key's turn for its next task asks the producer to claim at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from ulid import ULID
@@ -26,11 +28,22 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import WINDOW_MS, Held, Holder, Holdings, Wakeup
-from tasks_server.store.base import Due, NewTask, Result
+from tasks_server.store.base import Due, NewTask, QueueRow, Result
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
 Callback = tuple[callbacks.Kind, NewTask]
+_CALLBACKS_PER_SWEEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a task ended, as its callback reports it."""
+
+    state: str
+    status_code: int
+    attempts: int
+    response: bytes | None
 
 
 class Completer:
@@ -54,6 +67,7 @@ class Completer:
         self._metrics = metrics
         self._attempts_kept = max_attempts_kept
         self._rng = rng
+        self._sweep: asyncio.Task[None] | None = None
 
     async def record(
         self, held: Held, reg: QueueRegistration, outcome: Outcome, number: int, lateness_ms: int
@@ -64,7 +78,8 @@ class Completer:
         trace = reg.config.trace_response_data
         self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
-        result = self._result(row, reg, outcome, number, trace)
+        # A task with dependents keeps its response for their placeholders (SPEC §17.3).
+        result = self._result(row, reg, outcome, number, trace or bool(row.has_dependents))
         store, holder = self._holder.store, self._holder.id
 
         async def write() -> tuple[Callback | None, bool]:
@@ -116,6 +131,8 @@ class Completer:
             self._wakeup.claim()
         if result.state is not None:
             self._count_callbacks(held.row, reg, result.state, callback)
+            if held.row.has_dependents:
+                self.settled()
         self._holdings.forget(held)
         if held.claimed is not None:
             self._holdings.hold(held.claimed, None)
@@ -150,24 +167,30 @@ class Completer:
         self, row: Due, reg: QueueRegistration, result: Result, response: bytes | None
     ) -> Callback | None:
         """The callback task an ending outcome stores with it, when the task has one."""
-        if result.state is None:
-            return None
-        found = callbacks.wanted(reg.config, result.state)
-        if found is None:
+        if result.state is None or callbacks.wanted(reg.config, result.state) is None:
             return None
         parent = await self._holder.store.get(row.owner_id, row.id)  # metadata is not in `Due`
         if parent is None:
             return None  # deleted meanwhile: the outcome does not apply either
+        ending = _Ending(result.state, result.status_code, result.attempt, response)
+        return self._callback_of(parent, reg, ending, result.finished_at)
+
+    def _callback_of(
+        self, parent: QueueRow, reg: QueueRegistration, ending: _Ending, now: int
+    ) -> Callback | None:
+        found = callbacks.wanted(reg.config, ending.state)
+        if found is None:
+            return None
         metadata = None
         if parent.metadata is not None:
-            metadata = self._codec.open_json(parent.metadata, row.id, "metadata")
+            metadata = self._codec.open_json(parent.metadata, parent.id, "metadata")
         kind, callback = found
         finished = callbacks.Finished(
-            queue_id=row.id,
-            state=result.state,
-            status_code=result.status_code,
-            attempts=result.attempt,
-            response=response,
+            queue_id=parent.id,
+            state=ending.state,
+            status_code=ending.status_code,
+            attempts=ending.attempts,
+            response=ending.response,
             metadata=metadata,
             schedule_id=parent.schedule_id,
         )
@@ -177,10 +200,39 @@ class Completer:
             kind,
             finished,
             queue_id=str(ULID()),
-            now=result.finished_at,
+            now=now,
             ip_version=reg.config.ip_version,
         )
         return kind, task
+
+    def settled(self) -> None:
+        """A task with dependents ended: those it released may be due now, and those it
+        failed may have callbacks to queue."""
+        self._wakeup.claim()
+        if self._sweep is None or self._sweep.done():  # else that sweep is still to read them
+            self._sweep = self._background.spawn(
+                self.queue_dependency_callbacks(), "dependency-callbacks"
+            )
+
+    async def queue_dependency_callbacks(self) -> None:
+        """Queue the failureCallbacks of tasks a failed dependency ended (SPEC §17.2): they
+        ended in a transaction that opens no request, so their callbacks come next, each once
+        whichever process sweeps (`TaskStore.queue_callbacks`)."""
+        store = self._holder.store
+        while due := await store.callbacks_due(_CALLBACKS_PER_SWEEP):
+            now = self._holder.clock()
+            made = []
+            for row in due:
+                reg = self._codec.open_request(row.request, row.id)
+                ending = _Ending(row.state, row.status_code, row.attempts, None)
+                callback = self._callback_of(row, reg, ending, now)
+                made.append((row, None if callback is None else callback[1]))
+            queued = await store.queue_callbacks(made)
+            if queued:
+                self._metrics.callbacks_queued.labels(kind="failure").inc(queued)
+                self._wakeup.claim()
+            if len(due) < _CALLBACKS_PER_SWEEP:
+                return
 
     def _count_callbacks(
         self, row: Due, reg: QueueRegistration, state: str, callback: Callback | None

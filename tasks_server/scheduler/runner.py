@@ -16,10 +16,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from tasks_server import placeholders
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
-from tasks_server.executor.runner import Runner
+from tasks_server.executor.runner import Outcome, Runner, unfilled
 from tasks_server.metrics import Metrics
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler.background import Background
@@ -71,7 +72,7 @@ class AttemptRunner:
             number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
                 reg, attempt = await self._prepare(held, start, lateness_ms)
-                outcome = await self._runner.run(reg, attempt)
+                outcome = await self._send(row, reg, attempt)
         except asyncio.CancelledError:
             self._slots.ended(row.owner_id)
             held.task = None
@@ -109,6 +110,26 @@ class AttemptRunner:
         # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True
         await self._completer.record(held, reg, outcome, number, lateness_ms)
+
+    async def _send(self, row: Due, reg: QueueRegistration, attempt: Attempt) -> Outcome:
+        """Send the request, its placeholders filled from its dependencies' responses; one
+        that cannot be filled fails the attempt, and nothing is sent (SPEC §17.3)."""
+        if reg.depends_on and placeholders.used(reg):
+            found = await self._holder.store.dependency_results(row.id)
+            dependencies = {
+                result.name: placeholders.Dependency(
+                    result.status_code,
+                    None
+                    if result.response is None
+                    else self._codec.open(result.response, result.depends_on, "response"),
+                )
+                for result in found
+            }
+            try:
+                reg = placeholders.fill(reg, dependencies)
+            except placeholders.Unfilled as exc:
+                return unfilled(str(exc))
+        return await self._runner.run(reg, attempt)
 
     async def _prepare(
         self, held: Held, start: int, lateness_ms: int

@@ -91,11 +91,15 @@ class QueueRow:
     in_flight: bool  # it has an open attempt row
     callback_of: str | None = None  # a callback's task: the task whose outcome it delivers
     callback_id: str | None = None  # the task delivering this one's outcome (SPEC §11.2)
+    batch_id: str | None = None
+    pending_deps: int = 0  # its dependencies not finished yet (SPEC §17)
+    has_dependents: bool = False
+    ref: str | None = None  # its name in its batch
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]), *row[17:19])  # type: ignore[call-arg]
+        return cls(*row[:16], bool(row[16]), *row[17:23])  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -108,6 +112,7 @@ class QueueRow:
             self.version,
             self.attempts,
             self.request,
+            self.has_dependents,
         )
 
 
@@ -127,6 +132,7 @@ class Due:
     version: int
     attempts: int
     request: bytes
+    has_dependents: bool = False  # its response is kept for their placeholders
     flow_key: str | None = None  # its digest, as `Flow.key`
     start_at: int = 0
     spacing_ms: int = 0
@@ -163,6 +169,8 @@ class QueueSummaryRow:
     estimate_execution_at: int
     estimate_end_at: int
     schedule_id: str | None
+    batch_id: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +210,7 @@ class InsertOutcome(Enum):
     NO_OWNER = auto()
     REPLAYED = auto()  # the Idempotency-Key was used with this body: the task it made
     KEY_REUSED = auto()  # the Idempotency-Key was used with another body
+    UNKNOWN_DEPENDENCY = auto()  # a dependency is not one of the owner's tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +286,62 @@ def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
         *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
         *(task.request, task.metadata, *flow_columns(task.flow).values()),
     )
+
+
+def callback_values(owner_id: str, parent_id: str, task: NewTask) -> tuple[Any, ...]:
+    """A callback's task (SPEC §11.2) in the column order of ``insert_callbacks``: inserted
+    past the owner's limit, since a consequence of an accepted task must never fail."""
+    return (
+        *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
+        *(task.request, task.metadata, parent_id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A dependency of a task (SPEC §17.2): the task it waits for, and the name its
+    placeholders call that one (its ref in the batch, or its id)."""
+
+    depends_on: str
+    name: str
+    require_success: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedTask:
+    """A registration with dependencies (or of a batch). `task.due` is its ``executeAt`` (0
+    without one); it is due `release_delay` after the moment it is released, not before."""
+
+    task: NewTask
+    links: tuple[Link, ...] = ()
+    release_delay: int = 0
+    ref: str | None = None
+
+
+# Runs inside the registration's transaction: the (state, requireSuccess) of each of a task's
+# dependencies → the state it starts in and how many of them it waits for
+# (tasks_server.lifecycle.linked).
+Plan = Callable[[Sequence[tuple[str, bool]]], tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """What `TaskStore.insert_linked` did: the outcome, the rows inserted (in order), or the
+    message of a 400 (a dependency that is not the owner's task)."""
+
+    outcome: InsertOutcome
+    rows: tuple[QueueRow, ...] = ()
+    unknown: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyResult:
+    """What a dependent's placeholders read of one of its dependencies (None: deleted)."""
+
+    name: str
+    depends_on: str
+    status_code: int | None
+    response: bytes | None  # sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +488,38 @@ class TaskStore(Protocol):
         """Insert RUNNING tasks of one owner in one transaction, all or none: LIMIT_REACHED
         unless the owner can hold every one of them under `limit`."""
 
+    async def insert_linked(
+        self,
+        owner_id: str,
+        tasks: Sequence[LinkedTask],
+        *,
+        plan: Plan,
+        limit: int,
+        batch_id: str | None,
+        idempotency: Idempotency | None,
+    ) -> Linked:
+        """Insert `tasks` (each after those of them it depends on) with their dependencies in
+        one transaction, all or none: each starts in the state `plan` gives it from its
+        dependencies' states (SPEC §17). UNKNOWN_DEPENDENCY when one names a task the owner
+        does not have; `Idempotency-Key` and the limit as for `insert`."""
+
+    async def dependency_results(self, queue_id: str) -> list[DependencyResult]:
+        """What a dependent's placeholders read of each of its dependencies."""
+
+    async def links(self, queue_id: str) -> tuple[list[Link], list[str]]:
+        """A task's dependencies, and the ids of the tasks depending on it."""
+
+    async def batch(
+        self, owner_id: str, batch_id: str
+    ) -> tuple[list[QueueSummaryRow], list[tuple[str, str, bool]]]:
+        """A batch's tasks and its edges (from, to, requireSuccess); no tasks: no such batch."""
+
+    async def callbacks_due(self, limit: int) -> list[QueueRow]:
+        """Tasks a failed dependency ended whose failureCallback is still to be queued."""
+
+    async def queue_callbacks(self, made: Sequence[tuple[QueueRow, NewTask | None]]) -> int:
+        """Queue those callbacks (None: the task has none), each once, whoever else sweeps."""
+
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
 
     async def list_tasks(
@@ -431,6 +528,7 @@ class TaskStore(Protocol):
         *,
         state: str | None,
         schedule_id: str | None,
+        batch_id: str | None = None,
         order: str,
         descending: bool,
         limit: int,

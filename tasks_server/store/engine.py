@@ -7,22 +7,28 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks_server.store import leases, meta, owners, schedules, tasks, upkeep
+from tasks_server.store import leases, meta, owners, schedules, tasks, upkeep, workflows
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
     Credentials,
     Decide,
     DeleteOutcome,
+    DependencyResult,
     Due,
     FireOutcome,
+    Idempotency,
     InsertOutcome,
     KeyDigests,
     Leader,
+    Link,
+    Linked,
+    LinkedTask,
     NewTask,
     Notice,
     Overdue,
     OwnerRecord,
+    Plan,
     QueueRow,
     QueueSummaryRow,
     Rejected,
@@ -118,6 +124,43 @@ class Store:
         self, owner_id: str, new: Sequence[NewTask], *, limit: int
     ) -> InsertOutcome:
         return await tasks.insert_many(self.driver, owner_id, new, limit=limit)
+
+    async def insert_linked(
+        self,
+        owner_id: str,
+        new: Sequence[LinkedTask],
+        *,
+        plan: Plan,
+        limit: int,
+        batch_id: str | None,
+        idempotency: Idempotency | None,
+    ) -> Linked:
+        return await workflows.insert_linked(
+            self.driver,
+            owner_id,
+            new,
+            plan=plan,
+            limit=limit,
+            batch_id=batch_id,
+            idempotency=idempotency,
+        )
+
+    async def dependency_results(self, queue_id: str) -> list[DependencyResult]:
+        return await workflows.results(self.driver, queue_id)
+
+    async def links(self, queue_id: str) -> tuple[list[Link], list[str]]:
+        return await workflows.links(self.driver, queue_id)
+
+    async def batch(
+        self, owner_id: str, batch_id: str
+    ) -> tuple[list[QueueSummaryRow], list[tuple[str, str, bool]]]:
+        return await workflows.batch(self.driver, owner_id, batch_id)
+
+    async def callbacks_due(self, limit: int) -> list[QueueRow]:
+        return await workflows.callbacks_due(self.driver, limit)
+
+    async def queue_callbacks(self, made: Sequence[tuple[QueueRow, NewTask | None]]) -> int:
+        return await workflows.queue_callbacks(self.driver, made)
 
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         return await tasks.get(self.driver, owner_id, queue_id)

@@ -26,15 +26,18 @@ FRAGMENTS = {
         "queues.estimate_execution_at, queues.estimate_end_at, queues.paused_at, "
         "queues.retry_count, queues.retry_limit, queues.version, queues.request, "
         "queues.metadata, queues.response, queues.attempts, queues.schedule_id, "
-        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id"
+        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id, queues.batch_id, "
+        "queues.pending_deps, queues.has_dependents, queues.ref"
     ),
     # What the scheduler needs of a due task: never the response blob.
     "DUE_COLUMNS": (
         "queues.id, queues.owner_id, queues.estimate_execution_at, queues.retry_count, "
-        "queues.retry_limit, queues.version, queues.attempts, queues.request"
+        "queues.retry_limit, queues.version, queues.attempts, queues.request, "
+        "queues.has_dependents"
     ),
     "SUMMARY_COLUMNS": (
-        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id, "
+        "batch_id, ref"
     ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
@@ -46,7 +49,7 @@ ORDER_COLUMNS = {
     "estimateEndAt": "estimate_end_at",
     "estimateExecutionAt": "estimate_execution_at",
 }
-FILTER_COLUMNS = frozenset({"state", "schedule_id"})
+FILTER_COLUMNS = frozenset({"state", "schedule_id", "batch_id"})
 # What a change may set (`update_queue`, `update_schedule`).
 QUEUE_CHANGEABLE = frozenset(
     {
