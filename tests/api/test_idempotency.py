@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tasks_server.store import idempotency, tasks
+from tasks_server.store import idempotency
 from tasks_server.store.base import Idempotency, InsertOutcome
 from tests.api.test_queues import task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
