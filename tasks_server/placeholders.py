@@ -120,8 +120,6 @@ def _fill_data(data: Any, dependencies: Mapping[str, Dependency]) -> Any:
 def _fill_json(value: Any, dependencies: Mapping[str, Dependency]) -> Any:
     if isinstance(value, dict):
         return {key: _fill_json(item, dependencies) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_fill_json(item, dependencies) for item in value]
     if not isinstance(value, str):
         return value
     whole = PLACEHOLDER.fullmatch(value.strip())

@@ -20,11 +20,12 @@ from tasks_server.lifecycle import (
     Transition,
     decide,
     ending,
+    linked,
 )
 from tasks_server.store.base import Flow, QueueRow, Rejected
 
 NOW = 1_000_000
-STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED")
+STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED", "WAITING")
 ROW = QueueRow(
     id="01TASK",
     owner_id="01OWNER",
@@ -65,12 +66,12 @@ TRANSITIONS: dict[str, Transition] = {
     "edit": EDIT,
 }
 ALLOWED = {
-    "pause": {"RUNNING"},
+    "pause": {"RUNNING", "WAITING"},
     "resume": {"PAUSED"},
-    "revoke": {"RUNNING", "PAUSED"},
+    "revoke": {"RUNNING", "PAUSED", "WAITING"},
     "execute": {"RUNNING"},
     "replay": {"SUCCESS", "ERROR", "REVOKED"},
-    "edit": {"RUNNING", "PAUSED"},
+    "edit": {"RUNNING", "PAUSED", "WAITING"},
 }
 VERBS = {"pause": "paused", "resume": "resumed", "revoke": "revoked", "execute": "executed"}
 VERBS["replay"] = "replayed"
@@ -181,3 +182,24 @@ def test_an_outcome_ends_the_task_or_tries_again(
 ) -> None:
     due = dataclasses.replace(ROW, retry_count=retries, retry_limit=3).due
     assert ending(due, succeeded=succeeded, final=final) == ends
+
+
+def test_a_task_paused_while_waiting_waits_again_when_resumed() -> None:
+    decided = decide(row("PAUSED", paused_at=NOW - 1_000, pending_deps=2), Resume(NOW, 7))
+    assert decided == Change(state="WAITING", paused_at=None, estimate_end_at=0)
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "expected"),
+    [
+        ([("RUNNING", True), ("SUCCESS", True)], ("WAITING", 1)),
+        ([("WAITING", True), ("PAUSED", False)], ("WAITING", 2)),
+        ([("SUCCESS", True), ("ERROR", False), ("REVOKED", False)], ("RUNNING", 0)),
+        ([("RUNNING", True), ("ERROR", True)], ("ERROR", 0)),
+        ([("REVOKED", True)], ("ERROR", 0)),
+    ],
+)
+def test_a_linked_task_starts_as_its_dependencies_say(
+    dependencies: list[tuple[str, bool]], expected: tuple[str, int]
+) -> None:
+    assert linked(dependencies) == expected
