@@ -17,11 +17,11 @@ from tasks_server.api import idempotency
 from tasks_server.api.body import read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound, validation_problems
 from tasks_server.api.queues import linked_task, once, queue_out, refuse, summary, validate_task
+from tasks_server.models.batches import MAX_BATCH, BatchOut, BatchRead, Edge
 from tasks_server.models.queues import REF_PATTERN, ULID_PATTERN, QueueRegistration
 from tasks_server.services import Services, services
 from tasks_server.store.base import InsertOutcome, Link, LinkedTask
 
-MAX_BATCH = 1000
 MAX_BODY = 16 * 1024 * 1024  # a batch's body, at most
 _REF = re.compile(REF_PATTERN)
 _ULID = re.compile(ULID_PATTERN)
@@ -56,10 +56,9 @@ async def register(request: Request) -> Response:
     if not replayed and done.outcome is not InsertOutcome.INSERTED:
         refuse(svc, done.outcome, idempotency_key)
     rows = sorted(done.rows, key=lambda row: row.id)
-    body = {
-        "batchId": rows[0].batch_id or batch_id,
-        "tasks": [queue_out(svc, row) for row in rows],
-    }
+    body = BatchOut(
+        batch_id=rows[0].batch_id or batch_id, tasks=[queue_out(svc, row) for row in rows]
+    ).model_dump(by_alias=True)
     if replayed:
         return JSONResponse(body, 200, {"Idempotent-Replayed": "true"})
     svc.metrics.registrations.inc(len(rows))
@@ -166,15 +165,12 @@ async def get(request: Request) -> Response:
     rows, edges = await svc.store.batch(owner_id, batch_id)
     if not rows:
         raise NotFound()
-    body = {
-        "batchId": batch_id,
-        "tasks": [summary(row).model_dump(by_alias=True) for row in rows],
-        "edges": [
-            {"from": parent, "to": child, "requireSuccess": required}
-            for parent, child, required in edges
-        ],
-    }
-    return JSONResponse(body)
+    read = BatchRead(
+        batch_id=batch_id,
+        tasks=[summary(row) for row in rows],
+        edges=[Edge(parent=p, child=c, require_success=required) for p, c, required in edges],
+    )
+    return JSONResponse(read.model_dump(by_alias=True))
 
 
 routes = [

@@ -28,7 +28,7 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import WINDOW_MS, Held, Holder, Holdings, Wakeup
-from tasks_server.store.base import Due, NewTask, QueueRow, Result
+from tasks_server.store.base import Due, NewTask, QueueRow, Recorded, Result
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
@@ -82,7 +82,7 @@ class Completer:
         result = self._result(row, reg, outcome, number, trace or bool(row.has_dependents))
         store, holder = self._holder.store, self._holder.id
 
-        async def write() -> tuple[Callback | None, bool]:
+        async def write() -> tuple[Callback | None, Recorded]:
             callback = await self._callback(row, reg, result, outcome.body if trace else None)
             applied = await store.record(
                 holder=holder,
@@ -107,13 +107,16 @@ class Completer:
             )
             self._holdings.forget(held)
             return
-        callback, applied = written
+        callback, recorded = written
+        applied = bool(recorded)
         self._holdings.clear_setback(row.id)
         event = "retry_scheduled" if result.state is None else result.state.lower()
         event = event if applied else "outcome_discarded"
         _log_outcome(row, number, outcome, event, result.retry_at, lateness_ms)
         if applied:
             self._applied(held, reg, result, callback)
+            if recorded is Recorded.SETTLED:
+                self.settled()
             return
         try:  # changed while in flight: act on what it is now (still recording: uncancelled)
             current = await store.reload(row.id)
@@ -131,8 +134,6 @@ class Completer:
             self._wakeup.claim()
         if result.state is not None:
             self._count_callbacks(held.row, reg, result.state, callback)
-            if held.row.has_dependents:
-                self.settled()
         self._holdings.forget(held)
         if held.claimed is not None:
             self._holdings.hold(held.claimed, None)

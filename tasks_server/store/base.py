@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import Enum, IntEnum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -202,6 +202,14 @@ class Result:
     @property
     def attempt_status_code(self) -> int:
         return self.attempt_status or self.status_code
+
+
+class Recorded(IntEnum):
+    """What an outcome write did: true when it applied."""
+
+    DISCARDED = 0  # the task changed meanwhile
+    APPLIED = 1
+    SETTLED = 2  # applied, and it ended a task with dependents, settled with it
 
 
 class InsertOutcome(Enum):
@@ -613,9 +621,10 @@ class TaskStore(Protocol):
 
     async def record(
         self, *, holder: str, due: Due, result: Result, keep: int, callback: NewTask | None = None
-    ) -> bool:
+    ) -> Recorded:
         """Close the attempt and write the task's outcome in one transaction, keeping at most
-        `keep` attempt rows; False when the task changed meanwhile. With `callback`, an
+        `keep` attempt rows; DISCARDED when the task changed meanwhile, SETTLED when it ended
+        with dependents (settled in the same transaction). With `callback`, an
         ending outcome that applies also inserts that task in the same transaction: RUNNING,
         of the same owner, past the owner's queue limit, with `callback_of` the task's id
         (and the task's `callback_id` the callback's)."""

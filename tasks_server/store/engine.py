@@ -31,6 +31,7 @@ from tasks_server.store.base import (
     Plan,
     QueueRow,
     QueueSummaryRow,
+    Recorded,
     Rejected,
     Reseal,
     ScheduleDecide,
@@ -223,7 +224,7 @@ class Store:
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         return await leases.started(self.driver, holder=holder, due=due, now=now)
 
-    async def record(self, **fields: Any) -> bool:
+    async def record(self, **fields: Any) -> Recorded:
         return await leases.record(self.driver, **fields)
 
     async def aborted(self, **fields: Any) -> QueueRow | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks_server.store import flow, workflows
-from tasks_server.store.base import Due, NewTask, QueueRow, Result, callback_values
+from tasks_server.store.base import Due, NewTask, QueueRow, Recorded, Result, callback_values
 from tasks_server.store.driver import Driver, Row, Tx
 
 SUCCESS = "SUCCESS"
@@ -98,15 +98,15 @@ async def record(
     result: Result,
     keep: int,
     callback: NewTask | None = None,
-) -> bool:
+) -> Recorded:
     """Close the attempt row and write the task's outcome in one transaction; False when the
     task changed meanwhile (the attempt row is closed all the same). An ending outcome that
     applies inserts `callback` with it."""
-    applied: bool = await d.share(_record_all, _Outcome(holder, due, result, keep, callback))
-    return applied
+    recorded: Recorded = await d.share(_record_all, _Outcome(holder, due, result, keep, callback))
+    return recorded
 
 
-async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
+async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
     # The attempts first, the tasks last: an ending task's owner row is then locked (its
     # count of active tasks) only for the end of the transaction, and other writers of that
     # owner's tasks wait the shortest. The rows of one task are written by its holder alone.
@@ -128,7 +128,15 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
     ended = [(queue_id, succeeded) for queue_id, succeeded in ended if applied.get(queue_id)]
     if ended:
         await workflows.settle(tx, ended, max(o.result.finished_at for o in items))
-    return [o.due.id in applied for o in items]
+    settled = {queue_id for queue_id, _ in ended}
+    return [
+        Recorded.SETTLED
+        if o.due.id in settled
+        else Recorded.APPLIED
+        if o.due.id in applied
+        else Recorded.DISCARDED
+        for o in items
+    ]
 
 
 async def aborted(

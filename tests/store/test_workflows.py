@@ -14,6 +14,7 @@ from tasks_server.store.base import (
     LinkedTask,
     NewTask,
     QueueRow,
+    Recorded,
     TaskStore,
 )
 from tests.store.conftest import FUTURE, LIMIT
@@ -39,23 +40,19 @@ async def insert(
     return done.rows
 
 
-async def finish(
-    store: TaskStore, queue_id: str, *, succeeded: bool = True, holder: str = "a"
-) -> bool:
-    """Claim the (due) task, start it and record its end."""
+async def finish(store: TaskStore, *ids: str, succeeded: bool = True) -> bool:
+    """Claim the (due) tasks, start them and record their ends: whether all applied."""
     now = await store.now()
-    claimed = await store.claim(holder=holder, window_ms=0, lease_ms=MINUTE_MS, limit=1000)
-    (due,) = [d for d in claimed if d.id == queue_id]
-    assert await store.started(holder=holder, due=due, now=now) == 1
+    claimed = await store.claim(holder="a", window_ms=0, lease_ms=MINUTE_MS, limit=1000)
     state = "SUCCESS" if succeeded else "ERROR"
-    result = ended(
-        1,
-        now,
-        state=state,
-        outcome=state if succeeded else "FAILURE",
-        status_code=200 if succeeded else 500,
-    )
-    return await store.record(holder=holder, due=due, result=result, keep=10)
+    fields = {"state": state, "outcome": state if succeeded else "FAILURE"}
+    fields["status_code"] = 200 if succeeded else 500
+    applied = []
+    for due in (d for d in claimed if d.id in ids):
+        assert await store.started(holder="a", due=due, now=now) == 1
+        result = ended(1, now, **fields)
+        applied.append(await store.record(holder="a", due=due, result=result, keep=10))
+    return len(applied) == len(ids) and all(applied)
 
 
 async def test_a_batch_waits_then_releases_its_dependents(store: TaskStore, owner: str) -> None:
@@ -183,6 +180,23 @@ async def test_a_fan_in_ending_at_once_releases_the_child_once(
             for t in (left, right)
         )
     )
-    assert results == [True, True]
+    assert results == [Recorded.SETTLED, Recorded.SETTLED]
     row = await current(store, child.task.queue_id)
     assert (row.state, row.pending_deps) == ("RUNNING", 0)
+
+
+async def test_retention_keeps_what_a_batch_or_an_active_dependent_needs(
+    store: TaskStore, owner: str
+) -> None:
+    now = await store.now()
+    parent, sibling = linked(now - 10), linked(now - 10)
+    child = linked(now, parent.task.queue_id, delay=3_600_000)
+    batch_id = str(ULID())
+    await insert(store, owner, parent, sibling, child, batch=batch_id)
+    assert await finish(store, parent.task.queue_id, sibling.task.queue_id)
+    after = await store.now() + 1
+    # The child is released but not run: its parent (its response) and the batch stay.
+    assert (await current(store, child.task.queue_id)).state == "RUNNING"
+    assert await store.purge_finished(before=after, batch=10) == 0
+    assert await store.delete(owner, child.task.queue_id)
+    assert await store.purge_finished(before=after, batch=10) == 2
