@@ -81,6 +81,7 @@ class Change(Assigned):
     request: bytes | Keep = KEEP
     metadata: bytes | Keep | None = KEEP
     flow: Flow | Keep | None = KEEP
+    release_delay: int | Keep = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,9 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """A new request; ``due`` is set when its timing fields changed."""
+    """A new request; ``due`` is set when its timing fields changed, with what they say for
+    a task still waiting for its dependencies: its ``executeAt`` (0: none) and the
+    ``executionDelay`` that counts from its release."""
 
     now: int
     seen: int
@@ -130,6 +133,7 @@ class Edit:
     retry_limit: int
     flow: Flow | None
     due: int | None
+    release: tuple[int, int] = (0, 0)
 
 
 Transition = Pause | Resume | Revoke | Execute | Replay | Edit
@@ -217,6 +221,9 @@ def _edit(row: QueueRow, edit: Edit) -> Change | Rejected:
     )
     if edit.due is None:
         return change
+    if row.pending_deps:  # not released yet: its timing counts from its release
+        execute_at, delay = edit.release
+        return replace(change, estimate_execution_at=execute_at, release_delay=delay)
     # A paused task's remaining time is counted from now, when its timing changed.
     paused_at = edit.now if row.state == PAUSED else KEEP
     return replace(change, estimate_execution_at=edit.due, paused_at=paused_at)

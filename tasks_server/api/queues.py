@@ -349,6 +349,7 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
         retry_limit=reg.config.retry,
         flow=svc.codec.flow(reg, row.owner_id),
         due=execution_time(reg, now) if timing else None,
+        release=(reg.config.execute_at or 0, reg.config.execution_delay),
     )
 
 

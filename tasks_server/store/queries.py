@@ -64,6 +64,7 @@ QUEUE_CHANGEABLE = frozenset(
         "flow_key",
         "flow_parallelism",
         "flow_rate",
+        "release_delay",
     }
 )
 SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})

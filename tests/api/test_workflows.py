@@ -247,3 +247,24 @@ async def test_a_batch_is_idempotent(client: httpx.AsyncClient, target: Target) 
     )
     assert other.status_code == 422
     assert await count_tasks(client, owner) == 2
+
+
+async def test_an_edited_delay_of_a_waiting_task_counts_from_its_release(
+    client: httpx.AsyncClient, target: Target
+) -> None:
+    owner = await register_owner(client)
+    target.script("/parent", Step(delay_ms=300))
+    parent = await register(client, owner, task(f"{target.url}/parent"))
+    child = await register(
+        client, owner, {**task(f"{target.url}/child"), "dependsOn": [{"id": parent["id"]}]}
+    )
+    patch = {"config": {"executionDelay": 3_600_000}}
+    edited = await client.patch(f"/v1/queues/{child['id']}", json=patch, headers=owner)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["state"] == "WAITING"
+    ended = await wait_state(client, owner, parent["id"], "SUCCESS")
+    released = await wait_state(client, owner, child["id"], "RUNNING")
+    assert released["estimateExecutionAt"] >= ended["estimateEndAt"] + 3_600_000
+    changed = {"dependsOn": [{"id": child["id"]}]}
+    refused = await client.patch(f"/v1/queues/{child['id']}", json=changed, headers=owner)
+    assert refused.status_code == 400 and "dependsOn" in refused.text

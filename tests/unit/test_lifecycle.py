@@ -203,3 +203,10 @@ def test_a_linked_task_starts_as_its_dependencies_say(
     dependencies: list[tuple[str, bool]], expected: tuple[str, int]
 ) -> None:
     assert linked(dependencies) == expected
+
+
+def test_an_edit_of_a_waiting_tasks_timing_counts_from_its_release() -> None:
+    edit = dataclasses.replace(EDIT, due=NOW + 500, release=(0, 500))
+    decided = decide(row("WAITING", pending_deps=1), edit)
+    assert isinstance(decided, Change)
+    assert (decided.estimate_execution_at, decided.release_delay) == (0, 500)
