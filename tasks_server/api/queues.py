@@ -554,6 +554,10 @@ def _attempt_out(svc: Services, queue_id: str, row: AttemptRow) -> AttemptOut:
     response = None
     if row.response is not None:
         response = base64.b64encode(svc.codec.open(row.response, queue_id, "response")).decode()
+    sent = None
+    if row.sent is not None:
+        filled = svc.codec.open_json(row.sent, queue_id, f"attempt-{row.attempt}-sent")
+        sent = redact({"httpRequest": filled})["httpRequest"]
     finished = row.finished_at
     return AttemptOut(
         attempt=row.attempt,
@@ -566,6 +570,7 @@ def _attempt_out(svc: Services, queue_id: str, row: AttemptRow) -> AttemptOut:
         outcome=AttemptOutcome(row.outcome),
         error=error,
         response=response,
+        sent=sent,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -44,6 +44,11 @@ class AttemptOut(_Out):
     outcome: AttemptOutcome = Field(description="How the attempt ended")
     error: str | None = Field(description="Why no answer came (libcurl's text), or null")
     response: str | None = Field(description="Base64 of the answer's body, or null")
+    sent: dict[str, Any] | None = Field(
+        None,
+        description="For a task with placeholders: the url, headers and data as they were "
+        "filled and sent (secrets shown as ***); null otherwise",
+    )
 
 
 class AttemptsQuery(BaseModel):

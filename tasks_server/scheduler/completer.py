@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ulid import ULID
@@ -70,16 +70,29 @@ class Completer:
         self._sweep: asyncio.Task[None] | None = None
 
     async def record(
-        self, held: Held, reg: QueueRegistration, outcome: Outcome, number: int, lateness_ms: int
+        self,
+        held: Held,
+        reg: QueueRegistration,
+        outcome: Outcome,
+        number: int,
+        lateness_ms: int,
+        sent: QueueRegistration | None = None,
     ) -> None:
         """Write the outcome of attempt `number` of `held` (its request was answered, or
-        failed in transport), and act on what it changed."""
+        failed in transport; `sent`: the request as its placeholders were filled), and act on
+        what it changed."""
         row = held.row
         trace = reg.config.trace_response_data
         self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
         # A task with dependents keeps its response for their placeholders (SPEC §17.3).
         result = self._result(row, reg, outcome, number, trace or bool(row.has_dependents))
+        if sent is not None:
+            filled = sent.http_request.model_dump(
+                mode="json", by_alias=True, exclude_none=True, include={"url", "headers", "data"}
+            )
+            sealed = self._codec.seal_json(filled, row.id, f"attempt-{number}-sent")
+            result = replace(result, sent=sealed)
         store, holder = self._holder.store, self._holder.id
 
         async def write() -> tuple[Callback | None, Recorded]:

@@ -72,7 +72,7 @@ class AttemptRunner:
             number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
                 reg, attempt = await self._prepare(held, start, lateness_ms)
-                outcome = await self._send(row, reg, attempt)
+                outcome, sent = await self._send(row, reg, attempt)
         except asyncio.CancelledError:
             self._slots.ended(row.owner_id)
             held.task = None
@@ -109,27 +109,31 @@ class AttemptRunner:
         # From here on nothing cancels the attempt: `changed` leaves it alone and stopping
         # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True
-        await self._completer.record(held, reg, outcome, number, lateness_ms)
+        await self._completer.record(held, reg, outcome, number, lateness_ms, sent)
 
-    async def _send(self, row: Due, reg: QueueRegistration, attempt: Attempt) -> Outcome:
-        """Send the request, its placeholders filled from its dependencies' responses; one
-        that cannot be filled fails the attempt, and nothing is sent (SPEC §17.3)."""
-        if reg.depends_on and placeholders.used(reg):
-            found = await self._holder.store.dependency_results(row.id)
-            dependencies = {
-                result.name: placeholders.Dependency(
-                    result.status_code,
-                    None
-                    if result.response is None
-                    else self._codec.open(result.response, result.depends_on, "response"),
-                )
-                for result in found
-            }
-            try:
-                reg = placeholders.fill(reg, dependencies)
-            except placeholders.Unfilled as exc:
-                return unfilled(str(exc))
-        return await self._runner.run(reg, attempt)
+    async def _send(
+        self, row: Due, reg: QueueRegistration, attempt: Attempt
+    ) -> tuple[Outcome, QueueRegistration | None]:
+        """Send the request, its placeholders filled from its dependencies' responses (the
+        request filled is returned with the outcome); one that cannot be filled fails the
+        attempt, and nothing is sent (SPEC §17.3)."""
+        if not (reg.depends_on and placeholders.used(reg)):
+            return await self._runner.run(reg, attempt), None
+        found = await self._holder.store.dependency_results(row.id)
+        dependencies = {
+            result.name: placeholders.Dependency(
+                result.status_code,
+                None
+                if result.response is None
+                else self._codec.open(result.response, result.depends_on, "response"),
+            )
+            for result in found
+        }
+        try:
+            filled = placeholders.fill(reg, dependencies)
+        except placeholders.Unfilled as exc:
+            return unfilled(str(exc)), None
+        return await self._runner.run(filled, attempt), filled
 
     async def _prepare(
         self, held: Held, start: int, lateness_ms: int

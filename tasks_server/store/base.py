@@ -183,6 +183,7 @@ class AttemptRow:
     outcome: str
     error: bytes | None  # sealed
     response: bytes | None  # sealed
+    sent: bytes | None = None  # sealed: the request as its placeholders were filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,7 @@ class Result:
     state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
     retry_at: int = 0
     attempt_status: int = 0  # the attempt row's status when not `status_code` (too large)
+    sent: bytes | None = None  # sealed: the request as its placeholders were filled
 
     @property
     def attempt_status_code(self) -> int:

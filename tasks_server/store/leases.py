@@ -86,7 +86,7 @@ class _Outcome:
         r = self.result
         return (
             *(self.due.id, r.attempt, r.finished_at, r.attempt_status_code, r.outcome),
-            *(r.error, r.response),
+            *(r.error, r.response, r.sent),
         )
 
 

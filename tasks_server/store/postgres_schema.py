@@ -268,7 +268,8 @@ MIGRATIONS: tuple[str, ...] = (
         require_success integer NOT NULL,
         PRIMARY KEY (queue_id, depends_on)
     );
-    CREATE INDEX dependencies_parent ON dependencies (depends_on)
+    CREATE INDEX dependencies_parent ON dependencies (depends_on);
+    ALTER TABLE attempts ADD COLUMN sent bytea
     """,
 )
 

@@ -179,7 +179,8 @@ MIGRATIONS: tuple[str, ...] = (
     # `has_dependents` keeps its response for their placeholders; `callback_due` marks a task
     # a failed dependency ended, whose failureCallback is queued next (it needs the request
     # opened, which a transaction never does). `dependencies` holds the edges, with the name
-    # the dependent's placeholders use.
+    # the dependent's placeholders use; an attempt whose placeholders were filled keeps what
+    # it `sent`.
     """
     DROP TRIGGER attempts_counted;
     CREATE TABLE queues_new (
@@ -273,6 +274,7 @@ MIGRATIONS: tuple[str, ...] = (
         require_success INTEGER NOT NULL,
         PRIMARY KEY (queue_id, depends_on)
     ) STRICT, WITHOUT ROWID;
-    CREATE INDEX dependencies_parent ON dependencies (depends_on)
+    CREATE INDEX dependencies_parent ON dependencies (depends_on);
+    ALTER TABLE attempts ADD COLUMN sent BLOB
     """,
 )

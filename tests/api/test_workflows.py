@@ -67,6 +67,12 @@ async def test_a_chain_passes_responses_on(client: httpx.AsyncClient, target: Ta
     # The stored request keeps its placeholders.
     config = (await client.get(f"/v1/queues/{b_out['id']}/config", headers=owner)).json()
     assert config["httpRequest"]["data"]["parent"] == "{{deps.a.json.id}}"
+    # The attempt records what was sent.
+    (attempt,) = (await client.get(f"/v1/queues/{b_out['id']}/attempts", headers=owner)).json()
+    assert attempt["sent"]["data"] == {"parent": 42, "note": "n=x y"}
+    assert attempt["sent"]["headers"] == {"X-Parent": "200"}
+    (plain,) = (await client.get(f"/v1/queues/{a['id']}/attempts", headers=owner)).json()
+    assert plain["sent"] is None
     detail = (await client.get(f"/v1/queues/{b_out['id']}", headers=owner)).json()
     assert detail["dependencies"] == [{"id": a["id"], "name": "a", "requireSuccess": True}]
     assert detail["dependents"] == [c["id"]]

@@ -102,7 +102,7 @@ SELECT id FROM queues WHERE owner_id = $1 AND state = $2 ORDER BY created_at, id
 SELECT count(*) FROM queues WHERE owner_id = $1 AND state = $2
 
 -- name: select_attempts
-SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response
+SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response, sent
   FROM attempts WHERE queue_id = $1 ORDER BY attempt LIMIT $2 OFFSET $3
 
 -- --- schedules ---------------------------------------------------------------------------

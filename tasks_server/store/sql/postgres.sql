@@ -169,13 +169,13 @@ UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_c
  WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
 RETURNING q.id, q.has_dependents
 
--- Rows (id, attempt, finished at, status, outcome, error, response).
+-- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
 -- name: close_attempts
 UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
-       error = v.error, response = v.response
+       error = v.error, response = v.response, sent = v.sent
   FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[],
-              $7::bytea[])
-    AS v (id, attempt, now, status_code, outcome, error, response)
+              $7::bytea[], $8::bytea[])
+    AS v (id, attempt, now, status_code, outcome, error, response, sent)
  WHERE a.queue_id = v.id AND a.attempt = v.attempt AND a.finished_at = 0
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).

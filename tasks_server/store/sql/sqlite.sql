@@ -147,11 +147,11 @@ UPDATE queues SET state = coalesce(v.state, queues.state), status_code = v.statu
   FROM v WHERE queues.id = v.id AND queues.lease_owner = v.holder AND queues.version = v.version
 RETURNING queues.id, queues.has_dependents
 
--- Rows (id, attempt, finished at, status, outcome, error, response).
+-- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
 -- name: close_attempts
-WITH v(id, attempt, now, status_code, outcome, error, response) AS (VALUES {values})
+WITH v(id, attempt, now, status_code, outcome, error, response, sent) AS (VALUES {values})
 UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
-                    error = v.error, response = v.response
+                    error = v.error, response = v.response, sent = v.sent
   FROM v WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt
                AND attempts.finished_at = 0
 
