@@ -33,10 +33,10 @@ RUN python -m venv --without-pip /opt/tasks-server
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tasks_server/ tasks_server/
-# pycurl from source links the system libcurl; the build stops if the result lacks NTLM
-# (i.e. if a prebuilt wheel with its own libcurl slipped in).
+# With the tracing extra (OTLP export). pycurl from source links the system libcurl; the build
+# stops if the result lacks NTLM (i.e. if a prebuilt wheel with its own libcurl slipped in).
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip --python /opt/tasks-server/bin/python install --no-binary pycurl . \
+    pip --python /opt/tasks-server/bin/python install --no-binary pycurl './[tracing]' \
     && /opt/tasks-server/bin/python -c "import pycurl, sys; sys.exit(0 if pycurl.version_info()[4] & pycurl.VERSION_NTLM else 'pycurl without NTLM: ' + pycurl.version)" \
     && test "$(/opt/tasks-server/bin/tasks-server --version)" = "tasks-server ${TASKS_SERVER_VERSION}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from tasks_server.signing_keys import SigningKeys
 from tasks_server.store import build_store
 from tasks_server.store.base import StoreUnavailable, TaskStore
 from tasks_server.timeutil import now_ms
+from tasks_server.tracing import Tracing
 
 SHUTDOWN_GRACE_S = 10.0
 
@@ -127,8 +129,11 @@ async def _start(
         # Alone on this database: every lease is left over from a stopped process.
         await store.release_all()
     signing_keys = SigningKeys(store, cipher)
+    # Stopped after the scheduler, whose last attempts end spans: their export is flushed.
+    tracing = Tracing.from_endpoint(settings.otel_exporter_otlp_endpoint)
+    stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
     scheduler = await _start_scheduler(
-        stack, settings, metrics, store, codec, signing_keys, shared=shared, clock=clock
+        stack, settings, metrics, store, codec, signing_keys, tracing, shared=shared, clock=clock
     )
     _run(stack, BackupScheduler(store, settings, metrics))
     _run(stack, Retention(store, keep_ms=settings.retention_finished_ms, clock=clock))
@@ -150,6 +155,7 @@ async def _start(
         metrics=metrics,
         signing_keys=signing_keys,
         schedules=schedules,
+        tracing=tracing,
         clock=clock,
     )
 
@@ -171,6 +177,7 @@ async def _start_scheduler(
     store: TaskStore,
     codec: TaskCodec,
     signing_keys: SigningKeys,
+    tracing: Tracing,
     *,
     shared: bool,
     clock: Callable[[], int],
@@ -191,6 +198,7 @@ async def _start_scheduler(
         ConnectivityGate(settings.connectivity_hostname, settings.connectivity_check_interval),
         metrics,
         signing_keys=signing_keys.for_owner,
+        tracing=tracing,
         cluster=shared,
         max_in_flight_per_owner=settings.max_in_flight_per_owner,
         max_attempts_kept=settings.max_attempts_kept,

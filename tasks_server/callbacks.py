@@ -118,9 +118,11 @@ def task(
     queue_id: str,
     now: int,
     ip_version: int,
+    traceparent: str | None = None,
 ) -> NewTask:
-    """The callback's task, due at once, its request sealed for `queue_id`."""
-    reg = request(callback, kind, finished, ip_version)
+    """The callback's task, due at once, its request sealed for `queue_id`; it keeps the
+    trace context of the task it reports on."""
+    reg = request(callback, kind, finished, ip_version).traced(traceparent)
     return NewTask(
         queue_id=queue_id,
         created_at=now,

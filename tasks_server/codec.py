@@ -2,7 +2,9 @@
 
 Each blob is encrypted with its row id and column name as associated data, so a blob moved
 to another row or column does not open. The keys looked up by equality (flow key,
-`Idempotency-Key`) are stored as their owner's keyed digests instead (SPEC §15.7).
+`Idempotency-Key`) are stored as their owner's keyed digests instead (SPEC §15.7). The
+request's document also keeps the task's trace context (``tracing.STORED``): the server's,
+never validated as an owner's field.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from tasks_server import tracing
 from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.store.base import Flow
@@ -20,9 +23,10 @@ CACHED_REQUEST_BYTES = 16_384  # larger documents are validated on each open
 
 
 def _validate(plain: bytes) -> QueueRegistration:
-    return QueueRegistration.model_validate(
-        orjson.loads(plain), context={"check_future": False, "stored": True}
-    )
+    document = orjson.loads(plain)
+    traceparent = document.pop(tracing.STORED, None)
+    context = {"check_future": False, "stored": True}
+    return QueueRegistration.model_validate(document, context=context).traced(traceparent)
 
 
 class TaskCodec:
@@ -39,10 +43,13 @@ class TaskCodec:
         """Stores the request without its metadata (which has its own column)."""
         document = reg.model_dump(mode="json", by_alias=True, exclude_none=True)
         document.pop("metadata", None)
+        if reg.traceparent is not None:
+            document[tracing.STORED] = reg.traceparent
         return self.seal_json(document, queue_id, "request")
 
     def open_document(self, blob: bytes, queue_id: str) -> dict[str, Any]:
-        """The stored request as the JSON document it was validated from."""
+        """The stored request as the JSON document it was validated from (with the trace
+        context it keeps, if any, under ``tracing.STORED``)."""
         document: dict[str, Any] = self.open_json(blob, queue_id, "request")
         return document
 

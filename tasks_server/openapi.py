@@ -215,6 +215,17 @@ QUEUE_EXAMPLES = {
 }
 
 
+# A registration's W3C trace context: kept with the task, a child sent with every attempt.
+_TRACEPARENT = {
+    "name": "traceparent",
+    "in": "header",
+    "required": False,
+    "description": "W3C trace context: every attempt (and callback) sends a child of it "
+    "(a malformed value: 400)",
+    "schema": {"type": "string", "pattern": r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"},
+}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -508,7 +519,8 @@ def _build() -> dict[str, Any]:
                         "description": "Within IDEMPOTENCY_TTL_MS, a repeat with the same key "
                         "and body registers nothing new (another body: 422)",
                         "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
-                    }
+                    },
+                    _TRACEPARENT,
                 ],
                 body=_body(of(QueueRegistration, "validation"), "The task", QUEUE_EXAMPLES),
             )
@@ -646,6 +658,7 @@ def _build() -> dict[str, Any]:
             "Create a recurring schedule: each fire time registers one task",
             "schedules",
             {"201": schedule_out, **_errors(400, 413, 422, *_AUTH)},
+            parameters=[_TRACEPARENT],
             body=_body(of(ScheduleRegistration, "validation"), "The schedule"),
         ),
         "get": _op(

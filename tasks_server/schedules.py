@@ -5,7 +5,8 @@ and even two firing at once register one task per fire time (the store's unique 
 A task is registered `LEAD_MS` before its fire time, due at that time, so the scheduler holds
 it before it is due. Fire times missed while no server ran give one catch-up task, due now;
 the schedule then goes on from the next fire time after now. A fire that finds the owner's
-queue full is skipped, logged and counted.
+queue full is skipped, logged and counted. A traced schedule's tasks keep each a child of
+its trace context.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from ulid import ULID
 
+from tasks_server import tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
 from tasks_server.jobs import LeaderJob
@@ -77,6 +79,8 @@ class ScheduleRunner(LeaderJob):
         reg = QueueRegistration.model_validate(
             task_document(document), context={"check_future": False}
         )
+        if (traceparent := document.get(tracing.STORED)) is not None:
+            reg.traced(tracing.child(traceparent))  # each fire's task: a child of the schedule's
         metadata = None
         if schedule.metadata is not None:
             plain = self._codec.open(schedule.metadata, schedule.id, METADATA)

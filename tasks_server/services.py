@@ -15,6 +15,7 @@ from tasks_server.schedules import ScheduleRunner
 from tasks_server.settings import Settings
 from tasks_server.signing_keys import SigningKeys
 from tasks_server.store.base import TaskStore
+from tasks_server.tracing import Tracing
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class Services:
     metrics: Metrics
     signing_keys: SigningKeys
     schedules: ScheduleRunner
+    tracing: Tracing
     clock: Callable[[], int]  # epoch ms on the clock every node agrees on (tasks_server.clock)
 
 

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(1000, ge=1)
     http_header_timeout_ms: int = Field(10000, ge=1)
     http_body_timeout_ms: int = Field(10000, ge=1)
+    # OTLP/HTTP base URL: spans of registrations and attempts are exported there (SPEC §19.2).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("max_instances", mode="before")
     @classmethod
@@ -149,6 +151,13 @@ class Settings(BaseSettings):
             scheme, sep, rest = value.partition("://")
             if scheme not in ("postgresql", "postgres") or not sep or not rest:
                 raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP/HTTP)")
         return value
 
     @field_validator("destination_deny", "destination_allow")

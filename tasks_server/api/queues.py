@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
-from tasks_server import lifecycle, placeholders
+from tasks_server import lifecycle, placeholders, tracing
 from tasks_server.api import idempotency
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
@@ -131,6 +131,17 @@ def refuse(svc: Services, outcome: InsertOutcome, key: str | None) -> None:
     raise ApiError(403)
 
 
+def traceparent(request: Request) -> str | None:
+    """The registration's W3C trace context, as a task keeps it (400 when malformed)."""
+    value = request.headers.get(tracing.HEADER)
+    if value is None:
+        return None
+    try:
+        return tracing.parse(value)
+    except tracing.InvalidTraceparent as exc:
+        raise ApiError(400, f"The traceparent header is not a W3C trace context: {exc}") from None
+
+
 def queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     response = None
     if row.response is not None:
@@ -176,12 +187,17 @@ async def register(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
     idempotency_key = idempotency.key(request)
+    incoming = traceparent(request)
     document = await read_json(request, svc.settings.max_size_body_request)
     now = svc.clock()
     reg = validate_task(svc, document, now, check_future=True)
     queue_id = str(ULID())
+    span = svc.tracing.registration("task.register", incoming)
+    reg.traced(incoming if span is None else span.traceparent)
     if reg.depends_on:
-        return await _register_linked(svc, owner_id, reg, queue_id, now, idempotency_key, document)
+        return await _register_linked(
+            svc, owner_id, reg, queue_id, now, (idempotency_key, document), span
+        )
     due = execution_time(reg, now)
     flow = svc.codec.flow(reg, owner_id)
     # A task with flow control is leased only by a claim, under its key's lock.
@@ -207,7 +223,11 @@ async def register(request: Request) -> Response:
 
     key = once(svc, owner_id, idempotency_key, document, now)
     # Shielded: a handler cancelled after the commit must still hand its lease over.
-    outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    outcome = None
+    try:
+        outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
+    finally:
+        _registered(span, queue_id, outcome)
     if outcome is InsertOutcome.REPLAYED and row is not None:
         return JSONResponse(queue_out(svc, row), 200, {"Idempotent-Replayed": "true"})
     if outcome is not InsertOutcome.INSERTED or row is None:
@@ -224,10 +244,11 @@ async def _register_linked(
     reg: QueueRegistration,
     queue_id: str,
     now: int,
-    idempotency_key: str | None,
-    document: Any,
+    keyed: tuple[str | None, Any],
+    span: tracing.Span | None,
 ) -> Response:
-    """A registration with dependencies on the owner's tasks (SPEC §17.2)."""
+    """A registration with dependencies on the owner's tasks (SPEC §17.2); `keyed`: its
+    `Idempotency-Key` and body."""
     assert reg.depends_on is not None
     if any(dependency.ref is not None for dependency in reg.depends_on):
         raise ApiError(
@@ -235,20 +256,26 @@ async def _register_linked(
         )
     links = tuple(Link(d.name, d.name, d.require_success) for d in reg.depends_on)
     task = linked_task(svc, owner_id, reg, queue_id, now, links=links)
-    done = await svc.store.insert_linked(
-        owner_id,
-        [task],
-        plan=lifecycle.linked,
-        limit=svc.settings.max_tasks_in_queue,
-        batch_id=None,
-        idempotency=once(svc, owner_id, idempotency_key, document, now),
-    )
+    key, document = keyed
+    outcome = None
+    try:
+        done = await svc.store.insert_linked(
+            owner_id,
+            [task],
+            plan=lifecycle.linked,
+            limit=svc.settings.max_tasks_in_queue,
+            batch_id=None,
+            idempotency=once(svc, owner_id, key, document, now),
+        )
+        outcome = done.outcome
+    finally:
+        _registered(span, queue_id, outcome)
     if done.outcome is InsertOutcome.UNKNOWN_DEPENDENCY:
         raise ApiError(400, f"dependsOn: {done.unknown} is not one of your tasks")
     if done.outcome is InsertOutcome.REPLAYED:
         return JSONResponse(queue_out(svc, done.rows[0]), 200, {"Idempotent-Replayed": "true"})
     if done.outcome is not InsertOutcome.INSERTED:
-        refuse(svc, done.outcome, idempotency_key)
+        refuse(svc, done.outcome, key)
     row = done.rows[0]
     svc.metrics.registrations.inc()
     svc.scheduler.changed(row.id, row)
@@ -256,6 +283,14 @@ async def _register_linked(
         svc.scheduler.settled()
     _event("registered", queue_id, owner_id)
     return JSONResponse(queue_out(svc, row), 201)
+
+
+def _registered(span: tracing.Span | None, queue_id: str, outcome: InsertOutcome | None) -> None:
+    """End a registration's span: its task, and what became of it (None: it failed)."""
+    if span is not None:
+        name = "FAILED" if outcome is None else outcome.name
+        ok = outcome in (InsertOutcome.INSERTED, InsertOutcome.REPLAYED)
+        span.end({"tasks.task_id": queue_id, "tasks.outcome": name}, error=not ok)
 
 
 async def list_queues(request: Request) -> Response:
@@ -334,11 +369,12 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
     if (refusal := lifecycle.edit_refusal(row)) is not None:
         raise ApiError(422, refusal.message)  # before judging the patch against the task
     before = _document(svc, row)
+    kept = before.pop(tracing.STORED, None)  # the server's: not an owner's to patch
     merged = merge_patch(before, patch)
     if merged.get("dependsOn") != before.get("dependsOn"):
         raise ApiError(400, "dependsOn cannot be changed once registered")
     timing = _timing(merged) != _timing(before)
-    reg = validate_task(svc, merged, now, check_future=timing)
+    reg = validate_task(svc, merged, now, check_future=timing).traced(kept)
     return Edit(
         now=now,
         seen=row.version,

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
-from tasks_server import schedule_lifecycle
+from tasks_server import schedule_lifecycle, tracing
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
-from tasks_server.api.queues import validate_task
+from tasks_server.api.queues import traceparent, validate_task
 from tasks_server.cron import Cron
 from tasks_server.models.common import Done
 from tasks_server.models.queues import redact
@@ -47,11 +47,13 @@ def _validate(svc: Services, document: Any, now: int) -> ScheduleRegistration:
 
 
 def _sealed(
-    svc: Services, schedule: ScheduleRegistration, schedule_id: str
+    svc: Services, schedule: ScheduleRegistration, schedule_id: str, kept: str | None
 ) -> tuple[bytes, bytes | None]:
-    """The schedule's document and metadata, sealed for it."""
+    """The schedule's document (with the trace context it keeps) and metadata, sealed for it."""
     document = schedule.document()
     metadata = document.pop("metadata", None)
+    if kept is not None:
+        document[tracing.STORED] = kept
     sealed = None if metadata is None else svc.codec.seal_json(metadata, schedule_id, METADATA)
     return svc.codec.seal_json(document, schedule_id, REQUEST), sealed
 
@@ -82,22 +84,32 @@ def _event(action: str, schedule_id: str, owner_id: str) -> None:
 async def create(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
+    incoming = traceparent(request)
     now = svc.clock()
     document = await read_json(request, svc.settings.max_size_body_request)
     schedule = _validate(svc, document, now)
     schedule_id = str(ULID())
-    request_blob, metadata = _sealed(svc, schedule, schedule_id)
-    row = await svc.store.create_schedule(
-        schedule_id=schedule_id,
-        owner_id=owner_id,
-        cron=schedule.cron,
-        timezone=schedule.timezone,
-        created_at=now,
-        next_run_at=Cron(schedule.cron, schedule.timezone).next_after(now),
-        request=request_blob,
-        metadata=metadata,
-        limit=svc.settings.max_schedules,
+    span = svc.tracing.registration("schedule.register", incoming)
+    request_blob, metadata = _sealed(
+        svc, schedule, schedule_id, incoming if span is None else span.traceparent
     )
+    row = None
+    try:
+        row = await svc.store.create_schedule(
+            schedule_id=schedule_id,
+            owner_id=owner_id,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            created_at=now,
+            next_run_at=Cron(schedule.cron, schedule.timezone).next_after(now),
+            request=request_blob,
+            metadata=metadata,
+            limit=svc.settings.max_schedules,
+        )
+    finally:
+        if span is not None:
+            outcome = "REFUSED" if row is None else "CREATED"
+            span.end({"tasks.schedule_id": schedule_id, "tasks.outcome": outcome}, error=not row)
     if row is None:
         raise ApiError(
             422, f"Schedule limit reached: at most {svc.settings.max_schedules} per owner"
@@ -162,8 +174,10 @@ async def edit(request: Request) -> Response:
     if row is None:
         raise NotFound()
     now = svc.clock()
-    schedule = _validate(svc, merge_patch(_document(svc, row), patch), now)
-    request_blob, metadata = _sealed(svc, schedule, schedule_id)
+    document = _document(svc, row)
+    kept = document.pop(tracing.STORED, None)  # the server's: not an owner's to patch
+    schedule = _validate(svc, merge_patch(document, patch), now)
+    request_blob, metadata = _sealed(svc, schedule, schedule_id, kept)
     transition = EditSchedule(
         now=now,
         seen=row.version,

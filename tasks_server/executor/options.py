@@ -100,6 +100,7 @@ _TASK_HEADERS = (  # set by the server alone (stored tasks predating a refusal i
     "webhook-timestamp",
     "webhook-signature",
 )
+_TRACED_HEADERS = (*_TASK_HEADERS, "traceparent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class Attempt:
     timeout_ms: int  # effective timeout for this attempt (computed by the scheduler)
     signing_secrets: tuple[bytes, ...]  # raw HMAC keys, current first; () sends no signature
     sent_at_s: int  # webhook-timestamp: when the attempt starts, epoch seconds
+    traceparent: str | None = None  # this attempt's W3C trace context (tasks_server.tracing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,8 @@ def _prepared(fixed: _Fixed, attempt: Attempt, signers: Signers) -> Prepared:
             f"X-Tasks-Retry-Limit: {attempt.retry_limit}",
             f"X-Tasks-Estimate-Next-Retry-At: {attempt.due}",
         ]
+    if attempt.traceparent is not None:
+        headers.append(f"traceparent: {attempt.traceparent}")
     if attempt.signing_secrets:
         headers += _signature_headers(attempt, fixed.body, signers)
     options = [
@@ -218,7 +222,9 @@ def _fixed(reg: QueueRegistration, certs_dir: Path | None) -> _Fixed:
     head: list[tuple[int, Any]] = [(pycurl.URL, _request_url(request.url, request.query))]
     files: dict[int, bytes] = {}
 
-    owner = {k: v for k, v in (request.headers or {}).items() if k.lower() not in _TASK_HEADERS}
+    # A traced task's attempts carry the server's traceparent instead of the owner's.
+    reserved = _TRACED_HEADERS if reg.traceparent is not None else _TASK_HEADERS
+    owner = {k: v for k, v in (request.headers or {}).items() if k.lower() not in reserved}
     headers = [f"{name}: {value}" for name, value in owner.items()]
     has_content_type = any(name.lower() == "content-type" for name in owner)
     body: bytes | None = None

@@ -43,6 +43,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainValidator,
+    PrivateAttr,
     StringConstraints,
     Tag,
     ValidationInfo,
@@ -847,6 +848,19 @@ class QueueRegistration(_Body):
         if len(set(names)) != len(names):
             raise ValueError("names the same task twice")
         return value
+
+    # The W3C trace context the task was registered in (tasks_server.tracing): the server's,
+    # never a field an owner sends; sealed beside the request.
+    _traceparent: str | None = PrivateAttr(None)
+
+    @property
+    def traceparent(self) -> str | None:
+        return self._traceparent
+
+    def traced(self, traceparent: str | None) -> Self:
+        """This registration keeping `traceparent` (set once, before it is shared)."""
+        self._traceparent = traceparent
+        return self
 
 
 def execution_time(reg: QueueRegistration, now_ms: int) -> int:

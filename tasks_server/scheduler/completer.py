@@ -216,6 +216,7 @@ class Completer:
             queue_id=str(ULID()),
             now=now,
             ip_version=reg.config.ip_version,
+            traceparent=reg.traceparent,
         )
         return kind, task
 

@@ -26,6 +26,7 @@ from tasks_server.scheduler.runner import AttemptRunner
 from tasks_server.scheduler.slots import Slots
 from tasks_server.store.base import QueueRow, TaskStore
 from tasks_server.timeutil import now_ms
+from tasks_server.tracing import Tracing
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
@@ -42,6 +43,7 @@ class Scheduler:
         metrics: Metrics,
         *,
         signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
+        tracing: Tracing | None = None,
         cluster: bool = False,
         max_in_flight_per_owner: int = 250,
         max_attempts_kept: int = 100,
@@ -79,6 +81,7 @@ class Scheduler:
             codec,
             metrics,
             signing_keys=signing_keys,
+            tracing=tracing or Tracing(),
         )
         self.producer = Producer(
             holder, holdings, slots, wakeup, background, attempts, metrics, monotonic=monotonic

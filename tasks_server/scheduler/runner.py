@@ -8,6 +8,7 @@ as ABORTED; either way the task is then settled as it is now, read through an ou
 write. One cut by stopping is closed as INTERRUPTED with the leases. A failure before the
 request was sent is ours, never the target's: the task is set back (`Holdings.set_back`).
 Once the request is answered nothing cancels the attempt: its outcome is always written.
+A traced task's attempt sends a child of its trace context, and is a span when exporting.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tasks_server import placeholders
+from tasks_server import placeholders, tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.executor.options import Attempt
 from tasks_server.executor.runner import Outcome, Runner, unfilled
 from tasks_server.metrics import Metrics
+from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.completer import Completer
 from tasks_server.scheduler.held import Held, Holder, Holdings
 from tasks_server.scheduler.slots import Slots
 from tasks_server.store.base import Due, StoreUnavailable
+from tasks_server.tracing import Span, Tracing
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
@@ -46,6 +49,7 @@ class AttemptRunner:
         metrics: Metrics,
         *,
         signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
+        tracing: Tracing,
     ) -> None:
         self._holder = holder
         self._holdings = holdings
@@ -57,6 +61,7 @@ class AttemptRunner:
         self._codec = codec
         self._metrics = metrics
         self._signing_keys = signing_keys
+        self._tracing = tracing
 
     async def attempt(self, held: Held) -> None:
         """Run one attempt of `held`, which holds a slot (`Slots.started`) until it ends."""
@@ -64,6 +69,7 @@ class AttemptRunner:
         number: int | None = None
         started: tuple[int, int] | None = None  # the attempt row asked for: number, start
         lateness_ms = 0
+        span: Span | None = None
         try:
             await self._gate.wait_open()
             start = self._holder.clock()
@@ -71,9 +77,12 @@ class AttemptRunner:
             lateness_ms = max(0, start - row.starts_at)
             number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
-                reg, attempt = await self._prepare(held, start, lateness_ms)
+                reg, attempt, span = await self._prepare(held, start, lateness_ms)
                 outcome, sent = await self._send(row, reg, attempt)
         except asyncio.CancelledError:
+            stopping = self._background.stopping
+            cut = AttemptOutcome.INTERRUPTED if stopping else AttemptOutcome.ABORTED
+            _unanswered(span, row.id, number, lateness_ms, cut)
             self._slots.ended(row.owner_id)
             held.task = None
             if self._background.stopping:
@@ -87,6 +96,7 @@ class AttemptRunner:
             self._holdings.settle(held, current)
             return
         except Exception as exc:
+            _unanswered(span, row.id, number, lateness_ms, AttemptOutcome.INTERRUPTED)
             self._slots.ended(row.owner_id)
             held.task = None
             # Nothing was sent (the start could not be written, or the request prepared):
@@ -101,6 +111,10 @@ class AttemptRunner:
             self._holdings.set_back(held)
             return
         self._slots.ended(row.owner_id)
+        if span is not None:
+            attributes = _span_attributes(row.id, number, lateness_ms, outcome.kind)
+            attributes["http.response.status_code"] = outcome.attempt_status
+            span.end(attributes, error=not outcome.succeeded)
         if number is None:  # changed since it was held: act on what it is now
             held.task = None
             current = await self._background.persist(lambda: store.reload(row.id))
@@ -137,14 +151,19 @@ class AttemptRunner:
 
     async def _prepare(
         self, held: Held, start: int, lateness_ms: int
-    ) -> tuple[QueueRegistration, Attempt]:
-        """The request to send, opened (unless registered here), and its signing keys."""
+    ) -> tuple[QueueRegistration, Attempt, Span | None]:
+        """The request to send, opened (unless registered here), its signing keys and its
+        trace context (with its span, when exporting)."""
         row = held.row
         reg = held.reg or self._codec.open_request(row.request, row.id)
         signing_secrets = await self._signing_keys(row.owner_id)
         self._metrics.lateness.observe(lateness_ms / 1000)
         if row.flow_key is not None:
             self._metrics.flow_wait.observe(max(0, start - row.estimate_execution_at) / 1000)
+        traceparent = span = None
+        if (kept := reg.traceparent) is not None:
+            span = self._tracing.attempt(kept)
+            traceparent = tracing.child(kept) if span is None else span.traceparent
         attempt = Attempt(
             queue_id=row.id,
             owner_id=row.owner_id,
@@ -154,8 +173,29 @@ class AttemptRunner:
             timeout_ms=_timeout_ms(reg, row, start),
             signing_secrets=signing_secrets,
             sent_at_s=start // 1000,
+            traceparent=traceparent,
         )
-        return reg, attempt
+        return reg, attempt, span
+
+
+def _unanswered(
+    span: Span | None, queue_id: str, number: int | None, lateness_ms: int, cut: AttemptOutcome
+) -> None:
+    """End the span of an attempt cut before its answer (aborted, stopped, or never sent)."""
+    if span is not None:
+        span.end(_span_attributes(queue_id, number, lateness_ms, cut), error=True)
+
+
+def _span_attributes(
+    queue_id: str, number: int | None, lateness_ms: int, outcome: AttemptOutcome
+) -> dict[str, str | int]:
+    """An attempt span's attributes; never the URL, whose query and userinfo hold secrets."""
+    return {
+        "tasks.task_id": queue_id,
+        "tasks.attempt": number or 0,
+        "tasks.outcome": outcome.value,
+        "tasks.lateness_ms": lateness_ms,
+    }
 
 
 def _timeout_ms(reg: QueueRegistration, row: Due, start: int) -> int:
