@@ -39,6 +39,15 @@ FRAGMENTS = {
         "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id, "
         "batch_id, ref"
     ),
+    # A finished task that retention may delete: not while its batch has an unfinished task,
+    # nor while a task depending on it is unfinished (it may read its response) (SPEC §17).
+    "NOT_NEEDED": (
+        "NOT (has_dependents = 1 AND EXISTS (SELECT 1 FROM dependencies d "
+        "JOIN queues c ON c.id = d.queue_id WHERE d.depends_on = queues.id "
+        "AND c.state IN ('RUNNING', 'PAUSED', 'WAITING'))) "
+        "AND NOT (batch_id IS NOT NULL AND EXISTS (SELECT 1 FROM queues b "
+        "WHERE b.batch_id = queues.batch_id AND b.state IN ('RUNNING', 'PAUSED', 'WAITING')))"
+    ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
         "last_queue_id, version, request, metadata"

@@ -179,17 +179,11 @@ UPDATE queues SET lease_until = $3
 
 -- --- jobs and metrics --------------------------------------------------------------------
 
--- A task a batch or an active dependent still needs (its response) is kept (SPEC §17).
 -- name: purge_finished
 DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
    WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
-     AND NOT (has_dependents = 1 AND EXISTS (
-           SELECT 1 FROM dependencies d JOIN queues c ON c.id = d.queue_id
-            WHERE d.depends_on = queues.id AND c.state IN ('RUNNING', 'PAUSED', 'WAITING')))
-     AND NOT (batch_id IS NOT NULL AND EXISTS (
-           SELECT 1 FROM queues b
-            WHERE b.batch_id = queues.batch_id AND b.state IN ('RUNNING', 'PAUSED', 'WAITING')))
+     AND @NOT_NEEDED@
    LIMIT $2)
 
 -- name: purge_idle_flows
