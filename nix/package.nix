@@ -21,6 +21,7 @@
   croniter,
   prometheus-client,
   tzdata,
+  argon2-cffi,
   # nixpkgs' curl has no c-ares, so the task option `dnsServer` is refused (400); set this to
   # true to rebuild curl and pycurl with it.
   withCAres ? false,
@@ -67,6 +68,7 @@ buildPythonApplication {
     croniter
     prometheus-client
     tzdata
+    argon2-cffi
     httpx
     typer
     rich

@@ -1,4 +1,4 @@
-"""Command line: ``tasks-server [serve|backup|restore|migrate|version]``."""
+"""Command line: ``tasks-server [serve|backup|restore|migrate|import-original|version]``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import uvicorn
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 # The settings backup and restore read besides the backup_* ones: where the database is, the
 # object storage region, and logging. Names and defaults come from the Settings model.
 _BACKUP_SETTINGS = ("path_sqlite", "s3_region", "aws_region", "tz", "log", "log_tz")
+
+
+# What import-original reads besides the database and destination settings: its requests
+# are checked as registrations are.
+_IMPORT_SETTINGS = ("path_sqlite", "cipher_key", "certs_dir", "tz", "log", "log_tz", "log_format")
 
 
 def _reads_backup(name: str) -> bool:
@@ -109,6 +115,21 @@ def _parser() -> argparse.ArgumentParser:
             name in ("database_url", "database_connect_timeout_ms", "log", "log_tz", "log_format")
         ),
     )
+    imports = _command(
+        commands,
+        "import-original",
+        "import the owners and tasks of the original Bun tasks-server's SQLite database",
+        lambda name: name in _IMPORT_SETTINGS or name.startswith(("database_", "destination_")),
+    )
+    imports.add_argument(
+        "--from", dest="source", metavar="PATH", required=True, help="the original's database"
+    )
+    imports.add_argument(
+        "--cipher-key",
+        metavar="KEY",
+        help="the original's CIPHER_KEY (default: CIPHER_KEY, as this server's)",
+    )
+    imports.add_argument("--dry-run", action="store_true", help="report, change nothing")
     _command(commands, "version", "print the version (as --version does)")
     return parser
 
@@ -262,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _migrate(settings)
         elif args.command == "restore":
             _restore(settings, args.source, force=args.force)
+        elif args.command == "import-original":
+            _import_original(settings, args)
         else:
             serve(settings)
     except (SettingsError, startup.StartupError) as exc:
@@ -311,3 +334,16 @@ def _restore(settings: Settings, source: str, *, force: bool) -> None:
         print(f"restored {source} into {restore(settings, source, force=force)}")
     except RestoreError as exc:
         _fail(exc, 1)
+
+
+def _import_original(settings: Settings, args: argparse.Namespace) -> None:
+    from tasks_server.original import importer
+
+    logs.configure_from(settings)
+    try:
+        summary = asyncio.run(
+            importer.run(settings, Path(args.source), args.cipher_key, dry_run=args.dry_run)
+        )
+    except importer.ImportFailed as exc:
+        _fail(exc, 2)
+    print("\n".join(summary.lines()))

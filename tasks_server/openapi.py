@@ -42,6 +42,8 @@ from tasks_server.models.schedules import (
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+# Tasks imported from the original keep its ids: hex milliseconds then decimal ones.
+ORIGINAL_ID_PATTERN = r"^([0-9A-HJKMNP-TV-Z]{26}|[0-9A-F]{11}[0-9]{13})$"
 # The owner name rule without its look-arounds (the body schema keeps the full pattern).
 OWNER_NAME_PATH_PATTERN = r"^[a-z0-9-]{5,32}$"
 
@@ -139,7 +141,13 @@ _TASK_LINKS = {
         "deleteQueue",
     )
 }
-_SECURITY: list[dict[str, list[str]]] = [{"bearer": [], "ownerId": []}]
+# The owner id in X-Tasks-Owner-Id, or in the original's later name for it, X-Task-Id.
+_SECURITY: list[dict[str, list[str]]] = [
+    {"bearer": [], "ownerId": []},
+    {"bearer": [], "taskId": []},
+]
+# The original's later names (1.0.0-beta.4) of the owner routes, served as aliases.
+_ALIASES = {"/v1/tasks/register": "/v1/owners/register", "/v1/tasks/{name}": "/v1/owners/{name}"}
 # Request examples (tests validate each against its model). The targets are on localhost, so a
 # tool that sends the examples reaches no other host.
 OWNER_EXAMPLES = {
@@ -328,7 +336,11 @@ def _build() -> dict[str, Any]:
     attempts_params = _query_params(schemas[attempts_query_name])
 
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
-    id_param = _path_param("id", ULID_PATTERN, "The task id (a ULID)")
+    id_param = _path_param(
+        "id",
+        ORIGINAL_ID_PATTERN,
+        "The task id: a ULID, or the 24 characters of a task imported from the original",
+    )
     queue_out = _json(of(QueueOut), "The task")
     asset_param = _path_param("name", r"^[A-Za-z0-9._-]+$", "The file name")
     asset_responses = {
@@ -636,6 +648,8 @@ def _build() -> dict[str, Any]:
     }
     # Open, or with ADMIN_KEY set, the admin bearer.
     paths["/v1/owners/register"]["post"]["security"] = [{}, {"admin": []}]
+    for alias, path in _ALIASES.items():
+        paths[alias] = _alias(paths[path], path)
     for verb, method, summary, success in (
         ("pause", "patch", "Pause a RUNNING task", done),
         ("resume", "patch", "Resume a PAUSED task", queue_out),
@@ -744,9 +758,26 @@ def _build() -> dict[str, Any]:
                     "name": "X-Tasks-Owner-Id",
                     "description": "The owner id returned at registration",
                 },
+                "taskId": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Task-Id",
+                    "description": "X-Tasks-Owner-Id under the original's later name "
+                    "(1.0.0-beta.4), accepted alike",
+                },
             },
         },
     }
+
+
+def _alias(item: dict[str, Any], path: str) -> dict[str, Any]:
+    """`item` (the operations of `path`) under the original's later name for it."""
+    alias = copy.deepcopy(item)
+    for method, op in alias.items():
+        if method != "parameters":
+            op["operationId"] += "AsTask"
+            op["description"] = f"The original's 1.0.0-beta.4 name of `{method.upper()} {path}`."
+    return alias
 
 
 @cache

@@ -42,9 +42,10 @@ class Step:
 
 
 class Target:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        """On a free port of 127.0.0.1, or where a stored task was told to send (`port`)."""
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.hits: list[Hit] = []
         self.disconnects: list[str] = []
         self.active: Counter[str] = Counter()  # requests of each path being answered now
@@ -53,7 +54,7 @@ class Target:
         self._cond = threading.Condition()
         config = uvicorn.Config(
             self._app,
-            host="127.0.0.1",
+            host=host,
             port=self.port,
             log_config=None,
             lifespan="off",

@@ -6,10 +6,15 @@ owner. A key rotated by another process sharing the database is seen because a k
 does not match the cache is checked once more against the store before the 401, and
 because entries expire after `CACHE_TTL_MS` (so a key replaced elsewhere stops working once
 its grace ends). The previous key's end of grace is checked on every request.
+
+An owner imported from the original (SPEC §19.1) has no digest yet: its key is checked once
+against the original's argon2 hash, which its digest then replaces. The original's later
+header name, `X-Task-Id`, is accepted for `X-Tasks-Owner-Id`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from tasks_server.api.errors import ApiError
+from tasks_server.original import keys
 from tasks_server.store.base import Credentials, TaskStore
 from tasks_server.timeutil import now_ms
 
@@ -73,11 +79,14 @@ class Authenticator:
         self._store = store
         self._entries: dict[str, _Entry] = {}
         self.clock = clock
+        # One argon2 check at a time: each takes 64 MiB and a tenth of a second.
+        self._argon2 = asyncio.Lock()
 
     async def owner_id(self, request: Request) -> str:
         """The authenticated owner id; 403 for bad headers or unknown owner, 401 for a wrong key."""
         match = _BEARER.fullmatch(request.headers.get("authorization", ""))
-        owner_id = request.headers.get("x-tasks-owner-id", "")
+        headers = request.headers
+        owner_id = headers.get("x-tasks-owner-id") or headers.get("x-task-id", "")
         if match is None or not is_ulid(owner_id):
             raise ApiError(403)
         key_digest, now = digest(match.group(1)), self.clock()
@@ -90,7 +99,22 @@ class Authenticator:
         # The key may have been rotated by another process since the entry was cached.
         if not fresh and (await self._load(owner_id, now)).accepts(key_digest, now):
             return owner_id
+        if await self._adopt_original(owner_id, match.group(1), key_digest):
+            return owner_id
         raise ApiError(401)
+
+    async def _adopt_original(self, owner_id: str, key: str, key_digest: bytes) -> bool:
+        """Whether `key` opens the original's hash of an imported owner's key, which its
+        digest then replaces."""
+        key_hash = await self._store.original_key(owner_id)
+        if key_hash is None:
+            return False
+        async with self._argon2:
+            if not await asyncio.to_thread(keys.verify, key_hash, key):
+                return False
+        await self._store.adopt_key(owner_id, key_hash, key_digest)
+        self.forget(owner_id)
+        return True
 
     async def rotate(self, owner_id: str, name: str, grace_ms: int) -> str | None:
         """A new key for the owner; the old one works `grace_ms` longer. None: no such owner."""

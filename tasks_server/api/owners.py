@@ -1,4 +1,8 @@
-"""Owner routes: register, read, delete, and rotation of the key and the signing secret."""
+"""Owner routes: register, read, delete, and rotation of the key and the signing secret.
+
+The original's later releases (1.0.0-beta.4) call owners "tasks": `/v1/tasks/register` and
+`/v1/tasks/{name}` are the same routes under those names (SPEC §19.1).
+"""
 
 from __future__ import annotations
 
@@ -110,4 +114,7 @@ routes = [
     Route("/v1/owners/{name}", delete, methods=["DELETE"]),
     Route("/v1/owners/{name}/key", rotate_key, methods=["POST"]),
     Route("/v1/owners/{name}/signing-secret", rotate_signing_secret, methods=["POST"]),
+    Route("/v1/tasks/register", register, methods=["POST"]),
+    Route("/v1/tasks/{name}", get, methods=["GET"]),
+    Route("/v1/tasks/{name}", delete, methods=["DELETE"]),
 ]

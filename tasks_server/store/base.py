@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from tasks_server.lifecycle import Change
     from tasks_server.schedule_lifecycle import ScheduleChange
+    from tasks_server.store.imports import ImportedOwner, ImportedTask
 
 
 class StoreError(Exception):
@@ -655,6 +656,25 @@ class TaskStore(Protocol):
 
     async def release_all(self) -> None:
         """At the start of a process alone on its database: every lease is stale."""
+
+    # --- import from the original (SPEC §19.1) ---------------------------------------------
+
+    async def owner_name(self, owner_id: str) -> str | None:
+        """The name of the owner with this id (None: no such owner)."""
+
+    async def import_owner(self, owner: ImportedOwner) -> bool:
+        """Insert an owner of the original with its key hash; False when its id or name is
+        taken."""
+
+    async def import_tasks(self, new: Sequence[ImportedTask]) -> list[str]:
+        """Insert tasks as they were, in one transaction; the ids stored (taken ids are
+        left as they are)."""
+
+    async def original_key(self, owner_id: str) -> str | None:
+        """The original's argon2 hash of the owner's key, until its first use replaced it."""
+
+    async def adopt_key(self, owner_id: str, key_hash: str, digest: bytes) -> bool:
+        """Replace `key_hash` by the digest of the key it verified (False: already done)."""
 
     # --- jobs and metrics -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks_server.store import leases, meta, owners, schedules, tasks, upkeep, workflows
+from tasks_server.store import imports, leases, meta, owners, schedules, tasks, upkeep, workflows
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
@@ -41,6 +41,7 @@ from tasks_server.store.base import (
     StoreUnavailable,
 )
 from tasks_server.store.driver import Driver
+from tasks_server.store.imports import ImportedOwner, ImportedTask
 
 
 class Store:
@@ -247,6 +248,23 @@ class Store:
 
     async def release_all(self) -> None:
         await leases.release_all(self.driver)
+
+    # --- import from the original ---------------------------------------------------------
+
+    async def owner_name(self, owner_id: str) -> str | None:
+        return await imports.owner_name(self.driver, owner_id)
+
+    async def import_owner(self, owner: ImportedOwner) -> bool:
+        return await imports.import_owner(self.driver, owner)
+
+    async def import_tasks(self, new: Sequence[ImportedTask]) -> list[str]:
+        return await imports.import_tasks(self.driver, new)
+
+    async def original_key(self, owner_id: str) -> str | None:
+        return await imports.original_key(self.driver, owner_id)
+
+    async def adopt_key(self, owner_id: str, key_hash: str, digest: bytes) -> bool:
+        return await imports.adopt_key(self.driver, owner_id, key_hash, digest)
 
     # --- jobs and metrics -----------------------------------------------------------------
 

@@ -216,7 +216,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER attempts_counted AFTER INSERT ON attempts
       REFERENCING NEW TABLE AS opened FOR EACH STATEMENT EXECUTE FUNCTION attempts_counted()
     """,
-    # 7: workflows (SQLite migration 7): the WAITING state, counted as active; a task's batch
+    # 7: the argon2 key hash of an owner imported from the original (SQLite migration 7).
+    """
+    ALTER TABLE owners ADD COLUMN original_key_hash text
+    """,
+    # 8: workflows (SQLite migration 8): the WAITING state, counted as active; a task's batch
     # and dependencies.
     """
     ALTER TABLE queues DROP CONSTRAINT queues_state_check;

@@ -171,7 +171,12 @@ MIGRATIONS: tuple[str, ...] = (
       UPDATE queues SET attempts = attempts + 1 WHERE id = NEW.queue_id;
     END
     """,
-    # 7: workflows (SPEC §17): a task's batch and its `ref` in it. A task waiting for others
+    # 7: owners imported from the original Bun server (SPEC §19.1) keep its argon2 hash of
+    # their key until its first use, which replaces it by the SHA-256 digest.
+    """
+    ALTER TABLE owners ADD COLUMN original_key_hash TEXT
+    """,
+    # 8: workflows (SPEC §17): a task's batch and its `ref` in it. A task waiting for others
     # is WAITING, which the state's CHECK must allow: SQLite changes a CHECK only by rebuilding
     # the table (`migrate` turns foreign keys off meanwhile, so dropping the old table deletes
     # no attempt). `pending_deps` counts its dependencies still unfinished; at 0 it is due

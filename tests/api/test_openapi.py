@@ -71,7 +71,14 @@ def test_shared_components_and_auth() -> None:
     assert schemes["ownerId"]["name"] == "X-Tasks-Owner-Id"
 
     register = document["paths"]["/v1/queues/register"]["post"]
-    assert register["security"] == [{"bearer": [], "ownerId": []}]
+    assert register["security"] == [{"bearer": [], "ownerId": []}, {"bearer": [], "taskId": []}]
+    assert schemes["taskId"] == {**schemes["taskId"], "in": "header", "name": "X-Task-Id"}
+    (id_param,) = document["paths"]["/v1/queues/{id}"]["parameters"]
+    for queue_id in ("01ARZ3NDEKTSV4RRFFQ69G5FAV", "1A250FA96521796654929490"):  # imported
+        assert re.fullmatch(id_param["schema"]["pattern"], queue_id)
+    alias = document["paths"]["/v1/tasks/register"]["post"]
+    assert alias["operationId"] == "registerOwnerAsTask"
+    assert alias["requestBody"] == document["paths"]["/v1/owners/register"]["post"]["requestBody"]
     assert register["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/QueueRegistration"
     }

@@ -39,7 +39,7 @@ def test_version_flag() -> None:
     assert (run.returncode, run.stdout.strip()) == (0, f"tasks-server {__version__}")
 
 
-@pytest.mark.parametrize("command", ["serve", "backup", "restore", "version"])
+@pytest.mark.parametrize("command", ["serve", "backup", "restore", "import-original", "version"])
 def test_every_subcommand_describes_itself(
     capsys: pytest.CaptureFixture[str], command: str
 ) -> None:

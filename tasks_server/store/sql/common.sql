@@ -251,3 +251,30 @@ SELECT d.depends_on, d.queue_id, d.require_success
 -- Tasks a failed dependency ended, whose failureCallback is still to be queued.
 -- name: callbacks_due
 SELECT @COLUMNS@ FROM queues WHERE callback_due = 1 ORDER BY id LIMIT $1
+
+-- --- import from the original (SPEC §19.1) -----------------------------------------------
+
+-- An imported owner has no SHA-256 digest until its key's first use (an empty one matches
+-- no key); its id or name already taken: nothing.
+-- name: import_owner
+INSERT INTO owners (id, name, key_digest, original_key_hash, created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING RETURNING id
+
+-- name: select_owner_name
+SELECT name FROM owners WHERE id = $1
+
+-- name: import_task
+INSERT INTO queues (id, owner_id, state, created_at, status_code, estimate_execution_at,
+                    estimate_end_at, paused_at, retry_count, retry_limit, attempts, request,
+                    metadata, response)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT DO NOTHING RETURNING id
+
+-- name: select_original_key
+SELECT original_key_hash FROM owners WHERE id = $1
+
+-- The hash is compared so that a key rotated meanwhile is never overwritten.
+-- name: adopt_original_key
+UPDATE owners SET key_digest = $1, original_key_hash = NULL
+ WHERE id = $2 AND original_key_hash = $3
