@@ -16,7 +16,7 @@ from starlette.types import ExceptionHandler
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tasks_server import exposure, gc_policy, logs, startup
-from tasks_server.api import destinations, errors, owners, service, ui
+from tasks_server.api import batches, destinations, errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
 from tasks_server.api.auth import Authenticator
@@ -47,6 +47,7 @@ _ROUTES = [
     *service.routes,
     *ui.routes,
     *owners.routes,
+    *batches.routes,
     *queue_routes.routes,
     *schedule_routes.routes,
     *destinations.routes,

@@ -12,6 +12,7 @@ again and retries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Final
 
@@ -36,9 +37,14 @@ __all__ = [
     "edit_refusal",
     "ending",
     "expired",
+    "linked",
 ]
 
-RUNNING, PAUSED = QueueState.RUNNING.value, QueueState.PAUSED.value
+RUNNING, PAUSED, WAITING = (
+    QueueState.RUNNING.value,
+    QueueState.PAUSED.value,
+    QueueState.WAITING.value,
+)
 SUCCESS, ERROR, REVOKED = QueueState.SUCCESS.value, QueueState.ERROR.value, QueueState.REVOKED.value
 IN_FLIGHT_MESSAGE = "The task is being executed right now; try again when it returns"
 STALE: Final = Rejected("stale")  # the task changed since the transition was built
@@ -76,6 +82,7 @@ class Change(Assigned):
     request: bytes | Keep = KEEP
     metadata: bytes | Keep | None = KEEP
     flow: Flow | Keep | None = KEEP
+    release_delay: int | Keep = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,9 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """A new request; ``due`` is set when its timing fields changed."""
+    """A new request; ``due`` is set when its timing fields changed, with what they say for
+    a task still waiting for its dependencies: its ``executeAt`` (0: none) and the
+    ``executionDelay`` that counts from its release."""
 
     now: int
     seen: int
@@ -125,6 +134,7 @@ class Edit:
     retry_limit: int
     flow: Flow | None
     due: int | None
+    release: tuple[int, int] = (0, 0)
 
 
 Transition = Pause | Resume | Revoke | Execute | Replay | Edit
@@ -133,13 +143,13 @@ Transition = Pause | Resume | Revoke | Execute | Replay | Edit
 def decide(row: QueueRow, transition: Transition) -> Change | Rejected:
     """The change `transition` makes to the task `row`, or why it is refused."""
     if isinstance(transition, Pause):
-        return _unless(row, "paused", RUNNING) or Change(
+        return _unless(row, "paused", RUNNING, WAITING) or Change(
             state=PAUSED, paused_at=transition.now, estimate_end_at=transition.now
         )
     if isinstance(transition, Resume):
         return _unless(row, "resumed", PAUSED) or _resume(row, transition)
     if isinstance(transition, Revoke):
-        return _unless(row, "revoked", RUNNING, PAUSED) or Change(
+        return _unless(row, "revoked", RUNNING, PAUSED, WAITING) or Change(
             state=REVOKED, estimate_end_at=transition.now, paused_at=None
         )
     if isinstance(transition, Execute):
@@ -165,6 +175,8 @@ def _resume(row: QueueRow, resume: Resume) -> Change | Rejected:
     if row.version != resume.seen:
         return STALE
     now = resume.now
+    if row.pending_deps:  # paused while waiting for its dependencies: it waits again
+        return Change(state=WAITING, paused_at=None, estimate_end_at=0)
     # The time it had left when paused; a first run asked to start at once when its
     # executeAt has passed starts now.
     due = now + max(0, row.estimate_execution_at - (row.paused_at or now))
@@ -191,7 +203,7 @@ def _replay(row: QueueRow, replay: Replay) -> Change | Rejected:
 
 def edit_refusal(row: QueueRow) -> Rejected | None:
     """Why the task cannot be edited now, if it cannot."""
-    if row.state not in (RUNNING, PAUSED):
+    if row.state not in (RUNNING, PAUSED, WAITING):
         return Rejected(f"A {row.state} task can no longer be changed")
     if row.callback_of is not None:
         return Rejected("A callback's request is the server's report: it cannot be edited")
@@ -210,6 +222,9 @@ def _edit(row: QueueRow, edit: Edit) -> Change | Rejected:
     )
     if edit.due is None:
         return change
+    if row.pending_deps:  # not released yet: its timing counts from its release
+        execute_at, delay = edit.release
+        return replace(change, estimate_execution_at=execute_at, release_delay=delay)
     # A paused task's remaining time is counted from now, when its timing changed.
     paused_at = edit.now if row.state == PAUSED else KEEP
     return replace(change, estimate_execution_at=edit.due, paused_at=paused_at)
@@ -230,3 +245,14 @@ def expired(due: Due, start: int, max_lateness: int | None) -> bool:
     """Whether an attempt of `due` starting at `start` is too late to be sent (SPEC §18.2):
     counted from the due time, so a flow-control wait counts too."""
     return max_lateness is not None and start - due.estimate_execution_at > max_lateness
+
+
+def linked(dependencies: Sequence[tuple[str, bool]]) -> tuple[str, int]:
+    """The state a task registered with `dependencies` (each one's state and whether the task
+    requires it to succeed) starts in, and how many of them it waits for (SPEC §17.2): ERROR
+    when one it requires failed or was revoked, WAITING while any is unfinished, else
+    RUNNING."""
+    if any(required and state in (ERROR, REVOKED) for state, required in dependencies):
+        return ERROR, 0
+    pending = sum(state in (RUNNING, PAUSED, WAITING) for state, _ in dependencies)
+    return (WAITING, pending) if pending else (RUNNING, 0)

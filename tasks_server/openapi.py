@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from tasks_server import __version__
 from tasks_server.api.errors import ACTIONS
 from tasks_server.models.attempts import AttemptOut, AttemptsQuery, Bulk, BulkOut, Replay
+from tasks_server.models.batches import BatchOut, BatchRead, BatchRegistration
 from tasks_server.models.common import Done, ErrorBody
 from tasks_server.models.destinations import (
     DESTINATION_ID_PATTERN,
@@ -75,7 +76,47 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (Done, "serialization"),
     (DestinationListQuery, "validation"),
     (DestinationOut, "serialization"),
+    (BatchRegistration, "validation"),
+    (BatchOut, "serialization"),
+    (BatchRead, "serialization"),
 ]
+
+BATCH_EXAMPLES = {
+    "chain": {
+        "summary": "Three steps: create an order, charge it with the order's id, then notify",
+        "value": {
+            "tasks": [
+                {
+                    "ref": "order",
+                    "httpRequest": {
+                        "url": "https://shop.example.com/orders",
+                        "method": "POST",
+                        "data": {"sku": "A-1"},
+                    },
+                },
+                {
+                    "ref": "charge",
+                    "dependsOn": [{"ref": "order"}],
+                    "httpRequest": {
+                        "url": "https://pay.example.com/charges",
+                        "method": "POST",
+                        "data": {"orderId": "{{deps.order.json.id}}"},
+                    },
+                    "config": {"retry": 3},
+                },
+                {
+                    "ref": "notify",
+                    "dependsOn": [{"ref": "charge", "requireSuccess": False}],
+                    "httpRequest": {
+                        "url": "https://hooks.example.com/done",
+                        "method": "POST",
+                        "data": "the charge answered {{deps.charge.statusCode}}",
+                    },
+                },
+            ]
+        },
+    }
+}
 
 _REASONS = {
     400: "Validation failed; `message` lists each problem with its field path",
@@ -502,6 +543,32 @@ def _build() -> dict[str, Any]:
                 ],
                 body=_body(of(QueueRegistration, "validation"), "The task", QUEUE_EXAMPLES),
             )
+        },
+        "/v1/queues/batch": {
+            "post": _op(
+                "registerBatch",
+                "Register up to 1,000 tasks at once, all or none, with dependencies by ref",
+                "batches",
+                {
+                    "201": _json(of(BatchOut), "The batch and its tasks"),
+                    "200": _json(of(BatchOut), "A repeat of an Idempotency-Key: the batch as now"),
+                    **_errors(400, 413, 422, *_AUTH),
+                },
+                body=_body(
+                    of(BatchRegistration, "validation"),
+                    "The tasks; a problem is named by the item's index (tasks[3]...)",
+                    BATCH_EXAMPLES,
+                ),
+            )
+        },
+        "/v1/batches/{id}": {
+            "parameters": [_path_param("id", ULID_PATTERN, "The batch id")],
+            "get": _op(
+                "getBatch",
+                "A batch: its tasks and their dependencies",
+                "batches",
+                {"200": _json(of(BatchRead), "The batch"), **_errors(404, *_AUTH)},
+            ),
         },
         "/v1/queues/bulk": {
             "post": _op(

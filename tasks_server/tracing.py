@@ -49,9 +49,13 @@ def parse(value: str) -> str:
     return f"00-{trace_id}-{parent_id}-{flags}"
 
 
+# Its own generator: the global one's state belongs to whatever else runs in the process.
+_SPAN_IDS = random.Random()
+
+
 def child(traceparent: str) -> str:
     """A child of a kept ``traceparent``: same trace and flags, a new span id."""
-    span_id = random.getrandbits(64) or 1
+    span_id = _SPAN_IDS.getrandbits(64) or 1
     return f"{traceparent[:36]}{span_id:016x}{traceparent[52:]}"
 
 

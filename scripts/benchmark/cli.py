@@ -27,12 +27,15 @@ from scripts.benchmark.phases import (
     outage,
     register,
     scale,
+    workflows,
 )
 from scripts.benchmark.processes import Processes
 from scripts.benchmark.profiles import FULL, QUICK, TINY, Profile
 from scripts.benchmark.report import Report, print_table
 
-PHASES = ("register", "growth", "execution", "burst", "breaker", "lateness", "scale")
+PHASES = (
+    *("register", "growth", "execution", "burst", "breaker", "lateness", "scale", "workflows"),
+)
 OPT_IN = ("outage",)  # run only when named in --only: a minute or more
 POSTGRES_PHASES = tuple(postgres.PHASES)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -86,6 +89,8 @@ def run_phases(
         scale.run(profile, procs, work, report)
     if "outage" in phases:
         outage.run(profile, procs, work, report)
+    if "workflows" in phases:
+        workflows.run(profile, procs, work, report)
 
 
 def run(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from scripts.benchmark.cluster import CONFIGURATIONS, Cluster, Configuration, Figures
-from scripts.benchmark.phases import execution, lateness, register
+from scripts.benchmark.phases import execution, lateness, register, workflows
 from scripts.benchmark.processes import PostgresServer, Processes, postgres_server, start_server
 from scripts.benchmark.profiles import Profile
 from scripts.benchmark.report import Report, Row
@@ -32,6 +32,7 @@ PHASES: dict[str, NodesPhase] = {
     "register": register,
     "execution": execution,
     "lateness": lateness,
+    "workflows": workflows,
 }
 
 

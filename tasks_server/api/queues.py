@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from ulid import ULID
 
-from tasks_server import lifecycle, tracing
+from tasks_server import lifecycle, placeholders, tracing
 from tasks_server.api import idempotency
 from tasks_server.api.body import merge_patch, read_json
 from tasks_server.api.errors import ApiError, JSONResponse, NotFound
@@ -34,6 +34,7 @@ from tasks_server.models.attempts import (
 )
 from tasks_server.models.common import Done
 from tasks_server.models.queues import (
+    DependencyOut,
     ListQuery,
     QueueConfigOut,
     QueueOut,
@@ -48,6 +49,9 @@ from tasks_server.store.base import (
     AttemptRow,
     Idempotency,
     InsertOutcome,
+    Link,
+    LinkedTask,
+    NewTask,
     QueueRow,
     QueueSummaryRow,
     Rejected,
@@ -77,7 +81,54 @@ def validate_task(
     )
     if problems:
         raise ApiError(400, problems)
+    try:
+        used = placeholders.names(reg)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    if unknown := sorted(used - {dependency.name for dependency in reg.depends_on or ()}):
+        raise ApiError(400, f"Placeholders name no task in dependsOn: {', '.join(unknown)}")
     return reg
+
+
+def linked_task(
+    svc: Services, owner_id: str, reg: QueueRegistration, queue_id: str, now: int, **fields: Any
+) -> LinkedTask:
+    """A registration as `TaskStore.insert_linked` takes it (`fields`: its links and ref)."""
+    task = NewTask(
+        queue_id=queue_id,
+        created_at=now,
+        due=reg.config.execute_at or 0,
+        retry_limit=reg.config.retry,
+        request=svc.codec.seal_request(reg, queue_id),
+        metadata=_sealed_metadata(svc, reg, queue_id),
+        flow=svc.codec.flow(reg, owner_id),
+    )
+    return LinkedTask(task, release_delay=reg.config.execution_delay, **fields)
+
+
+def _sealed_metadata(svc: Services, reg: QueueRegistration, queue_id: str) -> bytes | None:
+    return None if reg.metadata is None else svc.codec.seal_json(reg.metadata, queue_id, "metadata")
+
+
+def once(
+    svc: Services, owner_id: str, key: str | None, document: Any, now: int
+) -> Idempotency | None:
+    """The registration's `Idempotency-Key`, as the store keeps it."""
+    if key is None:
+        return None
+    digest = svc.codec.idempotency_key(owner_id, key)
+    return Idempotency(
+        digest, idempotency.body_digest(document), now, svc.settings.idempotency_ttl_ms
+    )
+
+
+def refuse(svc: Services, outcome: InsertOutcome, key: str | None) -> None:
+    """The answer to a registration that stored nothing (the store's `outcome`)."""
+    if outcome is InsertOutcome.KEY_REUSED:
+        raise ApiError(422, f"Idempotency-Key {key!r} was already used with another body")
+    if outcome is InsertOutcome.LIMIT_REACHED:
+        raise ApiError(422, limit_message(svc.settings.max_tasks_in_queue))
+    raise ApiError(403)
 
 
 def traceparent(request: Request) -> str | None:
@@ -91,7 +142,7 @@ def traceparent(request: Request) -> str | None:
         raise ApiError(400, f"The traceparent header is not a W3C trace context: {exc}") from None
 
 
-def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
+def queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     response = None
     if row.response is not None:
         response = base64.b64encode(svc.codec.open(row.response, row.id, "response")).decode()
@@ -108,7 +159,7 @@ def _queue_out(svc: Services, row: QueueRow) -> dict[str, Any]:
     return out.model_dump(by_alias=True)
 
 
-def _summary(row: QueueRow | QueueSummaryRow) -> QueueSummary:
+def summary(row: QueueRow | QueueSummaryRow) -> QueueSummary:
     return QueueSummary(**_summary_fields(row))
 
 
@@ -121,6 +172,8 @@ def _summary_fields(row: QueueRow | QueueSummaryRow) -> dict[str, Any]:
         "estimate_end_at": row.estimate_end_at,
         "estimate_execution_at": row.estimate_execution_at,
         "schedule_id": row.schedule_id,
+        "batch_id": row.batch_id,
+        "ref": row.ref,
     }
 
 
@@ -141,6 +194,10 @@ async def register(request: Request) -> Response:
     queue_id = str(ULID())
     span = svc.tracing.registration("task.register", incoming)
     reg.traced(incoming if span is None else span.traceparent)
+    if reg.depends_on:
+        return await _register_linked(
+            svc, owner_id, reg, queue_id, now, (idempotency_key, document), span
+        )
     due = execution_time(reg, now)
     flow = svc.codec.flow(reg, owner_id)
     # A task with flow control is leased only by a claim, under its key's lock.
@@ -154,42 +211,78 @@ async def register(request: Request) -> Response:
             due=due,
             retry_limit=reg.config.retry,
             request=svc.codec.seal_request(reg, queue_id),
-            metadata=None
-            if reg.metadata is None
-            else svc.codec.seal_json(reg.metadata, queue_id, "metadata"),
+            metadata=_sealed_metadata(svc, reg, queue_id),
             limit=svc.settings.max_tasks_in_queue,
             lease=lease,
-            idempotency=once,
+            idempotency=key,
             flow=flow,
         )
         if lease is not None and inserted[0] is InsertOutcome.INSERTED:
             svc.scheduler.adopt(inserted[1], reg)  # type: ignore[arg-type]
         return inserted
 
-    once = None
-    if idempotency_key is not None:
-        ttl_ms = svc.settings.idempotency_ttl_ms
-        key_digest = svc.codec.idempotency_key(owner_id, idempotency_key)
-        once = Idempotency(key_digest, idempotency.body_digest(document), now, ttl_ms)
+    key = once(svc, owner_id, idempotency_key, document, now)
     # Shielded: a handler cancelled after the commit must still hand its lease over.
     outcome = None
     try:
         outcome, row = await asyncio.shield(svc.scheduler.spawn(insert_and_adopt(), "register"))
     finally:
         _registered(span, queue_id, outcome)
-    if outcome is InsertOutcome.KEY_REUSED:
-        raise ApiError(
-            422, f"Idempotency-Key {idempotency_key!r} was already used with another body"
-        )
     if outcome is InsertOutcome.REPLAYED and row is not None:
-        return JSONResponse(_queue_out(svc, row), 200, {"Idempotent-Replayed": "true"})
-    if outcome is InsertOutcome.LIMIT_REACHED:
-        raise ApiError(422, limit_message(svc.settings.max_tasks_in_queue))
-    if outcome is InsertOutcome.NO_OWNER or row is None:
-        raise ApiError(403)
+        return JSONResponse(queue_out(svc, row), 200, {"Idempotent-Replayed": "true"})
+    if outcome is not InsertOutcome.INSERTED or row is None:
+        refuse(svc, outcome, idempotency_key)
+    assert row is not None
     svc.metrics.registrations.inc()
     _event("registered", queue_id, owner_id)
-    return JSONResponse(_queue_out(svc, row), 201)
+    return JSONResponse(queue_out(svc, row), 201)
+
+
+async def _register_linked(
+    svc: Services,
+    owner_id: str,
+    reg: QueueRegistration,
+    queue_id: str,
+    now: int,
+    keyed: tuple[str | None, Any],
+    span: tracing.Span | None,
+) -> Response:
+    """A registration with dependencies on the owner's tasks (SPEC §17.2); `keyed`: its
+    `Idempotency-Key` and body."""
+    assert reg.depends_on is not None
+    if any(dependency.ref is not None for dependency in reg.depends_on):
+        raise ApiError(
+            400, "A ref names a task of the same batch: register them with POST /v1/queues/batch"
+        )
+    links = tuple(Link(d.name, d.name, d.require_success) for d in reg.depends_on)
+    task = linked_task(svc, owner_id, reg, queue_id, now, links=links)
+    key, document = keyed
+    outcome = None
+    try:
+        done = await svc.store.insert_linked(
+            owner_id,
+            [task],
+            plan=lifecycle.linked,
+            limit=svc.settings.max_tasks_in_queue,
+            batch_id=None,
+            idempotency=once(svc, owner_id, key, document, now),
+        )
+        outcome = done.outcome
+    finally:
+        _registered(span, queue_id, outcome)
+    if done.outcome is InsertOutcome.UNKNOWN_DEPENDENCY:
+        raise ApiError(400, f"dependsOn: {done.unknown} is not one of your tasks")
+    if done.outcome is InsertOutcome.REPLAYED:
+        return JSONResponse(queue_out(svc, done.rows[0]), 200, {"Idempotent-Replayed": "true"})
+    if done.outcome is not InsertOutcome.INSERTED:
+        refuse(svc, done.outcome, key)
+    row = done.rows[0]
+    svc.metrics.registrations.inc()
+    svc.scheduler.changed(row.id, row)
+    if row.state == ERROR:  # a dependency it requires failed already: its failureCallback
+        svc.scheduler.settled()
+    _event("registered", queue_id, owner_id)
+    return JSONResponse(queue_out(svc, row), 201)
 
 
 def _registered(span: tracing.Span | None, queue_id: str, outcome: InsertOutcome | None) -> None:
@@ -208,12 +301,13 @@ async def list_queues(request: Request) -> Response:
         owner_id,
         state=query.state.value if query.state else None,
         schedule_id=query.schedule_id,
+        batch_id=query.batch_id,
         order=query.order,
         descending=query.sort == "desc",
         limit=query.limit,
         offset=query.offset,
     )
-    return JSONResponse([_summary(row).model_dump(by_alias=True) for row in rows])
+    return JSONResponse([summary(row).model_dump(by_alias=True) for row in rows])
 
 
 async def get(request: Request) -> Response:
@@ -221,7 +315,16 @@ async def get(request: Request) -> Response:
     row = await svc.store.get(owner_id, queue_id)
     if row is None:
         raise NotFound()
-    return JSONResponse(_queue_out(svc, row))
+    out = queue_out(svc, row)
+    dependencies, dependents = await svc.store.links(queue_id)
+    out["dependencies"] = [
+        DependencyOut(
+            id=link.depends_on, name=link.name, require_success=link.require_success
+        ).model_dump(by_alias=True)
+        for link in dependencies
+    ]
+    out["dependents"] = dependents
+    return JSONResponse(out)
 
 
 async def config(request: Request) -> Response:
@@ -258,7 +361,7 @@ async def edit(request: Request) -> Response:
         raise ApiError(400, "The body must be a JSON merge patch object")
     action = _Action("edited", lambda svc, now, row: _edit(svc, now, row, patch), reads=True)
     row = await _route_transition(svc, owner_id, queue_id, action)
-    return JSONResponse(_queue_out(svc, row))
+    return JSONResponse(queue_out(svc, row))
 
 
 def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) -> Edit:
@@ -268,6 +371,8 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
     before = _document(svc, row)
     kept = before.pop(tracing.STORED, None)  # the server's: not an owner's to patch
     merged = merge_patch(before, patch)
+    if merged.get("dependsOn") != before.get("dependsOn"):
+        raise ApiError(400, "dependsOn cannot be changed once registered")
     timing = _timing(merged) != _timing(before)
     reg = validate_task(svc, merged, now, check_future=timing).traced(kept)
     return Edit(
@@ -280,6 +385,7 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
         retry_limit=reg.config.retry,
         flow=svc.codec.flow(reg, row.owner_id),
         due=execution_time(reg, now) if timing else None,
+        release=(reg.config.execute_at or 0, reg.config.execution_delay),
     )
 
 
@@ -359,6 +465,8 @@ async def _transition(
             continue
         if isinstance(result, QueueRow):
             svc.scheduler.changed(queue_id, result)
+            if result.has_dependents:
+                svc.scheduler.settled()
             _event(action.name, queue_id, owner_id)
         return result
     return Rejected("The task kept changing meanwhile; try again")
@@ -387,7 +495,7 @@ async def pause(request: Request) -> Response:
 
 async def resume(request: Request) -> Response:
     row = await _route(request, RESUME)
-    return JSONResponse(_queue_out(services(request), row))
+    return JSONResponse(queue_out(services(request), row))
 
 
 async def revoke(request: Request) -> Response:
@@ -406,13 +514,14 @@ async def replay(request: Request) -> Response:
     raw = await read_json(request, svc.settings.max_size_body_request, required=False)
     body = Replay.model_validate({} if raw is None else raw)
     row = await _route(request, _replay(body.execution_delay))
-    return JSONResponse(_queue_out(svc, row))
+    return JSONResponse(queue_out(svc, row))
 
 
 async def _delete(svc: Services, owner_id: str, queue_id: str) -> bool:
     if not await svc.store.delete(owner_id, queue_id):
         return False
     svc.scheduler.changed(queue_id, None)
+    svc.scheduler.settled()  # it may have had dependents
     _event("deleted", queue_id, owner_id)
     return True
 
@@ -481,6 +590,10 @@ def _attempt_out(svc: Services, queue_id: str, row: AttemptRow) -> AttemptOut:
     response = None
     if row.response is not None:
         response = base64.b64encode(svc.codec.open(row.response, queue_id, "response")).decode()
+    sent = None
+    if row.sent is not None:
+        filled = svc.codec.open_json(row.sent, queue_id, f"attempt-{row.attempt}-sent")
+        sent = redact({"httpRequest": filled})["httpRequest"]
     finished = row.finished_at
     return AttemptOut(
         attempt=row.attempt,
@@ -493,6 +606,7 @@ def _attempt_out(svc: Services, queue_id: str, row: AttemptRow) -> AttemptOut:
         outcome=AttemptOutcome(row.outcome),
         error=error,
         response=response,
+        sent=sent,
     )
 
 

@@ -143,6 +143,10 @@ class Api:
         headers = None if idempotency_key is None else {"Idempotency-Key": idempotency_key}
         return self.call("POST", "/v1/queues/register", body=body, headers=headers)
 
+    def register_batch(self, body: Any, *, idempotency_key: str | None = None) -> Answer:
+        headers = None if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        return self.call("POST", "/v1/queues/batch", body=body, headers=headers)
+
     def queues(self, query: dict[str, Any] | None = None) -> Answer:
         """A page of tasks; `query` holds the parameters of ``GET /v1/queues`` by name."""
         return self.call("GET", "/v1/queues", params=query)

@@ -53,6 +53,7 @@ class State(StrEnum):
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     REVOKED = "REVOKED"
+    WAITING = "WAITING"
 
 
 app = typer.Typer(
@@ -477,6 +478,14 @@ def add(
         str | None,
         typer.Option(help="the same key and request again register nothing new (24 h)"),
     ] = None,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ID",
+            help="wait for this task to succeed first; repeatable ({{deps.ID.body}} and the "
+            "like in URL, headers and data are filled from its response)",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a task: the server requests URL later, with retries (or, with --every, a
@@ -492,10 +501,12 @@ def add(
     for name, target in (("callback", callback), ("failureCallback", failure_callback)):
         if target is not None:
             config[name] = {"url": target}
-    kept = {"metadata": _pairs(metadata, "--metadata")} if metadata else {}
+    kept: dict[str, Any] = {"metadata": _pairs(metadata, "--metadata")} if metadata else {}
+    if depends_on:
+        kept["dependsOn"] = [{"id": queue_id} for queue_id in depends_on]
     if every_ is not None:
-        if idempotency_key is not None:
-            _usage("--idempotency-key registers a task, not a schedule (--every)")
+        if idempotency_key is not None or depends_on:
+            _usage("--idempotency-key and --depends-on register a task, not a schedule (--every)")
         _create_schedule(ctx, {"cron": every_, **_document(http_request, config), **kept}, as_json)
         return
     if in_ is not None:
@@ -520,6 +531,9 @@ def list_tasks(
     schedule: Annotated[
         str | None, typer.Option(metavar="ID", help="only the tasks this schedule registered")
     ] = None,
+    batch: Annotated[
+        str | None, typer.Option(metavar="ID", help="only the tasks of this batch")
+    ] = None,
     order: Annotated[Order, typer.Option(help="the time to order by")] = Order.CREATED,
     sort: Annotated[Sort, typer.Option(help="oldest (asc) or newest (desc) first")] = Sort.ASC,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
@@ -532,7 +546,38 @@ def list_tasks(
         query["state"] = state.value
     if schedule is not None:
         query["scheduleId"] = schedule
+    if batch is not None:
+        query["batchId"] = batch
     _ask(ctx, lambda api: api.queues(query), as_json, output.queues)
+
+
+@app.command("batch")
+def register_batch(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE.json",
+            help='{"tasks": [registrations with "ref" and "dependsOn"]}; - for stdin',
+        ),
+    ],
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="the same key and batch again register nothing new (24 h)"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a batch of tasks at once, all or none, with dependencies between them by ref."""
+    try:
+        document = json.loads(_read_text(file, "FILE.json"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="FILE.json") from None
+    _ask(
+        ctx,
+        lambda api: api.register_batch(document, idempotency_key=idempotency_key),
+        as_json,
+        output.batch,
+    )
 
 
 @app.command()

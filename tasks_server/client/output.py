@@ -108,6 +108,11 @@ def queues(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def batch(made: dict[str, Any]) -> None:
+    echo(f"batch {made['batchId']}")
+    queues(made["tasks"])
+
+
 def queue(item: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -120,11 +125,18 @@ def queue(item: dict[str, Any]) -> None:
     _row(table, "ended", when(item["estimateEndAt"]))
     for label, key in (
         ("schedule", "scheduleId"),
+        ("batch", "batchId"),
+        ("ref", "ref"),
         ("callback task", "callbackQueueId"),
         ("callback of", "callbackOf"),
     ):
         if item.get(key):
             _row(table, label, item[key])
+    for dependency in item.get("dependencies") or ():
+        required = "" if dependency["requireSuccess"] else " (success not required)"
+        _row(table, "waits for", f"{dependency['id']}{required}")
+    if item.get("dependents"):
+        _row(table, "waited for by", " ".join(item["dependents"]))
     _metadata(table, item)
     _row(table, "response", _cell(decoded(item.get("response")), layout=True))
     console.print(table)

@@ -60,6 +60,12 @@ def _failed(exc: AttemptError) -> Outcome:
     return Outcome(exc.status_code, message, False, 0.0, kind, exc.message, final, None, answered)
 
 
+def unfilled(message: str) -> Outcome:
+    """An attempt whose placeholders could not be filled: nothing was sent, and the same
+    dependencies' responses cannot fill them later."""
+    return Outcome(422, message.encode(), False, 0.0, AttemptOutcome.UNFILLED, message, True)
+
+
 class Runner:
     def __init__(
         self,

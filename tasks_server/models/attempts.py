@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -21,6 +21,7 @@ class AttemptOutcome(StrEnum):
     ABORTED = "ABORTED"  # pause, revoke, delete or edit while in flight
     INTERRUPTED = "INTERRUPTED"  # its process died; closed when the task was claimed again
     EXPIRED = "EXPIRED"  # not started within config.maxLateness of its due time: never sent
+    UNFILLED = "UNFILLED"  # a placeholder could not be filled: nothing was sent (SPEC §17.3)
 
 
 MAX_OFFSET = 2**63 - 1  # what SQLite's integers hold
@@ -44,6 +45,11 @@ class AttemptOut(_Out):
     outcome: AttemptOutcome = Field(description="How the attempt ended")
     error: str | None = Field(description="Why no answer came (libcurl's text), or null")
     response: str | None = Field(description="Base64 of the answer's body, or null")
+    sent: dict[str, Any] | None = Field(
+        None,
+        description="For a task with placeholders: the url, headers and data as they were "
+        "filled and sent (secrets shown as ***); null otherwise",
+    )
 
 
 class AttemptsQuery(BaseModel):

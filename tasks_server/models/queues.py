@@ -800,6 +800,40 @@ class QueueConfig(_Body):
         return self
 
 
+REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+MAX_DEPENDENCIES = 100
+
+
+class Dependency(_Body):
+    """One task this task waits for (SPEC §17.2): a ``ref`` in the same batch, or the ``id``
+    of one of the owner's tasks."""
+
+    ref: Annotated[str, StringConstraints(pattern=REF_PATTERN)] | None = Field(
+        None, description="The ref of a task of the same batch (1–64 of A-Z a-z 0-9 _ -)"
+    )
+    id: Annotated[str, StringConstraints(pattern=ULID_PATTERN)] | None = Field(
+        None, description="The id of one of the owner's tasks"
+    )
+    require_success: bool = Field(
+        True,
+        description="Whether it must succeed (default true): if it ends ERROR or REVOKED, or "
+        "is deleted, this task ends ERROR with statusCode 424; if false, this task runs "
+        "once it ended, however",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.ref is None) == (self.id is None):
+            raise ValueError("give exactly one of ref and id")
+        return self
+
+    @property
+    def name(self) -> str:
+        """What placeholders call it."""
+        return self.ref or self.id or ""
+
+
 class QueueRegistration(_Body):
     """The body of ``POST /v1/queues/register``, and what is stored for a task."""
 
@@ -810,6 +844,24 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
+    depends_on: (
+        Annotated[list[Dependency], Field(min_length=1, max_length=MAX_DEPENDENCIES)] | None
+    ) = Field(
+        None,
+        description="Tasks to wait for (SPEC §17): the task is WAITING until they ended, "
+        "then due after its executionDelay (an executeAt stays absolute). Its URL, header "
+        "values and data may carry {{deps.NAME.statusCode}}, {{deps.NAME.body}} and "
+        "{{deps.NAME.json.path.to.0}}, NAME a dependency's ref or id",
+    )
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct(cls, value: list[Dependency] | None) -> list[Dependency] | None:
+        names = [dependency.name for dependency in value or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("names the same task twice")
+        return value
+
     # The W3C trace context the task was registered in (tasks_server.tracing): the server's,
     # never a field an owner sends; sealed beside the request.
     _traceparent: str | None = PrivateAttr(None)
@@ -915,6 +967,7 @@ class QueueState(StrEnum):
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     REVOKED = "REVOKED"
+    WAITING = "WAITING"  # for its dependencies (SPEC §17)
 
 
 class _Out(BaseModel):
@@ -925,7 +978,9 @@ class _Out(BaseModel):
 
 class QueueSummary(_Out):
     id: str = Field(description="The task id (a ULID)")
-    state: QueueState = Field(description="RUNNING, PAUSED, SUCCESS, ERROR or REVOKED")
+    state: QueueState = Field(
+        description="RUNNING, PAUSED, SUCCESS, ERROR, REVOKED or WAITING (for its dependencies)"
+    )
     created_at: int = Field(description="When it was registered (epoch ms)")
     status_code: int = Field(description="HTTP status of the last attempt; 0 before any")
     estimate_end_at: int = Field(
@@ -933,6 +988,14 @@ class QueueSummary(_Out):
     )
     estimate_execution_at: int = Field(description="When the next attempt is due (epoch ms)")
     schedule_id: str | None = Field(None, description="The schedule that made it, or null")
+    batch_id: str | None = Field(None, description="The batch it was registered in, or null")
+    ref: str | None = Field(None, description="Its ref in its batch, or null")
+
+
+class DependencyOut(_Out):
+    id: str = Field(description="The task depended on")
+    name: str = Field(description="What placeholders call it: its ref, or its id")
+    require_success: bool = Field(description="Whether it must succeed")
 
 
 class QueueOut(QueueSummary):
@@ -951,6 +1014,12 @@ class QueueOut(QueueSummary):
     )
     callback_of: str | None = Field(
         None, description="For a callback's own task: the task whose outcome it delivers"
+    )
+    dependencies: list[DependencyOut] | None = Field(
+        None, description="The tasks it waits for or waited for (GET /v1/queues/{id} only)"
+    )
+    dependents: list[str] | None = Field(
+        None, description="The tasks waiting for it (GET /v1/queues/{id} only)"
     )
 
 
@@ -989,6 +1058,9 @@ class ListQuery(BaseModel):
     schedule_id: str | None = Field(
         None,
         alias="scheduleId",
-        pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$",
+        pattern=ULID_PATTERN,
         description="Only the tasks this schedule registered",
+    )
+    batch_id: str | None = Field(
+        None, alias="batchId", pattern=ULID_PATTERN, description="Only the tasks of this batch"
     )

@@ -12,8 +12,10 @@ key's turn for its next task asks the producer to claim at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ulid import ULID
@@ -27,11 +29,30 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.retry import RetryPolicy, retry_after_ms
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import WINDOW_MS, Held, Holder, Holdings, Wakeup
-from tasks_server.store.base import CircuitNote, CircuitPolicy, Due, NewTask, Result
+from tasks_server.store.base import (
+    CircuitNote,
+    CircuitPolicy,
+    Due,
+    NewTask,
+    QueueRow,
+    Recorded,
+    Result,
+)
 
 log = logging.getLogger(__package__)  # one log for the scheduler's parts
 
 Callback = tuple[callbacks.Kind, NewTask]
+_CALLBACKS_PER_SWEEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a task ended, as its callback reports it."""
+
+    state: str
+    status_code: int
+    attempts: int
+    response: bytes | None
 
 
 class Completer:
@@ -59,6 +80,7 @@ class Completer:
         self._rng = rng
         self._circuits = circuits
         self._policy = policy
+        self._sweep: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -67,22 +89,31 @@ class Completer:
         outcome: Outcome,
         number: int,
         lateness_ms: int,
+        sent: QueueRegistration | None = None,
         *,
         destination: Destination | None = None,
         probe: bool = False,
     ) -> None:
         """Write the outcome of attempt `number` of `held` (its request was answered, or
-        failed in transport), and act on what it changed; `destination`'s circuit counts
-        it (`probe`: it was the one attempt of a half-open circuit)."""
+        failed in transport; `sent`: the request as its placeholders were filled), and act on
+        what it changed; `destination`'s circuit counts it (`probe`: it was the one attempt
+        of a half-open circuit)."""
         row = held.row
         trace = reg.config.trace_response_data
         self._metrics.count_attempt(outcome=outcome.kind.value, status_code=outcome.status_code)
         self._metrics.attempt_duration.observe(outcome.duration_ms / 1000)
-        result = self._result(row, reg, outcome, number, trace)
+        # A task with dependents keeps its response for their placeholders (SPEC §17.3).
+        result = self._result(row, reg, outcome, number, trace or bool(row.has_dependents))
+        if sent is not None:
+            filled = sent.http_request.model_dump(
+                mode="json", by_alias=True, exclude_none=True, include={"url", "headers", "data"}
+            )
+            sealed = self._codec.seal_json(filled, row.id, f"attempt-{number}-sent")
+            result = replace(result, sent=sealed)
         circuit = self._circuit(row, destination, probe, outcome)
         store, holder = self._holder.store, self._holder.id
 
-        async def write() -> tuple[Callback | None, bool]:
+        async def write() -> tuple[Callback | None, Recorded]:
             callback = await self._callback(row, reg, result, outcome.body if trace else None)
             applied = await store.record(
                 holder=holder,
@@ -108,13 +139,16 @@ class Completer:
             )
             self._holdings.forget(held)
             return
-        callback, applied = written
+        callback, recorded = written
+        applied = bool(recorded)
         self._holdings.clear_setback(row.id)
         event = "retry_scheduled" if result.state is None else result.state.lower()
         event = event if applied else "outcome_discarded"
         _log_outcome(row, number, outcome, event, result.retry_at, lateness_ms)
         if applied:
             self._applied(held, reg, result, callback)
+            if recorded is Recorded.SETTLED:
+                self.settled()
             return
         try:  # changed while in flight: act on what it is now (still recording: uncancelled)
             current = await store.reload(row.id)
@@ -187,24 +221,30 @@ class Completer:
         self, row: Due, reg: QueueRegistration, result: Result, response: bytes | None
     ) -> Callback | None:
         """The callback task an ending outcome stores with it, when the task has one."""
-        if result.state is None:
-            return None
-        found = callbacks.wanted(reg.config, result.state)
-        if found is None:
+        if result.state is None or callbacks.wanted(reg.config, result.state) is None:
             return None
         parent = await self._holder.store.get(row.owner_id, row.id)  # metadata is not in `Due`
         if parent is None:
             return None  # deleted meanwhile: the outcome does not apply either
+        ending = _Ending(result.state, result.status_code, result.attempt, response)
+        return self._callback_of(parent, reg, ending, result.finished_at)
+
+    def _callback_of(
+        self, parent: QueueRow, reg: QueueRegistration, ending: _Ending, now: int
+    ) -> Callback | None:
+        found = callbacks.wanted(reg.config, ending.state)
+        if found is None:
+            return None
         metadata = None
         if parent.metadata is not None:
-            metadata = self._codec.open_json(parent.metadata, row.id, "metadata")
+            metadata = self._codec.open_json(parent.metadata, parent.id, "metadata")
         kind, callback = found
         finished = callbacks.Finished(
-            queue_id=row.id,
-            state=result.state,
-            status_code=result.status_code,
-            attempts=result.attempt,
-            response=response,
+            queue_id=parent.id,
+            state=ending.state,
+            status_code=ending.status_code,
+            attempts=ending.attempts,
+            response=ending.response,
             metadata=metadata,
             schedule_id=parent.schedule_id,
         )
@@ -214,11 +254,40 @@ class Completer:
             kind,
             finished,
             queue_id=str(ULID()),
-            now=result.finished_at,
+            now=now,
             ip_version=reg.config.ip_version,
             traceparent=reg.traceparent,
         )
         return kind, task
+
+    def settled(self) -> None:
+        """A task with dependents ended: those it released may be due now, and those it
+        failed may have callbacks to queue."""
+        self._wakeup.claim()
+        if self._sweep is None or self._sweep.done():  # else that sweep is still to read them
+            self._sweep = self._background.spawn(
+                self.queue_dependency_callbacks(), "dependency-callbacks"
+            )
+
+    async def queue_dependency_callbacks(self) -> None:
+        """Queue the failureCallbacks of tasks a failed dependency ended (SPEC §17.2): they
+        ended in a transaction that opens no request, so their callbacks come next, each once
+        whichever process sweeps (`TaskStore.queue_callbacks`)."""
+        store = self._holder.store
+        while due := await store.callbacks_due(_CALLBACKS_PER_SWEEP):
+            now = self._holder.clock()
+            made = []
+            for row in due:
+                reg = self._codec.open_request(row.request, row.id)
+                ending = _Ending(row.state, row.status_code, row.attempts, None)
+                callback = self._callback_of(row, reg, ending, now)
+                made.append((row, None if callback is None else callback[1]))
+            queued = await store.queue_callbacks(made)
+            if queued:
+                self._metrics.callbacks_queued.labels(kind="failure").inc(queued)
+                self._wakeup.claim()
+            if len(due) < _CALLBACKS_PER_SWEEP:
+                return
 
     def _count_callbacks(
         self, row: Due, reg: QueueRegistration, state: str, callback: Callback | None

@@ -64,7 +64,7 @@ class Scheduler:
         self._holdings = holdings = Holdings(holder, background, wakeup)
         slots = Slots(holdings, wakeup, per_owner=max_in_flight_per_owner)
         circuits = Circuits()
-        completer = Completer(
+        self._completer = completer = Completer(
             holder,
             holdings,
             wakeup,
@@ -102,7 +102,13 @@ class Scheduler:
             monotonic=monotonic,
         )
         self._maintenance = Maintenance(
-            holder, holdings, wakeup, background, cluster=cluster, monotonic=monotonic
+            holder,
+            holdings,
+            wakeup,
+            background,
+            cluster=cluster,
+            monotonic=monotonic,
+            sweep=completer.queue_dependency_callbacks,
         )
 
     async def start(self) -> None:
@@ -152,6 +158,11 @@ class Scheduler:
     def changed(self, queue_id: str, row: QueueRow | None) -> None:
         """A client changed (or deleted, `row` None) a task; act on it if held here."""
         self._holdings.changed(queue_id, row)
+
+    def settled(self) -> None:
+        """A client ended (revoked or deleted) a task with dependents: some may be due now,
+        some may have failed with callbacks to queue."""
+        self._completer.settled()
 
     def notice(self, queue_id: str, version: int | None) -> None:
         """Another process changed a task (`version` None: deleted), as its store announces

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import Holder, Holdings, Wakeup
@@ -38,6 +38,7 @@ class Maintenance(Service):
         *,
         cluster: bool,
         monotonic: Callable[[], float] = time.monotonic,
+        sweep: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(log, background.outage)
         self._holder = holder
@@ -48,19 +49,23 @@ class Maintenance(Service):
         self._monotonic = monotonic
         self._renew_ms = holder.lease_ms * RENEW_MS // LEASE_MS  # the same share of the lease
         self._last_renewal = monotonic()
+        self._sweep = sweep
 
     async def pause(self) -> None:
         interval = RECONCILE_MS if self._cluster else self._renew_ms
         await asyncio.sleep(interval / 1000)
 
     async def run_once(self) -> None:
-        """Reconcile (in cluster mode), and renew the leases once a renewal is due."""
+        """Reconcile (in cluster mode), and renew the leases once a renewal is due; then too,
+        queue the dependency callbacks a process that stopped left to queue."""
         if self._cluster:
             await self._reconcile()
         if self._monotonic() - self._last_renewal >= self._renew_ms / 1000:
             self._last_renewal = self._monotonic()
             holder = self._holder
             await holder.store.renew(holder.id, self._holdings.ids(), holder.lease_ms)
+            if self._sweep is not None:
+                await self._sweep()
 
     def notice(self, queue_id: str, version: int | None) -> None:
         """Another process changed a task (`version` None: deleted), as its store announces

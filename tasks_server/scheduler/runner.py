@@ -20,12 +20,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tasks_server import lifecycle, tracing
+from tasks_server import lifecycle, placeholders, tracing
 from tasks_server.codec import TaskCodec
 from tasks_server.connectivity import ConnectivityGate
 from tasks_server.destinations import Circuits, Destination
 from tasks_server.executor.options import Attempt
-from tasks_server.executor.runner import Outcome, Runner
+from tasks_server.executor.runner import Outcome, Runner, unfilled
 from tasks_server.metrics import Metrics
 from tasks_server.models.attempts import AttemptOutcome
 from tasks_server.models.queues import QueueRegistration
@@ -98,10 +98,10 @@ class AttemptRunner:
                 number = await store.started(holder=holder, due=row, now=start)
             if number is not None:
                 if expired:
-                    outcome = _expired(start - row.estimate_execution_at, max_lateness)
+                    outcome, sent = _expired(start - row.estimate_execution_at, max_lateness), None
                 else:
                     attempt, span = await self._prepare(held, reg, start, lateness_ms)
-                    outcome = await self._runner.run(reg, attempt)
+                    outcome, sent = await self._send(row, reg, attempt)
         except asyncio.CancelledError:
             stopping = self._background.stopping
             cut = AttemptOutcome.INTERRUPTED if stopping else AttemptOutcome.ABORTED
@@ -151,7 +151,7 @@ class AttemptRunner:
         # lets it finish, so a pause cannot cut the outcome write.
         held.recording = True
         await self._completer.record(
-            held, reg, outcome, number, lateness_ms, destination=destination, probe=probe
+            held, reg, outcome, number, lateness_ms, sent, destination=destination, probe=probe
         )
 
     async def _circuit(
@@ -172,6 +172,30 @@ class AttemptRunner:
         until = start + self._holder.lease_ms
         wait = await store.take_probe(destination.id, now=start, until=until)
         return wait, wait is None
+
+    async def _send(
+        self, row: Due, reg: QueueRegistration, attempt: Attempt
+    ) -> tuple[Outcome, QueueRegistration | None]:
+        """Send the request, its placeholders filled from its dependencies' responses (the
+        request filled is returned with the outcome); one that cannot be filled fails the
+        attempt, and nothing is sent (SPEC §17.3)."""
+        if not (reg.depends_on and placeholders.used(reg)):
+            return await self._runner.run(reg, attempt), None
+        found = await self._holder.store.dependency_results(row.id)
+        dependencies = {
+            result.name: placeholders.Dependency(
+                result.status_code,
+                None
+                if result.response is None
+                else self._codec.open(result.response, result.depends_on, "response"),
+            )
+            for result in found
+        }
+        try:
+            filled = placeholders.fill(reg, dependencies)
+        except placeholders.Unfilled as exc:
+            return unfilled(str(exc)), None
+        return await self._runner.run(filled, attempt), filled
 
     async def _prepare(
         self, held: Held, reg: QueueRegistration, start: int, lateness_ms: int

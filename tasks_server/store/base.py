@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import Enum, IntEnum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -92,11 +92,15 @@ class QueueRow:
     in_flight: bool  # it has an open attempt row
     callback_of: str | None = None  # a callback's task: the task whose outcome it delivers
     callback_id: str | None = None  # the task delivering this one's outcome (SPEC §11.2)
+    batch_id: str | None = None
+    pending_deps: int = 0  # its dependencies not finished yet (SPEC §17)
+    has_dependents: bool = False
+    ref: str | None = None  # its name in its batch
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]), *row[17:19])  # type: ignore[call-arg]
+        return cls(*row[:16], bool(row[16]), *row[17:23])  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -109,6 +113,7 @@ class QueueRow:
             self.version,
             self.attempts,
             self.request,
+            self.has_dependents,
         )
 
 
@@ -128,6 +133,7 @@ class Due:
     version: int
     attempts: int
     request: bytes
+    has_dependents: bool = False  # its response is kept for their placeholders
     flow_key: str | None = None  # its digest, as `Flow.key`
     start_at: int = 0
     spacing_ms: int = 0
@@ -164,6 +170,8 @@ class QueueSummaryRow:
     estimate_execution_at: int
     estimate_end_at: int
     schedule_id: str | None
+    batch_id: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,7 @@ class AttemptRow:
     outcome: str
     error: bytes | None  # sealed
     response: bytes | None  # sealed
+    sent: bytes | None = None  # sealed: the request as its placeholders were filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +200,19 @@ class Result:
     state: str | None  # SUCCESS or ERROR: the task ends; None: retry at `retry_at`
     retry_at: int = 0
     attempt_status: int = 0  # the attempt row's status when not `status_code` (too large)
+    sent: bytes | None = None  # sealed: the request as its placeholders were filled
 
     @property
     def attempt_status_code(self) -> int:
         return self.attempt_status or self.status_code
+
+
+class Recorded(IntEnum):
+    """What an outcome write did: true when it applied."""
+
+    DISCARDED = 0  # the task changed meanwhile
+    APPLIED = 1
+    SETTLED = 2  # applied, and it ended a task with dependents, settled with it
 
 
 class InsertOutcome(Enum):
@@ -203,6 +221,7 @@ class InsertOutcome(Enum):
     NO_OWNER = auto()
     REPLAYED = auto()  # the Idempotency-Key was used with this body: the task it made
     KEY_REUSED = auto()  # the Idempotency-Key was used with another body
+    UNKNOWN_DEPENDENCY = auto()  # a dependency is not one of the owner's tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +340,62 @@ class DestinationRow:
     probe_until: int
     last_error: bytes | None  # sealed
     updated_at: int
+
+
+def callback_values(owner_id: str, parent_id: str, task: NewTask) -> tuple[Any, ...]:
+    """A callback's task (SPEC §11.2) in the column order of ``insert_callbacks``: inserted
+    past the owner's limit, since a consequence of an accepted task must never fail."""
+    return (
+        *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
+        *(task.request, task.metadata, parent_id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A dependency of a task (SPEC §17.2): the task it waits for, and the name its
+    placeholders call that one (its ref in the batch, or its id)."""
+
+    depends_on: str
+    name: str
+    require_success: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedTask:
+    """A registration with dependencies (or of a batch). `task.due` is its ``executeAt`` (0
+    without one); it is due `release_delay` after the moment it is released, not before."""
+
+    task: NewTask
+    links: tuple[Link, ...] = ()
+    release_delay: int = 0
+    ref: str | None = None
+
+
+# Runs inside the registration's transaction: the (state, requireSuccess) of each of a task's
+# dependencies → the state it starts in and how many of them it waits for
+# (tasks_server.lifecycle.linked).
+Plan = Callable[[Sequence[tuple[str, bool]]], tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """What `TaskStore.insert_linked` did: the outcome, the rows inserted (in order), or the
+    message of a 400 (a dependency that is not the owner's task)."""
+
+    outcome: InsertOutcome
+    rows: tuple[QueueRow, ...] = ()
+    unknown: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyResult:
+    """What a dependent's placeholders read of one of its dependencies (None: deleted)."""
+
+    name: str
+    depends_on: str
+    status_code: int | None
+    response: bytes | None  # sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +544,38 @@ class TaskStore(Protocol):
         """Insert RUNNING tasks of one owner in one transaction, all or none: LIMIT_REACHED
         unless the owner can hold every one of them under `limit`."""
 
+    async def insert_linked(
+        self,
+        owner_id: str,
+        tasks: Sequence[LinkedTask],
+        *,
+        plan: Plan,
+        limit: int,
+        batch_id: str | None,
+        idempotency: Idempotency | None,
+    ) -> Linked:
+        """Insert `tasks` (each after those of them it depends on) with their dependencies in
+        one transaction, all or none: each starts in the state `plan` gives it from its
+        dependencies' states (SPEC §17). UNKNOWN_DEPENDENCY when one names a task the owner
+        does not have; `Idempotency-Key` and the limit as for `insert`."""
+
+    async def dependency_results(self, queue_id: str) -> list[DependencyResult]:
+        """What a dependent's placeholders read of each of its dependencies."""
+
+    async def links(self, queue_id: str) -> tuple[list[Link], list[str]]:
+        """A task's dependencies, and the ids of the tasks depending on it."""
+
+    async def batch(
+        self, owner_id: str, batch_id: str
+    ) -> tuple[list[QueueSummaryRow], list[tuple[str, str, bool]]]:
+        """A batch's tasks and its edges (from, to, requireSuccess); no tasks: no such batch."""
+
+    async def callbacks_due(self, limit: int) -> list[QueueRow]:
+        """Tasks a failed dependency ended whose failureCallback is still to be queued."""
+
+    async def queue_callbacks(self, made: Sequence[tuple[QueueRow, NewTask | None]]) -> int:
+        """Queue those callbacks (None: the task has none), each once, whoever else sweeps."""
+
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None: ...
 
     async def list_tasks(
@@ -477,6 +584,7 @@ class TaskStore(Protocol):
         *,
         state: str | None,
         schedule_id: str | None,
+        batch_id: str | None = None,
         order: str,
         descending: bool,
         limit: int,
@@ -571,9 +679,10 @@ class TaskStore(Protocol):
         keep: int,
         callback: NewTask | None = None,
         circuit: CircuitNote | None = None,
-    ) -> bool:
+    ) -> Recorded:
         """Close the attempt and write the task's outcome in one transaction, keeping at most
-        `keep` attempt rows; False when the task changed meanwhile. With `callback`, an
+        `keep` attempt rows; DISCARDED when the task changed meanwhile, SETTLED when it ended
+        with dependents (settled in the same transaction). With `callback`, an
         ending outcome that applies also inserts that task in the same transaction: RUNNING,
         of the same owner, past the owner's queue limit, with `callback_of` the task's id
         (and the task's `callback_id` the callback's). With `circuit`, the destination's

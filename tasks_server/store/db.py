@@ -111,17 +111,26 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"database schema version {version} is newer than this tasks-server "
             f"supports ({len(MIGRATIONS)})"
         )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        log.info("database migrated to version %d", number)
+    # Off while migrating, as SQLite's own recipe for rebuilding a table asks (a rebuilt
+    # table's rows would otherwise take their dependents with them); checked before each
+    # commit instead.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise sqlite3.IntegrityError(f"migration {number} broke a foreign key")
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("database migrated to version %d", number)
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
     return len(MIGRATIONS)
 
 

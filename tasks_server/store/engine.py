@@ -7,25 +7,42 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks_server.store import destinations, imports, leases, meta, owners, schedules, tasks, upkeep
+from tasks_server.store import (
+    destinations,
+    imports,
+    leases,
+    meta,
+    owners,
+    schedules,
+    tasks,
+    upkeep,
+    workflows,
+)
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
     Credentials,
     Decide,
     DeleteOutcome,
+    DependencyResult,
     DestinationRow,
     Due,
     FireOutcome,
+    Idempotency,
     InsertOutcome,
     KeyDigests,
     Leader,
+    Link,
+    Linked,
+    LinkedTask,
     NewTask,
     Notice,
     Overdue,
     OwnerRecord,
+    Plan,
     QueueRow,
     QueueSummaryRow,
+    Recorded,
     Rejected,
     Reseal,
     ScheduleDecide,
@@ -121,6 +138,43 @@ class Store:
     ) -> InsertOutcome:
         return await tasks.insert_many(self.driver, owner_id, new, limit=limit)
 
+    async def insert_linked(
+        self,
+        owner_id: str,
+        new: Sequence[LinkedTask],
+        *,
+        plan: Plan,
+        limit: int,
+        batch_id: str | None,
+        idempotency: Idempotency | None,
+    ) -> Linked:
+        return await workflows.insert_linked(
+            self.driver,
+            owner_id,
+            new,
+            plan=plan,
+            limit=limit,
+            batch_id=batch_id,
+            idempotency=idempotency,
+        )
+
+    async def dependency_results(self, queue_id: str) -> list[DependencyResult]:
+        return await workflows.results(self.driver, queue_id)
+
+    async def links(self, queue_id: str) -> tuple[list[Link], list[str]]:
+        return await workflows.links(self.driver, queue_id)
+
+    async def batch(
+        self, owner_id: str, batch_id: str
+    ) -> tuple[list[QueueSummaryRow], list[tuple[str, str, bool]]]:
+        return await workflows.batch(self.driver, owner_id, batch_id)
+
+    async def callbacks_due(self, limit: int) -> list[QueueRow]:
+        return await workflows.callbacks_due(self.driver, limit)
+
+    async def queue_callbacks(self, made: Sequence[tuple[QueueRow, NewTask | None]]) -> int:
+        return await workflows.queue_callbacks(self.driver, made)
+
     async def get(self, owner_id: str, queue_id: str) -> QueueRow | None:
         return await tasks.get(self.driver, owner_id, queue_id)
 
@@ -182,7 +236,7 @@ class Store:
     async def started(self, *, holder: str, due: Due, now: int) -> int | None:
         return await leases.started(self.driver, holder=holder, due=due, now=now)
 
-    async def record(self, **fields: Any) -> bool:
+    async def record(self, **fields: Any) -> Recorded:
         return await leases.record(self.driver, **fields)
 
     async def aborted(self, **fields: Any) -> QueueRow | None:

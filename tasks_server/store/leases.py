@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks_server.store import destinations, flow
-from tasks_server.store.base import CircuitNote, Due, NewTask, QueueRow, Result
+from tasks_server.store import destinations, flow, workflows
+from tasks_server.store.base import (
+    CircuitNote,
+    Due,
+    NewTask,
+    QueueRow,
+    Recorded,
+    Result,
+    callback_values,
+)
 from tasks_server.store.driver import Driver, Row, Tx
+
+SUCCESS = "SUCCESS"
 
 
 async def claim(d: Driver, *, holder: str, window_ms: int, lease_ms: int, limit: int) -> list[Due]:
@@ -36,7 +46,7 @@ async def claim(d: Driver, *, holder: str, window_ms: int, lease_ms: int, limit:
             rows = await tx.fetch(
                 "flow_candidates", holder, owner_id, key, now, horizon, limit - len(claimed)
             )
-            candidates = [flow.Candidate(Due(*row[:9]), row[9], row[10]) for row in rows]
+            candidates = [flow.Candidate(Due(*row[:10]), row[10], row[11]) for row in rows]
             planned = flow.plan(
                 candidates, busy=busy, next_start_at=locked[0], now=now, horizon=horizon
             )
@@ -85,7 +95,7 @@ class _Outcome:
         r = self.result
         return (
             *(self.due.id, r.attempt, r.finished_at, r.attempt_status_code, r.outcome),
-            *(r.error, r.response),
+            *(r.error, r.response, r.sent),
         )
 
 
@@ -98,16 +108,16 @@ async def record(
     keep: int,
     callback: NewTask | None = None,
     circuit: CircuitNote | None = None,
-) -> bool:
+) -> Recorded:
     """Close the attempt row and write the task's outcome in one transaction; False when the
     task changed meanwhile (the attempt row is closed all the same). An ending outcome that
     applies inserts `callback` with it."""
     outcome = _Outcome(holder, due, result, keep, callback, circuit)
-    applied: bool = await d.share(_record_all, outcome)
-    return applied
+    recorded: Recorded = await d.share(_record_all, outcome)
+    return recorded
 
 
-async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
+async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
     # The attempts first, the tasks last: an ending task's owner row is then locked (its
     # count of active tasks) only for the end of the transaction, and other writers of that
     # owner's tasks wait the shortest. The rows of one task are written by its holder alone.
@@ -116,28 +126,31 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[bool]:
     if pruned:
         await tx.execute_rows("prune_attempts", pruned)
     outcomes = [o.task() for o in items]
-    applied = {row[0] for row in await tx.fetch_rows("record_outcomes", outcomes)}
+    # Each applied outcome's task, and whether it has dependents to settle.
+    applied = {row[0]: bool(row[1]) for row in await tx.fetch_rows("record_outcomes", outcomes)}
     callbacks = [o for o in items if o.callback is not None and o.result.state is not None]
     callbacks = [o for o in callbacks if o.due.id in applied]
     if callbacks:
-        await tx.execute_rows("insert_callbacks", [_callback_row(o) for o in callbacks])
-        links = [(o.callback.queue_id, o.due.id) for o in callbacks if o.callback is not None]
-        await tx.execute_rows("set_callback_ids", links)
+        made = [(o.due, o.callback) for o in callbacks if o.callback is not None]
+        rows = [callback_values(due.owner_id, due.id, task) for due, task in made]
+        await tx.execute_rows("insert_callbacks", rows)
+        await tx.execute_rows("set_callback_ids", [(task.queue_id, due.id) for due, task in made])
+    ended = [(o.due.id, o.result.state == SUCCESS) for o in items if o.result.state is not None]
+    ended = [(queue_id, succeeded) for queue_id, succeeded in ended if applied.get(queue_id)]
+    if ended:
+        await workflows.settle(tx, ended, max(o.result.finished_at for o in items))
     notes = [(o.circuit, o.result.finished_at) for o in items if o.circuit is not None]
     if notes:
         await destinations.circuit_updates(tx, notes)
-    return [o.due.id in applied for o in items]
-
-
-def _callback_row(outcome: _Outcome) -> Row:
-    """A callback's task (SPEC §11.2), inserted with the outcome it reports: past the owner's
-    limit, since a consequence of an accepted task must never fail."""
-    task, parent = outcome.callback, outcome.due
-    assert task is not None
-    return (
-        *(task.queue_id, parent.owner_id, task.created_at, task.due, task.retry_limit),
-        *(task.request, task.metadata, parent.id),
-    )
+    settled = {queue_id for queue_id, _ in ended}
+    return [
+        Recorded.SETTLED
+        if o.due.id in settled
+        else Recorded.APPLIED
+        if o.due.id in applied
+        else Recorded.DISCARDED
+        for o in items
+    ]
 
 
 async def aborted(

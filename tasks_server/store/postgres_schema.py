@@ -220,7 +220,62 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE owners ADD COLUMN original_key_hash text
     """,
-    # 8: destinations' circuits (SQLite migration 8).
+    # 8: workflows (SQLite migration 8): the WAITING state, counted as active; a task's batch
+    # and dependencies.
+    """
+    ALTER TABLE queues DROP CONSTRAINT queues_state_check;
+    ALTER TABLE queues ADD CONSTRAINT queues_state_check
+      CHECK (state IN ('RUNNING','PAUSED','SUCCESS','ERROR','REVOKED','WAITING'));
+    ALTER TABLE queues ADD COLUMN batch_id text;
+    ALTER TABLE queues ADD COLUMN pending_deps integer NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN release_delay bigint NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN has_dependents integer NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN callback_due integer NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN ref text;
+    CREATE INDEX queues_batch ON queues (batch_id) WHERE batch_id IS NOT NULL;
+    CREATE INDEX queues_callback_due ON queues (id) WHERE callback_due = 1;
+
+    CREATE OR REPLACE FUNCTION queues_active_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks + d.n
+        FROM (SELECT owner_id, count(*) AS n FROM added
+               WHERE state IN ('RUNNING', 'PAUSED', 'WAITING') GROUP BY owner_id) d
+       WHERE o.id = d.owner_id;
+      RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION queues_active_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks - d.n
+        FROM (SELECT owner_id, count(*) AS n FROM removed
+               WHERE state IN ('RUNNING', 'PAUSED', 'WAITING') GROUP BY owner_id) d
+       WHERE o.id = d.owner_id;
+      RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION queues_active_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE owners o SET active_tasks = o.active_tasks + d.n
+        FROM (SELECT owner_id, sum(n) AS n
+                FROM (SELECT owner_id, count(*) AS n FROM after_rows
+                       WHERE state IN ('RUNNING', 'PAUSED', 'WAITING') GROUP BY owner_id
+                      UNION ALL
+                      SELECT owner_id, -count(*) FROM before_rows
+                       WHERE state IN ('RUNNING', 'PAUSED', 'WAITING') GROUP BY owner_id) counted
+               GROUP BY owner_id) d
+       WHERE o.id = d.owner_id AND d.n <> 0;
+      RETURN NULL;
+    END $$;
+
+    CREATE TABLE dependencies (
+        queue_id text NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        depends_on text NOT NULL,
+        name text NOT NULL,
+        require_success integer NOT NULL,
+        PRIMARY KEY (queue_id, depends_on)
+    );
+    CREATE INDEX dependencies_parent ON dependencies (depends_on);
+    ALTER TABLE attempts ADD COLUMN sent bytea
+    """,
+    # 9: destinations' circuits (SQLite migration 9).
     """
     CREATE TABLE destinations (
         id text PRIMARY KEY,

@@ -26,15 +26,27 @@ FRAGMENTS = {
         "queues.estimate_execution_at, queues.estimate_end_at, queues.paused_at, "
         "queues.retry_count, queues.retry_limit, queues.version, queues.request, "
         "queues.metadata, queues.response, queues.attempts, queues.schedule_id, "
-        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id"
+        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id, queues.batch_id, "
+        "queues.pending_deps, queues.has_dependents, queues.ref"
     ),
     # What the scheduler needs of a due task: never the response blob.
     "DUE_COLUMNS": (
         "queues.id, queues.owner_id, queues.estimate_execution_at, queues.retry_count, "
-        "queues.retry_limit, queues.version, queues.attempts, queues.request"
+        "queues.retry_limit, queues.version, queues.attempts, queues.request, "
+        "queues.has_dependents"
     ),
     "SUMMARY_COLUMNS": (
-        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id, "
+        "batch_id, ref"
+    ),
+    # A finished task that retention may delete: not while its batch has an unfinished task,
+    # nor while a task depending on it is unfinished (it may read its response) (SPEC §17).
+    "NOT_NEEDED": (
+        "NOT (has_dependents = 1 AND EXISTS (SELECT 1 FROM dependencies d "
+        "JOIN queues c ON c.id = d.queue_id WHERE d.depends_on = queues.id "
+        "AND c.state IN ('RUNNING', 'PAUSED', 'WAITING'))) "
+        "AND NOT (batch_id IS NOT NULL AND EXISTS (SELECT 1 FROM queues b "
+        "WHERE b.batch_id = queues.batch_id AND b.state IN ('RUNNING', 'PAUSED', 'WAITING')))"
     ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
@@ -46,7 +58,7 @@ ORDER_COLUMNS = {
     "estimateEndAt": "estimate_end_at",
     "estimateExecutionAt": "estimate_execution_at",
 }
-FILTER_COLUMNS = frozenset({"state", "schedule_id"})
+FILTER_COLUMNS = frozenset({"state", "schedule_id", "batch_id"})
 # What a change may set (`update_queue`, `update_schedule`).
 QUEUE_CHANGEABLE = frozenset(
     {
@@ -61,6 +73,7 @@ QUEUE_CHANGEABLE = frozenset(
         "flow_key",
         "flow_parallelism",
         "flow_rate",
+        "release_delay",
     }
 )
 SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})

@@ -176,7 +176,113 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE owners ADD COLUMN original_key_hash TEXT
     """,
-    # 8: destinations' circuits (SPEC §18.1), one row per owner + scheme + host + port once an
+    # 8: workflows (SPEC §17): a task's batch and its `ref` in it. A task waiting for others
+    # is WAITING, which the state's CHECK must allow: SQLite changes a CHECK only by rebuilding
+    # the table (`migrate` turns foreign keys off meanwhile, so dropping the old table deletes
+    # no attempt). `pending_deps` counts its dependencies still unfinished; at 0 it is due
+    # `release_delay` after its release, or at its `executeAt` (`estimate_execution_at`).
+    # `has_dependents` keeps its response for their placeholders; `callback_due` marks a task
+    # a failed dependency ended, whose failureCallback is queued next (it needs the request
+    # opened, which a transaction never does). `dependencies` holds the edges, with the name
+    # the dependent's placeholders use; an attempt whose placeholders were filled keeps what
+    # it `sent`.
+    """
+    DROP TRIGGER attempts_counted;
+    CREATE TABLE queues_new (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+        state TEXT NOT NULL
+          CHECK (state IN ('RUNNING','PAUSED','SUCCESS','ERROR','REVOKED','WAITING')),
+        created_at INTEGER NOT NULL,
+        status_code INTEGER NOT NULL DEFAULT 0,
+        estimate_execution_at INTEGER NOT NULL,
+        estimate_end_at INTEGER NOT NULL DEFAULT 0,
+        paused_at INTEGER,
+        retry_count INTEGER NOT NULL DEFAULT 0,
+        retry_limit INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        request BLOB NOT NULL,
+        metadata BLOB,
+        response BLOB,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        schedule_id TEXT,
+        scheduled_for INTEGER,
+        callback_of TEXT,
+        callback_id TEXT,
+        flow_key TEXT,
+        flow_parallelism INTEGER,
+        flow_rate REAL,
+        batch_id TEXT,
+        pending_deps INTEGER NOT NULL DEFAULT 0,
+        release_delay INTEGER NOT NULL DEFAULT 0,
+        has_dependents INTEGER NOT NULL DEFAULT 0,
+        callback_due INTEGER NOT NULL DEFAULT 0,
+        ref TEXT
+    ) STRICT;
+    INSERT INTO queues_new (id, owner_id, state, created_at, status_code, estimate_execution_at,
+                            estimate_end_at, paused_at, retry_count, retry_limit, version,
+                            lease_owner, lease_until, request, metadata, response, attempts,
+                            schedule_id, scheduled_for, callback_of, callback_id, flow_key,
+                            flow_parallelism, flow_rate)
+    SELECT id, owner_id, state, created_at, status_code, estimate_execution_at, estimate_end_at,
+           paused_at, retry_count, retry_limit, version, lease_owner, lease_until, request,
+           metadata, response, attempts, schedule_id, scheduled_for, callback_of, callback_id,
+           flow_key, flow_parallelism, flow_rate
+      FROM queues;
+    DROP TABLE queues;
+    ALTER TABLE queues_new RENAME TO queues;
+
+    CREATE INDEX queues_due ON queues (estimate_execution_at) WHERE state = 'RUNNING';
+    CREATE INDEX queues_owner_state ON queues (owner_id, state);
+    CREATE INDEX queues_owner_created ON queues (owner_id, created_at);
+    CREATE INDEX queues_lease ON queues (lease_owner) WHERE lease_owner IS NOT NULL;
+    CREATE INDEX queues_finished ON queues (estimate_end_at)
+      WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED');
+    CREATE UNIQUE INDEX queues_schedule_fire ON queues (schedule_id, scheduled_for)
+      WHERE schedule_id IS NOT NULL;
+    CREATE INDEX queues_owner_schedule ON queues (owner_id, schedule_id, created_at)
+      WHERE schedule_id IS NOT NULL;
+    CREATE INDEX queues_flow ON queues (owner_id, flow_key, estimate_execution_at)
+      WHERE state = 'RUNNING' AND flow_key IS NOT NULL;
+    CREATE INDEX queues_batch ON queues (batch_id) WHERE batch_id IS NOT NULL;
+    CREATE INDEX queues_callback_due ON queues (id) WHERE callback_due = 1;
+
+    CREATE TRIGGER queues_active_insert AFTER INSERT ON queues
+      WHEN NEW.state IN ('RUNNING', 'PAUSED', 'WAITING')
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks + 1 WHERE id = NEW.owner_id;
+    END;
+    CREATE TRIGGER queues_active_delete AFTER DELETE ON queues
+      WHEN OLD.state IN ('RUNNING', 'PAUSED', 'WAITING')
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks - 1 WHERE id = OLD.owner_id;
+    END;
+    CREATE TRIGGER queues_active_update AFTER UPDATE OF state ON queues
+      WHEN (OLD.state IN ('RUNNING', 'PAUSED', 'WAITING'))
+        != (NEW.state IN ('RUNNING', 'PAUSED', 'WAITING'))
+    BEGIN
+      UPDATE owners SET active_tasks = active_tasks
+        + (CASE WHEN NEW.state IN ('RUNNING', 'PAUSED', 'WAITING') THEN 1 ELSE -1 END)
+       WHERE id = NEW.owner_id;
+    END;
+    CREATE TRIGGER attempts_counted AFTER INSERT ON attempts
+    BEGIN
+      UPDATE queues SET attempts = attempts + 1 WHERE id = NEW.queue_id;
+    END;
+
+    CREATE TABLE dependencies (
+        queue_id TEXT NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        depends_on TEXT NOT NULL,
+        name TEXT NOT NULL,
+        require_success INTEGER NOT NULL,
+        PRIMARY KEY (queue_id, depends_on)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX dependencies_parent ON dependencies (depends_on);
+    ALTER TABLE attempts ADD COLUMN sent BLOB
+    """,
+    # 9: destinations' circuits (SPEC §18.1), one row per owner + scheme + host + port once an
     # attempt to it failed. `id` is a keyed digest of owner and address, `address` sealed;
     # `open_until` 0 is closed, past is half-open (one probe, `probe_until` its lease). Tasks
     # waiting for a circuit are leased to it (`lease_owner` 'circuit:' || id) until it opens.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tasks_server.store import queries
+from tasks_server.store import queries, workflows
 from tasks_server.store.base import (
     AttemptRow,
     Decide,
@@ -28,11 +28,9 @@ from tasks_server.store.base import (
     task_values,
 )
 from tasks_server.store.driver import Driver, Tx
+from tasks_server.store.idempotency import recall, remember
 
-ACTIVE = ("RUNNING", "PAUSED")
-# Expired `Idempotency-Key` rows deleted per registration: more than one, so the purge
-# outpaces expiry and the table stays bounded without a job.
-IDEMPOTENCY_PURGE_BATCH = 8
+ACTIVE = ("RUNNING", "PAUSED", "WAITING")
 
 Inserted = tuple[InsertOutcome, QueueRow | None]
 
@@ -67,21 +65,16 @@ async def insert(
 
     async def once(tx: Tx) -> Inserted:
         assert idempotency is not None
-        key, digest, now = idempotency.key_digest, idempotency.body_digest, idempotency.now
-        if await tx.fetchrow("lock_owner", owner_id) is None:
-            return InsertOutcome.NO_OWNER, None
-        await tx.execute("purge_idempotency", now, IDEMPOTENCY_PURGE_BATCH)
-        entry = await tx.fetchrow("select_idempotency", owner_id, key, now)
-        if entry is not None:
-            if bytes(entry[0]) != digest:
-                return InsertOutcome.KEY_REUSED, None
-            found = await tx.fetchrow("select_queue", entry[1], owner_id)
+        refused, made = await recall(tx, owner_id, idempotency)
+        if refused is not None:
+            return refused, None
+        if made is not None:
+            found = await tx.fetchrow("select_queue", made, owner_id)
             if found is not None:  # else its task was deleted: register anew
                 return InsertOutcome.REPLAYED, QueueRow.from_row(found)
         outcome, row = await unit(tx)
         if row is not None:
-            expires = now + idempotency.ttl_ms
-            await tx.execute("upsert_idempotency", owner_id, key, digest, row.id, expires)
+            await remember(tx, owner_id, idempotency, row.id)
         return outcome, row
 
     # Alone, the insert is one statement that checks the owner's room as it inserts.
@@ -122,6 +115,7 @@ async def list_for_owner(
     *,
     state: str | None,
     schedule_id: str | None,
+    batch_id: str | None = None,
     order: str,
     descending: bool,
     limit: int,
@@ -129,7 +123,7 @@ async def list_for_owner(
 ) -> list[QueueSummaryRow]:
     filters = {
         name: value
-        for name, value in (("state", state), ("schedule_id", schedule_id))
+        for name, value in (("state", state), ("schedule_id", schedule_id), ("batch_id", batch_id))
         if value is not None
     }
     fill = queries.listing(tuple(filters), order, descending)
@@ -176,6 +170,8 @@ async def change(
         updated = await tx.fetchrow("update_queue", *changes.values(), queue_id, fill=fill)
         assert updated is not None
         changed = QueueRow.from_row(updated)
+        if row.state in ACTIVE and changed.state not in ACTIVE and changed.has_dependents:
+            await workflows.settle(tx, [(queue_id, changed.state == "SUCCESS")], await tx.now())
         await tx.notify(queue_id, changed.version)
         return changed
 
@@ -184,8 +180,11 @@ async def change(
 
 async def delete(d: Driver, owner_id: str, queue_id: str) -> bool:
     async def unit(tx: Tx) -> bool:
-        if await tx.fetchrow("delete_queue", queue_id, owner_id) is None:
+        deleted = await tx.fetchrow("delete_queue", queue_id, owner_id)
+        if deleted is None:
             return False
+        if deleted[1] in ACTIVE and deleted[2]:  # its dependents lose it unfinished
+            await workflows.settle(tx, [(queue_id, False)], await tx.now())
         await tx.notify(queue_id, None)
         return True
 

@@ -101,6 +101,10 @@ export class Api {
     return this.request("GET", `/v1/queues/${encodeURIComponent(id)}`);
   }
 
+  batch(id) {
+    return this.request("GET", `/v1/batches/${encodeURIComponent(id)}`);
+  }
+
   config(id) {
     return this.request("GET", `/v1/queues/${encodeURIComponent(id)}/config`);
   }

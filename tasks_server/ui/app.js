@@ -7,6 +7,7 @@ import { Api, ApiError, clearCredentials, loadCredentials, saveCredentials } fro
 import { destinationList } from "./destinations.js";
 import { $, h } from "./dom.js";
 import { clearNotice, go, notify, parseHash, prefs, show, stopRefresh, takeFlash } from "./frame.js";
+import { batchDetail } from "./batches.js";
 import { scheduleDetail, scheduleList } from "./schedules.js";
 import { taskDetail, taskList } from "./tasks.js";
 
@@ -19,6 +20,7 @@ const ID = "([0-9A-HJKMNP-TV-Z]{26})";
 const ROUTES = [
   [new RegExp(`^/tasks/${ID}$`), (session, match) => taskDetail(session, match[1])],
   [/^\/tasks$/, (session, _, params) => taskList(session, params)],
+  [new RegExp(`^/batches/${ID}$`), (session, match) => batchDetail(session, match[1])],
   [
     new RegExp(`^/schedules/${ID}$`),
     (session, match, params) => scheduleDetail(session, match[1], params),

@@ -31,7 +31,7 @@ import {
   show,
 } from "./frame.js";
 
-export const STATES = ["RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED"];
+export const STATES = ["RUNNING", "PAUSED", "WAITING", "SUCCESS", "ERROR", "REVOKED"];
 const ORDERS = {
   createdAt: "Created",
   estimateExecutionAt: "Next attempt",
@@ -41,7 +41,7 @@ const ORDERS = {
 // Which actions a state allows (SPEC §1, §9.3); the server still decides, and its refusal
 // is shown as it words it.
 const ACTIONS = [
-  { name: "pause", label: "Pause", states: ["RUNNING"], done: "Paused." },
+  { name: "pause", label: "Pause", states: ["RUNNING", "WAITING"], done: "Paused." },
   { name: "resume", label: "Resume", states: ["PAUSED"], done: "Resumed." },
   { name: "execute", label: "Execute now", states: ["RUNNING"], done: "Queued to run now." },
   {
@@ -53,7 +53,7 @@ const ACTIONS = [
   {
     name: "revoke",
     label: "Revoke",
-    states: ["RUNNING", "PAUSED"],
+    states: ["RUNNING", "PAUSED", "WAITING"],
     confirm: "Revoke this task? It will never run again (replay can start it afresh).",
     done: "Revoked.",
     danger: true,
@@ -206,13 +206,14 @@ function detailParts(task, config, attempts, act) {
       ["State", badge(task.state)],
       ["Status code", task.statusCode || h("span", { class: "muted", text: "none yet" })],
       ["Created", when(task.createdAt)],
-      ["Next attempt", task.state === "RUNNING" ? when(task.estimateExecutionAt) : when(0)],
+      ["Next attempt", nextAttempt(task)],
       ["Ended", when(task.estimateEndAt)],
       [
         "Retries",
         `${config.retryCount} of ${config.retryLimit}${config.retrying ? " (retrying)" : ""}`,
       ],
       ["Schedule", task.scheduleId ? idLink("schedules", task.scheduleId) : when(0)],
+      ...dependencyFacts(task),
     ]),
     metadataTags(task.metadata),
     task.response &&
@@ -225,12 +226,37 @@ function detailParts(task, config, attempts, act) {
   );
   return [
     actionBar(ACTIONS, task.state, act),
-    h("div", { class: "detail-grid" }, summary, timeline(attempts)),
+    h("div", { class: "detail-grid" }, summary, timeline(attempts, task.state)),
     configCard(config, "As stored, with every secret shown as ***."),
   ];
 }
 
-function timeline(attempts) {
+function nextAttempt(task) {
+  if (task.state === "WAITING") {
+    return h("span", { class: "muted", text: "once the tasks it waits for have ended" });
+  }
+  return task.state === "RUNNING" ? when(task.estimateExecutionAt) : when(0);
+}
+
+/** A workflow task's batch, the tasks it waits for and those waiting for it (SPEC §17). */
+function dependencyFacts(task) {
+  const facts = [];
+  if (task.batchId) {
+    const label = task.ref ? `${task.ref} in ` : "";
+    facts.push([
+      "Batch",
+      h("span", {}, label, h("a", { class: "mono", href: `#/batches/${task.batchId}`, text: task.batchId })),
+    ]);
+  }
+  const links = (ids) => h("span", { class: "id-list" }, ids.map((id) => idLink("tasks", id)));
+  if (task.dependencies?.length) {
+    facts.push(["Waits for", links(task.dependencies.map((dependency) => dependency.id))]);
+  }
+  if (task.dependents?.length) facts.push(["Waited for by", links(task.dependents)]);
+  return facts;
+}
+
+function timeline(attempts, state) {
   const items = attempts.map((a) =>
     h(
       "li",
@@ -265,6 +291,12 @@ function timeline(attempts) {
     h("h2", { id: "attempts-title", text: `Attempts (${attempts.length})` }),
     items.length
       ? h("ol", { class: "timeline" }, items)
-      : h("p", { class: "muted state-empty-inline", text: "No attempt yet: it has not been due." }),
+      : h("p", {
+          class: "muted state-empty-inline",
+          text:
+            state === "WAITING"
+              ? "No attempt yet: it waits for the tasks it depends on."
+              : "No attempt yet: it has not been due.",
+        }),
   );
 }

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tasks_server.store import tasks
+from tasks_server.store import idempotency
 from tasks_server.store.base import Idempotency, InsertOutcome
 from tests.api.test_queues import task, wait_state
 from tests.conftest import MakeSettings, open_client, register_owner
@@ -152,7 +152,7 @@ async def test_expired_keys_are_purged(make_settings: MakeSettings) -> None:
         owner = await register_owner(client)
         owner_id = owner["X-Tasks-Owner-Id"]
         db = opened.services.store.sqlite.db
-        count = tasks.IDEMPOTENCY_PURGE_BATCH * 2
+        count = idempotency.PURGE_BATCH * 2
 
         def stale(conn: Any) -> None:
             conn.executemany(

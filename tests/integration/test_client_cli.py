@@ -458,3 +458,39 @@ def test_headers_and_data_from_files_keep_secrets_off_argv(env: Env, tmp_path: P
     assert (hit.method, json.loads(hit.body)) == ("POST", {"token": "s3cret"})
     bad = env.run("add", f"{env.target.url}/x", "-H", f"@{tmp_path / 'none'}")
     assert bad.returncode == 2 and "--header" in bad.stderr
+
+
+def test_a_batch_from_a_file_a_dependent_and_ls_of_the_batch(env: Env, tmp_path: Path) -> None:
+    env.target.script("/first", Step(body=b'{"next": "second"}'))
+    batch = {
+        "tasks": [
+            {"ref": "one", "httpRequest": {"url": f"{env.target.url}/first", "method": "GET"}},
+            {
+                "ref": "two",
+                "dependsOn": [{"ref": "one"}],
+                "httpRequest": {
+                    "url": f"{env.target.url}/{{{{deps.one.json.next}}}}",
+                    "method": "GET",
+                },
+            },
+        ]
+    }
+    path = tmp_path / "batch.json"
+    path.write_text(json.dumps(batch))
+    made = env.run("batch", str(path))
+    assert made.returncode == 0, made.stderr
+    batch_id = re.search(r"batch (\w+)", made.stdout).group(1)  # type: ignore[union-attr]
+    assert "WAITING" in made.stdout
+    env.target.wait(lambda: bool(env.target.hits_for("/second")))
+
+    def both_done() -> list[dict[str, str]]:
+        rows = json.loads(env.run("ls", "--batch", batch_id, "--json").stdout)
+        return rows if [r["state"] for r in rows] == ["SUCCESS", "SUCCESS"] else []
+
+    first, second = eventually(both_done, 10, "the batch done")
+    later = env.run("add", f"{env.target.url}/third", "--depends-on", second["id"], "--json")
+    assert later.returncode == 0, later.stderr
+    shown = env.run("show", second["id"])
+    assert first["id"] in shown.stdout and json.loads(later.stdout)["id"] in shown.stdout
+    bad = env.run("batch", "-", stdin="not json")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr

@@ -142,7 +142,9 @@ def open_task(page: Page, dash: Dashboard, task_id: str) -> None:
 
 
 def test_page_and_assets_carry_the_csp(dash: Dashboard) -> None:
-    scripts = [f"/ui/{name}.js" for name in ("app", "api", "dom", "frame", "tasks", "schedules")]
+    scripts = [
+        f"/ui/{name}.js" for name in ("app", "api", "dom", "frame", "tasks", "schedules", "batches")
+    ]
     for path in ("/ui", *scripts, "/ui/style.css", "/ui/favicon.svg"):
         response = dash.http.get(path)
         assert response.status_code == 200, path
@@ -381,7 +383,7 @@ def test_a_refused_action_shows_the_api_message(tab: Tab, dash: Dashboard, tmp_p
     assert dash.http.patch(f"/v1/queues/{task_id}/revoke", headers=dash.headers).status_code == 200
     click_action(page, "pause")
     expect(page.locator(".notice")).to_contain_text(
-        "Pause refused: Only a RUNNING task can be paused; this one is REVOKED"
+        "Pause refused: Only a RUNNING or WAITING task can be paused; this one is REVOKED"
     )
     expect(page.locator(".facts .badge")).to_have_text("REVOKED")  # shown as it is now
     tab.screenshot(tmp_path / "refused.png")

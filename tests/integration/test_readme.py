@@ -69,6 +69,8 @@ def test_the_walkthrough_runs_top_to_bottom(tmp_path: Path) -> None:
     fired = re.search(rf'\[\{{"id":"{ulid}","state":"SUCCESS".*?"scheduleId":"{ulid}"', out)
     assert fired, out  # a fired task of the schedule succeeded
     assert '"state":"PAUSED","cron":"*/2 * * * * *"' in out
+    # The workflow: its edges, and what its second step sent, its placeholder filled.
+    assert '"edges":[{"from":' in out and '"headers":{"X-Fetched":"200"}' in out
 
 
 def _check_flow_tasks(url: str, out: str) -> None:

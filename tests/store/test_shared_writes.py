@@ -7,7 +7,7 @@ import asyncio
 
 from ulid import ULID
 
-from tasks_server.store.base import NewTask, StoreError, TaskStore
+from tasks_server.store.base import NewTask, Recorded, StoreError, TaskStore
 from tests.store.conftest import add
 from tests.store.test_outcomes import MINUTE_MS, current, ended
 
@@ -65,7 +65,7 @@ async def test_a_faulty_outcome_among_many_fails_alone(store: TaskStore, owner: 
         for n, due in enumerate(claimed)
     ]
     answers = await asyncio.gather(*writes, return_exceptions=True)
-    assert [type(a) for a in answers] == [bool, bool, StoreError, bool]
+    assert [type(a) for a in answers] == [Recorded, Recorded, StoreError, Recorded]
     for n, due in enumerate(claimed):
         row = await current(store, due.id)
         assert row.state == ("RUNNING" if n == 2 else "SUCCESS")

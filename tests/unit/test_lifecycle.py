@@ -21,11 +21,12 @@ from tasks_server.lifecycle import (
     decide,
     ending,
     expired,
+    linked,
 )
 from tasks_server.store.base import Due, Flow, QueueRow, Rejected
 
 NOW = 1_000_000
-STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED")
+STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED", "WAITING")
 ROW = QueueRow(
     id="01TASK",
     owner_id="01OWNER",
@@ -66,12 +67,12 @@ TRANSITIONS: dict[str, Transition] = {
     "edit": EDIT,
 }
 ALLOWED = {
-    "pause": {"RUNNING"},
+    "pause": {"RUNNING", "WAITING"},
     "resume": {"PAUSED"},
-    "revoke": {"RUNNING", "PAUSED"},
+    "revoke": {"RUNNING", "PAUSED", "WAITING"},
     "execute": {"RUNNING"},
     "replay": {"SUCCESS", "ERROR", "REVOKED"},
-    "edit": {"RUNNING", "PAUSED"},
+    "edit": {"RUNNING", "PAUSED", "WAITING"},
 }
 VERBS = {"pause": "paused", "resume": "resumed", "revoke": "revoked", "execute": "executed"}
 VERBS["replay"] = "replayed"
@@ -189,3 +190,31 @@ def test_expired_counts_lateness_from_the_due_time() -> None:
     assert not expired(due, 999_999, None)
     assert not expired(due, 3_000, 2_000)  # exactly the limit late: still sent
     assert expired(due, 3_001, 2_000)  # a flow-control start later counts too
+
+
+def test_a_task_paused_while_waiting_waits_again_when_resumed() -> None:
+    decided = decide(row("PAUSED", paused_at=NOW - 1_000, pending_deps=2), Resume(NOW, 7))
+    assert decided == Change(state="WAITING", paused_at=None, estimate_end_at=0)
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "expected"),
+    [
+        ([("RUNNING", True), ("SUCCESS", True)], ("WAITING", 1)),
+        ([("WAITING", True), ("PAUSED", False)], ("WAITING", 2)),
+        ([("SUCCESS", True), ("ERROR", False), ("REVOKED", False)], ("RUNNING", 0)),
+        ([("RUNNING", True), ("ERROR", True)], ("ERROR", 0)),
+        ([("REVOKED", True)], ("ERROR", 0)),
+    ],
+)
+def test_a_linked_task_starts_as_its_dependencies_say(
+    dependencies: list[tuple[str, bool]], expected: tuple[str, int]
+) -> None:
+    assert linked(dependencies) == expected
+
+
+def test_an_edit_of_a_waiting_tasks_timing_counts_from_its_release() -> None:
+    edit = dataclasses.replace(EDIT, due=NOW + 500, release=(0, 500))
+    decided = decide(row("WAITING", pending_deps=1), edit)
+    assert isinstance(decided, Change)
+    assert (decided.estimate_execution_at, decided.release_delay) == (0, 500)

@@ -1060,6 +1060,8 @@ def test_response_models_build_from_names_and_dump_camel_case() -> None:
         "estimateEndAt": 0,
         "estimateExecutionAt": 2,
         "scheduleId": None,
+        "batchId": None,
+        "ref": None,
     }
     out = QueueOut(**summary.model_dump(), metadata={"k": "v"})
     assert out.model_dump(by_alias=True)["response"] is None
@@ -1084,7 +1086,14 @@ def test_response_models_build_from_names_and_dump_camel_case() -> None:
 
 
 def test_queue_states() -> None:
-    assert [s.value for s in QueueState] == ["RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED"]
+    assert [s.value for s in QueueState] == [
+        "RUNNING",
+        "PAUSED",
+        "SUCCESS",
+        "ERROR",
+        "REVOKED",
+        "WAITING",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1111,6 +1120,7 @@ def test_list_query_defaults_and_coercion() -> None:
         "sort": "asc",
         "state": None,
         "schedule_id": None,
+        "batch_id": None,
     }
     query = ListQuery.model_validate(
         {

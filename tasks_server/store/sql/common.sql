@@ -89,7 +89,7 @@ SELECT @COLUMNS@ FROM queues WHERE id = $1
 UPDATE queues SET {set}, version = version + 1 WHERE id = {id} RETURNING @COLUMNS@
 
 -- name: delete_queue
-DELETE FROM queues WHERE id = $1 AND owner_id = $2 RETURNING id
+DELETE FROM queues WHERE id = $1 AND owner_id = $2 RETURNING id, state, has_dependents
 
 -- name: list_tasks
 SELECT @SUMMARY_COLUMNS@ FROM queues WHERE owner_id = $1{where}
@@ -102,7 +102,7 @@ SELECT id FROM queues WHERE owner_id = $1 AND state = $2 ORDER BY created_at, id
 SELECT count(*) FROM queues WHERE owner_id = $1 AND state = $2
 
 -- name: select_attempts
-SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response
+SELECT attempt, due_at, started_at, finished_at, status_code, outcome, error, response, sent
   FROM attempts WHERE queue_id = $1 ORDER BY attempt LIMIT $2 OFFSET $3
 
 -- --- schedules ---------------------------------------------------------------------------
@@ -221,6 +221,36 @@ SELECT owners.id, owners.active_tasks,
        (SELECT count(*) FROM queues
          WHERE owner_id = owners.id AND state IN ('RUNNING', 'PAUSED'))
   FROM owners
+
+-- --- workflows (SPEC §17) -------------------------------------------------------------------
+
+-- name: dependency_results
+SELECT d.name, d.depends_on, q.status_code, q.response
+  FROM dependencies d LEFT JOIN queues q ON q.id = d.depends_on
+ WHERE d.queue_id = $1
+
+-- name: dependencies_of
+SELECT depends_on, name, require_success FROM dependencies WHERE queue_id = $1
+ ORDER BY depends_on
+
+-- name: dependents_of
+SELECT queue_id FROM dependencies WHERE depends_on = $1 ORDER BY queue_id
+
+-- name: batch_rows
+SELECT @COLUMNS@ FROM queues WHERE owner_id = $1 AND batch_id = $2 ORDER BY id
+
+-- name: batch_tasks
+SELECT @SUMMARY_COLUMNS@ FROM queues WHERE owner_id = $1 AND batch_id = $2 ORDER BY id
+
+-- name: batch_edges
+SELECT d.depends_on, d.queue_id, d.require_success
+  FROM dependencies d JOIN queues q ON q.id = d.queue_id
+ WHERE q.owner_id = $1 AND q.batch_id = $2
+ ORDER BY d.queue_id, d.depends_on
+
+-- Tasks a failed dependency ended, whose failureCallback is still to be queued.
+-- name: callbacks_due
+SELECT @COLUMNS@ FROM queues WHERE callback_due = 1 ORDER BY id LIMIT $1
 
 -- --- import from the original (SPEC §19.1) -----------------------------------------------
 

@@ -167,15 +167,15 @@ UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_c
               $7::bigint[], $8::bigint[])
     AS v (id, holder, version, state, status_code, response, now, retry_at)
  WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
-RETURNING q.id
+RETURNING q.id, q.has_dependents
 
--- Rows (id, attempt, finished at, status, outcome, error, response).
+-- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
 -- name: close_attempts
 UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
-       error = v.error, response = v.response
+       error = v.error, response = v.response, sent = v.sent
   FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[],
-              $7::bytea[])
-    AS v (id, attempt, now, status_code, outcome, error, response)
+              $7::bytea[], $8::bytea[])
+    AS v (id, attempt, now, status_code, outcome, error, response, sent)
  WHERE a.queue_id = v.id AND a.attempt = v.attempt AND a.finished_at = 0
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
@@ -212,6 +212,7 @@ UPDATE queues SET lease_until = $3 FROM renewed WHERE queues.id = renewed.id
 WITH doomed AS MATERIALIZED (
   SELECT id FROM queues
    WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
+     AND @NOT_NEEDED@
    LIMIT $2 FOR UPDATE SKIP LOCKED)
 DELETE FROM queues USING doomed WHERE queues.id = doomed.id
 
@@ -261,3 +262,65 @@ WITH doomed AS MATERIALIZED (
   SELECT id FROM destinations WHERE open_until = 0 AND updated_at < $1
    LIMIT $2 FOR UPDATE SKIP LOCKED)
 DELETE FROM destinations USING doomed WHERE destinations.id = doomed.id
+
+-- --- workflows (SPEC §17) -------------------------------------------------------------------
+
+-- The owner's tasks $2 a registration depends on, marked as having dependents so their
+-- responses are kept for placeholders. Their rows stay locked to the end of the registration,
+-- so an outcome ending one of them commits either before (its state is read here) or after
+-- (its release reads the dependencies committed here): never between.
+-- name: mark_parents
+UPDATE queues SET has_dependents = 1 WHERE owner_id = $1 AND id = ANY($2::text[])
+RETURNING id, state
+
+-- Rows (id, owner, state, created at, due, retry limit, request, metadata, flow key,
+-- parallelism, rate, batch, pending, release delay, status, end, callback due, dependents,
+-- ref).
+-- name: insert_linked_tasks
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, flow_key, flow_parallelism, flow_rate, batch_id,
+                    pending_deps, release_delay, status_code, estimate_end_at, callback_due,
+                    has_dependents, ref)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                     $6::integer[], $7::bytea[], $8::bytea[], $9::text[], $10::integer[],
+                     $11::double precision[], $12::text[], $13::integer[], $14::bigint[],
+                     $15::integer[], $16::bigint[], $17::integer[], $18::integer[],
+                     $19::text[])
+RETURNING @COLUMNS@
+
+-- Rows (task, the task it depends on, the name its placeholders use, requireSuccess).
+-- name: insert_dependencies
+INSERT INTO dependencies (queue_id, depends_on, name, require_success)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[])
+
+-- The dependents that required the tasks $1 to succeed, which failed or went: they end
+-- ERROR 424 (Failed Dependency), their failureCallback to be queued.
+-- name: fail_dependents
+UPDATE queues SET state = 'ERROR', status_code = 424, estimate_end_at = $2, paused_at = NULL,
+                  callback_due = 1, version = version + 1
+ WHERE state IN ('WAITING', 'PAUSED') AND pending_deps > 0
+   AND id IN (SELECT queue_id FROM dependencies
+               WHERE require_success = 1 AND depends_on = ANY($1::text[]))
+RETURNING id
+
+-- The other dependents of the tasks $1, which finished: one dependency fewer to wait for; one
+-- waiting for none is due `release_delay` from now $2, or at its executeAt. Two parents ending
+-- at once on two nodes update the row in turn, the second seeing the first's count.
+-- name: release_dependents
+UPDATE queues q SET pending_deps = q.pending_deps - d.n,
+       state = CASE WHEN q.state = 'WAITING' AND q.pending_deps = d.n THEN 'RUNNING'
+                    ELSE q.state END,
+       estimate_execution_at = CASE WHEN q.pending_deps = d.n
+                                    THEN greatest(q.estimate_execution_at, $2 + q.release_delay)
+                                    ELSE q.estimate_execution_at END,
+       version = q.version + 1
+  FROM (SELECT queue_id, count(*) AS n FROM dependencies
+         WHERE depends_on = ANY($1::text[]) GROUP BY queue_id) d
+ WHERE q.id = d.queue_id AND q.state IN ('WAITING', 'PAUSED') AND q.pending_deps > 0
+
+-- Rows (id): whose callback_due this transaction clears (once, whichever process sweeps).
+-- name: clear_callback_due
+UPDATE queues q SET callback_due = 0 FROM unnest($1::text[]) AS v (id)
+ WHERE q.id = v.id AND q.callback_due = 1
+RETURNING q.id
+

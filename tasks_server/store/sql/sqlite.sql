@@ -145,13 +145,13 @@ UPDATE queues SET state = coalesce(v.state, queues.state), status_code = v.statu
                   retry_count = queues.retry_count + (v.state IS NULL),
                   lease_owner = NULL, lease_until = NULL, version = queues.version + 1
   FROM v WHERE queues.id = v.id AND queues.lease_owner = v.holder AND queues.version = v.version
-RETURNING queues.id
+RETURNING queues.id, queues.has_dependents
 
--- Rows (id, attempt, finished at, status, outcome, error, response).
+-- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
 -- name: close_attempts
-WITH v(id, attempt, now, status_code, outcome, error, response) AS (VALUES {values})
+WITH v(id, attempt, now, status_code, outcome, error, response, sent) AS (VALUES {values})
 UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
-                    error = v.error, response = v.response
+                    error = v.error, response = v.response, sent = v.sent
   FROM v WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt
                AND attempts.finished_at = 0
 
@@ -182,7 +182,9 @@ UPDATE queues SET lease_until = $3
 -- name: purge_finished
 DELETE FROM queues WHERE id IN (
   SELECT id FROM queues
-   WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1 LIMIT $2)
+   WHERE state IN ('SUCCESS', 'ERROR', 'REVOKED') AND estimate_end_at < $1
+     AND @NOT_NEEDED@
+   LIMIT $2)
 
 -- name: purge_idle_flows
 DELETE FROM flows WHERE (owner_id, key) IN (
@@ -230,3 +232,62 @@ RETURNING destinations.id
 -- name: purge_idle_destinations
 DELETE FROM destinations WHERE id IN (
   SELECT id FROM destinations WHERE open_until = 0 AND updated_at < $1 LIMIT $2)
+
+-- --- workflows (SPEC §17) -------------------------------------------------------------------
+
+-- The owner's tasks ($2, a JSON list) a registration depends on, marked as having dependents
+-- so their responses are kept for placeholders.
+-- name: mark_parents
+UPDATE queues SET has_dependents = 1
+ WHERE owner_id = $1 AND id IN (SELECT value FROM json_each($2))
+RETURNING id, state
+
+-- Rows (id, owner, state, created at, due, retry limit, request, metadata, flow key,
+-- parallelism, rate, batch, pending, release delay, status, end, callback due, dependents,
+-- ref).
+-- name: insert_linked_tasks
+INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
+                    request, metadata, flow_key, flow_parallelism, flow_rate, batch_id,
+                    pending_deps, release_delay, status_code, estimate_end_at, callback_due,
+                    has_dependents, ref)
+SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
+       column10, column11, column12, column13, column14, column15, column16, column17, column18,
+       column19
+  FROM (VALUES {values})
+RETURNING @COLUMNS@
+
+-- Rows (task, the task it depends on, the name its placeholders use, requireSuccess).
+-- name: insert_dependencies
+INSERT INTO dependencies (queue_id, depends_on, name, require_success)
+SELECT column1, column2, column3, column4 FROM (VALUES {values})
+
+-- The dependents that required the tasks $1 (a JSON list) to succeed, which failed or went:
+-- they end ERROR 424 (Failed Dependency), their failureCallback to be queued.
+-- name: fail_dependents
+UPDATE queues SET state = 'ERROR', status_code = 424, estimate_end_at = $2, paused_at = NULL,
+                  callback_due = 1, version = version + 1
+ WHERE state IN ('WAITING', 'PAUSED') AND pending_deps > 0
+   AND id IN (SELECT queue_id FROM dependencies
+               WHERE require_success = 1 AND depends_on IN (SELECT value FROM json_each($1)))
+RETURNING id
+
+-- The other dependents of the tasks $1 (a JSON list), which finished: one dependency fewer to
+-- wait for; one waiting for none is due `release_delay` from now $2, or at its executeAt.
+-- name: release_dependents
+WITH d(queue_id, n) AS (
+  SELECT queue_id, count(*) FROM dependencies
+   WHERE depends_on IN (SELECT value FROM json_each($1)) GROUP BY queue_id)
+UPDATE queues SET pending_deps = pending_deps - d.n,
+                  state = iif(state = 'WAITING' AND pending_deps = d.n, 'RUNNING', state),
+                  estimate_execution_at = iif(pending_deps = d.n,
+                                              max(estimate_execution_at, $2 + release_delay),
+                                              estimate_execution_at),
+                  version = version + 1
+  FROM d WHERE queues.id = d.queue_id AND state IN ('WAITING', 'PAUSED') AND pending_deps > 0
+
+-- Rows (id): whose callback_due this transaction clears (once, whichever process sweeps).
+-- name: clear_callback_due
+WITH v(id) AS (VALUES {values})
+UPDATE queues SET callback_due = 0 FROM v WHERE queues.id = v.id AND callback_due = 1
+RETURNING queues.id
+
