@@ -18,12 +18,12 @@ import orjson
 import pycurl
 
 from scripts.benchmark import postgres
-from scripts.benchmark.phases import burst, execution, growth, lateness, register, scale
+from scripts.benchmark.phases import burst, execution, growth, lateness, lists, register, scale
 from scripts.benchmark.processes import Processes
 from scripts.benchmark.profiles import FULL, QUICK, TINY, Profile
 from scripts.benchmark.report import Report, print_table
 
-PHASES = ("register", "growth", "execution", "burst", "lateness", "scale")
+PHASES = ("register", "growth", "execution", "burst", "lateness", "scale", "lists")
 POSTGRES_PHASES = tuple(postgres.PHASES)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -72,6 +72,8 @@ def run_phases(
         lateness.run(profile, procs, work, report, rate)
     if "scale" in phases:
         scale.run(profile, procs, work, report)
+    if "lists" in phases:
+        lists.run(profile, procs, work, report)
 
 
 def run(

@@ -33,8 +33,9 @@ from tasks_server.models.attempts import (
     Replay,
 )
 from tasks_server.models.common import Done
+from tasks_server.models.labels import read_labels
+from tasks_server.models.lists import FilteredListQuery, listing
 from tasks_server.models.queues import (
-    ListQuery,
     QueueConfigOut,
     QueueOut,
     QueueRegistration,
@@ -121,6 +122,9 @@ def _summary_fields(row: QueueRow | QueueSummaryRow) -> dict[str, Any]:
         "estimate_end_at": row.estimate_end_at,
         "estimate_execution_at": row.estimate_execution_at,
         "schedule_id": row.schedule_id,
+        "method": row.method,
+        "target": row.target,
+        "labels": read_labels(row.labels),
     }
 
 
@@ -161,6 +165,7 @@ async def register(request: Request) -> Response:
             lease=lease,
             idempotency=once,
             flow=flow,
+            listing=listing(reg.http_request, reg.labels),
         )
         if lease is not None and inserted[0] is InsertOutcome.INSERTED:
             svc.scheduler.adopt(inserted[1], reg)  # type: ignore[arg-type]
@@ -203,11 +208,10 @@ def _registered(span: tracing.Span | None, queue_id: str, outcome: InsertOutcome
 async def list_queues(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
-    query = ListQuery.model_validate(dict(request.query_params))
+    query = FilteredListQuery.of(request.query_params)
     rows = await svc.store.list_tasks(
         owner_id,
-        state=query.state.value if query.state else None,
-        schedule_id=query.schedule_id,
+        filters=query.filters(),
         order=query.order,
         descending=query.sort == "desc",
         limit=query.limit,
@@ -244,10 +248,12 @@ async def config(request: Request) -> Response:
 
 
 def _document(svc: Services, row: QueueRow) -> dict[str, Any]:
-    """The stored registration document, metadata included."""
+    """The stored registration document, metadata and labels included."""
     document = svc.codec.open_document(row.request, row.id)
     if row.metadata is not None:
         document["metadata"] = svc.codec.open_json(row.metadata, row.id, "metadata")
+    if row.labels is not None:
+        document["labels"] = read_labels(row.labels)
     return document
 
 
@@ -280,6 +286,7 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
         retry_limit=reg.config.retry,
         flow=svc.codec.flow(reg, row.owner_id),
         due=execution_time(reg, now) if timing else None,
+        listing=listing(reg.http_request, reg.labels),
     )
 
 

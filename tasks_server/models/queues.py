@@ -54,6 +54,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tasks_server import timeutil
+from tasks_server.models.labels import Labels
 
 KEY_PATTERN = r"^[A-Za-z0-9$_.\-\[\]]{1,64}$"
 DEFAULT_USER_AGENT = "Tasks-Server/1.0 (compatible; Linux x86_64; +http://tasks-server)"
@@ -797,6 +798,9 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
+    labels: Labels | None = Field(
+        None, description="Searchable pairs, stored in plain text (NOT encrypted)"
+    )
     # The W3C trace context the task was registered in (tasks_server.tracing): the server's,
     # never a field an owner sends; sealed beside the request.
     _traceparent: str | None = PrivateAttr(None)
@@ -819,7 +823,7 @@ def execution_time(reg: QueueRegistration, now_ms: int) -> int:
 # --- secrets ------------------------------------------------------------------------------
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL with its password (or a bare user, often a token) and query values hidden."""
     parts = urlsplit(url)
     if "@" in parts.netloc:
@@ -889,7 +893,7 @@ def redact(dumped: dict[str, Any]) -> dict[str, Any]:
         *((callback, "url") for callback in callbacks),
     ):
         if isinstance(section.get(name), str):
-            section[name] = _redact_url(section[name])
+            section[name] = redact_url(section[name])
     return out
 
 
@@ -920,6 +924,13 @@ class QueueSummary(_Out):
     )
     estimate_execution_at: int = Field(description="When the next attempt is due (epoch ms)")
     schedule_id: str | None = Field(None, description="The schedule that made it, or null")
+    method: str | None = Field(None, description="The request's method")
+    target: str | None = Field(
+        None, description="The request's URL, its userinfo and query values shown as ***"
+    )
+    labels: dict[str, str] | None = Field(
+        None, description="The task's labels (plain text, not encrypted), or null"
+    )
 
 
 class QueueOut(QueueSummary):

@@ -92,11 +92,14 @@ class QueueRow:
     in_flight: bool  # it has an open attempt row
     callback_of: str | None = None  # a callback's task: the task whose outcome it delivers
     callback_id: str | None = None  # the task delivering this one's outcome (SPEC §11.2)
+    labels: str | None = None  # JSON, plain (`Listing`)
+    method: str | None = None
+    target: str | None = None  # redacted
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]), *row[17:19])  # type: ignore[call-arg]
+        return cls(*row[:16], bool(row[16]), *row[17:22])  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -156,6 +159,47 @@ def flow_columns(flow: Flow | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """What lists show and filter a task by (SPEC §19.4), in plain columns, never a secret:
+    its labels (canonical JSON), method, redacted target and destination (scheme://host:port,
+    what failures are counted by)."""
+
+    labels: str | None = None
+    method: str | None = None
+    target: str | None = None
+    destination: str | None = None
+
+
+NO_LISTING = Listing()
+
+
+def listing_columns(listing: Listing) -> dict[str, Any]:
+    """The queue columns that hold `listing`, in table order."""
+    return {
+        "labels": listing.labels,
+        "method": listing.method,
+        "target": listing.target,
+        "destination": listing.destination,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """`GET /v1/queues`'s filters; None (or no labels) filters nothing."""
+
+    state: str | None = None
+    schedule_id: str | None = None
+    status_code: int | None = None
+    outcome: str | None = None  # the last finished attempt's
+    created_from: int | None = None
+    created_to: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every (key, value) pair, all of them
+
+
+NO_FILTERS = ListFilters()
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSummaryRow:
     id: str
     state: str
@@ -164,6 +208,9 @@ class QueueSummaryRow:
     estimate_execution_at: int
     estimate_end_at: int
     schedule_id: str | None
+    method: str | None = None
+    target: str | None = None
+    labels: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +282,10 @@ def change_columns(change: Change) -> dict[str, Any]:
         flow = columns.pop("flow")
         assert flow is None or isinstance(flow, Flow)
         columns.update(flow_columns(flow))
+    if "listing" in columns:
+        listing = columns.pop("listing")
+        assert isinstance(listing, Listing)
+        columns.update(listing_columns(listing))
     return columns
 
 
@@ -252,6 +303,7 @@ class ScheduleRow:
     version: int
     request: bytes  # sealed registration document (httpRequest, config)
     metadata: bytes | None
+    labels: str | None = None  # JSON, plain: copied to the tasks it fires
 
 
 # Runs inside the transaction, as `Decide`: see tasks_server.schedule_lifecycle.
@@ -270,6 +322,7 @@ class NewTask:
     request: bytes
     metadata: bytes | None
     flow: Flow | None = None
+    listing: Listing = NO_LISTING
 
 
 def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
@@ -277,6 +330,7 @@ def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
     return (
         *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
         *(task.request, task.metadata, *flow_columns(task.flow).values()),
+        *listing_columns(task.listing).values(),
     )
 
 
@@ -411,6 +465,7 @@ class TaskStore(Protocol):
         lease: tuple[str, int] | None,
         idempotency: Idempotency | None = None,
         flow: Flow | None = None,
+        listing: Listing = NO_LISTING,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
         exact under concurrency); `lease` (holder, its length in ms) pre-claims it for the
@@ -430,8 +485,7 @@ class TaskStore(Protocol):
         self,
         owner_id: str,
         *,
-        state: str | None,
-        schedule_id: str | None,
+        filters: ListFilters = NO_FILTERS,
         order: str,
         descending: bool,
         limit: int,
@@ -466,6 +520,7 @@ class TaskStore(Protocol):
         request: bytes,
         metadata: bytes | None,
         limit: int,
+        labels: str | None = None,
     ) -> ScheduleRow | None:
         """Insert an ACTIVE schedule; None when the owner already has `limit` (or is unknown)."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks_server.store import flow
-from tasks_server.store.base import Due, NewTask, QueueRow, Result
+from tasks_server.store.base import Due, NewTask, QueueRow, Result, listing_columns
 from tasks_server.store.driver import Driver, Row, Tx
 
 
@@ -130,7 +130,7 @@ def _callback_row(outcome: _Outcome) -> Row:
     assert task is not None
     return (
         *(task.queue_id, parent.owner_id, task.created_at, task.due, task.retry_limit),
-        *(task.request, task.metadata, parent.id),
+        *(task.request, task.metadata, parent.id, *listing_columns(task.listing).values()),
     )
 
 

@@ -26,7 +26,8 @@ FRAGMENTS = {
         "queues.estimate_execution_at, queues.estimate_end_at, queues.paused_at, "
         "queues.retry_count, queues.retry_limit, queues.version, queues.request, "
         "queues.metadata, queues.response, queues.attempts, queues.schedule_id, "
-        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id"
+        f"{IN_FLIGHT}, queues.callback_of, queues.callback_id, queues.labels, "
+        "queues.method, queues.target"
     ),
     # What the scheduler needs of a due task: never the response blob.
     "DUE_COLUMNS": (
@@ -34,11 +35,12 @@ FRAGMENTS = {
         "queues.retry_limit, queues.version, queues.attempts, queues.request"
     ),
     "SUMMARY_COLUMNS": (
-        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id"
+        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
+        "schedule_id, method, target, labels"
     ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
-        "last_queue_id, version, request, metadata"
+        "last_queue_id, version, request, metadata, labels"
     ),
 }
 ORDER_COLUMNS = {
@@ -46,7 +48,17 @@ ORDER_COLUMNS = {
     "estimateEndAt": "estimate_end_at",
     "estimateExecutionAt": "estimate_execution_at",
 }
-FILTER_COLUMNS = frozenset({"state", "schedule_id"})
+# A list filter's condition, over the parameters its value takes (a label: key and value).
+FILTERS = {
+    "state": "state = ${0}",
+    "schedule_id": "schedule_id = ${0}",
+    "status_code": "status_code = ${0}",
+    "outcome": "outcome = ${0}",
+    "created_from": "created_at >= ${0}",
+    "created_to": "created_at <= ${0}",
+    "label": "id IN (SELECT queue_id FROM queue_labels"
+    " WHERE owner_id = $1 AND key = ${0} AND value = ${1})",
+}
 # What a change may set (`update_queue`, `update_schedule`).
 QUEUE_CHANGEABLE = frozenset(
     {
@@ -61,9 +73,15 @@ QUEUE_CHANGEABLE = frozenset(
         "flow_key",
         "flow_parallelism",
         "flow_rate",
+        "labels",
+        "method",
+        "target",
+        "destination",
     }
 )
-SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})
+SCHEDULE_CHANGEABLE = frozenset(
+    {"state", "cron", "timezone", "next_run_at", "request", "metadata", "labels"}
+)
 _SQL = Path(__file__).with_name("sql")
 
 
@@ -98,14 +116,17 @@ def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tupl
 
 
 def listing(filters: tuple[str, ...], order: str, descending: bool) -> tuple[tuple[str, str], ...]:
-    """The fill-ins of an owner's task list: $1 the owner, a parameter per filter column,
-    then limit and offset."""
-    unknown = set(filters) - FILTER_COLUMNS
+    """The fill-ins of an owner's task list: $1 the owner, the parameters of each filter of
+    `FILTERS` in turn (a label takes two), then limit and offset."""
+    unknown = set(filters) - FILTERS.keys()
     if unknown or order not in ORDER_COLUMNS:
         raise ValueError(f"not a filter or an order: {sorted(unknown)}, {order}")
-    where = "".join(f" AND {name} = ${n}" for n, name in enumerate(filters, 2))
+    where, n = "", 2
+    for name in filters:
+        taken = 2 if name == "label" else 1
+        where += " AND " + FILTERS[name].format(*range(n, n + taken))
+        n += taken
     direction = "DESC" if descending else "ASC"
-    n = len(filters) + 2
     return (
         ("where", where),
         ("order", f"{ORDER_COLUMNS[order]} {direction}, id {direction}"),

@@ -13,11 +13,15 @@ from collections.abc import Sequence
 
 from tasks_server.store import queries
 from tasks_server.store.base import (
+    NO_FILTERS,
+    NO_LISTING,
     AttemptRow,
     Decide,
     Flow,
     Idempotency,
     InsertOutcome,
+    ListFilters,
+    Listing,
     NewTask,
     QueueRow,
     QueueSummaryRow,
@@ -25,6 +29,7 @@ from tasks_server.store.base import (
     change_columns,
     flow_columns,
     limit_message,
+    listing_columns,
     task_values,
 )
 from tasks_server.store.driver import Driver, Tx
@@ -51,14 +56,16 @@ async def insert(
     lease: tuple[str, int] | None,
     idempotency: Idempotency | None = None,
     flow: Flow | None = None,
+    listing: Listing = NO_LISTING,
 ) -> Inserted:
     """`TaskStore.insert`; `lease` is (holder, how long it lasts in ms)."""
     holder, lease_ms = lease or (None, 0)
     values = (queue_id, owner_id, created_at, due, retry_limit, request, metadata, holder)
     values += (lease_ms, *flow_columns(flow).values())
+    shown = listing_columns(listing).values()
 
     async def unit(tx: Tx) -> Inserted:
-        row = await tx.fetchrow("insert_queue", *values, limit)
+        row = await tx.fetchrow("insert_queue", *values, limit, *shown)
         if row is not None:
             return InsertOutcome.INSERTED, QueueRow.from_row(row)
         if await tx.fetchrow("owner_exists", owner_id) is None:
@@ -120,20 +127,20 @@ async def list_for_owner(
     d: Driver,
     owner_id: str,
     *,
-    state: str | None,
-    schedule_id: str | None,
+    filters: ListFilters = NO_FILTERS,
     order: str,
     descending: bool,
     limit: int,
     offset: int,
 ) -> list[QueueSummaryRow]:
-    filters = {
-        name: value
-        for name, value in (("state", state), ("schedule_id", schedule_id))
-        if value is not None
-    }
-    fill = queries.listing(tuple(filters), order, descending)
-    args = (owner_id, *filters.values(), limit, offset)
+    named: list[tuple[str, tuple[object, ...]]] = [
+        (name, (value,))
+        for name in ("state", "schedule_id", "status_code", "outcome", "created_from", "created_to")
+        if (value := getattr(filters, name)) is not None
+    ]
+    named += [("label", pair) for pair in filters.labels]
+    fill = queries.listing(tuple(name for name, _ in named), order, descending)
+    args = (owner_id, *(value for _, values in named for value in values), limit, offset)
     rows = await d.read(lambda tx: tx.fetch("list_tasks", *args, fill=fill))
     return [QueueSummaryRow(*row) for row in rows]
 

@@ -1057,6 +1057,9 @@ def test_response_models_build_from_names_and_dump_camel_case() -> None:
         "estimateEndAt": 0,
         "estimateExecutionAt": 2,
         "scheduleId": None,
+        "method": None,
+        "target": None,
+        "labels": None,
     }
     out = QueueOut(**summary.model_dump(), metadata={"k": "v"})
     assert out.model_dump(by_alias=True)["response"] is None

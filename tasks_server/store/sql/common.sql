@@ -115,8 +115,8 @@ SELECT count(*) FROM schedules WHERE owner_id = $1
 
 -- name: insert_schedule
 INSERT INTO schedules (id, owner_id, state, cron, timezone, created_at, next_run_at, request,
-                       metadata)
-VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $8)
+                       metadata, labels)
+VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $8, $9)
 RETURNING @SCHEDULE_COLUMNS@
 
 -- name: select_schedule
@@ -139,8 +139,8 @@ SELECT @SCHEDULE_COLUMNS@ FROM schedules
 -- name: insert_fired
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, schedule_id, scheduled_for, flow_key,
-                    flow_parallelism, flow_rate)
-VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    flow_parallelism, flow_rate, labels, method, target, destination)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
 RETURNING @COLUMNS@
 
