@@ -214,6 +214,18 @@ class QueueSummaryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    """An owner's overview aggregates: attempts as (minute, outcome, count), lateness as
+    attempts per bucket (the bounds of `stats.LATENESS_BOUNDS_MS` a start exceeded), the
+    most failing destinations with their failures, and tasks by state."""
+
+    attempts: list[tuple[int, str, int]]
+    lateness: dict[int, int]
+    failures: list[tuple[str, int]]
+    states: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRow:
     attempt: int
     due_at: int
@@ -505,6 +517,13 @@ class TaskStore(Protocol):
     async def delete(self, owner_id: str, queue_id: str) -> bool: ...
 
     async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]: ...
+
+    async def stats(self, owner_id: str, *, since: int, top: int) -> Stats:
+        """The owner's aggregates of the minutes from `since` (SPEC §19.4), its `top`
+        failing destinations, and its tasks by state."""
+
+    async def purge_stats(self, *, before: int) -> int:
+        """Delete the aggregates of the minutes before `before`."""
 
     # --- schedules ------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Filtered list pages of an owner holding 100,000 tasks (SPEC §19.4: ≤ 50 ms a page).
+"""Filtered list pages and the stats of an owner holding 100,000 tasks (SPEC §19.4: ≤ 50 ms).
 
 The owner's tasks carry labels (a common `env` and a rare `team`); most wait a day ahead,
 and a slice falls due at once and ends (half answered, half refused), so outcome and status
@@ -52,7 +52,8 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
         (owner,) = db.create_owners(["lists-owner"])
         started, later = now_ms(), now_ms() + 86_400_000
         for chunk in range(0, HELD - ENDING, 10_000):
-            tasks = sealed_tasks([later] * 10_000, f"{target.url}/never")
+            size = min(10_000, HELD - ENDING - chunk)
+            tasks = sealed_tasks([later] * size, f"{target.url}/never")
             db.insert(
                 owner, [replace(t, listing=_labelled(chunk + n)) for n, t in enumerate(tasks)]
             )
@@ -73,6 +74,12 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
                 report.add(
                     Row(f"list page: {name}", "ms", ms, target=f"<={TARGET_MS:g}", passed=passed)
                 )
+            # The stats read per-minute aggregates: their rows, not the attempts, set the cost.
+            ms = _page_ms(server.port, owner, "/v1/stats?window=24h")
+            passed = ms <= TARGET_MS
+            report.add(
+                Row("stats, 24 h window", "ms", ms, target=f"<={TARGET_MS:g}", passed=passed)
+            )
         finally:
             procs.stop(server.proc)
             procs.stop(target.proc)

@@ -248,3 +248,30 @@ SELECT original_key_hash FROM owners WHERE id = $1
 -- name: adopt_original_key
 UPDATE owners SET key_digest = $1, original_key_hash = NULL
  WHERE id = $2 AND original_key_hash = $3
+
+-- --- stats (SPEC §19.4): running aggregates kept by the attempts_closed trigger ----------
+
+-- name: stats_attempts
+SELECT minute, outcome, sum(attempts) FROM stats_attempts
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY minute, outcome ORDER BY minute, outcome
+
+-- name: stats_lateness
+SELECT bucket, sum(attempts) FROM stats_lateness
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY bucket ORDER BY bucket
+
+-- name: stats_failures
+SELECT destination, sum(failures) AS n FROM stats_failures
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY destination ORDER BY n DESC, destination
+ LIMIT $3
+
+-- name: stats_states
+SELECT state, count(*) FROM queues WHERE owner_id = $1 GROUP BY state
+
+-- name: purge_stats_attempts
+DELETE FROM stats_attempts WHERE minute < $1
+
+-- name: purge_stats_lateness
+DELETE FROM stats_lateness WHERE minute < $1
+
+-- name: purge_stats_failures
+DELETE FROM stats_failures WHERE minute < $1
