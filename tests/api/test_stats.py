@@ -6,8 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tasks_server.retention import STATS_KEPT_MS, Retention
+from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, register, wait_state
-from tests.conftest import register_owner
+from tests.conftest import MakeSettings, open_client, register_owner
 from tests.integration.server import free_port
 from tests.target import Step, Target
 
@@ -74,3 +76,25 @@ async def test_a_window_that_is_not_offered_is_400(
 
 async def test_stats_need_an_owner(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/stats")).status_code == 403
+
+
+async def test_retention_drops_stats_older_than_the_longest_window(
+    make_settings: MakeSettings, target: Target
+) -> None:
+    app = open_client(make_settings(retention_finished_ms=0))  # no retention loop of its own
+    async with app as client:
+        owner = await register_owner(client)
+        done = await register(client, owner, task(f"{target.url}/ok"))
+        await wait_state(client, owner, done["id"], "SUCCESS")
+        store = app.services.store
+        assert (await store.stats(owner["X-Tasks-Owner-Id"], since=0, top=5)).attempts
+        owner_id = owner["X-Tasks-Owner-Id"]
+        # Two minutes short of the kept span the minute stays; two minutes past, it goes.
+        for ahead, kept in ((-120_000, True), (120_000, False)):
+            at = now_ms() + STATS_KEPT_MS + ahead
+            job = Retention(store, keep_ms=86_400_000, clock=lambda at=at: at)
+            try:
+                await job.run_once()
+            finally:
+                await job.stop()
+            assert bool((await store.stats(owner_id, since=0, top=5)).attempts) is kept
