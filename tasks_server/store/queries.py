@@ -56,8 +56,9 @@ FILTERS = {
     "outcome": "outcome = ${0}",
     "created_from": "created_at >= ${0}",
     "created_to": "created_at <= ${0}",
-    "label": "id IN (SELECT queue_id FROM queue_labels"
-    " WHERE owner_id = $1 AND key = ${0} AND value = ${1})",
+    # A label is probed per row (`list_tasks_by_label` starts from a rare one instead).
+    "label": "EXISTS (SELECT 1 FROM queue_labels m"
+    " WHERE m.queue_id = queues.id AND m.key = ${0} AND m.value = ${1})",
 }
 # What a change may set (`update_queue`, `update_schedule`).
 QUEUE_CHANGEABLE = frozenset(
@@ -115,13 +116,15 @@ def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tupl
     return (("set", assigned), ("id", f"${len(columns) + 1}"))
 
 
-def listing(filters: tuple[str, ...], order: str, descending: bool) -> tuple[tuple[str, str], ...]:
+def listing(
+    filters: tuple[str, ...], order: str, descending: bool, *, first: int = 2
+) -> tuple[tuple[str, str], ...]:
     """The fill-ins of an owner's task list: $1 the owner, the parameters of each filter of
-    `FILTERS` in turn (a label takes two), then limit and offset."""
+    `FILTERS` in turn from $`first` (a label takes two), then limit and offset."""
     unknown = set(filters) - FILTERS.keys()
     if unknown or order not in ORDER_COLUMNS:
         raise ValueError(f"not a filter or an order: {sorted(unknown)}, {order}")
-    where, n = "", 2
+    where, n = "", first
     for name in filters:
         taken = 2 if name == "label" else 1
         where += " AND " + FILTERS[name].format(*range(n, n + taken))

@@ -1,7 +1,7 @@
 """Filtered list pages and the stats of an owner holding 100,000 tasks (SPEC §19.4: ≤ 50 ms).
 
-The owner's tasks carry labels (a common `env` and a rare `team`); most wait a day ahead,
-and a slice falls due at once and ends (half answered, half refused), so outcome and status
+The owner's tasks carry labels (a common `env`, a rare `team` and a unique `n`); most wait a
+day ahead, and a slice falls due at once and ends (half answered, half refused), so outcome and status
 filters find both rare and common matches. Each filter's page is asked `ASKS` times over one
 kept-alive connection; its p50 is the figure, next to the target.
 """
@@ -30,7 +30,9 @@ QUERIES = {
     "no filter": "",
     "label env (half)": "&label=env:prod",
     "label team (1 %)": "&label=team:t7",
-    "two labels": "&label=env:prod&label=team:t8",
+    "two labels, none both": "&label=env:prod&label=team:t8",
+    "two labels (1 %)": "&label=env:prod&label=team:t7",
+    "label of 1 task": "&label=n:42042",
     "outcome SUCCESS": "&outcome=SUCCESS",
     "outcome TRANSPORT": "&outcome=TRANSPORT",
     "statusCode 0 (most)": "&statusCode=0",
@@ -40,7 +42,8 @@ QUERIES = {
 
 
 def _labelled(index: int) -> Listing:
-    labels = f'{{"env":"{"prod" if index % 2 else "dev"}","team":"t{index % TEAMS}"}}'
+    env = "prod" if index % 2 else "dev"
+    labels = f'{{"env":"{env}","n":"{index}","team":"t{index % TEAMS}"}}'
     return Listing(labels, "GET", "http://127.0.0.1/never", "http://127.0.0.1:80")
 
 

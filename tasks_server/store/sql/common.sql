@@ -275,3 +275,17 @@ DELETE FROM stats_lateness WHERE minute < $1
 
 -- name: purge_stats_failures
 DELETE FROM stats_failures WHERE minute < $1
+
+-- --- lists (SPEC §19.4) -------------------------------------------------------------------
+
+-- How many of the owner's tasks carry a label: a filter of several is driven by the rarest.
+-- name: count_label
+SELECT count(*) FROM queue_labels WHERE owner_id = $1 AND key = $2 AND value = $3
+
+-- The tasks carrying one label ($2 key, $3 value), the other filters after: the label's rows
+-- lead the join (SQLite keeps a CROSS JOIN's order), so a rare label reads only its tasks.
+-- name: list_tasks_by_label
+SELECT @SUMMARY_COLUMNS@ FROM queue_labels l CROSS JOIN queues
+ WHERE l.owner_id = $1 AND l.key = $2 AND l.value = $3 AND queues.id = l.queue_id
+   AND queues.owner_id = $1{where}
+ ORDER BY {order} LIMIT {limit} OFFSET {offset}
