@@ -1,9 +1,9 @@
 """Filtered list pages and the stats of an owner holding 100,000 tasks (SPEC §19.4: ≤ 50 ms).
 
 The owner's tasks carry labels (a common `env`, a rare `team` and a unique `n`); most wait a
-day ahead, and a slice falls due at once and ends (half answered, half refused), so outcome and status
-filters find both rare and common matches. Each filter's page is asked `ASKS` times over one
-kept-alive connection; its p50 is the figure, next to the target.
+day ahead, and a slice falls due at once and ends (half answered, half refused), so outcome
+and status filters find both rare and common matches. Each filter's page is asked `ASKS`
+times over one kept-alive connection; its p50 is the figure, next to the target.
 """
 
 from __future__ import annotations
