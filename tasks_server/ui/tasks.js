@@ -277,7 +277,7 @@ const TASK_COLUMNS = [
             "span",
             { class: "request-cell" },
             h("span", { class: "method", text: row.method }),
-            h("code", { class: "url", text: row.target }),
+            h("code", { class: "url", title: row.target, text: row.target }),
           )
         : h("span", { class: "muted", text: "—" }),
   ],
