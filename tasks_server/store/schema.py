@@ -239,27 +239,39 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner_id, minute, destination, slot)
     ) STRICT, WITHOUT ROWID;
     -- A lateness bucket is how many of the bounds of `stats.LATENESS_BOUNDS_MS` it exceeds.
+    -- Each statement reads its row by key and nothing else: this runs for every attempt.
     CREATE TRIGGER attempts_closed AFTER UPDATE OF outcome ON attempts
       WHEN OLD.outcome = 'IN_FLIGHT' AND NEW.outcome != 'IN_FLIGHT'
     BEGIN
-      UPDATE queues SET outcome = NEW.outcome WHERE id = NEW.queue_id;
+      UPDATE queues SET outcome = NEW.outcome
+       WHERE id = NEW.queue_id AND outcome IS NOT NEW.outcome;
       INSERT INTO stats_attempts (owner_id, minute, outcome, attempts)
       SELECT owner_id, NEW.finished_at / 60000 * 60000, NEW.outcome, 1
         FROM queues WHERE id = NEW.queue_id
       ON CONFLICT DO UPDATE SET attempts = attempts + 1;
       INSERT INTO stats_lateness (owner_id, minute, bucket, attempts)
       SELECT owner_id, NEW.finished_at / 60000 * 60000,
-             (late > 0) + (late > 1) + (late > 2) + (late > 5) + (late > 10) + (late > 20)
-             + (late > 50) + (late > 100) + (late > 200) + (late > 500) + (late > 1000)
-             + (late > 2000) + (late > 5000) + (late > 10000) + (late > 30000)
-             + (late > 60000) + (late > 300000) + (late > 3600000),
+             (NEW.started_at - NEW.due_at > 0) + (NEW.started_at - NEW.due_at > 1)
+             + (NEW.started_at - NEW.due_at > 2) + (NEW.started_at - NEW.due_at > 5)
+             + (NEW.started_at - NEW.due_at > 10) + (NEW.started_at - NEW.due_at > 20)
+             + (NEW.started_at - NEW.due_at > 50) + (NEW.started_at - NEW.due_at > 100)
+             + (NEW.started_at - NEW.due_at > 200) + (NEW.started_at - NEW.due_at > 500)
+             + (NEW.started_at - NEW.due_at > 1000) + (NEW.started_at - NEW.due_at > 2000)
+             + (NEW.started_at - NEW.due_at > 5000) + (NEW.started_at - NEW.due_at > 10000)
+             + (NEW.started_at - NEW.due_at > 30000) + (NEW.started_at - NEW.due_at > 60000)
+             + (NEW.started_at - NEW.due_at > 300000)
+             + (NEW.started_at - NEW.due_at > 3600000),
              1
-        FROM queues, (SELECT NEW.started_at - NEW.due_at AS late) WHERE id = NEW.queue_id
+        FROM queues WHERE id = NEW.queue_id
       ON CONFLICT DO UPDATE SET attempts = attempts + 1;
+    END;
+    CREATE TRIGGER attempts_failed AFTER UPDATE OF outcome ON attempts
+      WHEN OLD.outcome = 'IN_FLIGHT'
+       AND NEW.outcome IN ('FAILURE', 'TIMEOUT', 'TOO_LARGE', 'TRANSPORT')
+    BEGIN
       INSERT INTO stats_failures (owner_id, minute, destination, failures)
       SELECT owner_id, NEW.finished_at / 60000 * 60000, destination, 1
         FROM queues WHERE id = NEW.queue_id AND destination IS NOT NULL
-         AND NEW.outcome IN ('FAILURE', 'TIMEOUT', 'TOO_LARGE', 'TRANSPORT')
       ON CONFLICT DO UPDATE SET failures = failures + 1;
     END
     """,
