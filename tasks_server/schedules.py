@@ -21,6 +21,8 @@ from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
 from tasks_server.jobs import LeaderJob
 from tasks_server.metrics import Metrics
+from tasks_server.models.labels import read_labels
+from tasks_server.models.lists import listing
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.models.schedules import task_document
 from tasks_server.store.base import (
@@ -93,6 +95,7 @@ class ScheduleRunner(LeaderJob):
             request=self._codec.seal_request(reg, queue_id),
             metadata=metadata,
             flow=self._codec.flow(reg, schedule.owner_id),
+            listing=listing(reg.http_request, read_labels(schedule.labels)),
         )
         outcome, row = await self._store.fire(
             schedule,

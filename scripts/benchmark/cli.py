@@ -23,6 +23,7 @@ from scripts.benchmark.phases import (
     execution,
     growth,
     lateness,
+    lists,
     register,
     scale,
     workflows,
@@ -31,7 +32,7 @@ from scripts.benchmark.processes import Processes
 from scripts.benchmark.profiles import FULL, QUICK, TINY, Profile
 from scripts.benchmark.report import Report, print_table
 
-PHASES = ("register", "growth", "execution", "burst", "lateness", "scale", "workflows")
+PHASES = ("register", "growth", "execution", "burst", "lateness", "scale", "lists", "workflows")
 POSTGRES_PHASES = tuple(postgres.PHASES)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -80,6 +81,8 @@ def run_phases(
         lateness.run(profile, procs, work, report, rate)
     if "scale" in phases:
         scale.run(profile, procs, work, report)
+    if "lists" in phases:
+        lists.run(profile, procs, work, report)
     if "workflows" in phases:
         workflows.run(profile, procs, work, report)
 

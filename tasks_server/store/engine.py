@@ -7,7 +7,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks_server.store import imports, leases, meta, owners, schedules, tasks, upkeep, workflows
+from tasks_server.store import (
+    imports,
+    leases,
+    meta,
+    owners,
+    schedules,
+    stats,
+    tasks,
+    upkeep,
+    workflows,
+)
 from tasks_server.store.base import (
     AttemptRow,
     CipherCheck,
@@ -36,6 +46,7 @@ from tasks_server.store.base import (
     Reseal,
     ScheduleDecide,
     ScheduleRow,
+    Stats,
     StoreError,
     StoreOpenError,
     StoreUnavailable,
@@ -186,6 +197,12 @@ class Store:
 
     async def reload(self, queue_id: str) -> QueueRow | None:
         return await tasks.reload(self.driver, queue_id)
+
+    async def stats(self, owner_id: str, *, since: int, top: int) -> Stats:
+        return await stats.read(self.driver, owner_id, since=since, top=top)
+
+    async def purge_stats(self, *, before: int) -> int:
+        return await stats.purge(self.driver, before=before)
 
     # --- schedules ------------------------------------------------------------------------
 
