@@ -19,6 +19,7 @@ from tasks_server import exposure, gc_policy, logs, startup
 from tasks_server.api import batches, destinations, errors, owners, service, ui
 from tasks_server.api import queues as queue_routes
 from tasks_server.api import schedules as schedule_routes
+from tasks_server.api import stats as stats_routes
 from tasks_server.api.auth import Authenticator
 from tasks_server.api.security import SecurityHeaders
 from tasks_server.api.throttle import Throttle
@@ -51,6 +52,7 @@ _ROUTES = [
     *queue_routes.routes,
     *schedule_routes.routes,
     *destinations.routes,
+    *stats_routes.routes,
 ]
 
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from tasks_server.codec import TaskCodec
+from tasks_server.models.lists import listing
 from tasks_server.models.queues import (
     CALLBACK_HEADER,
     Callback,
@@ -130,6 +131,7 @@ def task(
         retry_limit=reg.config.retry,
         request=codec.seal_request(reg, queue_id),
         metadata=None,
+        listing=listing(reg.http_request, None),
     )
 
 

@@ -41,9 +41,10 @@ class TaskCodec:
         self._stored = functools.lru_cache(maxsize=256)(_validate)
 
     def seal_request(self, reg: QueueRegistration, queue_id: str) -> bytes:
-        """Stores the request without its metadata (which has its own column)."""
+        """Stores the request without its metadata and labels (which have their own columns)."""
         document = reg.model_dump(mode="json", by_alias=True, exclude_none=True)
         document.pop("metadata", None)
+        document.pop("labels", None)
         if reg.traceparent is not None:
             document[tracing.STORED] = reg.traceparent
         return self.seal_json(document, queue_id, "request")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Final
 
 from tasks_server.models.queues import QueueState
-from tasks_server.store.base import Due, Flow, QueueRow, Rejected
+from tasks_server.store.base import NO_LISTING, Due, Flow, Listing, QueueRow, Rejected
 
 __all__ = [
     "IN_FLIGHT_MESSAGE",
@@ -83,6 +83,7 @@ class Change(Assigned):
     metadata: bytes | Keep | None = KEEP
     flow: Flow | Keep | None = KEEP
     release_delay: int | Keep = KEEP
+    listing: Listing | Keep = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ class Edit:
     flow: Flow | None
     due: int | None
     release: tuple[int, int] = (0, 0)
+    listing: Listing = NO_LISTING
 
 
 Transition = Pause | Resume | Revoke | Execute | Replay | Edit
@@ -218,7 +220,11 @@ def _edit(row: QueueRow, edit: Edit) -> Change | Rejected:
     if row.version != edit.seen:
         return STALE
     change = Change(
-        request=edit.request, metadata=edit.metadata, retry_limit=edit.retry_limit, flow=edit.flow
+        request=edit.request,
+        metadata=edit.metadata,
+        retry_limit=edit.retry_limit,
+        flow=edit.flow,
+        listing=edit.listing,
     )
     if edit.due is None:
         return change

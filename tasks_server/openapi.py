@@ -24,6 +24,7 @@ from tasks_server.models.destinations import (
     DestinationListQuery,
     DestinationOut,
 )
+from tasks_server.models.lists import FilteredListQuery
 from tasks_server.models.owners import (
     OwnerKey,
     OwnerOut,
@@ -32,7 +33,6 @@ from tasks_server.models.owners import (
     OwnerSigningSecret,
 )
 from tasks_server.models.queues import (
-    ListQuery,
     QueueConfigOut,
     QueueOut,
     QueueRegistration,
@@ -44,6 +44,7 @@ from tasks_server.models.schedules import (
     ScheduleOut,
     ScheduleRegistration,
 )
+from tasks_server.models.stats import StatsOut, StatsQuery
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
@@ -54,7 +55,9 @@ OWNER_NAME_PATH_PATTERN = r"^[a-z0-9-]{5,32}$"
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (QueueRegistration, "validation"),
-    (ListQuery, "validation"),
+    (FilteredListQuery, "validation"),
+    (StatsQuery, "validation"),
+    (StatsOut, "serialization"),
     (AttemptsQuery, "validation"),
     (ScheduleRegistration, "validation"),
     (ScheduleListQuery, "validation"),
@@ -337,7 +340,7 @@ def _build() -> dict[str, Any]:
     def of(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
         return names[(model, mode)]
 
-    list_query_name = of(ListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    list_query_name = of(FilteredListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     list_params = _query_params(schemas[list_query_name])
     attempts_query_name = of(AttemptsQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     attempts_params = _query_params(schemas[attempts_query_name])
@@ -669,6 +672,18 @@ def _build() -> dict[str, Any]:
                 f"{verb}Queue", summary, "queues", {"200": success, **_errors(404, 422, *_AUTH)}
             ),
         }
+
+    stats_query = of(StatsQuery, "validation")["$ref"].rsplit("/", 1)[-1]
+    paths["/v1/stats"] = {
+        "get": _op(
+            "stats",
+            "The owner's overview: attempts per minute by outcome, lateness, failing "
+            "destinations, tasks by state",
+            "queues",
+            {"200": _json(of(StatsOut), "The overview"), **_errors(400, *_AUTH)},
+            parameters=_query_params(schemas[stats_query]),
+        )
+    }
 
     schedule_id = _path_param("id", ULID_PATTERN, "The schedule id (a ULID)")
     schedule_out = _json(of(ScheduleOut), "The schedule")

@@ -1,6 +1,7 @@
 """Retention (SPEC §9.5): finished tasks older than RETENTION_FINISHED_MS go, attempts with them.
 
-Flow-control keys idle for `FLOW_IDLE_MS` go too: a key's row only keeps the next start its
+Per-minute stats older than the longest stats window go too, and flow-control keys idle for
+`FLOW_IDLE_MS`: a key's row only keeps the next start its
 rate allows, and once that start is past, a missing row means the same (a claim makes it
 again). The margin keeps a busy key's row from churning, and a clock stepping back from
 reviving a start already deleted.
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 PERIOD_S = 60.0
 BATCH = 1_000  # rows per transaction, so the purge never holds the writer for long
 FLOW_IDLE_MS = 3_600_000
+STATS_KEPT_MS = 25 * 3_600_000  # the stats route's longest window (24 h), and a margin
 
 
 class Retention(LeaderJob):
@@ -55,6 +57,7 @@ class Retention(LeaderJob):
         idle = await _in_batches(self._store.purge_idle_destinations, now - self._keep_ms)
         if idle:
             log.info("purged %d idle circuits", idle, extra={"action": "circuits_purged"})
+        await self._store.purge_stats(before=now - STATS_KEPT_MS)
         return total
 
     def start(self) -> None:

@@ -36,6 +36,7 @@ class ScheduleChange(Assigned):
     timezone: str | Keep = KEEP
     request: bytes | Keep = KEEP
     metadata: bytes | Keep | None = KEEP
+    labels: str | Keep | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class EditSchedule:
     timezone: str
     request: bytes
     metadata: bytes | None
+    labels: str | None = None
 
 
 ScheduleTransition = PauseSchedule | ResumeSchedule | EditSchedule
@@ -89,7 +91,11 @@ def _edit(row: ScheduleRow, edit: EditSchedule) -> ScheduleChange | Rejected:
     if row.version != edit.seen:
         return STALE_EDIT
     change = ScheduleChange(
-        cron=edit.cron, timezone=edit.timezone, request=edit.request, metadata=edit.metadata
+        cron=edit.cron,
+        timezone=edit.timezone,
+        request=edit.request,
+        metadata=edit.metadata,
+        labels=edit.labels,
     )
     if row.state != ACTIVE:
         return change

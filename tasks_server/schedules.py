@@ -24,6 +24,8 @@ from tasks_server.codec import TaskCodec
 from tasks_server.cron import Cron
 from tasks_server.jobs import LeaderJob
 from tasks_server.metrics import Metrics
+from tasks_server.models.labels import read_labels
+from tasks_server.models.lists import listing
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.models.schedules import task_document
 from tasks_server.schedule_lifecycle import Fire, plan_fire
@@ -158,4 +160,5 @@ class ScheduleRunner(LeaderJob):
             request=self._codec.seal_request(reg, queue_id),
             metadata=metadata,
             flow=self._codec.flow(reg, schedule.owner_id),
+            listing=listing(reg.http_request, read_labels(schedule.labels)),
         )

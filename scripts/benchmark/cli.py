@@ -24,6 +24,7 @@ from scripts.benchmark.phases import (
     execution,
     growth,
     lateness,
+    lists,
     outage,
     register,
     scale,
@@ -34,7 +35,8 @@ from scripts.benchmark.profiles import FULL, QUICK, TINY, Profile
 from scripts.benchmark.report import Report, print_table
 
 PHASES = (
-    *("register", "growth", "execution", "burst", "breaker", "lateness", "scale", "workflows"),
+    *("register", "growth", "execution", "burst", "breaker", "lateness", "scale", "lists"),
+    "workflows",
 )
 OPT_IN = ("outage",)  # run only when named in --only: a minute or more
 POSTGRES_PHASES = tuple(postgres.PHASES)
@@ -87,6 +89,8 @@ def run_phases(
         lateness.run(profile, procs, work, report, rate)
     if "scale" in phases:
         scale.run(profile, procs, work, report)
+    if "lists" in phases:
+        lists.run(profile, procs, work, report)
     if "outage" in phases:
         outage.run(profile, procs, work, report)
     if "workflows" in phases:

@@ -84,10 +84,14 @@ class BenchDb:
         """RUNNING GET tasks of `owner` to `url` (with `config`), due at `dues`, in one
         transaction; their ids, in order."""
         tasks = sealed_tasks(dues, url, config)
+        self.insert(owner, tasks)
+        return [task.queue_id for task in tasks]
+
+    def insert(self, owner: Owner, tasks: Sequence[NewTask]) -> None:
+        """`tasks` of `owner`, in one transaction."""
         outcome = self._runner.run(self._store.insert_many(owner.id, tasks, limit=MAX_TASKS))
         if outcome is not InsertOutcome.INSERTED:
             raise RuntimeError(f"seeding {owner.name} failed: {outcome.name}")
-        return [task.queue_id for task in tasks]
 
     def running(self, owner: Owner) -> int:
         """The owner's RUNNING tasks (cheap: polled while measuring)."""

@@ -33,9 +33,10 @@ from tasks_server.models.attempts import (
     Replay,
 )
 from tasks_server.models.common import Done
+from tasks_server.models.labels import read_labels
+from tasks_server.models.lists import FilteredListQuery, listing
 from tasks_server.models.queues import (
     DependencyOut,
-    ListQuery,
     QueueConfigOut,
     QueueOut,
     QueueRegistration,
@@ -102,6 +103,7 @@ def linked_task(
         request=svc.codec.seal_request(reg, queue_id),
         metadata=_sealed_metadata(svc, reg, queue_id),
         flow=svc.codec.flow(reg, owner_id),
+        listing=listing(reg.http_request, reg.labels),
     )
     return LinkedTask(task, release_delay=reg.config.execution_delay, **fields)
 
@@ -174,6 +176,9 @@ def _summary_fields(row: QueueRow | QueueSummaryRow) -> dict[str, Any]:
         "schedule_id": row.schedule_id,
         "batch_id": row.batch_id,
         "ref": row.ref,
+        "method": row.method,
+        "target": row.target,
+        "labels": read_labels(row.labels),
     }
 
 
@@ -216,6 +221,7 @@ async def register(request: Request) -> Response:
             lease=lease,
             idempotency=key,
             flow=flow,
+            listing=listing(reg.http_request, reg.labels),
         )
         if lease is not None and inserted[0] is InsertOutcome.INSERTED:
             svc.scheduler.adopt(inserted[1], reg)  # type: ignore[arg-type]
@@ -296,12 +302,10 @@ def _registered(span: tracing.Span | None, queue_id: str, outcome: InsertOutcome
 async def list_queues(request: Request) -> Response:
     svc = services(request)
     owner_id = await svc.auth.owner_id(request)
-    query = ListQuery.model_validate(dict(request.query_params))
+    query = FilteredListQuery.of(request.query_params)
     rows = await svc.store.list_tasks(
         owner_id,
-        state=query.state.value if query.state else None,
-        schedule_id=query.schedule_id,
-        batch_id=query.batch_id,
+        filters=query.filters(),
         order=query.order,
         descending=query.sort == "desc",
         limit=query.limit,
@@ -347,10 +351,12 @@ async def config(request: Request) -> Response:
 
 
 def _document(svc: Services, row: QueueRow) -> dict[str, Any]:
-    """The stored registration document, metadata included."""
+    """The stored registration document, metadata and labels included."""
     document = svc.codec.open_document(row.request, row.id)
     if row.metadata is not None:
         document["metadata"] = svc.codec.open_json(row.metadata, row.id, "metadata")
+    if row.labels is not None:
+        document["labels"] = read_labels(row.labels)
     return document
 
 
@@ -386,6 +392,7 @@ def _edit(svc: Services, now: int, row: QueueRow | None, patch: dict[str, Any]) 
         flow=svc.codec.flow(reg, row.owner_id),
         due=execution_time(reg, now) if timing else None,
         release=(reg.config.execute_at or 0, reg.config.execution_delay),
+        listing=listing(reg.http_request, reg.labels),
     )
 
 

@@ -16,7 +16,9 @@ from tasks_server.api.errors import ApiError, JSONResponse, NotFound
 from tasks_server.api.queues import traceparent, validate_task
 from tasks_server.cron import Cron
 from tasks_server.models.common import Done
-from tasks_server.models.queues import redact
+from tasks_server.models.labels import read_labels, stored_labels
+from tasks_server.models.lists import listing
+from tasks_server.models.queues import HttpRequest, redact
 from tasks_server.models.schedules import (
     ScheduleConfigOut,
     ScheduleListQuery,
@@ -54,8 +56,10 @@ def _validate(svc: Services, document: Any, now: int) -> ScheduleRegistration:
 def _sealed(
     svc: Services, schedule: ScheduleRegistration, schedule_id: str, kept: str | None
 ) -> tuple[bytes, bytes | None]:
-    """The schedule's document (with the trace context it keeps) and metadata, sealed for it."""
+    """The schedule's document (with the trace context it keeps) and metadata, sealed for it
+    (labels are plain: a column)."""
     document = schedule.document()
+    document.pop("labels", None)
     metadata = document.pop("metadata", None)
     if kept is not None:
         document[tracing.STORED] = kept
@@ -67,6 +71,10 @@ def _out(svc: Services, row: ScheduleRow) -> dict[str, Any]:
     metadata = None
     if row.metadata is not None:
         metadata = svc.codec.open_json(row.metadata, row.id, METADATA)
+    # At most MAX_SCHEDULES per owner: opening each one's request for its list row is cheap.
+    document = svc.codec.open_json(row.request, row.id, REQUEST)
+    context = {"check_future": False, "stored": True}
+    shown = listing(HttpRequest.model_validate(document["httpRequest"], context=context), None)
     out = ScheduleOut(
         id=row.id,
         state=ScheduleState(row.state),
@@ -77,6 +85,9 @@ def _out(svc: Services, row: ScheduleRow) -> dict[str, Any]:
         last_run_at=row.last_run_at,
         last_queue_id=row.last_queue_id,
         metadata=metadata,
+        labels=read_labels(row.labels),
+        method=shown.method,
+        target=shown.target,
     )
     return out.model_dump(by_alias=True)
 
@@ -110,6 +121,7 @@ async def create(request: Request) -> Response:
             request=request_blob,
             metadata=metadata,
             limit=svc.settings.max_schedules,
+            labels=stored_labels(schedule.labels),
         )
     finally:
         if span is not None:
@@ -151,6 +163,8 @@ def _document(svc: Services, row: ScheduleRow) -> dict[str, Any]:
     document.update(cron=row.cron, timezone=row.timezone)
     if row.metadata is not None:
         document["metadata"] = svc.codec.open_json(row.metadata, row.id, METADATA)
+    if row.labels is not None:
+        document["labels"] = read_labels(row.labels)
     return document
 
 
@@ -195,6 +209,7 @@ async def edit(request: Request) -> Response:
         timezone=schedule.timezone,
         request=request_blob,
         metadata=metadata,
+        labels=stored_labels(schedule.labels),
     )
     return JSONResponse(_out(svc, await _apply(svc, owner_id, schedule_id, "edited", transition)))
 

@@ -151,6 +151,13 @@ class Api:
         """A page of tasks; `query` holds the parameters of ``GET /v1/queues`` by name."""
         return self.call("GET", "/v1/queues", params=query)
 
+    def bulk(self, body: dict[str, Any]) -> Answer:
+        """``POST /v1/queues/bulk``: one action over many tasks."""
+        return self.call("POST", "/v1/queues/bulk", body=body)
+
+    def stats(self, window: str) -> Answer:
+        return self.call("GET", "/v1/stats", params={"window": window})
+
     def get(self, queue_id: str) -> Answer:
         return self.call("GET", f"/v1/queues/{_segment(queue_id)}")
 

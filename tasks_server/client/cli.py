@@ -47,6 +47,16 @@ class Sort(StrEnum):
     DESC = "desc"
 
 
+class Outcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    TIMEOUT = "TIMEOUT"
+    TOO_LARGE = "TOO_LARGE"
+    TRANSPORT = "TRANSPORT"
+    ABORTED = "ABORTED"
+    INTERRUPTED = "INTERRUPTED"
+
+
 class State(StrEnum):
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -407,13 +417,13 @@ def _retries(retry: int | None, retry_interval: int | None) -> dict[str, Any]:
     return config
 
 
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    """KEY=VALUE options as an object."""
+def _pairs(values: list[str], option: str, sep: str = "=") -> dict[str, str]:
+    """KEY=VALUE options (KEY:VALUE with `sep` ":") as an object."""
     pairs: dict[str, str] = {}
     for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            _usage(f"{option} takes KEY=VALUE, not {value!r}")
+        key, found, text = value.partition(sep)
+        if not found or not key:
+            _usage(f"{option} takes KEY{sep}VALUE, not {value!r}")
         pairs[key] = text
     return pairs
 
@@ -486,6 +496,13 @@ def add(
             "like in URL, headers and data are filled from its response)",
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="searchable with `ls --label`, repeatable; stored in plain text (not encrypted)",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a task: the server requests URL later, with retries (or, with --every, a
@@ -502,6 +519,8 @@ def add(
         if target is not None:
             config[name] = {"url": target}
     kept: dict[str, Any] = {"metadata": _pairs(metadata, "--metadata")} if metadata else {}
+    if label:
+        kept["labels"] = _pairs(label, "--label")
     if depends_on:
         kept["dependsOn"] = [{"id": queue_id} for queue_id in depends_on]
     if every_ is not None:
@@ -538,16 +557,34 @@ def list_tasks(
     sort: Annotated[Sort, typer.Option(help="oldest (asc) or newest (desc) first")] = Sort.ASC,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 10,
     offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY:VALUE", help="only tasks with this label, repeatable (all)"),
+    ] = None,
+    outcome: Annotated[
+        Outcome | None,
+        typer.Option(case_sensitive=False, help="only tasks whose last attempt ended so"),
+    ] = None,
+    status_code: Annotated[
+        int | None, typer.Option(min=0, max=999, help="only tasks with this status code")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks, oldest first unless --sort desc."""
-    query = {"order": order.value, "sort": sort.value, "limit": limit, "offset": offset}
+    query: dict[str, Any] = {"order": order.value, "sort": sort.value, "limit": limit}
+    query["offset"] = offset
     if state is not None:
         query["state"] = state.value
     if schedule is not None:
         query["scheduleId"] = schedule
     if batch is not None:
         query["batchId"] = batch
+    if label:
+        query["label"] = [f"{k}:{v}" for k, v in _pairs(label, "--label", ":").items()]
+    if outcome is not None:
+        query["outcome"] = outcome.value
+    if status_code is not None:
+        query["statusCode"] = status_code
     _ask(ctx, lambda api: api.queues(query), as_json, output.queues)
 
 
@@ -727,6 +764,51 @@ def replay(
 
 
 app.command("rm")(_action("delete", "deleted", "Delete tasks in any state."))
+
+
+class BulkAction(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    REVOKE = "revoke"
+    REPLAY = "replay"
+    DELETE = "delete"
+
+
+@app.command()
+def bulk(
+    ctx: typer.Context,
+    action: Annotated[BulkAction, typer.Argument(case_sensitive=False, help="what to do")],
+    queue_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID...]")] = None,
+    state: Annotated[
+        State | None,
+        typer.Option(case_sensitive=False, help="instead of ids: the oldest 1000 in this state"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One action over up to 1000 tasks in one request: by id, or all in a state (replay
+    the failed ones with `bulk replay --state ERROR`)."""
+    if bool(queue_ids) == (state is not None):
+        _usage("give either task ids or --state")
+    body: dict[str, Any] = {"action": action.value}
+    body.update({"state": state.value} if state is not None else {"ids": queue_ids})
+    _ask(ctx, lambda api: api.bulk(body), as_json, output.bulk)
+
+
+class Window(StrEnum):
+    QUARTER = "15m"
+    HOUR = "1h"
+    SIX_HOURS = "6h"
+    DAY = "24h"
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    window: Annotated[Window, typer.Option(help="how far back")] = Window.HOUR,
+    as_json: JsonFlag = False,
+) -> None:
+    """The owner's overview: attempts by outcome, lateness, failing destinations, states."""
+    _ask(ctx, lambda api: api.stats(window.value), as_json, output.stats)
 
 
 # --- schedules (SPEC §11.1) --------------------------------------------------------------

@@ -95,8 +95,11 @@ def queues(rows: list[dict[str, Any]]) -> None:
     table.add_column("id", no_wrap=True, min_width=26)
     for name in ("state", "status", "created (UTC)", "due / ended"):
         table.add_column(name, no_wrap=True)
+    for name in ("request", "labels"):  # what tells tasks apart: folded, never cut
+        table.add_column(name, overflow="fold")
     for row in rows:
         running = row["state"] == "RUNNING"
+        request = " ".join(part for part in (row.get("method"), row.get("target")) if part)
         _row(
             table,
             row["id"],
@@ -104,6 +107,8 @@ def queues(rows: list[dict[str, Any]]) -> None:
             row["statusCode"],
             when(row["createdAt"], short=True),
             when(row["estimateExecutionAt" if running else "estimateEndAt"], short=True),
+            request or "-",
+            " ".join(f"{k}={v}" for k, v in (row.get("labels") or {}).items()) or "-",
         )
     console.print(table)
 
@@ -111,6 +116,37 @@ def queues(rows: list[dict[str, Any]]) -> None:
 def batch(made: dict[str, Any]) -> None:
     echo(f"batch {made['batchId']}")
     queues(made["tasks"])
+
+
+def bulk(answer: dict[str, Any]) -> None:
+    """How many were done, then each refusal and unknown id on its own line."""
+    echo(f"{len(answer['done'])} done, {len(answer['refused'])} refused")
+    for refusal in answer["refused"]:
+        echo(f"{refusal['id']} refused: {refusal['message']}")
+    for queue_id in answer["notFound"]:
+        echo(f"{queue_id} not found")
+    if answer.get("remaining"):
+        echo(f"{answer['remaining']} more in that state: run it again")
+
+
+def stats(overview: dict[str, Any]) -> None:
+    """The window's totals: attempts by outcome, lateness, failing destinations, states."""
+    totals: dict[str, int] = {}
+    for minute in overview["attemptsPerMinute"]:
+        for outcome, count in minute["outcomes"].items():
+            totals[outcome] = totals.get(outcome, 0) + count
+    late = overview["lateness"]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    _row(table, "window", f"{overview['window']} from {when(overview['from'])}")
+    _row(table, "attempts", " ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none")
+    _row(table, "lateness", f"p50 ≤ {late['p50Ms']} ms, p99 ≤ {late['p99Ms']} ms")
+    for top in overview["topFailingDestinations"]:
+        _row(table, "failing", f"{top['destination']} ({top['failures']})")
+    states = overview["states"]
+    _row(table, "tasks", " ".join(f"{k}={v}" for k, v in sorted(states.items())) or "none")
+    console.print(table)
 
 
 def queue(item: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tasks_server import timeutil
+from tasks_server.models.labels import Labels
 
 KEY_PATTERN = r"^[A-Za-z0-9$_.\-\[\]]{1,64}$"
 DEFAULT_USER_AGENT = "Tasks-Server/1.0 (compatible; Linux x86_64; +http://tasks-server)"
@@ -844,6 +845,9 @@ class QueueRegistration(_Body):
     metadata: Metadata | None = Field(
         None, description="1–8 string pairs of your own, returned as given"
     )
+    labels: Labels | None = Field(
+        None, description="Searchable pairs, stored in plain text (NOT encrypted)"
+    )
     depends_on: (
         Annotated[list[Dependency], Field(min_length=1, max_length=MAX_DEPENDENCIES)] | None
     ) = Field(
@@ -884,7 +888,7 @@ def execution_time(reg: QueueRegistration, now_ms: int) -> int:
 # --- secrets ------------------------------------------------------------------------------
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL with its password (or a bare user, often a token) and query values hidden."""
     parts = urlsplit(url)
     if "@" in parts.netloc:
@@ -954,7 +958,7 @@ def redact(dumped: dict[str, Any]) -> dict[str, Any]:
         *((callback, "url") for callback in callbacks),
     ):
         if isinstance(section.get(name), str):
-            section[name] = _redact_url(section[name])
+            section[name] = redact_url(section[name])
     return out
 
 
@@ -990,6 +994,13 @@ class QueueSummary(_Out):
     schedule_id: str | None = Field(None, description="The schedule that made it, or null")
     batch_id: str | None = Field(None, description="The batch it was registered in, or null")
     ref: str | None = Field(None, description="Its ref in its batch, or null")
+    method: str | None = Field(None, description="The request's method")
+    target: str | None = Field(
+        None, description="The request's URL, its userinfo and query values shown as ***"
+    )
+    labels: dict[str, str] | None = Field(
+        None, description="The task's labels (plain text, not encrypted), or null"
+    )
 
 
 class DependencyOut(_Out):

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from tasks_server.cron import Cron
 from tasks_server.models.attempts import MAX_OFFSET
+from tasks_server.models.labels import Labels
 from tasks_server.models.queues import MAX_DELAY_MS, HttpRequest, Metadata, QueueConfig
 from tasks_server.timeutil import time_zone
 
@@ -54,6 +55,10 @@ class ScheduleRegistration(BaseModel):
         "allow",
         description='"skip": no fire while the task of the last fire is unfinished (the fire '
         'time is skipped and counted); "allow" (default): fire regardless',
+    )
+    labels: Labels | None = Field(
+        None,
+        description="Searchable pairs copied to every task it fires, in plain text (NOT encrypted)",
     )
 
     @model_validator(mode="before")
@@ -106,6 +111,13 @@ class ScheduleOut(_Out):
     last_run_at: int = Field(description="The last fire time that registered a task; 0: none")
     last_queue_id: str | None = Field(description="The task registered by the last fire")
     metadata: dict[str, str] | None = Field(description="The schedule's metadata")
+    labels: dict[str, str] | None = Field(
+        None, description="Its labels (plain text, not encrypted), copied to every task it fires"
+    )
+    method: str | None = Field(None, description="The method each fire sends")
+    target: str | None = Field(
+        None, description="The URL each fire sends to, its userinfo and query values shown as ***"
+    )
 
 
 class ScheduleConfigOut(_Out):

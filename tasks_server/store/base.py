@@ -96,11 +96,14 @@ class QueueRow:
     pending_deps: int = 0  # its dependencies not finished yet (SPEC §17)
     has_dependents: bool = False
     ref: str | None = None  # its name in its batch
+    labels: str | None = None  # JSON, plain (`Listing`)
+    method: str | None = None
+    target: str | None = None  # redacted
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueRow:
         """From the columns in declaration order (`in_flight` as 0/1 or a bool)."""
-        return cls(*row[:16], bool(row[16]), *row[17:23])  # type: ignore[call-arg]
+        return cls(*row[:16], bool(row[16]), *row[17:26])  # type: ignore[call-arg]
 
     @property
     def due(self) -> Due:
@@ -162,6 +165,48 @@ def flow_columns(flow: Flow | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """What lists show and filter a task by (SPEC §19.4), in plain columns, never a secret:
+    its labels (canonical JSON), method, redacted target and destination (scheme://host:port,
+    what failures are counted by)."""
+
+    labels: str | None = None
+    method: str | None = None
+    target: str | None = None
+    destination: str | None = None
+
+
+NO_LISTING = Listing()
+
+
+def listing_columns(listing: Listing) -> dict[str, Any]:
+    """The queue columns that hold `listing`, in table order."""
+    return {
+        "labels": listing.labels,
+        "method": listing.method,
+        "target": listing.target,
+        "destination": listing.destination,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """`GET /v1/queues`'s filters; None (or no labels) filters nothing."""
+
+    state: str | None = None
+    schedule_id: str | None = None
+    batch_id: str | None = None
+    status_code: int | None = None
+    outcome: str | None = None  # the last finished attempt's
+    created_from: int | None = None
+    created_to: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every (key, value) pair, all of them
+
+
+NO_FILTERS = ListFilters()
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSummaryRow:
     id: str
     state: str
@@ -172,6 +217,21 @@ class QueueSummaryRow:
     schedule_id: str | None
     batch_id: str | None = None
     ref: str | None = None
+    method: str | None = None
+    target: str | None = None
+    labels: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """An owner's overview aggregates: attempts as (minute, outcome, count), lateness as
+    attempts per bucket (the bounds of `stats.LATENESS_BOUNDS_MS` a start exceeded), the
+    most failing destinations with their failures, and tasks by state."""
+
+    attempts: list[tuple[int, str, int]]
+    lateness: dict[int, int]
+    failures: list[tuple[str, int]]
+    states: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +314,10 @@ def change_columns(change: Change) -> dict[str, Any]:
         flow = columns.pop("flow")
         assert flow is None or isinstance(flow, Flow)
         columns.update(flow_columns(flow))
+    if "listing" in columns:
+        listing = columns.pop("listing")
+        assert isinstance(listing, Listing)
+        columns.update(listing_columns(listing))
     return columns
 
 
@@ -271,6 +335,7 @@ class ScheduleRow:
     version: int
     request: bytes  # sealed registration document (httpRequest, config)
     metadata: bytes | None
+    labels: str | None = None  # JSON, plain: copied to the tasks it fires
 
 
 # Runs inside the transaction, as `Decide`: see tasks_server.schedule_lifecycle.
@@ -289,6 +354,7 @@ class NewTask:
     request: bytes
     metadata: bytes | None
     flow: Flow | None = None
+    listing: Listing = NO_LISTING
 
 
 def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
@@ -296,6 +362,7 @@ def task_values(owner_id: str, task: NewTask) -> tuple[Any, ...]:
     return (
         *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
         *(task.request, task.metadata, *flow_columns(task.flow).values()),
+        *listing_columns(task.listing).values(),
     )
 
 
@@ -347,7 +414,7 @@ def callback_values(owner_id: str, parent_id: str, task: NewTask) -> tuple[Any, 
     past the owner's limit, since a consequence of an accepted task must never fail."""
     return (
         *(task.queue_id, owner_id, task.created_at, task.due, task.retry_limit),
-        *(task.request, task.metadata, parent_id),
+        *(task.request, task.metadata, parent_id, *listing_columns(task.listing).values()),
     )
 
 
@@ -531,6 +598,7 @@ class TaskStore(Protocol):
         lease: tuple[str, int] | None,
         idempotency: Idempotency | None = None,
         flow: Flow | None = None,
+        listing: Listing = NO_LISTING,
     ) -> tuple[InsertOutcome, QueueRow | None]:
         """Insert a RUNNING task unless the owner holds `limit` active ones (an O(1) check,
         exact under concurrency); `lease` (holder, its length in ms) pre-claims it for the
@@ -582,9 +650,7 @@ class TaskStore(Protocol):
         self,
         owner_id: str,
         *,
-        state: str | None,
-        schedule_id: str | None,
-        batch_id: str | None = None,
+        filters: ListFilters = NO_FILTERS,
         order: str,
         descending: bool,
         limit: int,
@@ -605,6 +671,13 @@ class TaskStore(Protocol):
 
     async def attempts(self, queue_id: str, *, limit: int, offset: int) -> list[AttemptRow]: ...
 
+    async def stats(self, owner_id: str, *, since: int, top: int) -> Stats:
+        """The owner's aggregates of the minutes from `since` (SPEC §19.4), its `top`
+        failing destinations, and its tasks by state."""
+
+    async def purge_stats(self, *, before: int) -> int:
+        """Delete the aggregates of the minutes before `before`."""
+
     # --- schedules ------------------------------------------------------------------------
 
     async def create_schedule(
@@ -619,6 +692,7 @@ class TaskStore(Protocol):
         request: bytes,
         metadata: bytes | None,
         limit: int,
+        labels: str | None = None,
     ) -> ScheduleRow | None:
         """Insert an ACTIVE schedule; None when the owner already has `limit` (or is unknown)."""
 

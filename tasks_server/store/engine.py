@@ -14,6 +14,7 @@ from tasks_server.store import (
     meta,
     owners,
     schedules,
+    stats,
     tasks,
     upkeep,
     workflows,
@@ -47,6 +48,7 @@ from tasks_server.store.base import (
     Reseal,
     ScheduleDecide,
     ScheduleRow,
+    Stats,
     StoreError,
     StoreOpenError,
     StoreUnavailable,
@@ -197,6 +199,12 @@ class Store:
 
     async def reload(self, queue_id: str) -> QueueRow | None:
         return await tasks.reload(self.driver, queue_id)
+
+    async def stats(self, owner_id: str, *, since: int, top: int) -> Stats:
+        return await stats.read(self.driver, owner_id, since=since, top=top)
+
+    async def purge_stats(self, *, before: int) -> int:
+        return await stats.purge(self.driver, before=before)
 
     # --- schedules ------------------------------------------------------------------------
 

@@ -275,7 +275,122 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX dependencies_parent ON dependencies (depends_on);
     ALTER TABLE attempts ADD COLUMN sent bytea
     """,
-    # 9: destinations' circuits (SQLite migration 9).
+    # 9: labels, list columns and per-minute stats (SQLite migration 9). The stats rows are
+    # spread over `slot`s by connection, so completers on several nodes rarely wait for one
+    # another's row locks; the stats route sums the slots.
+    """
+    ALTER TABLE queues ADD COLUMN labels text, ADD COLUMN method text, ADD COLUMN target text,
+      ADD COLUMN destination text, ADD COLUMN outcome text;
+    ALTER TABLE schedules ADD COLUMN labels text;
+    CREATE INDEX queues_owner_status ON queues (owner_id, status_code, created_at);
+    CREATE INDEX queues_owner_outcome ON queues (owner_id, outcome, created_at)
+      WHERE outcome IS NOT NULL;
+
+    CREATE TABLE queue_labels (
+        queue_id text NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        owner_id text NOT NULL,
+        key text NOT NULL,
+        value text NOT NULL,
+        PRIMARY KEY (queue_id, key)
+    );
+    CREATE INDEX queue_labels_find ON queue_labels (owner_id, key, value);
+
+    CREATE FUNCTION queues_labels_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO queue_labels (queue_id, owner_id, key, value)
+      SELECT a.id, a.owner_id, l.key, l.value
+        FROM added a, jsonb_each_text(a.labels::jsonb) l WHERE a.labels IS NOT NULL;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_labels_added AFTER INSERT ON queues
+      REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION queues_labels_added();
+
+    CREATE FUNCTION queues_labels_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      DELETE FROM queue_labels WHERE queue_id = NEW.id;
+      INSERT INTO queue_labels (queue_id, owner_id, key, value)
+      SELECT NEW.id, NEW.owner_id, l.key, l.value
+        FROM jsonb_each_text(coalesce(NEW.labels, '{}')::jsonb) l;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queues_labels_changed AFTER UPDATE OF labels ON queues
+      FOR EACH ROW WHEN (OLD.labels IS DISTINCT FROM NEW.labels)
+      EXECUTE FUNCTION queues_labels_changed();
+
+    CREATE TABLE stats_attempts (
+        owner_id text NOT NULL,
+        minute bigint NOT NULL,
+        outcome text NOT NULL,
+        slot integer NOT NULL,
+        attempts bigint NOT NULL,
+        PRIMARY KEY (owner_id, minute, outcome, slot)
+    );
+    CREATE TABLE stats_lateness (
+        owner_id text NOT NULL,
+        minute bigint NOT NULL,
+        bucket integer NOT NULL,
+        slot integer NOT NULL,
+        attempts bigint NOT NULL,
+        PRIMARY KEY (owner_id, minute, bucket, slot)
+    );
+    CREATE TABLE stats_failures (
+        owner_id text NOT NULL,
+        minute bigint NOT NULL,
+        destination text NOT NULL,
+        slot integer NOT NULL,
+        failures bigint NOT NULL,
+        PRIMARY KEY (owner_id, minute, destination, slot)
+    );
+
+    -- Every update of attempts closes open ones (finished_at was 0): the rows it leaves
+    -- finished are the attempts it closed. Rows are upserted in key order, so two
+    -- statements sharing a slot wait for each other but never deadlock.
+    CREATE FUNCTION attempts_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      WITH c AS MATERIALIZED (
+        SELECT c.queue_id, c.attempt, c.outcome, c.finished_at / 60000 * 60000 AS minute,
+               c.started_at - c.due_at AS late, q.owner_id, q.destination,
+               pg_backend_pid() % 16 AS slot
+          FROM closed c JOIN queues q ON q.id = c.queue_id
+         WHERE c.finished_at <> 0 AND c.outcome <> 'IN_FLIGHT'),
+      last_outcome AS (
+        UPDATE queues q SET outcome = l.outcome
+          FROM (SELECT DISTINCT ON (queue_id) queue_id, outcome FROM c
+                 ORDER BY queue_id, attempt DESC) l
+         WHERE q.id = l.queue_id AND q.outcome IS DISTINCT FROM l.outcome),
+      by_outcome AS (
+        INSERT INTO stats_attempts AS s (owner_id, minute, outcome, slot, attempts)
+        SELECT owner_id, minute, outcome, slot, count(*) FROM c
+         GROUP BY owner_id, minute, outcome, slot ORDER BY owner_id, minute, outcome
+        ON CONFLICT (owner_id, minute, outcome, slot)
+          DO UPDATE SET attempts = s.attempts + excluded.attempts),
+      by_lateness AS (
+        INSERT INTO stats_lateness AS s (owner_id, minute, bucket, slot, attempts)
+        SELECT owner_id, minute, bucket, slot, count(*)
+          FROM (SELECT owner_id, minute, slot,
+                 (late > 0)::int + (late > 1)::int + (late > 2)::int + (late > 5)::int
+                 + (late > 10)::int + (late > 20)::int + (late > 50)::int + (late > 100)::int
+                 + (late > 200)::int + (late > 500)::int + (late > 1000)::int
+                 + (late > 2000)::int + (late > 5000)::int + (late > 10000)::int
+                 + (late > 30000)::int + (late > 60000)::int + (late > 300000)::int
+                 + (late > 3600000)::int AS bucket
+                  FROM c) b
+         GROUP BY owner_id, minute, bucket, slot ORDER BY owner_id, minute, bucket
+        ON CONFLICT (owner_id, minute, bucket, slot)
+          DO UPDATE SET attempts = s.attempts + excluded.attempts)
+      INSERT INTO stats_failures AS s (owner_id, minute, destination, slot, failures)
+      SELECT owner_id, minute, destination, slot, count(*) FROM c
+       WHERE destination IS NOT NULL
+         AND outcome IN ('FAILURE', 'TIMEOUT', 'TOO_LARGE', 'TRANSPORT')
+       GROUP BY owner_id, minute, destination, slot ORDER BY owner_id, minute, destination
+      ON CONFLICT (owner_id, minute, destination, slot)
+        DO UPDATE SET failures = s.failures + excluded.failures;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER attempts_closed AFTER UPDATE ON attempts
+      REFERENCING NEW TABLE AS closed FOR EACH STATEMENT EXECUTE FUNCTION attempts_closed()
+    """,
+    # 10: destinations' circuits (SQLite migration 10).
     """
     CREATE TABLE destinations (
         id text PRIMARY KEY,

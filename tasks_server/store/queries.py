@@ -27,7 +27,8 @@ FRAGMENTS = {
         "queues.retry_count, queues.retry_limit, queues.version, queues.request, "
         "queues.metadata, queues.response, queues.attempts, queues.schedule_id, "
         f"{IN_FLIGHT}, queues.callback_of, queues.callback_id, queues.batch_id, "
-        "queues.pending_deps, queues.has_dependents, queues.ref"
+        "queues.pending_deps, queues.has_dependents, queues.ref, queues.labels, "
+        "queues.method, queues.target"
     ),
     # What the scheduler needs of a due task: never the response blob.
     "DUE_COLUMNS": (
@@ -36,8 +37,8 @@ FRAGMENTS = {
         "queues.has_dependents"
     ),
     "SUMMARY_COLUMNS": (
-        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, schedule_id, "
-        "batch_id, ref"
+        "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "
+        "schedule_id, batch_id, ref, method, target, labels"
     ),
     # A finished task that retention may delete: not while its batch has an unfinished task,
     # nor while a task depending on it is unfinished (it may read its response) (SPEC §17).
@@ -50,7 +51,7 @@ FRAGMENTS = {
     ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
-        "last_queue_id, version, request, metadata"
+        "last_queue_id, version, request, metadata, labels"
     ),
 }
 ORDER_COLUMNS = {
@@ -58,7 +59,19 @@ ORDER_COLUMNS = {
     "estimateEndAt": "estimate_end_at",
     "estimateExecutionAt": "estimate_execution_at",
 }
-FILTER_COLUMNS = frozenset({"state", "schedule_id", "batch_id"})
+# A list filter's condition, over the parameters its value takes (a label: key and value).
+FILTERS = {
+    "state": "state = ${0}",
+    "schedule_id": "schedule_id = ${0}",
+    "batch_id": "batch_id = ${0}",
+    "status_code": "status_code = ${0}",
+    "outcome": "outcome = ${0}",
+    "created_from": "created_at >= ${0}",
+    "created_to": "created_at <= ${0}",
+    # A label is probed per row (`list_tasks_by_label` starts from a rare one instead).
+    "label": "EXISTS (SELECT 1 FROM queue_labels m"
+    " WHERE m.queue_id = queues.id AND m.key = ${0} AND m.value = ${1})",
+}
 # What a change may set (`update_queue`, `update_schedule`).
 QUEUE_CHANGEABLE = frozenset(
     {
@@ -74,9 +87,15 @@ QUEUE_CHANGEABLE = frozenset(
         "flow_parallelism",
         "flow_rate",
         "release_delay",
+        "labels",
+        "method",
+        "target",
+        "destination",
     }
 )
-SCHEDULE_CHANGEABLE = frozenset({"state", "cron", "timezone", "next_run_at", "request", "metadata"})
+SCHEDULE_CHANGEABLE = frozenset(
+    {"state", "cron", "timezone", "next_run_at", "request", "metadata", "labels"}
+)
 _SQL = Path(__file__).with_name("sql")
 
 
@@ -110,15 +129,20 @@ def assignments(columns: tuple[str, ...], allowed: frozenset[str]) -> tuple[tupl
     return (("set", assigned), ("id", f"${len(columns) + 1}"))
 
 
-def listing(filters: tuple[str, ...], order: str, descending: bool) -> tuple[tuple[str, str], ...]:
-    """The fill-ins of an owner's task list: $1 the owner, a parameter per filter column,
-    then limit and offset."""
-    unknown = set(filters) - FILTER_COLUMNS
+def listing(
+    filters: tuple[str, ...], order: str, descending: bool, *, first: int = 2
+) -> tuple[tuple[str, str], ...]:
+    """The fill-ins of an owner's task list: $1 the owner, the parameters of each filter of
+    `FILTERS` in turn from $`first` (a label takes two), then limit and offset."""
+    unknown = set(filters) - FILTERS.keys()
     if unknown or order not in ORDER_COLUMNS:
         raise ValueError(f"not a filter or an order: {sorted(unknown)}, {order}")
-    where = "".join(f" AND {name} = ${n}" for n, name in enumerate(filters, 2))
+    where, n = "", first
+    for name in filters:
+        taken = 2 if name == "label" else 1
+        where += " AND " + FILTERS[name].format(*range(n, n + taken))
+        n += taken
     direction = "DESC" if descending else "ASC"
-    n = len(filters) + 2
     return (
         ("where", where),
         ("order", f"{ORDER_COLUMNS[order]} {direction}, id {direction}"),

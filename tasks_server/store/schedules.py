@@ -11,6 +11,7 @@ from tasks_server.store.base import (
     ScheduleDecide,
     ScheduleRow,
     flow_columns,
+    listing_columns,
 )
 from tasks_server.store.driver import Driver, Tx
 
@@ -27,10 +28,14 @@ async def create(
     request: bytes,
     metadata: bytes | None,
     limit: int,
+    labels: str | None = None,
 ) -> ScheduleRow | None:
     """Insert an ACTIVE schedule unless the owner has `limit` already or is unknown (None
     then). The owner's row is locked first, so concurrent creations count exactly."""
-    values = (schedule_id, owner_id, cron, timezone, created_at, next_run_at, request, metadata)
+    values = (
+        *(schedule_id, owner_id, cron, timezone, created_at, next_run_at, request, metadata),
+        labels,
+    )
 
     async def unit(tx: Tx) -> ScheduleRow | None:
         if await tx.fetchrow("lock_owner", owner_id) is None:
@@ -115,6 +120,7 @@ async def fire(
             *(task.queue_id, schedule.owner_id, task.created_at, task.due, task.retry_limit),
             *(task.request, task.metadata, schedule.id, fire_at),
             *flow_columns(task.flow).values(),
+            *listing_columns(task.listing).values(),
         )
         room = await tx.fetchrow("owner_has_room", schedule.owner_id, limit)
         if room is None or not room[0]:

@@ -282,7 +282,106 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX dependencies_parent ON dependencies (depends_on);
     ALTER TABLE attempts ADD COLUMN sent BLOB
     """,
-    # 9: destinations' circuits (SPEC §18.1), one row per owner + scheme + host + port once an
+    # 9: lists that tell tasks apart and an overview (SPEC §19.4). Labels (plain JSON, not
+    # encrypted), the method, redacted target and destination of the request, and the last
+    # attempt's outcome are plain columns, so a page of summaries opens no sealed request;
+    # `queue_labels` holds one row per label, kept by triggers, for the label filters. Closing
+    # an attempt keeps per-minute counts (attempts by outcome, lateness in buckets, failures by
+    # destination), so the stats route reads a few hundred rows, not a million attempts
+    # (`slot` is PostgreSQL's: one writer here, always 0).
+    """
+    ALTER TABLE queues ADD COLUMN labels TEXT;
+    ALTER TABLE queues ADD COLUMN method TEXT;
+    ALTER TABLE queues ADD COLUMN target TEXT;
+    ALTER TABLE queues ADD COLUMN destination TEXT;
+    ALTER TABLE queues ADD COLUMN outcome TEXT;
+    ALTER TABLE schedules ADD COLUMN labels TEXT;
+    CREATE INDEX queues_owner_status ON queues (owner_id, status_code, created_at);
+    CREATE INDEX queues_owner_outcome ON queues (owner_id, outcome, created_at)
+      WHERE outcome IS NOT NULL;
+
+    CREATE TABLE queue_labels (
+        queue_id TEXT NOT NULL REFERENCES queues(id) ON DELETE CASCADE,
+        owner_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (queue_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX queue_labels_find ON queue_labels (owner_id, key, value);
+    CREATE TRIGGER queues_labels_added AFTER INSERT ON queues WHEN NEW.labels IS NOT NULL
+    BEGIN
+      INSERT INTO queue_labels (queue_id, owner_id, key, value)
+      SELECT NEW.id, NEW.owner_id, key, value FROM json_each(NEW.labels);
+    END;
+    CREATE TRIGGER queues_labels_changed AFTER UPDATE OF labels ON queues
+    BEGIN
+      DELETE FROM queue_labels WHERE queue_id = NEW.id;
+      INSERT INTO queue_labels (queue_id, owner_id, key, value)
+      SELECT NEW.id, NEW.owner_id, key, value FROM json_each(coalesce(NEW.labels, '{}'));
+    END;
+
+    CREATE TABLE stats_attempts (
+        owner_id TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, minute, outcome, slot)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE stats_lateness (
+        owner_id TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, minute, bucket, slot)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE stats_failures (
+        owner_id TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        destination TEXT NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, minute, destination, slot)
+    ) STRICT, WITHOUT ROWID;
+    -- A lateness bucket is how many of the bounds of `stats.LATENESS_BOUNDS_MS` it exceeds.
+    -- Each statement reads its row by key and nothing else: this runs for every attempt.
+    CREATE TRIGGER attempts_closed AFTER UPDATE OF outcome ON attempts
+      WHEN OLD.outcome = 'IN_FLIGHT' AND NEW.outcome != 'IN_FLIGHT'
+    BEGIN
+      UPDATE queues SET outcome = NEW.outcome
+       WHERE id = NEW.queue_id AND outcome IS NOT NEW.outcome;
+      INSERT INTO stats_attempts (owner_id, minute, outcome, attempts)
+      SELECT owner_id, NEW.finished_at / 60000 * 60000, NEW.outcome, 1
+        FROM queues WHERE id = NEW.queue_id
+      ON CONFLICT DO UPDATE SET attempts = attempts + 1;
+      INSERT INTO stats_lateness (owner_id, minute, bucket, attempts)
+      SELECT owner_id, NEW.finished_at / 60000 * 60000,
+             (NEW.started_at - NEW.due_at > 0) + (NEW.started_at - NEW.due_at > 1)
+             + (NEW.started_at - NEW.due_at > 2) + (NEW.started_at - NEW.due_at > 5)
+             + (NEW.started_at - NEW.due_at > 10) + (NEW.started_at - NEW.due_at > 20)
+             + (NEW.started_at - NEW.due_at > 50) + (NEW.started_at - NEW.due_at > 100)
+             + (NEW.started_at - NEW.due_at > 200) + (NEW.started_at - NEW.due_at > 500)
+             + (NEW.started_at - NEW.due_at > 1000) + (NEW.started_at - NEW.due_at > 2000)
+             + (NEW.started_at - NEW.due_at > 5000) + (NEW.started_at - NEW.due_at > 10000)
+             + (NEW.started_at - NEW.due_at > 30000) + (NEW.started_at - NEW.due_at > 60000)
+             + (NEW.started_at - NEW.due_at > 300000)
+             + (NEW.started_at - NEW.due_at > 3600000),
+             1
+        FROM queues WHERE id = NEW.queue_id
+      ON CONFLICT DO UPDATE SET attempts = attempts + 1;
+    END;
+    CREATE TRIGGER attempts_failed AFTER UPDATE OF outcome ON attempts
+      WHEN OLD.outcome = 'IN_FLIGHT'
+       AND NEW.outcome IN ('FAILURE', 'TIMEOUT', 'TOO_LARGE', 'TRANSPORT')
+    BEGIN
+      INSERT INTO stats_failures (owner_id, minute, destination, failures)
+      SELECT owner_id, NEW.finished_at / 60000 * 60000, destination, 1
+        FROM queues WHERE id = NEW.queue_id AND destination IS NOT NULL
+      ON CONFLICT DO UPDATE SET failures = failures + 1;
+    END
+    """,
+    # 10: destinations' circuits (SPEC §18.1), one row per owner + scheme + host + port once an
     # attempt to it failed. `id` is a keyed digest of owner and address, `address` sealed;
     # `open_until` 0 is closed, past is half-open (one probe, `probe_until` its lease). Tasks
     # waiting for a circuit are leased to it (`lease_owner` 'circuit:' || id) until it opens.

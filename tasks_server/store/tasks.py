@@ -10,14 +10,19 @@ was run with (``leases``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from tasks_server.store import queries, workflows
 from tasks_server.store.base import (
+    NO_FILTERS,
+    NO_LISTING,
     AttemptRow,
     Decide,
     Flow,
     Idempotency,
     InsertOutcome,
+    ListFilters,
+    Listing,
     NewTask,
     QueueRow,
     QueueSummaryRow,
@@ -25,12 +30,16 @@ from tasks_server.store.base import (
     change_columns,
     flow_columns,
     limit_message,
+    listing_columns,
     task_values,
 )
 from tasks_server.store.driver import Driver, Tx
 from tasks_server.store.idempotency import recall, remember
 
 ACTIVE = ("RUNNING", "PAUSED", "WAITING")
+# A label filter starts from a label this rare and sorts what it finds; one more common walks
+# the owner's tasks in order, where matches come soon.
+RARE_LABEL = 10_000
 
 Inserted = tuple[InsertOutcome, QueueRow | None]
 
@@ -49,14 +58,16 @@ async def insert(
     lease: tuple[str, int] | None,
     idempotency: Idempotency | None = None,
     flow: Flow | None = None,
+    listing: Listing = NO_LISTING,
 ) -> Inserted:
     """`TaskStore.insert`; `lease` is (holder, how long it lasts in ms)."""
     holder, lease_ms = lease or (None, 0)
     values = (queue_id, owner_id, created_at, due, retry_limit, request, metadata, holder)
     values += (lease_ms, *flow_columns(flow).values())
+    shown = listing_columns(listing).values()
 
     async def unit(tx: Tx) -> Inserted:
-        row = await tx.fetchrow("insert_queue", *values, limit)
+        row = await tx.fetchrow("insert_queue", *values, limit, *shown)
         if row is not None:
             return InsertOutcome.INSERTED, QueueRow.from_row(row)
         if await tx.fetchrow("owner_exists", owner_id) is None:
@@ -113,23 +124,38 @@ async def list_for_owner(
     d: Driver,
     owner_id: str,
     *,
-    state: str | None,
-    schedule_id: str | None,
-    batch_id: str | None = None,
+    filters: ListFilters = NO_FILTERS,
     order: str,
     descending: bool,
     limit: int,
     offset: int,
 ) -> list[QueueSummaryRow]:
-    filters = {
-        name: value
-        for name, value in (("state", state), ("schedule_id", schedule_id), ("batch_id", batch_id))
-        if value is not None
-    }
-    fill = queries.listing(tuple(filters), order, descending)
-    args = (owner_id, *filters.values(), limit, offset)
-    rows = await d.read(lambda tx: tx.fetch("list_tasks", *args, fill=fill))
-    return [QueueSummaryRow(*row) for row in rows]
+    named: list[tuple[str, tuple[object, ...]]] = [
+        (name, (value,))
+        for name in (
+            *("state", "schedule_id", "batch_id", "status_code", "outcome"),
+            *("created_from", "created_to"),
+        )
+        if (value := getattr(filters, name)) is not None
+    ]
+
+    async def unit(tx: Tx) -> list[Any]:
+        labels = list(filters.labels)
+        counts = [await tx.fetchval("count_label", owner_id, *pair) for pair in labels]
+        if 0 in counts:
+            return []
+        statement, start = "list_tasks", tuple[str, ...]()
+        if labels and min(counts) <= RARE_LABEL:
+            # The rarest label's tasks, sorted, rather than all the owner's walked in order.
+            statement = "list_tasks_by_label"
+            start = labels.pop(counts.index(min(counts)))
+        used = [*named, *(("label", pair) for pair in labels)]
+        names = tuple(name for name, _ in used)
+        fill = queries.listing(names, order, descending, first=2 + len(start))
+        args = (*start, *(value for _, values in used for value in values), limit, offset)
+        return await tx.fetch(statement, owner_id, *args, fill=fill)
+
+    return [QueueSummaryRow(*row) for row in await d.read(unit)]
 
 
 async def ids_in_state(d: Driver, owner_id: str, state: str, limit: int) -> tuple[list[str], int]:

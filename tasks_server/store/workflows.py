@@ -26,6 +26,7 @@ from tasks_server.store.base import (
     QueueSummaryRow,
     callback_values,
     flow_columns,
+    listing_columns,
 )
 from tasks_server.store.driver import Driver, Row, Tx
 from tasks_server.store.idempotency import recall, remember
@@ -115,6 +116,7 @@ def _row(
         *(task.metadata, *flow_columns(task.flow).values(), batch, pending),
         *(linked.release_delay, FAILED_DEPENDENCY if failed else 0, now if failed else 0),
         *(int(failed), int(task.queue_id in wanted), linked.ref),
+        *listing_columns(task.listing).values(),
     )
 
 

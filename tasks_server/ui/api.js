@@ -88,13 +88,37 @@ export class Api {
     const type = response.headers.get("content-type") || "";
     const parsed = type.includes("json") ? await response.json().catch(() => null) : null;
     if (!response.ok) {
-      throw new ApiError(response.status, messageOf(response.status, parsed, path), parsed?.action);
+      const error = new ApiError(
+        response.status,
+        messageOf(response.status, parsed, path),
+        parsed?.action,
+      );
+      // A 400's problems by field path, for a form to show each beside its field.
+      error.problems = Array.isArray(parsed?.message) ? parsed.message : [];
+      throw error;
     }
     return parsed;
   }
 
   listTasks(query) {
     return this.request("GET", "/v1/queues", { query });
+  }
+
+  register(body) {
+    return this.request("POST", "/v1/queues/register", { body });
+  }
+
+  /** One action over many tasks: `{action, ids}` or `{action, state}`. */
+  bulk(body) {
+    return this.request("POST", "/v1/queues/bulk", { body });
+  }
+
+  stats(window) {
+    return this.request("GET", "/v1/stats", { query: { window } });
+  }
+
+  createSchedule(body) {
+    return this.request("POST", "/v1/schedules", { body });
   }
 
   task(id) {

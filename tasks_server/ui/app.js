@@ -1,13 +1,15 @@
-// The dashboard: sign-in, then the task, schedule and destination screens, routed by the URL's
-// hash. Plain DOM, no inline script or style, so the page runs under `Content-Security-Policy:
-// default-src 'self'`. Each screen is a module: tasks.js, schedules.js, destinations.js; dom.js
-// and frame.js hold what they share.
+// The dashboard: sign-in, then the overview, task, schedule and destination screens, routed by
+// the URL's hash. Plain DOM, no inline script or style, so the page runs under
+// `Content-Security-Policy: default-src 'self'`. Each screen is a module: overview.js, tasks.js,
+// schedules.js, forms.js, destinations.js; dom.js and frame.js hold what they share.
 
 import { Api, ApiError, clearCredentials, loadCredentials, saveCredentials } from "./api.js";
 import { destinationList } from "./destinations.js";
 import { $, h } from "./dom.js";
 import { clearNotice, go, notify, parseHash, prefs, show, stopRefresh, takeFlash } from "./frame.js";
 import { batchDetail } from "./batches.js";
+import { newSchedule, newTask } from "./forms.js";
+import { overview } from "./overview.js";
 import { scheduleDetail, scheduleList } from "./schedules.js";
 import { taskDetail, taskList } from "./tasks.js";
 
@@ -18,6 +20,9 @@ const ID = "([0-9A-HJKMNP-TV-Z]{26})";
 // The screens, tried in order; each gets the session ({api, signedOut}), the match and the
 // hash's query.
 const ROUTES = [
+  [/^\/overview$/, (session, _, params) => overview(session, params)],
+  [/^\/tasks\/new$/, (session) => newTask(session)],
+  [/^\/schedules\/new$/, (session) => newSchedule(session)],
   [new RegExp(`^/tasks/${ID}$`), (session, match) => taskDetail(session, match[1])],
   [/^\/tasks$/, (session, _, params) => taskList(session, params)],
   [new RegExp(`^/batches/${ID}$`), (session, match) => batchDetail(session, match[1])],

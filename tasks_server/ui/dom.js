@@ -37,12 +37,31 @@ function ago(ms) {
   return relative.format(seconds, "second");
 }
 
-/** An epoch-ms instant as "3 minutes ago" with the exact time on hover; 0 is "—". */
+/**
+ * An epoch-ms instant as its exact time with "3 minutes ago" beside it: visible without
+ * hovering (a phone has no hover); 0 is "—". Another year's date says its year.
+ */
 export function when(ms) {
   if (!ms) return h("span", { class: "muted", text: "—" });
   const date = new Date(ms);
-  return h("time", { datetime: date.toISOString(), title: absolute.format(date), text: ago(ms) });
+  const exact = date.getFullYear() === new Date().getFullYear() ? thisYear : absolute;
+  return h(
+    "time",
+    { datetime: date.toISOString(), title: absolute.format(date) },
+    h("span", { class: "exact", text: exact.format(date) }),
+    " ",
+    h("span", { class: "ago", text: ago(ms) }),
+  );
 }
+
+const thisYear = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
 
 export function duration(ms) {
   if (ms < 1000) return `${ms} ms`;
@@ -50,14 +69,48 @@ export function duration(ms) {
   return `${Math.round(ms / 60000)} min`;
 }
 
-/** A base64 body as text when it is UTF-8, else a note of its size. */
+/** A base64 body as text when it is UTF-8 (JSON pretty-printed), else a note of its size. */
 export function decoded(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  let text;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes) || "(empty body)";
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return `(${bytes.length} bytes of binary data)`;
   }
+  if (!text) return "(empty body)";
+  try {
+    const value = JSON.parse(text);
+    if (value !== null && typeof value === "object") return JSON.stringify(value, null, 2);
+  } catch {
+    // not JSON: shown as it came
+  }
+  return text;
+}
+
+/** A task's or schedule's labels as tags ("key=value"), or nothing. */
+export function labelTags(labels) {
+  const pairs = Object.entries(labels || {});
+  return pairs.length
+    ? h(
+        "span",
+        { class: "labels" },
+        pairs.map(([k, v]) => h("span", { class: "tag label", text: `${k}=${v}` })),
+      )
+    : null;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** An SVG element, attributes set as given (no inline style: the page's CSP forbids it). */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") el.textContent = value;
+    else el.setAttribute(name, String(value));
+  }
+  el.append(...children.flat(Infinity).filter(Boolean));
+  return el;
 }
 
 /** A task or schedule id linking to its detail. */

@@ -1,6 +1,6 @@
 // The schedule screens (SPEC §11.1): the list, and a schedule's detail with its redacted
-// request, the tasks it fired and the pause / resume / delete actions. Creating one is left
-// to the API and the CLI.
+// request, the tasks it fired and the pause / resume / delete actions (creating one is in
+// forms.js).
 
 import {
   actionBar,
@@ -11,6 +11,7 @@ import {
   facts,
   h,
   idLink,
+  labelTags,
   loadingState,
   metadataTags,
   pagerButtons,
@@ -78,6 +79,7 @@ export function scheduleList(session, params) {
     "Schedules",
     "schedules",
     viewHead(h("h1", { text: "Schedules" }), () => load()),
+    h("p", {}, h("a", { class: "button primary", href: "#/schedules/new", text: "New schedule" })),
     h(
       "div",
       { class: "toolbar", role: "group", "aria-label": "Paging" },
@@ -104,7 +106,7 @@ export function scheduleList(session, params) {
               query.offset ? "No more schedules" : "No schedules yet",
               query.offset
                 ? "Go back a page."
-                : "Create one with POST /v1/schedules (or tasks schedule add) and it shows up here.",
+                : "Create one with New schedule (or POST /v1/schedules) and it shows up here.",
             ),
       );
       pager.replaceChildren(...pagerButtons(query, rows.length, update));
@@ -115,6 +117,17 @@ export function scheduleList(session, params) {
 
 const SCHEDULE_COLUMNS = [
   ["Schedule", (row) => idLink("schedules", row.id)],
+  [
+    "Request",
+    (row) =>
+      h(
+        "span",
+        { class: "request-cell" },
+        h("span", { class: "method", text: row.method || "?" }),
+        h("code", { class: "url", text: row.target || "" }),
+      ),
+  ],
+  ["Labels", (row) => labelTags(row.labels) || h("span", { class: "muted", text: "—" })],
   ["State", (row) => badge(row.state)],
   ["Cron", (row) => h("span", { class: "cron-cell" }, cronOf(row))],
   ["Next run", nextRun],

@@ -12,6 +12,7 @@ import {
   facts,
   h,
   idLink,
+  labelTags,
   loadingState,
   metadataTags,
   pagerButtons,
@@ -22,10 +23,12 @@ import {
 } from "./dom.js";
 import {
   PAGE_SIZES,
+  confirmAction,
   flashNext,
   go,
   goWith,
   keepLoaded,
+  notify,
   pageParams,
   perform,
   show,
@@ -69,15 +72,38 @@ const ACTIONS = [
 
 // --- the task list ---------------------------------------------------------------------------
 
+export const OUTCOMES = [
+  "SUCCESS",
+  "FAILURE",
+  "TIMEOUT",
+  "TOO_LARGE",
+  "TRANSPORT",
+  "ABORTED",
+  "INTERRUPTED",
+];
+
 function listParams(params) {
   const state = params.get("state");
   const order = params.get("order");
+  const outcome = params.get("outcome");
+  const statusCode = params.get("statusCode") || "";
   return {
     state: STATES.includes(state) ? state : "",
     order: order in ORDERS ? order : "createdAt",
     sort: params.get("sort") === "asc" ? "asc" : "desc",
+    label: params.get("label") || "",
+    outcome: OUTCOMES.includes(outcome) ? outcome : "",
+    statusCode: /^\d{1,3}$/.test(statusCode) ? statusCode : "",
     ...pageParams(params),
   };
+}
+
+/** A text filter applied on Enter or when it loses focus (not on every key). */
+function textFilter(id, label, value, placeholder, apply) {
+  const input = h("input", { id, type: "search", value, placeholder, spellcheck: "false" });
+  const done = () => input.value.trim() !== value && apply(input.value.trim());
+  input.addEventListener("change", done);
+  return h("div", { class: "field" }, h("label", { for: id, text: label }), input);
 }
 
 export function taskList(session, params) {
@@ -112,14 +138,29 @@ export function taskList(session, params) {
       PAGE_SIZES.map((n) => [String(n), String(n)]),
       on("limit", Number),
     ),
+    select(
+      "filter-outcome",
+      "Last outcome",
+      query.outcome,
+      [["", "Any outcome"], ...OUTCOMES.map((o) => [o, o])],
+      on("outcome"),
+    ),
+    textFilter("filter-status", "Status code", query.statusCode, "e.g. 503", (statusCode) =>
+      update({ statusCode }),
+    ),
+    textFilter("filter-label", "Label", query.label, "key:value", (label) => update({ label })),
   );
+  const selected = new Set();
+  const bulkBar = bulkActions(session, selected, () => load());
   const body = h("div", { class: "list-body" }, loadingState("Loading tasks…"));
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   show(
     "Tasks",
     "tasks",
     viewHead(h("h1", { text: query.state ? `${query.state} tasks` : "Tasks" }), () => load()),
+    h("p", {}, h("a", { class: "button primary", href: "#/tasks/new", text: "New task" })),
     toolbar,
+    bulkBar,
     body,
     pager,
   );
@@ -128,11 +169,96 @@ export function taskList(session, params) {
     body,
     async () => {
       const rows = await session.api.listTasks(query);
-      body.replaceChildren(rows.length ? dataTable("tasks", TASK_COLUMNS, rows) : emptyList(query));
+      for (const id of [...selected]) if (!rows.some((row) => row.id === id)) selected.delete(id);
+      const columns = [selectColumn(selected, bulkBar), ...TASK_COLUMNS];
+      body.replaceChildren(rows.length ? dataTable("tasks", columns, rows) : emptyList(query));
       pager.replaceChildren(...pagerButtons(query, rows.length, update));
+      bulkBar.refresh();
     },
     { failed: () => pager.replaceChildren() },
   );
+}
+
+// --- bulk actions (POST /v1/queues/bulk), each asked first ------------------------------------
+
+const BULK = [
+  {
+    action: "replay",
+    label: "Replay failed",
+    state: "ERROR",
+    confirm: "Replay every ERROR task (up to 1000)? Each runs again now with a fresh retry budget.",
+  },
+  {
+    action: "revoke",
+    label: "Revoke selected",
+    confirm: (n) => `Revoke ${n} selected task(s)? They never run again.`,
+  },
+  {
+    action: "delete",
+    label: "Delete selected",
+    confirm: (n) => `Delete ${n} selected task(s) and their attempts? This cannot be undone.`,
+  },
+];
+
+function bulkActions(session, selected, reload) {
+  const count = h("span", { class: "muted bulk-count" });
+  const buttons = BULK.map((item) =>
+    h("button", {
+      type: "button",
+      class: `button${item.action === "replay" ? "" : " danger"}`,
+      "data-bulk": item.action,
+      text: item.label,
+      onclick: async (event) => {
+        const ids = [...selected];
+        const question = item.state ? item.confirm : item.confirm(ids.length);
+        if (!(await confirmAction(question, item.label))) return;
+        event.target.disabled = true;
+        try {
+          const body = item.state
+            ? { action: item.action, state: item.state }
+            : { action: item.action, ids };
+          const out = await session.api.bulk(body);
+          const refused = out.refused.map((r) => `${r.id}: ${r.message}`).join("; ");
+          notify(
+            `${item.label}: ${out.done.length} done` + (refused ? `, refused ${refused}` : "."),
+            out.refused.length ? "error" : "success",
+          );
+          selected.clear();
+        } catch (error) {
+          notify(`${item.label} refused: ${error.message}`);
+        }
+        await reload();
+      },
+    }),
+  );
+  const bar = h("div", { class: "actions bulk", role: "toolbar", "aria-label": "Bulk actions" }, buttons, count);
+  bar.refresh = () => {
+    count.textContent = selected.size ? `${selected.size} selected` : "Select tasks to act on several";
+    for (const button of buttons) {
+      if (button.dataset.bulk !== "replay") button.disabled = selected.size === 0;
+    }
+  };
+  bar.refresh();
+  return bar;
+}
+
+function selectColumn(selected, bulkBar) {
+  return [
+    "Select",
+    (row) =>
+      h("input", {
+        type: "checkbox",
+        class: "row-select",
+        "aria-label": `Select ${row.id}`,
+        checked: selected.has(row.id),
+        onchange: (event) => {
+          if (event.target.checked) selected.add(row.id);
+          else selected.delete(row.id);
+          bulkBar.refresh();
+        },
+      }),
+    { class: "select" },
+  ];
 }
 
 const TASK_COLUMNS = [
@@ -143,19 +269,41 @@ const TASK_COLUMNS = [
       row.scheduleId && h("span", { class: "tag", text: "scheduled" }),
     ],
   ],
+  [
+    "Request",
+    (row) =>
+      row.method
+        ? h(
+            "span",
+            { class: "request-cell" },
+            h("span", { class: "method", text: row.method }),
+            h("code", { class: "url", title: row.target, text: row.target }),
+          )
+        : h("span", { class: "muted", text: "—" }),
+  ],
+  ["Labels", (row) => labelTags(row.labels) || h("span", { class: "muted", text: "—" })],
   ["State", (row) => badge(row.state)],
   ["Status", (row) => String(row.statusCode || "—"), { class: "num" }],
   ["Created", (row) => when(row.createdAt)],
-  ["Next attempt", (row) => (row.state === "RUNNING" ? when(row.estimateExecutionAt) : when(0))],
-  ["Ended", (row) => when(row.estimateEndAt)],
+  [
+    "Due / ended",
+    (row) => when(row.state === "RUNNING" ? row.estimateExecutionAt : row.estimateEndAt),
+  ],
 ];
 
 function emptyList(query) {
+  const filtered = query.label || query.outcome || query.statusCode;
   return emptyState(
-    query.offset ? "No more tasks" : query.state ? `No ${query.state} tasks` : "No tasks yet",
-    query.state
-      ? "Pick another state, or all states."
-      : "Register one with POST /v1/queues/register and it shows up here.",
+    query.offset
+      ? "No more tasks"
+      : query.state
+        ? `No ${query.state} tasks`
+        : filtered
+          ? "No task matches these filters"
+          : "No tasks yet",
+    query.state || filtered
+      ? "Pick another state or clear a filter."
+      : "Register one with New task (or POST /v1/queues/register) and it shows up here.",
   );
 }
 
@@ -216,6 +364,7 @@ function detailParts(task, config, attempts, act) {
       ...dependencyFacts(task),
     ]),
     metadataTags(task.metadata),
+    labelTags(task.labels),
     task.response &&
       h(
         "details",
@@ -256,6 +405,16 @@ function dependencyFacts(task) {
   return facts;
 }
 
+// Why a task has no attempt, as its state tells it.
+const NO_ATTEMPT = {
+  RUNNING: "No attempt yet: it has not been due.",
+  PAUSED: "No attempt yet: it was paused before it was due. Resume it to run it.",
+  REVOKED: "No attempt: it was revoked before it was due, and never runs (replay starts it afresh).",
+  SUCCESS: "No attempt was recorded.",
+  ERROR: "No attempt was made: it ended without being sent.",
+  WAITING: "No attempt yet: it waits for the tasks it depends on.",
+};
+
 function timeline(attempts, state) {
   const items = attempts.map((a) =>
     h(
@@ -291,12 +450,6 @@ function timeline(attempts, state) {
     h("h2", { id: "attempts-title", text: `Attempts (${attempts.length})` }),
     items.length
       ? h("ol", { class: "timeline" }, items)
-      : h("p", {
-          class: "muted state-empty-inline",
-          text:
-            state === "WAITING"
-              ? "No attempt yet: it waits for the tasks it depends on."
-              : "No attempt yet: it has not been due.",
-        }),
+      : h("p", { class: "muted state-empty-inline", text: NO_ATTEMPT[state] || NO_ATTEMPT.RUNNING }),
   );
 }

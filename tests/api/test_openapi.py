@@ -94,7 +94,8 @@ def test_shared_components_and_auth() -> None:
     assert document["paths"]["/v1/owners/register"]["post"]["security"] == [{}, {"admin": []}]
     assert schemes["admin"] == {**schemes["admin"], "type": "http", "scheme": "bearer"}
     names = [p["name"] for p in document["paths"]["/v1/queues"]["get"]["parameters"]]
-    assert names == ["limit", "offset", "order", "sort", "state", "scheduleId", "batchId"]
+    added = ["label", "outcome", "statusCode", "createdFrom", "createdTo"]  # SPEC §19.4
+    assert names == ["limit", "offset", "order", "sort", "state", "scheduleId", "batchId", *added]
 
 
 async def test_documented_shapes_match_real_responses(client: httpx.AsyncClient) -> None:

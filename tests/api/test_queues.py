@@ -373,6 +373,9 @@ async def test_list_order_sort_state_limit_offset(
         "estimateExecutionAt",
         "batchId",
         "ref",
+        "method",
+        "target",
+        "labels",
     }
     for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"order": "id"}, {"x": 1}):
         assert (await client.get("/v1/queues", params=bad, headers=owner)).status_code == 400

@@ -56,6 +56,9 @@ async def test_create_read_list_edit_pause_resume_delete(
         "lastRunAt",
         "lastQueueId",
         "metadata",
+        "labels",
+        "method",
+        "target",
     }
     assert created["state"] == "ACTIVE" and created["metadata"] == {"team": "ops"}
     assert created["nextRunAt"] > before and created["lastQueueId"] is None
@@ -246,8 +249,6 @@ async def test_missed_fire_times_give_one_catch_up_task(tmp_path: Path) -> None:
         assert await runner.run_once() == 0  # the next is on schedule, not another catch-up
         (task,) = await store.list_tasks(
             owner_id,
-            state=None,
-            schedule_id=None,
             order="createdAt",
             descending=False,
             limit=10,

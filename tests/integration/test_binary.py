@@ -8,6 +8,7 @@ a PATH holding nothing, so it can only work from what it carries inside.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -126,6 +127,30 @@ def test_serves_executes_a_task_and_stops_on_sigterm(
         assert server.stop(signal.SIGTERM) == 0
     assert "Application shutdown complete" in server.output()
     assert (tmp_path / "db" / "tasks.db").exists()
+
+
+def test_the_tasks_client_rides_along(
+    binary: Path, bare_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`tasks-server client …` (or the binary linked as `tasks`) is the `tasks` client."""
+    server = serve(binary, tmp_path, bare_env)
+    with Target() as target, server, httpx.Client(base_url=server.url, timeout=10) as http:
+        headers = register_owner(http, "client-owner")
+        task = register_task(http, headers, f"{target.url}/client")
+        wait_state(http, headers, task, "SUCCESS")
+        creds = {
+            "TASKS_URL": server.url,
+            "TASKS_OWNER_ID": headers["X-Tasks-Owner-Id"],
+            "TASKS_KEY": headers["Authorization"].removeprefix("Bearer "),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        }
+        listed = run(binary, "client", "ls", "--json", env=bare_env, **creds)
+        assert [row["id"] for row in json.loads(listed)] == [task]
+        linked = tmp_path / "tasks"
+        linked.symlink_to(binary)
+        shown = run(linked, "show", task, "--json", env=bare_env, **creds)
+        assert json.loads(shown)["state"] == "SUCCESS"
+        assert "stats" in run(binary, "client", "--help", env=bare_env)
 
 
 def test_cluster_mode_spawns_workers_from_the_binary(

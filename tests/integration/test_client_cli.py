@@ -494,3 +494,48 @@ def test_a_batch_from_a_file_a_dependent_and_ls_of_the_batch(env: Env, tmp_path:
     assert first["id"] in shown.stdout and json.loads(later.stdout)["id"] in shown.stdout
     bad = env.run("batch", "-", stdin="not json")
     assert bad.returncode == 2 and "not JSON" in bad.stderr
+
+
+def test_labels_filters_bulk_and_stats(env: Env) -> None:
+    url = f"{env.target.url}/labelled?token=hidden"
+    added = env.run("add", url, "--method", "PUT", "--label", "env=cli", "--label", "n=1", "--json")
+    assert added.returncode == 0, added.stderr
+    task = json.loads(added.stdout)
+    assert task["labels"] == {"env": "cli", "n": "1"}
+    later = env.run("add", url, "--label", "env=cli", "--in", "1h", "--json")
+    waiting = json.loads(later.stdout)["id"]
+    eventually(
+        lambda: json.loads(env.run("show", task["id"], "--json").stdout)["state"] == "SUCCESS",
+        10,
+        "the labelled task to succeed",
+    )
+
+    listed = json.loads(env.run("ls", "--label", "env:cli", "--json").stdout)
+    assert {row["id"] for row in listed} == {task["id"], waiting}
+    both = json.loads(env.run("ls", "--label", "env:cli", "--label", "n:1", "--json").stdout)
+    assert [row["id"] for row in both] == [task["id"]]
+    filters = ["--outcome", "success", "--status-code", "200", "--label", "env:cli"]
+    done = env.run("ls", *filters, COLUMNS="200")
+    assert done.returncode == 0 and task["id"] in done.stdout and waiting not in done.stdout
+    # The table says which task is which: method, redacted target, labels.
+    assert "PUT" in done.stdout and "token=***" in done.stdout and "hidden" not in done.stdout
+    assert "env=cli" in done.stdout
+    bad = env.run("ls", "--label", "no-colon")
+    assert bad.returncode == 2 and "KEY:VALUE" in bad.stderr
+
+    revoked = env.run("bulk", "revoke", task["id"], waiting, "--json")
+    assert revoked.returncode == 0, revoked.stderr
+    answer = json.loads(revoked.stdout)
+    assert answer["done"] == [waiting] and [r["id"] for r in answer["refused"]] == [task["id"]]
+    table = env.run("bulk", "delete", "--state", "REVOKED")
+    assert table.returncode == 0 and "1 done" in table.stdout
+    neither = env.run("bulk", "delete")
+    assert neither.returncode == 2
+
+    stats = env.run("stats", "--window", "15m", "--json")
+    assert stats.returncode == 0, stats.stderr
+    overview = json.loads(stats.stdout)
+    assert sum(sum(m["outcomes"].values()) for m in overview["attemptsPerMinute"]) >= 1
+    shown = env.run("stats")
+    assert shown.returncode == 0 and "lateness" in shown.stdout and "SUCCESS" in shown.stdout
+    assert env.run("stats", "--window", "2h").returncode == 2

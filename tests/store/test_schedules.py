@@ -10,6 +10,7 @@ from tasks_server.schedule_lifecycle import ScheduleChange
 from tasks_server.store.base import (
     FireOutcome,
     Flow,
+    ListFilters,
     NewTask,
     QueueRow,
     Rejected,
@@ -210,8 +211,7 @@ async def test_a_fire_registers_its_task_and_moves_the_schedule_on(
     )
     listed = await store.list_tasks(
         owner,
-        state=None,
-        schedule_id=row.id,
+        filters=ListFilters(schedule_id=row.id),
         order="createdAt",
         descending=False,
         limit=10,

@@ -12,6 +12,7 @@ from tasks_server.lifecycle import Change
 from tasks_server.store.base import (
     Idempotency,
     InsertOutcome,
+    ListFilters,
     QueueRow,
     QueueSummaryRow,
     Rejected,
@@ -188,8 +189,6 @@ async def test_lists_filter_sort_and_page_an_owners_tasks(store: TaskStore, owne
 
     async def listed(**query: Any) -> list[QueueSummaryRow]:
         values: dict[str, Any] = {
-            "state": None,
-            "schedule_id": None,
             "order": "createdAt",
             "descending": False,
             "limit": 10,
@@ -205,9 +204,9 @@ async def test_lists_filter_sort_and_page_an_owners_tasks(store: TaskStore, owne
     assert await listed(order="estimateEndAt") == [
         _summary(row) for row in sorted(rows, key=lambda row: row.id)
     ]
-    assert await listed(state="PAUSED") == [_summary(rows[1])]
-    assert await listed(state="SUCCESS") == []
-    assert await listed(schedule_id=str(ULID())) == []
+    assert await listed(filters=ListFilters(state="PAUSED")) == [_summary(rows[1])]
+    assert await listed(filters=ListFilters(state="SUCCESS")) == []
+    assert await listed(filters=ListFilters(schedule_id=str(ULID()))) == []
     assert await listed(limit=2, offset=1) == [_summary(row) for row in by_created[1:3]]
     assert await listed(offset=4) == []
 

@@ -23,7 +23,7 @@ from tasks_server.lifecycle import (
     expired,
     linked,
 )
-from tasks_server.store.base import Due, Flow, QueueRow, Rejected
+from tasks_server.store.base import Due, Flow, Listing, QueueRow, Rejected
 
 NOW = 1_000_000
 STATES = ("RUNNING", "PAUSED", "SUCCESS", "ERROR", "REVOKED", "WAITING")
@@ -57,7 +57,7 @@ def only(*states: str, verb: str, state: str) -> Rejected:
     return Rejected(f"Only a {' or '.join(states)} task can be {verb}; this one is {state}")
 
 
-EDIT = Edit(NOW, 7, b"new", None, 3, FLOW, None)
+EDIT = Edit(NOW, 7, b"new", None, 3, FLOW, None, Listing(labels='{"k":"v"}'))
 TRANSITIONS: dict[str, Transition] = {
     "pause": Pause(NOW),
     "resume": Resume(NOW, 7),
@@ -104,7 +104,9 @@ def test_every_state_and_transition(name: str, state: str) -> None:
             paused_at=None,
             retry_count=0,
         ),
-        "edit": Change(request=b"new", metadata=None, retry_limit=3, flow=FLOW),
+        "edit": Change(
+            request=b"new", metadata=None, retry_limit=3, flow=FLOW, listing=EDIT.listing
+        ),
     }[name]
     assert decided == expected
 

@@ -1062,6 +1062,9 @@ def test_response_models_build_from_names_and_dump_camel_case() -> None:
         "scheduleId": None,
         "batchId": None,
         "ref": None,
+        "method": None,
+        "target": None,
+        "labels": None,
     }
     out = QueueOut(**summary.model_dump(), metadata={"k": "v"})
     assert out.model_dump(by_alias=True)["response"] is None

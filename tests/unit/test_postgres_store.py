@@ -16,7 +16,14 @@ from tasks_server import cli, startup
 from tasks_server.lifecycle import Change
 from tasks_server.settings import Settings, SettingsError, load_settings
 from tasks_server.store import postgres_schema
-from tasks_server.store.base import Idempotency, InsertOutcome, NewTask, QueueRow, Result
+from tasks_server.store.base import (
+    Idempotency,
+    InsertOutcome,
+    ListFilters,
+    NewTask,
+    QueueRow,
+    Result,
+)
 from tasks_server.store.postgres import PostgresStore, migrate_url
 from tests.conftest import open_client, register_owner
 
@@ -306,8 +313,7 @@ async def test_a_schedule_fired_by_two_nodes_at_once_registers_one_task(
     assert outcomes == ["FIRED", "STALE", "STALE", "STALE"]
     listed = await second.list_tasks(
         OWNER,
-        state=None,
-        schedule_id=schedule.id,
+        filters=ListFilters(schedule_id=schedule.id),
         order="createdAt",
         descending=False,
         limit=10,

@@ -115,8 +115,8 @@ SELECT count(*) FROM schedules WHERE owner_id = $1
 
 -- name: insert_schedule
 INSERT INTO schedules (id, owner_id, state, cron, timezone, created_at, next_run_at, request,
-                       metadata)
-VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $8)
+                       metadata, labels)
+VALUES ($1, $2, 'ACTIVE', $3, $4, $5, $6, $7, $8, $9)
 RETURNING @SCHEDULE_COLUMNS@
 
 -- name: select_schedule
@@ -139,8 +139,8 @@ SELECT @SCHEDULE_COLUMNS@ FROM schedules
 -- name: insert_fired
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, schedule_id, scheduled_for, flow_key,
-                    flow_parallelism, flow_rate)
-VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    flow_parallelism, flow_rate, labels, method, target, destination)
+VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
 RETURNING @COLUMNS@
 
@@ -320,3 +320,44 @@ RETURNING id, address, failures, open_until, probe_until, last_error, updated_at
 -- name: last_fire_unfinished
 SELECT 1 FROM schedules s JOIN queues q ON q.id = s.last_queue_id
  WHERE s.id = $1 AND q.state NOT IN ('SUCCESS', 'ERROR', 'REVOKED')
+
+-- --- stats (SPEC §19.4): running aggregates kept by the attempts_closed trigger ----------
+
+-- name: stats_attempts
+SELECT minute, outcome, sum(attempts) FROM stats_attempts
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY minute, outcome ORDER BY minute, outcome
+
+-- name: stats_lateness
+SELECT bucket, sum(attempts) FROM stats_lateness
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY bucket ORDER BY bucket
+
+-- name: stats_failures
+SELECT destination, sum(failures) AS n FROM stats_failures
+ WHERE owner_id = $1 AND minute >= $2 GROUP BY destination ORDER BY n DESC, destination
+ LIMIT $3
+
+-- name: stats_states
+SELECT state, count(*) FROM queues WHERE owner_id = $1 GROUP BY state
+
+-- name: purge_stats_attempts
+DELETE FROM stats_attempts WHERE minute < $1
+
+-- name: purge_stats_lateness
+DELETE FROM stats_lateness WHERE minute < $1
+
+-- name: purge_stats_failures
+DELETE FROM stats_failures WHERE minute < $1
+
+-- --- lists (SPEC §19.4) -------------------------------------------------------------------
+
+-- How many of the owner's tasks carry a label: a filter of several is driven by the rarest.
+-- name: count_label
+SELECT count(*) FROM queue_labels WHERE owner_id = $1 AND key = $2 AND value = $3
+
+-- The tasks carrying one label ($2 key, $3 value), the other filters after: the label's rows
+-- lead the join (SQLite keeps a CROSS JOIN's order), so a rare label reads only its tasks.
+-- name: list_tasks_by_label
+SELECT @SUMMARY_COLUMNS@ FROM queue_labels l CROSS JOIN queues
+ WHERE l.owner_id = $1 AND l.key = $2 AND l.value = $3 AND queues.id = l.queue_id
+   AND queues.owner_id = $1{where}
+ ORDER BY {order} LIMIT {limit} OFFSET {offset}

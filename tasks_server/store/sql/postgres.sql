@@ -73,23 +73,25 @@ DELETE FROM idempotency USING doomed WHERE idempotency.ctid = doomed.ctid
 -- name: insert_queue
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
-                    flow_rate)
+                    flow_rate, labels, method, target, destination)
 SELECT $1, owners.id, 'RUNNING', $3, $4, $5, $6, $7, $8,
        CASE WHEN $8::text IS NULL THEN NULL ELSE tasks_now_ms() + $9::bigint END,
-       $10, $11, $12
+       $10, $11, $12, $14::text, $15::text, $16::text, $17::text
   FROM owners WHERE owners.id = $2 AND owners.active_tasks < $13
    FOR UPDATE OF owners
 RETURNING @COLUMNS@
 
 -- name: insert_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, flow_key, flow_parallelism, flow_rate)
+                    request, metadata, flow_key, flow_parallelism, flow_rate, labels, method,
+                    target, destination)
 SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata, flow_key,
-       flow_parallelism, flow_rate
+       flow_parallelism, flow_rate, labels, method, target, destination
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[],
-              $7::bytea[], $8::text[], $9::integer[], $10::double precision[])
+              $7::bytea[], $8::text[], $9::integer[], $10::double precision[], $11::text[],
+              $12::text[], $13::text[], $14::text[])
     AS tasks (id, owner_id, created_at, due, retry_limit, request, metadata, flow_key,
-              flow_parallelism, flow_rate)
+              flow_parallelism, flow_rate, labels, method, target, destination)
 
 -- name: lock_queue
 SELECT @COLUMNS@ FROM queues WHERE id = $1 AND owner_id = $2 FOR UPDATE OF queues
@@ -181,11 +183,13 @@ UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
 -- name: insert_callbacks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, callback_of)
-SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata, callback_of
+                    request, metadata, callback_of, labels, method, target, destination)
+SELECT id, owner_id, 'RUNNING', created_at, due, retry_limit, request, metadata, callback_of,
+       labels, method, target, destination
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[],
-              $7::bytea[], $8::text[])
-    AS v (id, owner_id, created_at, due, retry_limit, request, metadata, callback_of)
+              $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+    AS v (id, owner_id, created_at, due, retry_limit, request, metadata, callback_of, labels,
+          method, target, destination)
 
 -- Rows (callback id, task id).
 -- name: set_callback_ids
@@ -275,17 +279,17 @@ RETURNING id, state
 
 -- Rows (id, owner, state, created at, due, retry limit, request, metadata, flow key,
 -- parallelism, rate, batch, pending, release delay, status, end, callback due, dependents,
--- ref).
+-- ref, labels, method, target, destination).
 -- name: insert_linked_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, flow_key, flow_parallelism, flow_rate, batch_id,
                     pending_deps, release_delay, status_code, estimate_end_at, callback_due,
-                    has_dependents, ref)
+                    has_dependents, ref, labels, method, target, destination)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
                      $6::integer[], $7::bytea[], $8::bytea[], $9::text[], $10::integer[],
                      $11::double precision[], $12::text[], $13::integer[], $14::bigint[],
                      $15::integer[], $16::bigint[], $17::integer[], $18::integer[],
-                     $19::text[])
+                     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])
 RETURNING @COLUMNS@
 
 -- Rows (task, the task it depends on, the name its placeholders use, requireSuccess).

@@ -56,22 +56,23 @@ DELETE FROM idempotency
 -- --- tasks -------------------------------------------------------------------------------
 
 -- $8 the pre-claiming holder, $9 how long its lease lasts from $3 (now); inserted only while
--- the owner ($2) holds fewer than $13 active tasks.
+-- the owner ($2) holds fewer than $13 active tasks; $14… its `Listing`.
 -- name: insert_queue
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, lease_owner, lease_until, flow_key, flow_parallelism,
-                    flow_rate)
+                    flow_rate, labels, method, target, destination)
 SELECT $1, owners.id, 'RUNNING', $3, $4, $5, $6, $7, $8,
        CASE WHEN $8 IS NULL THEN NULL ELSE $3 + $9 END,
-       $10, $11, $12
+       $10, $11, $12, $14, $15, $16, $17
   FROM owners WHERE owners.id = $2 AND owners.active_tasks < $13
 RETURNING @COLUMNS@
 
 -- name: insert_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, flow_key, flow_parallelism, flow_rate)
+                    request, metadata, flow_key, flow_parallelism, flow_rate, labels, method,
+                    target, destination)
 SELECT column1, column2, 'RUNNING', column3, column4, column5, column6, column7, column8,
-       column9, column10
+       column9, column10, column11, column12, column13, column14
   FROM (VALUES {values})
 
 -- name: lock_queue
@@ -155,11 +156,13 @@ UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = 
   FROM v WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt
                AND attempts.finished_at = 0
 
--- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
+-- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on,
+-- then its `Listing`).
 -- name: insert_callbacks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
-                    request, metadata, callback_of)
-SELECT column1, column2, 'RUNNING', column3, column4, column5, column6, column7, column8
+                    request, metadata, callback_of, labels, method, target, destination)
+SELECT column1, column2, 'RUNNING', column3, column4, column5, column6, column7, column8,
+       column9, column10, column11, column12
   FROM (VALUES {values})
 
 -- Rows (callback id, task id).
@@ -244,15 +247,15 @@ RETURNING id, state
 
 -- Rows (id, owner, state, created at, due, retry limit, request, metadata, flow key,
 -- parallelism, rate, batch, pending, release delay, status, end, callback due, dependents,
--- ref).
+-- ref, labels, method, target, destination).
 -- name: insert_linked_tasks
 INSERT INTO queues (id, owner_id, state, created_at, estimate_execution_at, retry_limit,
                     request, metadata, flow_key, flow_parallelism, flow_rate, batch_id,
                     pending_deps, release_delay, status_code, estimate_end_at, callback_due,
-                    has_dependents, ref)
+                    has_dependents, ref, labels, method, target, destination)
 SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,
        column10, column11, column12, column13, column14, column15, column16, column17, column18,
-       column19
+       column19, column20, column21, column22, column23
   FROM (VALUES {values})
 RETURNING @COLUMNS@
 
