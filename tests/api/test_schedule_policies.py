@@ -54,8 +54,6 @@ async def scheduled(
 async def tasks_of(store: SqliteStore, owner_id: str) -> list[QueueSummaryRow]:
     return await store.list_tasks(
         owner_id,
-        state=None,
-        schedule_id=None,
         order="createdAt",
         descending=False,
         limit=1000,
