@@ -31,7 +31,7 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
                 print(f"  ! not every task succeeded ({name}): {drained.states}")
             rates[name].append(drained.rate)
     on, off = max(rates["on"]), max(rates["off"])
-    report.details["breaker"] = {"tasks": BURST, "on_per_s": rates["on"], "off": rates}
+    report.details["breaker"] = {"tasks": BURST, "attempts_per_s": rates}
     report.add(
         Row(
             f"burst of {BURST:,}, breaker + lateness checks on",
