@@ -55,6 +55,7 @@ class Outcome(StrEnum):
     TRANSPORT = "TRANSPORT"
     ABORTED = "ABORTED"
     INTERRUPTED = "INTERRUPTED"
+    EXPIRED = "EXPIRED"
 
 
 class State(StrEnum):

@@ -16,6 +16,7 @@ const OUTCOMES = [
   "TRANSPORT",
   "ABORTED",
   "INTERRUPTED",
+  "EXPIRED",
 ];
 const WIDTH = 600;
 const HEIGHT = 140;

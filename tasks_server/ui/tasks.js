@@ -80,6 +80,7 @@ export const OUTCOMES = [
   "TRANSPORT",
   "ABORTED",
   "INTERRUPTED",
+  "EXPIRED",
 ];
 
 function listParams(params) {

@@ -46,3 +46,9 @@ def test_destinations_lists_an_open_circuit_and_reset_closes_it(env: Env) -> Non
     assert json.loads(reset.stdout)["state"] == "closed"
     unknown = env.run("destination", "reset", "0" * 32)
     assert unknown.returncode == 1 and unknown.stderr.startswith("tasks: ")
+
+
+def test_ls_filters_by_the_expired_outcome(env: Env) -> None:
+    listed = env.run("ls", "--outcome", "expired", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []

@@ -41,6 +41,7 @@ def test_an_open_circuit_is_listed_and_reset(
     with open_tab(browser, dash.server.url, viewport={"width": 1280, "height": 860}) as tab:
         page = tab.page
         sign_in(page, dash)
+        expect(page.locator("#filter-outcome option[value=EXPIRED]")).to_have_count(1)
         page.get_by_role("link", name="Destinations").click()
         expect(page.get_by_text("No failing destinations")).to_be_visible()
 
