@@ -2,10 +2,9 @@
 // node coloured by its state that opens the task. The layout is layered: a task's column is
 // the length of the longest chain of dependencies leading to it, so every edge points right.
 
-import { badge, h, idLink, loadingState, viewHead } from "./dom.js";
+import { badge, h, idLink, loadingState, svg, viewHead } from "./dom.js";
 import { keepLoaded, show } from "./frame.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 const NODE_W = 168;
 const NODE_H = 44;
 const GAP_X = 56;
@@ -50,13 +49,6 @@ export function layers(tasks, edges) {
   return column;
 }
 
-function svg(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
-  el.append(...children);
-  return el;
-}
-
 function graphCard(batch) {
   const column = layers(batch.tasks, batch.edges);
   const rows = new Map();
@@ -89,10 +81,10 @@ function graphCard(batch) {
     return svg(
       "a",
       { href: `#/tasks/${task.id}`, class: `node state-${task.state.toLowerCase()}` },
-      svg("title", {}, `${label}: ${task.state} (${task.id})`),
+      svg("title", { text: `${label}: ${task.state} (${task.id})` }),
       svg("rect", { x, y, width: NODE_W, height: NODE_H, rx: 6 }),
-      svg("text", { x: x + 10, y: y + 18, class: "node-label" }, label),
-      svg("text", { x: x + 10, y: y + 34, class: "node-state" }, task.state),
+      svg("text", { x: x + 10, y: y + 18, class: "node-label", text: label }),
+      svg("text", { x: x + 10, y: y + 34, class: "node-state", text: task.state }),
     );
   });
   const arrow = svg(

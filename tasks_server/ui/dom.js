@@ -100,6 +100,20 @@ export function labelTags(labels) {
     : null;
 }
 
+// An attempt's outcomes, in the order charts stack them; each has its colour in style.css
+// (.fill-<outcome>, .outcome-<outcome>).
+export const OUTCOMES = [
+  "SUCCESS",
+  "FAILURE",
+  "TIMEOUT",
+  "TOO_LARGE",
+  "TRANSPORT",
+  "UNFILLED",
+  "ABORTED",
+  "INTERRUPTED",
+  "EXPIRED",
+];
+
 const SVG = "http://www.w3.org/2000/svg";
 
 /** An SVG element, attributes set as given (no inline style: the page's CSP forbids it). */

@@ -2,22 +2,22 @@
 // drawn as SVG here (no chart library, no CDN): attempts per minute by outcome, lateness,
 // the most failing destinations and the tasks by state.
 
-import { badge, emptyState, facts, h, loadingState, select, svg, viewHead, when } from "./dom.js";
+import {
+  OUTCOMES,
+  badge,
+  emptyState,
+  facts,
+  h,
+  loadingState,
+  select,
+  svg,
+  viewHead,
+  when,
+} from "./dom.js";
 import { goWith, keepLoaded, show } from "./frame.js";
 
 const WINDOWS = ["15m", "1h", "6h", "24h"];
 const MINUTE_MS = 60_000;
-// Drawn bottom-up in this order; each has its colour in style.css (.fill-<outcome>).
-const OUTCOMES = [
-  "SUCCESS",
-  "FAILURE",
-  "TIMEOUT",
-  "TOO_LARGE",
-  "TRANSPORT",
-  "ABORTED",
-  "INTERRUPTED",
-  "EXPIRED",
-];
 const WIDTH = 600;
 const HEIGHT = 140;
 

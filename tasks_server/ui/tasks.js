@@ -2,6 +2,7 @@
 // redacted config, attempts timeline, actions).
 
 import {
+  OUTCOMES,
   actionBar,
   badge,
   configCard,
@@ -72,16 +73,6 @@ const ACTIONS = [
 
 // --- the task list ---------------------------------------------------------------------------
 
-export const OUTCOMES = [
-  "SUCCESS",
-  "FAILURE",
-  "TIMEOUT",
-  "TOO_LARGE",
-  "TRANSPORT",
-  "ABORTED",
-  "INTERRUPTED",
-  "EXPIRED",
-];
 
 function listParams(params) {
   const state = params.get("state");
