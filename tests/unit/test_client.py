@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from tasks_server.client import cli, output, profiles
 from tasks_server.client.api import Api, Refused, Unreachable
 from tasks_server.client.durations import every, parse_duration
+from tasks_server.models.attempts import AttemptOutcome
 from tests.integration.server import free_port
 
 # What a server may send, and what the terminal must show for it: Rich markup stays text,
@@ -280,3 +281,8 @@ def test_a_refusal_carries_the_servers_message(status: int, body: object, messag
     with Api("http://127.0.0.1:1", transport=answer) as api, pytest.raises(Refused) as refused:
         api.queues()
     assert (refused.value.status, refused.value.message) == (status, message)
+
+
+def test_ls_knows_every_outcome_an_attempt_can_end_with() -> None:
+    ended = {outcome.value for outcome in AttemptOutcome} - {AttemptOutcome.IN_FLIGHT.value}
+    assert {outcome.value for outcome in cli.Outcome} == ended
