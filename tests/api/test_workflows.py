@@ -176,13 +176,14 @@ async def test_a_placeholder_that_cannot_be_filled_sends_nothing(
     client: httpx.AsyncClient, target: Target
 ) -> None:
     owner = await register_owner(client)
-    target.script("/a", Step(body=b'{"id": 1}'), Step(body=b"line\r\nX-Evil: 1"))
+    target.script("/a", Step(body=b'{"id": 1}'))
+    target.script("/a2", Step(body=b"line\r\nX-Evil: 1"))
     missing = step(f"{target.url}/missing", "missing", "a")
     missing["httpRequest"]["data"] = {"x": "{{deps.a.json.nope}}"}
     broken = step(f"{target.url}/broken", "broken", "a2")
     broken["httpRequest"]["headers"] = {"X-From": "{{deps.a2.body}}"}
     made = await batch(
-        client, owner, step(f"{target.url}/a", "a"), step(f"{target.url}/a", "a2"), missing, broken
+        client, owner, step(f"{target.url}/a", "a"), step(f"{target.url}/a2", "a2"), missing, broken
     )
     for queue in made["tasks"][2:]:
         done = await wait_state(client, owner, queue["id"], "ERROR")
