@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tasks_server.scheduler.held import WINDOW_MS
-from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess, free_port
+from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess, free_port
 from tests.polling import eventually
 from tests.postgres import Databases, run_apart
 from tests.target import Target
@@ -66,7 +66,10 @@ def clients(
         for server in servers:
             server.workdir.mkdir()
             server.start()
-        opened.extend(httpx.Client(base_url=server.url, timeout=30) for server in servers)
+        opened.extend(
+            httpx.Client(base_url=server.url, limits=CLIENT_LIMITS, timeout=30)
+            for server in servers
+        )
         yield opened
     finally:
         for client in opened:

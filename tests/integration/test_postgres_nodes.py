@@ -23,7 +23,7 @@ import pytest
 
 from tasks_server.store.postgres import lock_key
 from tasks_server.timeutil import now_ms
-from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess
+from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess
 from tests.polling import eventually, paced_by
 from tests.postgres import Databases, run_apart
 from tests.target import Step, Target
@@ -102,7 +102,10 @@ def nodes(
             for server in servers:
                 server.workdir.mkdir()
                 server.start()
-            clients.extend(httpx.Client(base_url=server.url, timeout=30) for server in servers)
+            clients.extend(
+                httpx.Client(base_url=server.url, limits=CLIENT_LIMITS, timeout=30)
+                for server in servers
+            )
             group = Nodes(servers, target, url, clients)
             owner = group.call(0, "POST", "/v1/owners/register", {"name": "nodes"}).json()
             group.headers = {

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tasks_server.timeutil import now_ms
-from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess
+from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess
 from tests.polling import eventually
 from tests.postgres import Databases, run_apart
 from tests.target import Step, Target
@@ -29,7 +29,9 @@ class Nodes:
     def __init__(self, servers: list[ServerProcess], target: Target) -> None:
         self.servers = servers
         self.target = target
-        self.clients = [httpx.Client(base_url=s.url, timeout=30) for s in servers]
+        self.clients = [
+            httpx.Client(base_url=s.url, limits=CLIENT_LIMITS, timeout=30) for s in servers
+        ]
         self.headers: dict[str, str] = {}
         owner = self.call(0, "POST", "/v1/owners/register", {"name": "workflows"}).json()
         self.headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
