@@ -24,10 +24,11 @@ from tasks_server import startup
 from tasks_server.codec import TaskCodec
 from tasks_server.executor.options import unsupported
 from tasks_server.models.queues import QueueRegistration
-from tasks_server.original import keys, mapping, source
+from tasks_server.original import keys, mapping
 from tasks_server.original.cipher import UNSET, OriginalCipher, WrongKey
 from tasks_server.settings import Settings
 from tasks_server.store import build_store
+from tasks_server.store import original as source
 from tasks_server.store.base import StoreOpenError, TaskStore
 from tasks_server.store.imports import ImportedOwner, ImportedTask
 from tasks_server.timeutil import now_ms

@@ -17,8 +17,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tasks_server.models.queues import QueueRegistration
-from tasks_server.original import keys, mapping, source
+from tasks_server.original import keys, mapping
 from tasks_server.original.cipher import OriginalCipher, WrongKey
+from tasks_server.store import original as source
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "original"
 VERSIONS = {"beta.3": "1.0.0-beta.3", "beta.4": "1.0.0-beta.4"}

@@ -1,4 +1,5 @@
-"""Reading the original's SQLite database, read-only, in either of its schemas.
+"""The original Bun server's SQLite database, read-only, in either of its schemas (for
+`tasks-server import-original`; the only SQL on a database not ours).
 
 Until 1.0.0-beta.3 owners live in table `owner` and tasks point at them by `ownerId`; from
 beta.4 on ("Refactor from owner to task") the same rows are table `task` and `taskId`. A
