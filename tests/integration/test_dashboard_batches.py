@@ -80,6 +80,8 @@ def test_a_batch_is_a_graph_whose_nodes_open_their_tasks(
 
     page.goto(f"{dash.server.url}/ui#/tasks?state=WAITING")
     expect(page.get_by_label("State")).to_have_value("WAITING")
+    # The select shows the filter before the list it asked for has arrived.
+    expect(page.locator("tbody tr")).to_have_count(3)
     waiting = page.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert set(waiting) == {transform["id"], load["id"], audit["id"]}
     # Revoking the first step ends the rest that required it: the graph says so.
