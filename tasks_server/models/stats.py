@@ -7,10 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-# A start's lateness is counted in the bucket of the bounds it exceeds (schema migration 8
-# spells them out in SQL): percentiles read as "at most this many ms".
-LATENESS_BOUNDS_MS: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
-LATENESS_BOUNDS_MS += (5000, 10000, 30000, 60000, 300000, 3600000)
+from tasks_server.store.stats import LATENESS_BOUNDS_MS
+
 WINDOWS_MS = {"15m": 900_000, "1h": 3_600_000, "6h": 21_600_000, "24h": 86_400_000}
 TOP_DESTINATIONS = 5
 

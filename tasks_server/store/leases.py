@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks_server.store import destinations, flow, workflows
+from tasks_server.store import destinations, flow, stats, workflows
 from tasks_server.store.base import (
     CircuitNote,
     Due,
@@ -54,7 +54,8 @@ async def claim(d: Driver, *, holder: str, window_ms: int, lease_ms: int, limit:
             await tx.execute("flow_advance", planned.next_start_at, owner_id, key)
             claimed += planned.leased
         if claimed:
-            await tx.execute("interrupt_claimed", holder, now, [due.id for due in claimed])
+            ids = [due.id for due in claimed]
+            await stats.count(tx, await tx.fetch("interrupt_claimed", holder, now, ids))
         return claimed
 
     return await d.write(unit)
@@ -87,7 +88,7 @@ class _Outcome:
         retry_at = None if r.state is not None else r.retry_at
         return (
             *(due.id, self.holder, due.version, r.state, r.status_code, r.response),
-            *(r.finished_at, retry_at),
+            *(r.finished_at, retry_at, r.outcome),
         )
 
     def attempt(self) -> Row:
@@ -118,10 +119,11 @@ async def record(
 
 
 async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
-    # The attempts first, the tasks last: an ending task's owner row is then locked (its
-    # count of active tasks) only for the end of the transaction, and other writers of that
-    # owner's tasks wait the shortest. The rows of one task are written by its holder alone.
-    await tx.execute_rows("close_attempts", [o.attempt() for o in items])
+    # The attempts first, the tasks and the rows other writers share after them: an ending
+    # task's owner row (its count of active tasks), the circuits and the counts are then
+    # locked only for the end of the transaction, and the other writers wait the shortest.
+    # The rows of one task are written by its holder alone.
+    closed = await tx.fetch_rows("close_attempts", [o.attempt() for o in items])
     pruned = [(o.due.id, o.result.attempt - o.keep) for o in items if o.result.attempt > o.keep]
     if pruned:
         await tx.execute_rows("prune_attempts", pruned)
@@ -142,6 +144,7 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
     notes = [(o.circuit, o.result.finished_at) for o in items if o.circuit is not None]
     if notes:
         await destinations.circuit_updates(tx, notes)
+    await stats.count(tx, closed)
     settled = {queue_id for queue_id, _ in ended}
     return [
         Recorded.SETTLED
@@ -161,7 +164,7 @@ async def aborted(
 
     async def unit(tx: Tx) -> QueueRow | None:
         if started is not None:
-            await tx.execute("abort_open", now, queue_id, holder, *started)
+            await stats.count(tx, await tx.fetch("abort_open", now, queue_id, holder, *started))
         row = await tx.fetchrow("select_by_id", queue_id)
         return None if row is None else QueueRow.from_row(row)
 
@@ -174,7 +177,7 @@ async def abandon(d: Driver, *, holder: str, queue_id: str, now: int) -> None:
 
     async def unit(tx: Tx) -> None:
         await tx.execute("release_lease", queue_id, holder)
-        await tx.execute("interrupt_open_of_task", now, queue_id, holder)
+        await stats.count(tx, await tx.fetch("interrupt_open_of_task", now, queue_id, holder))
 
     await d.write(unit)
 
@@ -202,7 +205,7 @@ async def release_holder(d: Driver, holder: str, *, now: int) -> None:
 
     async def unit(tx: Tx) -> None:
         await tx.execute("release_leases_of", holder)
-        await tx.execute("interrupt_open_of", now, holder)
+        await stats.count(tx, await tx.fetch("interrupt_open_of", now, holder))
 
     await d.write(unit)
 

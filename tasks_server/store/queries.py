@@ -49,6 +49,11 @@ FRAGMENTS = {
         "AND NOT (batch_id IS NOT NULL AND EXISTS (SELECT 1 FROM queues b "
         "WHERE b.batch_id = queues.batch_id AND b.state IN ('RUNNING', 'PAUSED', 'WAITING')))"
     ),
+    # What closing attempts returns for the overview's counts (`stats.count`).
+    "CLOSED": (
+        "attempts.queue_id, attempts.outcome, attempts.finished_at, "
+        "attempts.started_at - attempts.due_at"
+    ),
     "SCHEDULE_COLUMNS": (
         "id, owner_id, state, cron, timezone, created_at, next_run_at, last_run_at, "
         "last_queue_id, version, request, metadata, labels"

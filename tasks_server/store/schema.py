@@ -400,4 +400,34 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX destinations_owner ON destinations (owner_id, updated_at);
     CREATE INDEX destinations_open ON destinations (open_until) WHERE open_until > 0
     """,
+    # 11: the overview's aggregates in one table, counted by the outcome write itself
+    # (`stats.count`: one statement per batch of outcomes) instead of three triggers per
+    # attempt. A row counts the attempts of an owner's minute of one `kind`: `outcome` (key:
+    # the outcome), `lateness` (key: its bucket) or `failure` (key: the destination). The
+    # task's last outcome is written by the outcome write too.
+    """
+    CREATE TABLE stats_counts (
+        owner_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, kind, minute, key, slot)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO stats_counts (owner_id, kind, minute, key, n)
+    SELECT owner_id, 'outcome', minute, outcome, sum(attempts) FROM stats_attempts
+     GROUP BY owner_id, minute, outcome;
+    INSERT INTO stats_counts (owner_id, kind, minute, key, n)
+    SELECT owner_id, 'lateness', minute, CAST(bucket AS TEXT), sum(attempts) FROM stats_lateness
+     GROUP BY owner_id, minute, bucket;
+    INSERT INTO stats_counts (owner_id, kind, minute, key, n)
+    SELECT owner_id, 'failure', minute, destination, sum(failures) FROM stats_failures
+     GROUP BY owner_id, minute, destination;
+    DROP TRIGGER attempts_closed;
+    DROP TRIGGER attempts_failed;
+    DROP TABLE stats_attempts;
+    DROP TABLE stats_lateness;
+    DROP TABLE stats_failures
+    """,
 )

@@ -3,9 +3,16 @@ task's labels, closing an attempt counts it once per minute, outcome and destina
 
 from __future__ import annotations
 
+import sqlite3
+
+import asyncpg
+import pytest
+
 from tasks_server.lifecycle import Change
+from tasks_server.settings import Settings
+from tasks_server.store import build_store, postgres_schema, schema
 from tasks_server.store.base import ListFilters, Listing, TaskStore
-from tests.store.conftest import FUTURE, add
+from tests.store.conftest import FUTURE, add, past
 from tests.store.test_outcomes import ended
 
 MINUTE_MS = 60_000
@@ -80,3 +87,88 @@ async def test_closed_attempts_are_counted_by_minute_outcome_and_destination(
     assert await store.purge_stats(before=minute) == 0
     assert await store.purge_stats(before=minute + MINUTE_MS) > 0
     assert (await store.stats(owner, since=0, top=5)).attempts == []
+
+
+async def test_attempts_closed_without_an_answer_are_counted_too(
+    store: TaskStore, owner: str
+) -> None:
+    """An abort, an abandon, a stopping holder and a claim of a dead holder's task close
+    attempts as the outcome write does: each is counted once, with its lateness."""
+    now = await store.now()
+    for _ in range(4):
+        await add(store, owner, due=now - 10, listing=_listing())
+    aborted, abandoned, stopped = [
+        await _started(store, "a", now, lease_ms=MINUTE_MS) for _ in range(3)
+    ]
+    dead = await _started(store, "dead", now, lease_ms=1)
+    await store.aborted(holder="a", queue_id=aborted, now=now + 1, started=(1, now))
+    await store.abandon(holder="a", queue_id=abandoned, now=now + 1)
+    await store.release_holder("a", now=now + 1)
+    await past(store, now + 1)
+    claimed = await store.claim(holder="b", window_ms=0, lease_ms=MINUTE_MS, limit=10)
+    assert {due.id for due in claimed} == {aborted, abandoned, stopped, dead}
+    stats = await store.stats(owner, since=0, top=5)
+    by_outcome: dict[str, int] = {}
+    for _minute, outcome, n in stats.attempts:
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+    assert by_outcome == {"ABORTED": 1, "INTERRUPTED": 3}
+    assert sum(stats.lateness.values()) == 4
+    assert stats.failures == []
+
+
+async def _started(store: TaskStore, holder: str, now: int, *, lease_ms: int) -> str:
+    (due,) = await store.claim(holder=holder, window_ms=0, lease_ms=lease_ms, limit=1)
+    assert await store.started(holder=holder, due=due, now=now) == 1
+    return due.id
+
+
+# Aggregates as schema version 10 kept them, in its three tables.
+_COUNTED_BY_TRIGGERS = (
+    "INSERT INTO stats_attempts VALUES ($1, $2, 'SUCCESS', $3, 2)",
+    "INSERT INTO stats_lateness VALUES ($1, $2, 4, $3, 2)",
+    "INSERT INTO stats_failures VALUES ($1, $2, 'http://127.0.0.1:9', $3, 1)",
+)
+
+
+@pytest.mark.fresh_database
+async def test_aggregates_counted_before_version_11_are_read_after_it(
+    settings: Settings,
+) -> None:
+    """Migration 11 moves the triggers' three tables into one: nothing counted is lost, and
+    two slots of a minute (PostgreSQL's) read as one."""
+    owner, minute = "01JD0000000000000000000000", 5 * MINUTE_MS
+    if settings.database_url is None:
+        settings.path_sqlite.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(settings.path_sqlite, isolation_level=None)
+        try:
+            for script in schema.MIGRATIONS[:10]:
+                conn.executescript(script)
+            conn.execute("PRAGMA user_version = 10")
+            for statement in _COUNTED_BY_TRIGGERS:
+                conn.execute(statement.replace("$", "?"), (owner, minute, 0))
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(settings.database_url)
+        try:
+            async with pg.transaction():
+                await pg.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+                await pg.execute(postgres_schema.CREATE_VERSIONS)
+                for version, script in enumerate(postgres_schema.MIGRATIONS[:10], 1):
+                    await pg.execute(script)
+                    await pg.execute(postgres_schema.RECORD_VERSION, version)
+                for statement in _COUNTED_BY_TRIGGERS:
+                    for slot in (3, 7):
+                        await pg.execute(statement, owner, minute, slot)
+        finally:
+            await pg.close()
+    store = build_store(settings)
+    await store.open()
+    try:
+        stats = await store.stats(owner, since=0, top=5)
+    finally:
+        await store.close()
+    slots = 1 if settings.database_url is None else 2
+    assert stats.attempts == [(minute, "SUCCESS", 2 * slots)]
+    assert stats.lateness == {4: 2 * slots}
+    assert stats.failures == [(DEST, slots)]

@@ -186,6 +186,7 @@ UPDATE flows SET next_start_at = $1 WHERE owner_id = $2 AND key = $3
 -- name: abort_open
 UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'
  WHERE queue_id = $2 AND holder = $3 AND attempt = $4 AND started_at = $5 AND finished_at = 0
+RETURNING @CLOSED@
 
 -- name: release_lease
 UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2
@@ -193,6 +194,7 @@ UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease
 -- name: interrupt_open_of_task
 UPDATE attempts SET finished_at = $1, outcome = 'INTERRUPTED'
  WHERE queue_id = $2 AND holder = $3 AND finished_at = 0
+RETURNING @CLOSED@
 
 -- name: leased_versions
 SELECT id, state, version FROM queues WHERE lease_owner = $1
@@ -202,6 +204,7 @@ UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1
 
 -- name: interrupt_open_of
 UPDATE attempts SET finished_at = $1, outcome = 'INTERRUPTED' WHERE finished_at = 0 AND holder = $2
+RETURNING @CLOSED@
 
 -- name: release_all_leases
 UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL
@@ -321,32 +324,27 @@ RETURNING id, address, failures, open_until, probe_until, last_error, updated_at
 SELECT 1 FROM schedules s JOIN queues q ON q.id = s.last_queue_id
  WHERE s.id = $1 AND q.state NOT IN ('SUCCESS', 'ERROR', 'REVOKED')
 
--- --- stats (SPEC §19.4): running aggregates kept by the attempts_closed trigger ----------
+-- --- stats (SPEC §19.4): running aggregates, counted by the outcome write ---------------
 
 -- name: stats_attempts
-SELECT minute, outcome, sum(attempts) FROM stats_attempts
- WHERE owner_id = $1 AND minute >= $2 GROUP BY minute, outcome ORDER BY minute, outcome
+SELECT minute, key, sum(n) FROM stats_counts
+ WHERE owner_id = $1 AND kind = 'outcome' AND minute >= $2
+ GROUP BY minute, key ORDER BY minute, key
 
 -- name: stats_lateness
-SELECT bucket, sum(attempts) FROM stats_lateness
- WHERE owner_id = $1 AND minute >= $2 GROUP BY bucket ORDER BY bucket
+SELECT key, sum(n) FROM stats_counts
+ WHERE owner_id = $1 AND kind = 'lateness' AND minute >= $2 GROUP BY key
 
 -- name: stats_failures
-SELECT destination, sum(failures) AS n FROM stats_failures
- WHERE owner_id = $1 AND minute >= $2 GROUP BY destination ORDER BY n DESC, destination
- LIMIT $3
+SELECT key, sum(n) AS total FROM stats_counts
+ WHERE owner_id = $1 AND kind = 'failure' AND minute >= $2
+ GROUP BY key ORDER BY total DESC, key LIMIT $3
 
 -- name: stats_states
 SELECT state, count(*) FROM queues WHERE owner_id = $1 GROUP BY state
 
--- name: purge_stats_attempts
-DELETE FROM stats_attempts WHERE minute < $1
-
--- name: purge_stats_lateness
-DELETE FROM stats_lateness WHERE minute < $1
-
--- name: purge_stats_failures
-DELETE FROM stats_failures WHERE minute < $1
+-- name: purge_stats
+DELETE FROM stats_counts WHERE minute < $1
 
 -- --- lists (SPEC §19.4) -------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3::text[])
 -- name: interrupt_claimed
 UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder <> $1 AND queue_id = ANY($3::text[])
+RETURNING @CLOSED@
 
 -- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
 -- open, numbered after the stored count, which a stale `Due` may lag (a trigger counts them:
@@ -155,30 +156,49 @@ SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
    FOR UPDATE OF q
 RETURNING queue_id, attempt
 
--- Rows (id, holder, version, state, status, response, now, retry at): an ending outcome
--- (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome applies only
--- for the version it was run with, by the lease's holder.
+-- Rows (id, holder, version, state, status, response, now, retry at, outcome): an ending
+-- outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome
+-- applies only for the version it was run with, by the lease's holder.
 -- name: record_outcomes
 UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_code,
-       response = v.response,
+       response = v.response, outcome = v.outcome,
        estimate_end_at = CASE WHEN v.state IS NULL THEN q.estimate_end_at ELSE v.now END,
        estimate_execution_at = coalesce(v.retry_at, q.estimate_execution_at),
        retry_count = q.retry_count + CASE WHEN v.state IS NULL THEN 1 ELSE 0 END,
        lease_owner = NULL, lease_until = NULL, version = q.version + 1
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::bytea[],
-              $7::bigint[], $8::bigint[])
-    AS v (id, holder, version, state, status_code, response, now, retry_at)
+              $7::bigint[], $8::bigint[], $9::text[])
+    AS v (id, holder, version, state, status_code, response, now, retry_at, outcome)
  WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
 RETURNING q.id, q.has_dependents
 
 -- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
 -- name: close_attempts
-UPDATE attempts a SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
+UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = v.outcome,
        error = v.error, response = v.response, sent = v.sent
   FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bytea[],
               $7::bytea[], $8::bytea[])
     AS v (id, attempt, now, status_code, outcome, error, response, sent)
- WHERE a.queue_id = v.id AND a.attempt = v.attempt AND a.finished_at = 0
+ WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt AND attempts.finished_at = 0
+RETURNING @CLOSED@
+
+-- Rows (id, minute, outcome, lateness bucket, failed): closed attempts, counted in their
+-- owner's minute by outcome, by lateness and (failed) by destination, in key order (two
+-- nodes sharing a slot wait for each other but never deadlock).
+-- name: count_attempts
+INSERT INTO stats_counts AS s (owner_id, kind, minute, key, slot, n)
+SELECT q.owner_id, k.kind, v.minute,
+       CASE k.kind WHEN 'outcome' THEN v.outcome WHEN 'lateness' THEN v.bucket
+                   ELSE q.destination END AS key,
+       pg_backend_pid() % 16, count(*)
+  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[])
+    AS v (id, minute, outcome, bucket, failed)
+  JOIN queues q ON q.id = v.id
+ CROSS JOIN (SELECT 'outcome' AS kind UNION ALL SELECT 'lateness'
+             UNION ALL SELECT 'failure') k
+ WHERE k.kind <> 'failure' OR (v.failed AND q.destination IS NOT NULL)
+ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+ON CONFLICT (owner_id, kind, minute, key, slot) DO UPDATE SET n = s.n + excluded.n
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on).
 -- name: insert_callbacks

@@ -121,6 +121,7 @@ UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE id IN (SELECT value F
 -- name: interrupt_claimed
 UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
  WHERE finished_at = 0 AND holder != $1 AND queue_id IN (SELECT value FROM json_each($3))
+RETURNING @CLOSED@
 
 -- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
 -- open, numbered after the stored count, which a stale `Due` may lag (the row's trigger
@@ -133,13 +134,14 @@ SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
  WHERE q.lease_owner = v.holder AND q.version = v.version AND q.state = 'RUNNING'
 RETURNING queue_id, attempt
 
--- Rows (id, holder, version, state, status, response, now, retry at): an ending outcome
--- (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome applies only
--- for the version it was run with, by the lease's holder.
+-- Rows (id, holder, version, state, status, response, now, retry at, outcome): an ending
+-- outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome
+-- applies only for the version it was run with, by the lease's holder.
 -- name: record_outcomes
-WITH v(id, holder, version, state, status_code, response, now, retry_at) AS (VALUES {values})
+WITH v(id, holder, version, state, status_code, response, now, retry_at, outcome)
+  AS (VALUES {values})
 UPDATE queues SET state = coalesce(v.state, queues.state), status_code = v.status_code,
-                  response = v.response,
+                  response = v.response, outcome = v.outcome,
                   estimate_end_at = iif(v.state IS NULL, queues.estimate_end_at, v.now),
                   estimate_execution_at = iif(v.state IS NULL, v.retry_at,
                                               queues.estimate_execution_at),
@@ -155,6 +157,23 @@ UPDATE attempts SET finished_at = v.now, status_code = v.status_code, outcome = 
                     error = v.error, response = v.response, sent = v.sent
   FROM v WHERE attempts.queue_id = v.id AND attempts.attempt = v.attempt
                AND attempts.finished_at = 0
+RETURNING @CLOSED@
+
+-- Rows (id, minute, outcome, lateness bucket, failed): closed attempts, counted in their
+-- owner's minute by outcome, by lateness and (failed) by destination.
+-- name: count_attempts
+WITH v(id, minute, outcome, bucket, failed) AS (VALUES {values})
+INSERT INTO stats_counts (owner_id, kind, minute, key, n)
+SELECT q.owner_id, k.kind, v.minute,
+       CASE k.kind WHEN 'outcome' THEN v.outcome WHEN 'lateness' THEN v.bucket
+                   ELSE q.destination END AS key,
+       count(*)
+  FROM v JOIN queues q ON q.id = v.id
+ CROSS JOIN (SELECT 'outcome' AS kind UNION ALL SELECT 'lateness'
+             UNION ALL SELECT 'failure') k
+ WHERE k.kind != 'failure' OR (v.failed AND q.destination IS NOT NULL)
+ GROUP BY 1, 2, 3, 4
+ON CONFLICT DO UPDATE SET n = n + excluded.n
 
 -- Rows (id, owner, created at, due, retry limit, request, metadata, the task it reports on,
 -- then its `Listing`).
