@@ -21,10 +21,11 @@ from tasks_server.codec import TaskCodec
 from tasks_server.crypto import Cipher
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.settings import Settings
-from tasks_server.store import build_store, postgres_schema, schema
+from tasks_server.store import build_store
 from tasks_server.timeutil import now_ms
 from tests.api.test_queues import Headers, task
 from tests.conftest import MakeSettings, open_client, register_owner
+from tests.old_schema import write_old_database
 
 IDEM = "secret-idem-value"
 FLOW = "secret-flow-value"
@@ -175,31 +176,7 @@ async def _write_old_database(settings: Settings, owners: list[OldOwner]) -> Non
         for owner in owners
         for write in zip(_OLD_WRITES, _old_rows(settings, owner, now), strict=True)
     ]
-    if settings.database_url is None:
-        settings.path_sqlite.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = sqlite3.connect(settings.path_sqlite, isolation_level=None)
-        try:
-            for script in schema.MIGRATIONS[:4]:
-                conn.executescript(script)
-            conn.execute("PRAGMA user_version = 4")
-            for statement, row in writes:
-                conn.execute(statement.replace("$", "?"), row)
-        finally:
-            conn.close()
-        return
-    pg = await asyncpg.connect(settings.database_url)
-    try:
-        async with pg.transaction():
-            # A fresh database of the suite is migrated: start it again from nothing.
-            await pg.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            await pg.execute(postgres_schema.CREATE_VERSIONS)
-            for version, script in enumerate(postgres_schema.MIGRATIONS[:3], 1):
-                await pg.execute(script)
-                await pg.execute(postgres_schema.RECORD_VERSION, version)
-            for statement, row in writes:
-                await pg.execute(statement, *row)
-    finally:
-        await pg.close()
+    await write_old_database(settings, sqlite=4, postgres=3, writes=writes)
 
 
 async def test_plain_keys_of_an_older_database_are_digested_at_start(

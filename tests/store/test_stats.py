@@ -3,20 +3,19 @@ task's labels, closing an attempt counts it once per minute, outcome and destina
 
 from __future__ import annotations
 
-import sqlite3
-
-import asyncpg
 import pytest
 
 from tasks_server.lifecycle import Change
 from tasks_server.settings import Settings
-from tasks_server.store import build_store, postgres_schema, schema
+from tasks_server.store import build_store
 from tasks_server.store.base import ListFilters, Listing, TaskStore
+from tests.old_schema import write_old_database
 from tests.store.conftest import FUTURE, add, past
 from tests.store.test_outcomes import ended
 
 MINUTE_MS = 60_000
 DEST = "http://127.0.0.1:9"
+OLD_OWNER, OLD_MINUTE = "01JD0000000000000000000000", 5 * MINUTE_MS
 
 
 def _listing(labels: str | None = None) -> Listing:
@@ -122,53 +121,30 @@ async def _started(store: TaskStore, holder: str, now: int, *, lease_ms: int) ->
     return due.id
 
 
-# Aggregates as schema version 10 kept them, in its three tables.
-_COUNTED_BY_TRIGGERS = (
-    "INSERT INTO stats_attempts VALUES ($1, $2, 'SUCCESS', $3, 2)",
-    "INSERT INTO stats_lateness VALUES ($1, $2, 4, $3, 2)",
-    "INSERT INTO stats_failures VALUES ($1, $2, 'http://127.0.0.1:9', $3, 1)",
-)
+# Aggregates as schema version 10 kept them, in its three tables, two slots of a minute.
+_COUNTED_BY_TRIGGERS = [
+    (statement, (OLD_OWNER, OLD_MINUTE, slot))
+    for statement in (
+        "INSERT INTO stats_attempts VALUES ($1, $2, 'SUCCESS', $3, 2)",
+        "INSERT INTO stats_lateness VALUES ($1, $2, 4, $3, 2)",
+        "INSERT INTO stats_failures VALUES ($1, $2, 'http://127.0.0.1:9', $3, 1)",
+    )
+    for slot in (3, 7)
+]
 
 
 @pytest.mark.fresh_database
 async def test_aggregates_counted_before_version_11_are_read_after_it(
     settings: Settings,
 ) -> None:
-    """Migration 11 moves the triggers' three tables into one: nothing counted is lost, and
-    two slots of a minute (PostgreSQL's) read as one."""
-    owner, minute = "01JD0000000000000000000000", 5 * MINUTE_MS
-    if settings.database_url is None:
-        settings.path_sqlite.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(settings.path_sqlite, isolation_level=None)
-        try:
-            for script in schema.MIGRATIONS[:10]:
-                conn.executescript(script)
-            conn.execute("PRAGMA user_version = 10")
-            for statement in _COUNTED_BY_TRIGGERS:
-                conn.execute(statement.replace("$", "?"), (owner, minute, 0))
-        finally:
-            conn.close()
-    else:
-        pg = await asyncpg.connect(settings.database_url)
-        try:
-            async with pg.transaction():
-                await pg.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-                await pg.execute(postgres_schema.CREATE_VERSIONS)
-                for version, script in enumerate(postgres_schema.MIGRATIONS[:10], 1):
-                    await pg.execute(script)
-                    await pg.execute(postgres_schema.RECORD_VERSION, version)
-                for statement in _COUNTED_BY_TRIGGERS:
-                    for slot in (3, 7):
-                        await pg.execute(statement, owner, minute, slot)
-        finally:
-            await pg.close()
+    """Migration 11 moves the triggers' three tables into one: nothing counted is lost."""
+    await write_old_database(settings, sqlite=10, postgres=10, writes=_COUNTED_BY_TRIGGERS)
     store = build_store(settings)
     await store.open()
     try:
-        stats = await store.stats(owner, since=0, top=5)
+        stats = await store.stats(OLD_OWNER, since=0, top=5)
     finally:
         await store.close()
-    slots = 1 if settings.database_url is None else 2
-    assert stats.attempts == [(minute, "SUCCESS", 2 * slots)]
-    assert stats.lateness == {4: 2 * slots}
-    assert stats.failures == [(DEST, slots)]
+    assert stats.attempts == [(OLD_MINUTE, "SUCCESS", 4)]
+    assert stats.lateness == {4: 4}
+    assert stats.failures == [(DEST, 2)]
