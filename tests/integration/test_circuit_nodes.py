@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tasks_server.scheduler.held import WINDOW_MS
-from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess, free_port
+from tests.integration.nodes import postgres_nodes
+from tests.integration.server import STARTUP_TIMEOUT_S, free_port
 from tests.polling import eventually
-from tests.postgres import Databases, run_apart
+from tests.postgres import Databases
 from tests.target import Target
 
 NODES = 2
@@ -53,31 +54,9 @@ def clients(
     tmp_path_factory: pytest.TempPathFactory, postgres_databases: Databases
 ) -> Iterator[list[httpx.Client]]:
     workdir = tmp_path_factory.mktemp("circuit-nodes")
-    url = run_apart(postgres_databases.create())
-    env = {
-        "DATABASE_URL": url,
-        "CIPHER_KEY": "one-key-for-every-node",
-        "CIRCUIT_FAILURES": FAILURES,
-        "CIRCUIT_OPEN_MS": OPEN_MS,
-    }
-    servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(NODES)]
-    opened: list[httpx.Client] = []
-    try:
-        for server in servers:
-            server.workdir.mkdir()
-            server.start()
-        opened.extend(
-            httpx.Client(base_url=server.url, limits=CLIENT_LIMITS, timeout=30)
-            for server in servers
-        )
-        yield opened
-    finally:
-        for client in opened:
-            client.close()
-        for server in servers:
-            if server.process is not None:
-                server.stop()
-        run_apart(postgres_databases.drop(url))
+    env = {"CIRCUIT_FAILURES": FAILURES, "CIRCUIT_OPEN_MS": OPEN_MS}
+    with postgres_nodes(workdir, postgres_databases, NODES, **env) as started:
+        yield started.clients
 
 
 def test_a_refusing_destination_opens_one_circuit_for_both_nodes(

@@ -23,7 +23,8 @@ import pytest
 
 from tasks_server.store.postgres import lock_key
 from tasks_server.timeutil import now_ms
-from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess
+from tests.integration.nodes import postgres_nodes
+from tests.integration.server import STARTUP_TIMEOUT_S, ServerProcess
 from tests.polling import eventually, paced_by
 from tests.postgres import Databases, run_apart
 from tests.target import Step, Target
@@ -88,39 +89,17 @@ def nodes(
     tmp_path_factory: pytest.TempPathFactory, postgres_databases: Databases
 ) -> Iterator[Nodes]:
     workdir = tmp_path_factory.mktemp("pg-nodes")
-    url = run_apart(postgres_databases.create())
-    env = {
-        "DATABASE_URL": url,
-        "CIPHER_KEY": "one-key-for-every-node",
-        "LOG": "true",
-        "MAX_TASKS_IN_QUEUE": 2 * TASKS,  # never the limit, however fast they register
-    }
-    servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(NODES)]
-    clients: list[httpx.Client] = []
-    with Target() as target:
-        try:
-            for server in servers:
-                server.workdir.mkdir()
-                server.start()
-            clients.extend(
-                httpx.Client(base_url=server.url, limits=CLIENT_LIMITS, timeout=30)
-                for server in servers
-            )
-            group = Nodes(servers, target, url, clients)
-            owner = group.call(0, "POST", "/v1/owners/register", {"name": "nodes"}).json()
-            group.headers = {
-                "Authorization": f"Bearer {owner['key']}",
-                "X-Tasks-Owner-Id": owner["id"],
-            }
-            yield group
-        finally:
-            for client in clients:
-                client.close()
-            for server in servers:
-                if server.process is not None:
-                    server.stop()
-            run_apart(postgres_databases.drop(url))
-    for server in servers:
+    # Never the limit, however fast they register.
+    limit = {"MAX_TASKS_IN_QUEUE": 2 * TASKS}
+    with Target() as target, postgres_nodes(workdir, postgres_databases, NODES, **limit) as up:
+        group = Nodes(up.servers, target, up.database_url, up.clients)
+        owner = group.call(0, "POST", "/v1/owners/register", {"name": "nodes"}).json()
+        group.headers = {
+            "Authorization": f"Bearer {owner['key']}",
+            "X-Tasks-Owner-Id": owner["id"],
+        }
+        yield group
+    for server in group.servers:
         if server.process is not None and server.process.returncode != -signal.SIGKILL:
             assert "Traceback" not in server.output(), server.output()
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tasks_server.timeutil import now_ms
-from tests.integration.server import CLIENT_LIMITS, STARTUP_TIMEOUT_S, ServerProcess
+from tests.integration.nodes import PostgresNodes, postgres_nodes
+from tests.integration.server import STARTUP_TIMEOUT_S
 from tests.polling import eventually
-from tests.postgres import Databases, run_apart
+from tests.postgres import Databases
 from tests.target import Step, Target
 
 PAIRS = 20
@@ -26,12 +27,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2 * STARTUP_TIMEOUT_S + 300)
 
 
 class Nodes:
-    def __init__(self, servers: list[ServerProcess], target: Target) -> None:
-        self.servers = servers
+    def __init__(self, started: PostgresNodes, target: Target) -> None:
+        self.servers = started.servers
+        self.clients = started.clients
         self.target = target
-        self.clients = [
-            httpx.Client(base_url=s.url, limits=CLIENT_LIMITS, timeout=30) for s in servers
-        ]
         self.headers: dict[str, str] = {}
         owner = self.call(0, "POST", "/v1/owners/register", {"name": "workflows"}).json()
         self.headers = {"Authorization": f"Bearer {owner['key']}", "X-Tasks-Owner-Id": owner["id"]}
@@ -61,25 +60,8 @@ def nodes(
     tmp_path_factory: pytest.TempPathFactory, postgres_databases: Databases
 ) -> Iterator[Nodes]:
     workdir = tmp_path_factory.mktemp("pg-workflows")
-    url = run_apart(postgres_databases.create())
-    env = {"DATABASE_URL": url, "CIPHER_KEY": "one-key-for-every-node", "LOG": "true"}
-    servers = [ServerProcess(workdir / f"node-{n}", **env) for n in range(2)]
-    clients: list[httpx.Client] = []
-    with Target() as target:
-        try:
-            for server in servers:
-                server.workdir.mkdir()
-                server.start()
-            group = Nodes(servers, target)
-            clients = group.clients
-            yield group
-        finally:
-            for client in clients:
-                client.close()
-            for server in servers:
-                if server.process is not None:
-                    server.stop()
-            run_apart(postgres_databases.drop(url))
+    with Target() as target, postgres_nodes(workdir, postgres_databases, 2) as started:
+        yield Nodes(started, target)
 
 
 def test_parents_ending_at_once_on_two_nodes_release_their_child_once(nodes: Nodes) -> None:
