@@ -2,43 +2,10 @@
 // circuit's state, failures in a row, when it lets a probe through and the last error; an
 // open or half-open circuit can be reset (closed) from here.
 
-import {
-  badge,
-  dataTable,
-  emptyState,
-  h,
-  loadingState,
-  pagerButtons,
-  select,
-  viewHead,
-  when,
-} from "./dom.js";
-import { PAGE_SIZES, goWith, keepLoaded, notify, pageParams, show } from "./frame.js";
+import { badge, h, when } from "./dom.js";
+import { notify, pagedList } from "./frame.js";
 
 export function destinationList(session, params) {
-  const query = pageParams(params);
-  const update = (change) => goWith("/destinations", { ...query, offset: 0, ...change });
-  const body = h("div", { class: "list-body" }, loadingState("Loading destinations…"));
-  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
-  show(
-    "Destinations",
-    "destinations",
-    viewHead(h("h1", { text: "Destinations" }), () => load()),
-    h(
-      "div",
-      { class: "toolbar", role: "group", "aria-label": "Paging" },
-      select(
-        "filter-limit",
-        "Per page",
-        query.limit,
-        PAGE_SIZES.map((n) => [String(n), String(n)]),
-        (event) => update({ limit: Number(event.target.value) }),
-      ),
-    ),
-    body,
-    pager,
-  );
-
   async function reset(row, button) {
     button.disabled = true;
     try {
@@ -71,26 +38,19 @@ export function destinationList(session, params) {
     ],
   ];
 
-  const load = keepLoaded(
-    session,
-    body,
-    async () => {
-      const rows = await session.api.listDestinations(query);
-      body.replaceChildren(
-        rows.length
-          ? dataTable("destinations", columns, rows)
-          : emptyState(
-              query.offset ? "No more destinations" : "No failing destinations",
-              query.offset
-                ? "Go back a page."
-                : "One shows up here once an attempt to it fails; failing again and again, " +
-                  "its circuit opens and its tasks wait.",
-            ),
-      );
-      pager.replaceChildren(...pagerButtons(query, rows.length, update));
-    },
-    { failed: () => pager.replaceChildren() },
-  );
+  const load = pagedList(session, params, {
+    path: "/destinations",
+    title: "Destinations",
+    section: "destinations",
+    noun: "destinations",
+    fetch: (query) => session.api.listDestinations(query),
+    columns,
+    empty: [
+      "No failing destinations",
+      "One shows up here once an attempt to it fails; failing again and again, " +
+        "its circuit opens and its tasks wait.",
+    ],
+  });
 }
 
 function address(row) {

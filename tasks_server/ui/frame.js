@@ -2,7 +2,17 @@
 // auto-refresh timer and running a detail's actions. The hash carries filters and ids, never
 // a credential.
 
-import { $, errorState, h } from "./dom.js";
+import {
+  $,
+  dataTable,
+  emptyState,
+  errorState,
+  h,
+  loadingState,
+  pagerButtons,
+  select,
+  viewHead,
+} from "./dom.js";
 
 const PREFS_KEY = "tasks-server.prefs";
 const REFRESH_MS = 5000;
@@ -143,6 +153,54 @@ export function keepLoaded(session, region, fill, { final = () => false, failed 
   }
   load();
   autoRefresh(load);
+  return load;
+}
+
+/**
+ * A screen listing `noun` (its `path`) a page at a time: the heading with a refresh, `extra`
+ * under it, the page size, the table of `columns` over `fetch(query)`'s rows and the pager.
+ * `empty` is the title and hint of a first page with no rows. Returns its `load`.
+ */
+export function pagedList(session, params, { path, title, section, noun, extra = [], fetch, columns, empty }) {
+  const query = pageParams(params);
+  const update = (change) => goWith(path, { ...query, offset: 0, ...change });
+  const body = h("div", { class: "list-body" }, loadingState(`Loading ${noun}…`));
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  show(
+    title,
+    section,
+    viewHead(h("h1", { text: title }), () => load()),
+    ...extra,
+    h(
+      "div",
+      { class: "toolbar", role: "group", "aria-label": "Paging" },
+      select(
+        "filter-limit",
+        "Per page",
+        query.limit,
+        PAGE_SIZES.map((n) => [String(n), String(n)]),
+        (event) => update({ limit: Number(event.target.value) }),
+      ),
+    ),
+    body,
+    pager,
+  );
+  const load = keepLoaded(
+    session,
+    body,
+    async () => {
+      const rows = await fetch(query);
+      body.replaceChildren(
+        rows.length
+          ? dataTable(noun, columns, rows)
+          : query.offset
+            ? emptyState(`No more ${noun}`, "Go back a page.")
+            : emptyState(...empty),
+      );
+      pager.replaceChildren(...pagerButtons(query, rows.length, update));
+    },
+    { failed: () => pager.replaceChildren() },
+  );
   return load;
 }
 

@@ -16,17 +16,16 @@ import {
   metadataTags,
   pagerButtons,
   requestLine,
-  select,
   viewHead,
   when,
 } from "./dom.js";
 import {
-  PAGE_SIZES,
   flashNext,
   go,
   goWith,
   keepLoaded,
   pageParams,
+  pagedList,
   perform,
   show,
 } from "./frame.js";
@@ -71,48 +70,21 @@ function nextRun(schedule) {
 // --- the schedule list -----------------------------------------------------------------------
 
 export function scheduleList(session, params) {
-  const query = pageParams(params);
-  const update = (change) => goWith("/schedules", { ...query, offset: 0, ...change });
-  const body = h("div", { class: "list-body" }, loadingState("Loading schedules…"));
-  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
-  show(
-    "Schedules",
-    "schedules",
-    viewHead(h("h1", { text: "Schedules" }), () => load()),
-    h("p", {}, h("a", { class: "button primary", href: "#/schedules/new", text: "New schedule" })),
-    h(
-      "div",
-      { class: "toolbar", role: "group", "aria-label": "Paging" },
-      select(
-        "filter-limit",
-        "Per page",
-        query.limit,
-        PAGE_SIZES.map((n) => [String(n), String(n)]),
-        (event) => update({ limit: Number(event.target.value) }),
-      ),
-    ),
-    body,
-    pager,
-  );
-  const load = keepLoaded(
-    session,
-    body,
-    async () => {
-      const rows = await session.api.listSchedules(query);
-      body.replaceChildren(
-        rows.length
-          ? dataTable("schedules", SCHEDULE_COLUMNS, rows)
-          : emptyState(
-              query.offset ? "No more schedules" : "No schedules yet",
-              query.offset
-                ? "Go back a page."
-                : "Create one with New schedule (or POST /v1/schedules) and it shows up here.",
-            ),
-      );
-      pager.replaceChildren(...pagerButtons(query, rows.length, update));
-    },
-    { failed: () => pager.replaceChildren() },
-  );
+  pagedList(session, params, {
+    path: "/schedules",
+    title: "Schedules",
+    section: "schedules",
+    noun: "schedules",
+    extra: [
+      h("p", {}, h("a", { class: "button primary", href: "#/schedules/new", text: "New schedule" })),
+    ],
+    fetch: (query) => session.api.listSchedules(query),
+    columns: SCHEDULE_COLUMNS,
+    empty: [
+      "No schedules yet",
+      "Create one with New schedule (or POST /v1/schedules) and it shows up here.",
+    ],
+  });
 }
 
 const SCHEDULE_COLUMNS = [
