@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from tasks_server import startup
 from tasks_server.codec import TaskCodec
 from tasks_server.executor.options import unsupported
+from tasks_server.models.lists import listing
 from tasks_server.models.queues import QueueRegistration
 from tasks_server.original import keys, mapping
 from tasks_server.original.cipher import UNSET, OriginalCipher, WrongKey
@@ -187,6 +188,7 @@ def _sealed(codec: TaskCodec, task: mapping.Task, reg: QueueRegistration) -> Imp
         request=codec.seal_request(reg, task.id),
         metadata=metadata,
         response=None if task.response is None else codec.seal(task.response, task.id, "response"),
+        listing=listing(reg.http_request, None),
     )
 
 

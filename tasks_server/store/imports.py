@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
+from tasks_server.store.base import Listing, listing_columns
 from tasks_server.store.driver import Driver, Tx
 
 
@@ -39,6 +40,7 @@ class ImportedTask:
     request: bytes
     metadata: bytes | None
     response: bytes | None
+    listing: Listing  # what lists show of it, as for a task registered here
 
 
 async def owner_name(d: Driver, owner_id: str) -> str | None:
@@ -59,7 +61,8 @@ async def import_tasks(d: Driver, tasks: Sequence[ImportedTask]) -> list[str]:
     async def unit(tx: Tx) -> list[str]:
         stored = []
         for task in tasks:
-            if await tx.fetchrow("import_task", *astuple(task)) is not None:
+            row = (*astuple(task)[:-1], *listing_columns(task.listing).values())
+            if await tx.fetchrow("import_task", *row) is not None:
                 stored.append(task.id)
         return stored
 

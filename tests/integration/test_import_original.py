@@ -103,6 +103,9 @@ def test_imported_tasks_run_at_their_times_for_the_originals_clients(tmp_path: P
             eventually(lambda: state("waiting") == "SUCCESS", 30, "the waiting task done")
             assert state("paused") == "PAUSED" and not target.hits_for("/paused")
             assert state("waiting_at") == "RUNNING"  # due in 2100
+            # Lists tell imported tasks apart as they do tasks registered here.
+            (paused,) = http.get("/v1/queues", params={"state": "PAUSED"}).json()
+            assert paused["method"] and paused["target"].startswith(TARGET), paused
             history = http.get("/v1/queues", params={"state": "SUCCESS", "limit": 100}).json()
             assert tasks["success"] in {q["id"] for q in history}
     again = import_original(tmp_path, "--from", str(source), "--cipher-key", made["cipher_key"])

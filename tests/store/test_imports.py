@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ulid import ULID
 
-from tasks_server.store.base import Credentials, OwnerRecord, TaskStore
+from tasks_server.store.base import Credentials, Listing, OwnerRecord, TaskStore
 from tasks_server.store.imports import ImportedOwner, ImportedTask
 from tests.store.conftest import make_owner
 
@@ -31,6 +31,7 @@ def task(owner_id: str, queue_id: str = ORIGINAL_ID, **fields: object) -> Import
         request=b"sealed request",
         metadata=b"sealed metadata",
         response=b"sealed response",
+        listing=Listing(None, "POST", "http://127.0.0.1:9/x?k=***", "http://127.0.0.1:9"),
     )
     return replace(made, **fields)  # type: ignore[arg-type]
 
@@ -88,6 +89,7 @@ async def test_tasks_keep_their_columns_count_toward_the_owner_and_are_stored_on
         b"sealed response",
     )
     assert row.estimate_execution_at == 4_102_444_800_000 and not row.in_flight
+    assert (row.method, row.target) == ("POST", "http://127.0.0.1:9/x?k=***")
     paused_row = await store.get(owner_id, paused.id)
     assert paused_row is not None and paused_row.paused_at == 20
     record = await store.get_owner(owner_id, "owner-one")

@@ -270,8 +270,8 @@ SELECT name FROM owners WHERE id = $1
 -- name: import_task
 INSERT INTO queues (id, owner_id, state, created_at, status_code, estimate_execution_at,
                     estimate_end_at, paused_at, retry_count, retry_limit, attempts, request,
-                    metadata, response)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    metadata, response, labels, method, target, destination)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT DO NOTHING RETURNING id
 
 -- name: select_original_key
