@@ -119,14 +119,18 @@ async def record(
 
 
 async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
-    # The attempts first, the tasks and the rows other writers share after them: an ending
-    # task's owner row (its count of active tasks), the circuits and the counts are then
-    # locked only for the end of the transaction, and the other writers wait the shortest.
-    # The rows of one task are written by its holder alone.
+    # The rows other writers share the most come last, so they wait for each other the
+    # shortest: the attempts (one task's rows are written by its holder alone), then the
+    # circuits and the counts (spread over slots), then the tasks, whose ends, callbacks and
+    # releases lock their owner's row (its count of active tasks) to the commit.
     closed = await tx.fetch_rows("close_attempts", [o.attempt() for o in items])
     pruned = [(o.due.id, o.result.attempt - o.keep) for o in items if o.result.attempt > o.keep]
     if pruned:
         await tx.execute_rows("prune_attempts", pruned)
+    notes = [(o.circuit, o.result.finished_at) for o in items if o.circuit is not None]
+    if notes:
+        await destinations.circuit_updates(tx, notes)
+    await stats.count(tx, closed)
     outcomes = [o.task() for o in items]
     # Each applied outcome's task, and whether it has dependents to settle.
     applied = {row[0]: bool(row[1]) for row in await tx.fetch_rows("record_outcomes", outcomes)}
@@ -141,10 +145,6 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
     ended = [(queue_id, succeeded) for queue_id, succeeded in ended if applied.get(queue_id)]
     if ended:
         await workflows.settle(tx, ended, max(o.result.finished_at for o in items))
-    notes = [(o.circuit, o.result.finished_at) for o in items if o.circuit is not None]
-    if notes:
-        await destinations.circuit_updates(tx, notes)
-    await stats.count(tx, closed)
     settled = {queue_id for queue_id, _ in ended}
     return [
         Recorded.SETTLED

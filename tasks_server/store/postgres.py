@@ -233,6 +233,16 @@ def _columns(rows: Sequence[Row]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+async def _end_transaction(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on its way back: the end of a transaction its unit left
+    open (cut short). Pooled sessions never set, listen or lock anything beyond their
+    transaction (the listener and the single runners have connections of their own), so
+    asyncpg's default reset (RESET ALL, UNLISTEN *, advisory unlocks) would cost a round trip
+    per transaction for nothing."""
+    if conn.is_in_transaction():
+        await conn.execute(_QUERIES.text("rollback"))
+
+
 class PostgresDriver:
     shared = True
     lease_ms = LEASE_MS
@@ -264,6 +274,7 @@ class PostgresDriver:
                 min_size=min(POOL_MIN, self._pool_max),
                 max_size=self._pool_max,
                 timeout=self._connect_timeout_s,
+                reset=_end_transaction,
             )
 
     async def close(self) -> None:

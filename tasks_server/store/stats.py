@@ -26,8 +26,9 @@ def lateness_bucket(late_ms: int) -> int:
 
 async def count(tx: Tx, closed: Sequence[Row]) -> None:
     """Count the attempts `closed` (rows of ``@CLOSED@``: task, outcome, finish, lateness) in
-    their owner's minute. Written last in its transaction: the counting rows are shared by
-    every writer of the minute, so they stay locked the shortest."""
+    their owner's minute. The counting rows are shared by every writer of the minute: each
+    connection writes its own slot of them (PostgreSQL), and they are written after what the
+    transaction's own tasks lock, before what their owners' rows do."""
     if closed:
         rows = [
             (

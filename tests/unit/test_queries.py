@@ -13,7 +13,7 @@ from tasks_server.store import queries
 from tasks_server.store.driver import run_to_end
 
 # What one driver runs by itself, and the other engine has no use for.
-ENGINE_ONLY = {"sqlite": {"probe_write"}, "postgres": {"now", "try_leader", "notify"}}
+ENGINE_ONLY = {"sqlite": {"probe_write"}, "postgres": {"now", "try_leader", "notify", "rollback"}}
 NAMED = re.compile(r'"([a-z_]+)"')
 USED = re.compile(r"""(?:tx|self)\.\w+\(\s*"(\w+)"|\.text\("(\w+)"\)""")
 

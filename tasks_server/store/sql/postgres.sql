@@ -18,6 +18,10 @@ SELECT pg_try_advisory_lock($1)
 -- name: notify
 SELECT pg_notify($1, $2)
 
+-- A pooled connection's transaction left open by a unit cut short, ended on its release.
+-- name: rollback
+ROLLBACK
+
 -- --- meta --------------------------------------------------------------------------------
 
 -- Locked, so nodes starting together record one value (the first to commit wins).
