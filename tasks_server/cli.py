@@ -226,6 +226,7 @@ def serve(settings: Settings) -> None:
         "host": settings.host,
         "port": settings.port,
         "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": settings.http_keep_alive_ms / 1000,
         "ssl_certfile": settings.path_tls_cert,
         "ssl_keyfile": settings.path_tls_key,
         "ssl_ca_certs": settings.path_tls_ca,

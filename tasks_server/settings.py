@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(1000, ge=1)
     http_header_timeout_ms: int = Field(10000, ge=1)
     http_body_timeout_ms: int = Field(10000, ge=1)
+    # An idle keep-alive connection is closed after this: longer than clients keep theirs
+    # (httpx 5 s, browsers and load balancers up to 60 s), so the client closes first and
+    # never sends a request on a connection the server is closing.
+    http_keep_alive_ms: int = Field(75000, ge=1)
     # OTLP/HTTP base URL: spans of registrations and attempts are exported there (SPEC §19.2).
     otel_exporter_otlp_endpoint: str | None = None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.server import CLIENT_LIMITS, ServerProcess
+from tests.integration.server import ServerProcess
 from tests.postgres import Databases, run_apart
 
 
@@ -37,7 +37,7 @@ def postgres_nodes(
         for server in servers:
             server.workdir.mkdir(parents=True)
             server.start()
-            clients.append(httpx.Client(base_url=server.url, limits=CLIENT_LIMITS, timeout=30))
+            clients.append(httpx.Client(base_url=server.url, timeout=30))
         yield PostgresNodes(url, servers, clients)
     finally:
         for client in clients:

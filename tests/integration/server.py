@@ -25,10 +25,6 @@ from tests.polling import eventually
 # Readiness is polled, so this bound costs nothing when starts are fast; it is sized for four
 # cluster workers importing the app on two cores beside other runs.
 STARTUP_TIMEOUT_S = 120.0
-# A client keeping connections lets an idle one go well before the server's keep-alive ends
-# (uvicorn's 5 s, which is also httpx's default expiry): else it may send a request on a
-# connection the server is closing, and get "Server disconnected without sending a response".
-CLIENT_LIMITS = httpx.Limits(keepalive_expiry=1.0)
 
 
 def free_port() -> int:

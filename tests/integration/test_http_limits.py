@@ -229,6 +229,19 @@ def test_an_idle_connection_that_sends_nothing_is_closed(server: ServerProcess) 
         _closed_within(sock, TIMEOUT_MS / 1000 + 3)
 
 
+def test_an_idle_keep_alive_connection_outlives_the_clients_own_expiry(
+    server: ServerProcess,
+) -> None:
+    """A client closes its idle connections first (httpx after 5 s): a server closing at the
+    same moment would race a request sent meanwhile ("Server disconnected")."""
+    with _connect(server) as sock:
+        _send(sock, _get("/status"))
+        assert _response(sock)[0] == 200
+        time.sleep(httpx.Limits().keepalive_expiry + 1)  # the idle time is what is tried
+        _send(sock, _get("/status"))
+        assert _response(sock)[0] == 200
+
+
 def test_connections_beyond_the_cap_answer_503(server: ServerProcess) -> None:
     held = [_connect(server) for _ in range(MAX_CONNECTIONS)]
     try:
