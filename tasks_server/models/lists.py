@@ -3,7 +3,7 @@ filters of ``GET /v1/queues``.
 
 What rows show is kept in plain columns so a page of summaries never opens a sealed request:
 the method, the URL with its userinfo and query values redacted as ``/config`` shows them,
-the destination failures are counted by, and the labels.
+the destination failures are counted by (a circuit's address), and the labels.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from tasks_server import destinations
 from tasks_server.models.attempts import MAX_OFFSET, AttemptOutcome
 from tasks_server.models.labels import LabelFilter, split_filter, stored_labels
 from tasks_server.models.queues import SECRET, HttpRequest, ListQuery, redact_url
 from tasks_server.store.base import ListFilters, Listing
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def listing(request: HttpRequest, labels: dict[str, str] | None) -> Listing:
@@ -27,16 +26,11 @@ def listing(request: HttpRequest, labels: dict[str, str] | None) -> Listing:
     if request.query:
         joined = "&".join(f"{name}={SECRET}" for name in request.query)
         url += ("&" if urlsplit(url).query else "?") + joined
-    parts = urlsplit(url)
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
     return Listing(
         labels=stored_labels(labels),
         method=request.method,
         target=redact_url(url),
-        destination=f"{parts.scheme}://{host}:{port}",
+        destination=destinations.address(request.url),
     )
 
 
