@@ -340,10 +340,12 @@ def _build() -> dict[str, Any]:
     def of(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
         return names[(model, mode)]
 
-    list_query_name = of(FilteredListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
-    list_params = _query_params(schemas[list_query_name])
-    attempts_query_name = of(AttemptsQuery, "validation")["$ref"].rsplit("/", 1)[-1]
-    attempts_params = _query_params(schemas[attempts_query_name])
+    def query(model: type[BaseModel]) -> list[dict[str, Any]]:
+        """The query parameters a route validates with `model`."""
+        return _query_params(schemas[of(model, "validation")["$ref"].rsplit("/", 1)[-1]])
+
+    list_params = query(FilteredListQuery)
+    attempts_params = query(AttemptsQuery)
 
     name_param = _path_param("name", OWNER_NAME_PATH_PATTERN, "The owner name")
     id_param = _path_param(
@@ -673,7 +675,6 @@ def _build() -> dict[str, Any]:
             ),
         }
 
-    stats_query = of(StatsQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     paths["/v1/stats"] = {
         "get": _op(
             "stats",
@@ -681,13 +682,12 @@ def _build() -> dict[str, Any]:
             "destinations, tasks by state",
             "queues",
             {"200": _json(of(StatsOut), "The overview"), **_errors(400, *_AUTH)},
-            parameters=_query_params(schemas[stats_query]),
+            parameters=query(StatsQuery),
         )
     }
 
     schedule_id = _path_param("id", ULID_PATTERN, "The schedule id (a ULID)")
     schedule_out = _json(of(ScheduleOut), "The schedule")
-    schedule_query = of(ScheduleListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     paths["/v1/schedules"] = {
         "post": _op(
             "createSchedule",
@@ -705,7 +705,7 @@ def _build() -> dict[str, Any]:
                 "200": _json({"type": "array", "items": of(ScheduleOut)}, "The schedules"),
                 **_errors(400, *_AUTH),
             },
-            parameters=_query_params(schemas[schedule_query]),
+            parameters=query(ScheduleListQuery),
         ),
     }
     paths["/v1/schedules/{id}"] = {
@@ -753,7 +753,6 @@ def _build() -> dict[str, Any]:
             ),
         }
 
-    destination_query = of(DestinationListQuery, "validation")["$ref"].rsplit("/", 1)[-1]
     paths["/v1/destinations"] = {
         "get": _op(
             "listDestinations",
@@ -764,7 +763,7 @@ def _build() -> dict[str, Any]:
                 "200": _json({"type": "array", "items": of(DestinationOut)}, "The destinations"),
                 **_errors(400, *_AUTH),
             },
-            parameters=_query_params(schemas[destination_query]),
+            parameters=query(DestinationListQuery),
         ),
     }
     paths["/v1/destinations/{id}/reset"] = {
