@@ -4,7 +4,9 @@ On PostgreSQL the database's clock is the reference: a node whose own clock is s
 drifts must neither fire the tasks it claims late or early nor register due times off by its
 error. ``StoreClock`` reads the store's clock once, then advances it by this process's
 monotonic clock (which no step moves), and reads it again every ``RESYNC_S`` so the two
-cannot drift apart. A lone SQLite server needs none of this: its own clock is the reference.
+cannot drift apart. It never runs ahead of the store's clock, so a request is never sent
+before its time: it trails it by at most the shortest round trip of a read. A lone SQLite
+server needs none of this: its own clock is the reference.
 """
 
 from __future__ import annotations
@@ -39,14 +41,15 @@ class StoreClock:
 
     async def sync(self) -> None:
         """Read the store's clock a few times and keep the read with the shortest round trip:
-        the store read its clock somewhere within it, so its middle is off by at most half."""
+        the store read its clock somewhere within it, so taking its end as that moment puts
+        this clock behind the store's by at most the trip, never ahead."""
         best: tuple[float, float] | None = None  # round trip, base
         for _ in range(SAMPLES):
             before = self._monotonic()
             store_ms = await self._source()
             after = self._monotonic()
             if best is None or after - before < best[0]:
-                best = (after - before, store_ms - (before + after) * 500)
+                best = (after - before, store_ms - after * 1000)
         assert best is not None
         self._base_ms = best[1]
         self._synced_at = self._monotonic()

@@ -21,6 +21,7 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.completer import Completer
 from tasks_server.scheduler.held import MAX_HELD, WINDOW_MS, Holder, Holdings, Wakeup
+from tasks_server.scheduler.lead import StartLead
 from tasks_server.scheduler.maintenance import LEASE_MS, Maintenance
 from tasks_server.scheduler.producer import Producer
 from tasks_server.scheduler.runner import AttemptRunner
@@ -64,6 +65,7 @@ class Scheduler:
         self._holdings = holdings = Holdings(holder, background, wakeup)
         slots = Slots(holdings, wakeup, per_owner=max_in_flight_per_owner)
         circuits = Circuits()
+        lead = StartLead(monotonic)
         self._completer = completer = Completer(
             holder,
             holdings,
@@ -89,6 +91,7 @@ class Scheduler:
             circuits,
             signing_keys=signing_keys,
             tracing=tracing or Tracing(),
+            lead=lead,
         )
         self.producer = Producer(
             holder,
@@ -99,6 +102,7 @@ class Scheduler:
             attempts,
             metrics,
             circuits,
+            lead,
             monotonic=monotonic,
         )
         self._maintenance = Maintenance(

@@ -2,7 +2,8 @@
 
 Every `POLL_MS`, or at once when a part asks (`Wakeup.claim`), the producer leases, in one SQL
 statement, the RUNNING tasks due within the next `WINDOW_MS` that no live process holds,
-keeps them in the heap (`Holdings`) and sleeps exactly until the earliest. A lease passes to
+keeps them in the heap (`Holdings`) and sleeps until the earliest is due, less the time its
+start takes to write (`StartLead`): the runner sends it at its time. A lease passes to
 another process only once expired, so a task never runs twice at once, also with several
 processes on one database. A claim waits on the writer, behind other writes: due tasks keep
 starting meanwhile.
@@ -29,6 +30,7 @@ from tasks_server.destinations import Circuits
 from tasks_server.metrics import Metrics
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.held import MAX_HELD, WINDOW_MS, Entry, Holder, Holdings, Wakeup
+from tasks_server.scheduler.lead import StartLead
 from tasks_server.scheduler.runner import AttemptRunner
 from tasks_server.scheduler.slots import Slots
 from tasks_server.service import Service
@@ -54,6 +56,7 @@ class Producer(Service):
         runner: AttemptRunner,
         metrics: Metrics,
         circuits: Circuits,
+        lead: StartLead,
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -67,6 +70,7 @@ class Producer(Service):
         self._metrics = metrics
         self._monotonic = monotonic
         self._circuits = circuits
+        self._lead = lead
         self._next_poll = float("-inf")
         self._claiming: asyncio.Task[None] | None = None
         self._more = False  # the last turn left due attempts it could have started
@@ -103,7 +107,7 @@ class Producer(Service):
         delay = None if claim_running else self._next_poll - self._monotonic()
         next_start = self._holdings.next_start()
         if next_start is not None and self._slots.free():
-            due_in = (next_start - self._holder.clock()) / 1000
+            due_in = (next_start - self._lead.ms() - self._holder.clock()) / 1000
             delay = due_in if delay is None else min(delay, due_in)
         if delay is None or delay > 0:
             # Not wait_for: on 3.11 it can swallow a cancel that lands as the wake-up
@@ -146,8 +150,9 @@ class Producer(Service):
     def _fire_due(self) -> bool:
         """Start up to FIRE_BATCH due attempts; True when more are due and could start."""
         now = self._holder.clock()
+        horizon = now + self._lead.ms()  # starts written ahead of their time (`StartLead`)
         fired = 0
-        while (start := self._holdings.next_start()) is not None and start <= now:
+        while (start := self._holdings.next_start()) is not None and start <= horizon:
             if not self._slots.free():
                 break
             if fired == FIRE_BATCH:
@@ -159,22 +164,23 @@ class Producer(Service):
             owner = held.row.owner_id
             if self._slots.parked(owner, entry):
                 continue
-            if held.row.spacing_ms and not self._flow_turn(held.row, entry, now):
+            at = max(start, now)  # when its request leaves
+            if held.row.spacing_ms and not self._flow_turn(held.row, entry, at):
                 continue
             self._slots.started(owner)
             fired += 1
-            attempt = self._runner.attempt(held)
+            attempt = self._runner.attempt(held, at)
             held.task = self._background.spawn(attempt, f"attempt-{held.row.id}")
         return False
 
-    def _flow_turn(self, row: Due, entry: Entry, now: int) -> bool:
-        """Whether a rate-limited task may start now; if not it goes back to the heap."""
+    def _flow_turn(self, row: Due, entry: Entry, at: int) -> bool:
+        """Whether a rate-limited task may leave at `at`; if not it goes back to the heap."""
         key = (row.owner_id, row.flow_key)
         ready = self._flow_started.get(key, 0) + row.spacing_ms
-        if ready > now:
+        if ready > at:
             self._holdings.push((ready, *entry[1:]))
             return False
         if len(self._flow_started) >= MAX_HELD:  # keys long idle are all that is dropped
-            self._flow_started = {k: t for k, t in self._flow_started.items() if t > now - 60_000}
-        self._flow_started[key] = now
+            self._flow_started = {k: t for k, t in self._flow_started.items() if t > at - 60_000}
+        self._flow_started[key] = at
         return True

@@ -1,7 +1,8 @@
 """Running one attempt: its start written, its request prepared and sent, its outcome handed on.
 
 "In flight" is a fact in the database: an attempt row is committed before the request is sent
-(`started`) and closed in the same transaction as the outcome (`Completer`). Memory holds only
+(`started`), up to `StartLead` ahead of the task's time so the request leaves at it, and
+closed in the same transaction as the outcome (`Completer`). Memory holds only
 the leased tasks (`Holdings`) and the asyncio task of each attempt. A start the store refuses
 (the task changed since it was held) sends nothing; an attempt aborted by a change is closed
 as ABORTED; either way the task is then settled as it is now, read through an outage like a
@@ -32,6 +33,7 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.scheduler.background import Background
 from tasks_server.scheduler.completer import Completer
 from tasks_server.scheduler.held import Held, Holder, Holdings
+from tasks_server.scheduler.lead import StartLead
 from tasks_server.scheduler.slots import Slots
 from tasks_server.store.base import Due, StoreUnavailable
 from tasks_server.tracing import Span, Tracing
@@ -55,6 +57,7 @@ class AttemptRunner:
         *,
         signing_keys: Callable[[str], Awaitable[tuple[bytes, ...]]],
         tracing: Tracing,
+        lead: StartLead,
     ) -> None:
         self._holder = holder
         self._holdings = holdings
@@ -68,9 +71,12 @@ class AttemptRunner:
         self._signing_keys = signing_keys
         self._tracing = tracing
         self._circuits = circuits
+        self._lead = lead
 
-    async def attempt(self, held: Held) -> None:
-        """Run one attempt of `held`, which holds a slot (`Slots.started`) until it ends."""
+    async def attempt(self, held: Held, at: int) -> None:
+        """Run one attempt of `held`, which holds a slot (`Slots.started`) until it ends; its
+        request leaves at `at` (its time: the start may be written ahead, `StartLead`), or
+        now if that is later."""
         row, store, holder = held.row, self._holder.store, self._holder.id
         number: int | None = None
         started: tuple[int, int] | None = None  # the attempt row asked for: number, start
@@ -80,26 +86,27 @@ class AttemptRunner:
         probe = waits = False
         try:
             await self._gate.wait_open()
-            start = self._holder.clock()
-            lateness_ms = max(0, start - row.starts_at)
+            at = max(at, self._holder.clock())
             reg = held.reg or self._codec.open_request(row.request, row.id)
             max_lateness = reg.config.max_lateness
-            expired = lifecycle.expired(row, start, max_lateness)
+            expired = lifecycle.expired(row, at, max_lateness)
             if not expired:
                 destination = self._codec.destination(reg, row.owner_id)
-                until, probe = await self._circuit(destination, start)
+                until, probe = await self._circuit(destination, at)
                 if waits := until is not None:
                     assert destination is not None
                     await store.hold(
                         holder=holder, queue_id=row.id, destination_id=destination.id, until=until
                     )
             if not waits:
-                started = (row.attempts + 1, start)
-                number = await store.started(holder=holder, due=row, now=start)
+                started = (row.attempts + 1, at)
+                number = await self._lead.timed(store.started(holder=holder, due=row, now=at))
             if number is not None:
                 if expired:
-                    outcome, sent = _expired(start - row.estimate_execution_at, max_lateness), None
+                    outcome, sent = _expired(at - row.estimate_execution_at, max_lateness), None
                 else:
+                    start = await self._until(at)
+                    lateness_ms = max(0, start - row.starts_at)
                     attempt, span = await self._prepare(held, reg, start, lateness_ms)
                     outcome, sent = await self._send(row, reg, attempt)
         except asyncio.CancelledError:
@@ -113,7 +120,10 @@ class AttemptRunner:
             log.info("attempt aborted", extra={"action": "attempt_aborted", "queue_id": row.id})
             current = await self._background.persist(
                 lambda: store.aborted(
-                    holder=holder, queue_id=row.id, now=self._holder.clock(), started=started
+                    holder=holder,
+                    queue_id=row.id,
+                    now=max(self._holder.clock(), at),  # never before the start it recorded
+                    started=started,
                 )
             )
             self._holdings.settle(held, current)
@@ -153,6 +163,13 @@ class AttemptRunner:
         await self._completer.record(
             held, reg, outcome, number, lateness_ms, sent, destination=destination, probe=probe
         )
+
+    async def _until(self, at: int) -> int:
+        """Wait until the wall clock reaches `at`; the clock then. Never earlier: a timer may
+        fire a little ahead, and the clock counts whole milliseconds."""
+        while (now := self._holder.clock()) < at:  # noqa: ASYNC110 (a clock, not an event)
+            await asyncio.sleep((at - now) / 1000)
+        return now
 
     async def _circuit(
         self, destination: Destination | None, start: int

@@ -13,9 +13,12 @@ from tasks_server.clock import SAMPLES, StoreClock
 class Source:
     """A store clock read over round trips of the given lengths (s), then 0 s ones."""
 
-    def __init__(self, mono: list[float], trips: list[float] | None = None) -> None:
+    def __init__(
+        self, mono: list[float], trips: list[float] | None = None, *, late: bool = False
+    ) -> None:
         self.mono = mono
         self.trips = list(trips or [])
+        self.late = late  # the store reads its clock at the very end of a trip, not its start
         self.store_ms = 1_000_000
         self.reads = 0
         self.fail = False
@@ -25,9 +28,11 @@ class Source:
         if self.fail:
             raise ConnectionRefusedError("the database is away")
         trip = self.trips.pop(0) if self.trips else 0.0
-        # The store reads its clock at the very start of a round trip.
+        if self.late:
+            self.mono[0] += trip
         read = self.store_ms + round((self.mono[0] - 100.0) * 1000)
-        self.mono[0] += trip
+        if not self.late:
+            self.mono[0] += trip
         return read
 
 
@@ -47,8 +52,19 @@ async def test_it_keeps_the_read_with_the_shortest_round_trip() -> None:
     clock = StoreClock(source, monotonic=lambda: mono[0])
     await clock.sync()
     assert source.reads == SAMPLES
-    # The 2 ms trip's middle: off by 1 ms (a 40 ms one would be off by 20).
-    assert clock() - source.store_ms - round((mono[0] - 100.0) * 1000) == -1
+    # The 2 ms trip's end: behind by 2 ms (a 40 ms one would be behind by 40).
+    assert clock() - source.store_ms - round((mono[0] - 100.0) * 1000) == -2
+    await clock.aclose()
+
+
+async def test_it_never_runs_ahead_of_the_store() -> None:
+    """Read at the end of the trip, the store's clock is matched exactly; at any earlier
+    moment, this clock trails it: a task is never fired before its time."""
+    mono = [100.0]
+    source = Source(mono, trips=[0.004] * SAMPLES, late=True)
+    clock = StoreClock(source, monotonic=lambda: mono[0])
+    await clock.sync()
+    assert clock() - source.store_ms - round((mono[0] - 100.0) * 1000) == 0
     await clock.aclose()
 
 

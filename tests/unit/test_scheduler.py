@@ -43,9 +43,10 @@ OWNER, OTHER = str(ULID()), str(ULID())
 class Clock:
     def __init__(self) -> None:
         self.offset_ms = 0
+        self.frozen: int | None = None  # the wall clock stands still here while set
 
     def wall(self) -> int:
-        return now_ms() + self.offset_ms
+        return now_ms() + self.offset_ms if self.frozen is None else self.frozen
 
 
 class FakeTransport:
@@ -439,6 +440,72 @@ async def test_a_retry_claimed_while_its_outcome_is_written_runs_on_time(
     queue_id = await h.add("/again", retry=1, retryInterval=50)
     await until(lambda: len(h.transport.sends) == 2, timeout=LEASE_MS / 1000 / 4)
     await until(lambda: state_is(h, queue_id, "ERROR"))
+
+
+async def learned_lead(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Start a scheduler whose start writes take 40 ms more on its monotonic clock, and run
+    one task: the lead is learned. The (task, start time) of each start written, once written."""
+    shift, calls, started = [0.0], [], h.store.started
+
+    async def slow_start(**kwargs: Any) -> int | None:
+        shift[0] += 0.04
+        number = await started(**kwargs)
+        calls.append((kwargs["due"].id, kwargs["now"]))
+        return number
+
+    monkeypatch.setattr(h.store, "started", slow_start)
+    await h.start(monotonic=lambda: time.monotonic() + shift[0])
+    first = await h.add("/first")
+    await until(lambda: state_is(h, first, "SUCCESS"))
+    return calls
+
+
+async def test_a_start_is_written_ahead_and_its_request_leaves_at_its_time(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a start took 40 ms: the next task's start is written before its time, and its
+    request leaves once its time comes (the wall clock stands still until then), not before."""
+    calls = await learned_lead(h, monkeypatch)
+    sent_at: list[int] = []
+    send = h.transport.send
+
+    async def timed_send(*args: Any, **kwargs: Any) -> CurlResponse:
+        sent_at.append(h.clock.wall())
+        return await send(*args, **kwargs)
+
+    monkeypatch.setattr(h.transport, "send", timed_send)
+    h.clock.frozen = now = h.clock.wall()
+    queue_id = await h.add("/second", delay_ms=20)
+    await until(lambda: (queue_id, now + 20) in calls)
+    assert h.transport.sends == ["/first"]  # written, not sent: its time has not come
+    h.clock.frozen = None
+    await until(lambda: state_is(h, queue_id, "SUCCESS"))
+    assert h.transport.sends == ["/first", "/second"] and sent_at[0] >= now + 20
+    (attempt,) = await h.store.attempts(queue_id, limit=10, offset=0)
+    assert attempt.started_at == now + 20
+
+
+async def test_a_pause_within_the_lead_aborts_the_attempt_unsent(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = await learned_lead(h, monkeypatch)
+    scheduler = h.scheduler
+    assert scheduler is not None
+    h.clock.frozen = now = h.clock.wall()
+    queue_id = await h.add("/paused", delay_ms=20)
+    await until(lambda: (queue_id, now + 20) in calls)
+    row = await h.store.change(OWNER, queue_id, lambda _row: Change(state="PAUSED", paused_at=now))
+    assert isinstance(row, QueueRow)
+    scheduler.changed(queue_id, row)
+
+    async def aborted() -> bool:
+        return await h.outcomes(queue_id) == ["ABORTED"]
+
+    await until(aborted)
+    h.clock.frozen = None
+    (attempt,) = await h.store.attempts(queue_id, limit=10, offset=0)
+    assert attempt.outcome == "ABORTED" and attempt.finished_at >= attempt.started_at
+    assert (await h.row(queue_id)).state == "PAUSED" and h.transport.sends == ["/first"]
 
 
 async def test_pause_and_resume_racing_an_abort_never_run_two_attempts(h: Harness) -> None:
