@@ -434,6 +434,12 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE stats_lateness;
     DROP TABLE stats_failures
     """,
+    # 12: the store's clock rounded down to the millisecond, as SQLite's: rounded to the
+    # nearest, it read up to half a millisecond ahead, and requests left that early.
+    """
+    CREATE OR REPLACE FUNCTION tasks_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
+      $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

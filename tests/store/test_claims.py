@@ -9,6 +9,7 @@ from ulid import ULID
 
 from tasks_server.lifecycle import Change
 from tasks_server.store.base import AttemptRow, Due, Flow, QueueRow, TaskStore
+from tasks_server.timeutil import now_ms
 from tests.store.conftest import add, make_owner, past
 
 MINUTE_MS = 60_000
@@ -16,6 +17,13 @@ MINUTE_MS = 60_000
 
 def ids(claimed: list[Due]) -> set[str]:
     return {due.id for due in claimed}
+
+
+async def test_the_stores_clock_never_reads_ahead_of_the_wall_clock(store: TaskStore) -> None:
+    """Due times and leases are compared on it, and a request must not leave before its time
+    (the database runs on this machine: one wall clock)."""
+    for _ in range(100):
+        assert await store.now() <= now_ms()
 
 
 async def test_a_claim_leases_the_earliest_due_tasks_up_to_its_limit(
