@@ -87,6 +87,7 @@ class AttemptRunner:
         try:
             await self._gate.wait_open()
             at = max(at, self._holder.clock())
+            lateness_ms = max(0, at - row.starts_at)
             reg = held.reg or self._codec.open_request(row.request, row.id)
             max_lateness = reg.config.max_lateness
             expired = lifecycle.expired(row, at, max_lateness)

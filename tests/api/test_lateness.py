@@ -3,6 +3,7 @@ time ends ERROR with an attempt `EXPIRED`, its request never sent late."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -41,8 +42,9 @@ async def insert_overdue(svc: Services, owner_id: str, document: dict[str, Any])
 
 
 async def test_a_task_later_than_its_max_lateness_expires_unsent(
-    make_settings: MakeSettings, target: Target
+    make_settings: MakeSettings, target: Target, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="tasks_server.scheduler")
     opened = open_client(make_settings())
     async with opened as client:
         owner = await register_owner(client)
@@ -71,6 +73,8 @@ async def test_a_task_later_than_its_max_lateness_expires_unsent(
         ]
         assert "maxLateness" in attempts[0]["error"]
         assert attempts[0]["latenessMs"] >= LATE_MS
+        (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "EXPIRED"]
+        assert logged.queue_id == expired_id and logged.lateness_ms >= LATE_MS
         assert orjson.loads(failure.body)["state"] == "ERROR"
         await callback_of(client, owner, expired_id)
         await wait_state(client, owner, sent_id, "SUCCESS")
