@@ -79,7 +79,7 @@ class AttemptRunner:
         now if that is later."""
         row, store, holder = held.row, self._holder.store, self._holder.id
         number: int | None = None
-        started: tuple[int, int] | None = None  # the attempt row asked for: number, start
+        started: int | None = None  # the start time of the attempt row asked for
         lateness_ms = 0
         span: Span | None = None
         destination: Destination | None = None
@@ -100,7 +100,7 @@ class AttemptRunner:
                         holder=holder, queue_id=row.id, destination_id=destination.id, until=until
                     )
             if not waits:
-                started = (row.attempts + 1, at)
+                started = at
                 number = await self._lead.timed(store.started(holder=holder, due=row, now=at))
             if number is not None:
                 if expired:

@@ -87,7 +87,9 @@ class QueueRow:
     request: bytes
     metadata: bytes | None
     response: bytes | None
-    attempts: int  # attempts made so far, across retries and replays
+    # The number of the last attempt an outcome recorded (across retries and replays; an
+    # import's count): one in flight, aborted or interrupted is not in it yet.
+    attempts: int
     schedule_id: str | None
     in_flight: bool  # it has an open attempt row
     callback_of: str | None = None  # a callback's task: the task whose outcome it delivers
@@ -764,10 +766,10 @@ class TaskStore(Protocol):
         not: the destination answered, or did not, all the same)."""
 
     async def aborted(
-        self, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+        self, *, holder: str, queue_id: str, now: int, started: int | None
     ) -> QueueRow | None:
-        """Close `holder`'s attempt (number, start time) as ABORTED if it was opened; the task
-        as it is now. Only that attempt: a newer one may be running already."""
+        """Close `holder`'s attempt started at `started` as ABORTED if it was opened; the
+        task as it is now. Only that attempt: a newer one may be running already."""
 
     async def abandon(self, *, holder: str, queue_id: str, now: int) -> None:
         """Give a task up after a failed write: open attempt INTERRUPTED, lease released."""

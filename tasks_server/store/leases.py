@@ -88,7 +88,7 @@ class _Outcome:
         retry_at = None if r.state is not None else r.retry_at
         return (
             *(due.id, self.holder, due.version, r.state, r.status_code, r.response),
-            *(r.finished_at, retry_at, r.outcome),
+            *(r.finished_at, retry_at, r.outcome, r.attempt),
         )
 
     def attempt(self) -> Row:
@@ -157,14 +157,14 @@ async def _record_all(tx: Tx, items: list[_Outcome]) -> list[Recorded]:
 
 
 async def aborted(
-    d: Driver, *, holder: str, queue_id: str, now: int, started: tuple[int, int] | None
+    d: Driver, *, holder: str, queue_id: str, now: int, started: int | None
 ) -> QueueRow | None:
-    """Close the aborted attempt (number, start time) if it was opened, and read the task as
+    """Close the aborted attempt (by its start time) if it was opened, and read the task as
     it is now. Only that attempt: a newer one of the task may already be running."""
 
     async def unit(tx: Tx) -> QueueRow | None:
         if started is not None:
-            await stats.count(tx, await tx.fetch("abort_open", now, queue_id, holder, *started))
+            await stats.count(tx, await tx.fetch("abort_open", now, queue_id, holder, started))
         row = await tx.fetchrow("select_by_id", queue_id)
         return None if row is None else QueueRow.from_row(row)
 

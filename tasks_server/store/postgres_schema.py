@@ -440,6 +440,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE OR REPLACE FUNCTION tasks_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
       $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$
     """,
+    # 13: opening an attempt writes no task row (SQLite migration 12): counting it there was
+    # a new version of the row in every index of `queues`, and a second trigger on it, for a
+    # number the attempts' own key gives.
+    """
+    DROP TRIGGER attempts_counted ON attempts;
+    DROP FUNCTION attempts_counted()
+    """,
 )
 
 # --- migrations ---------------------------------------------------------------------------

@@ -49,6 +49,12 @@ FRAGMENTS = {
         "AND NOT (batch_id IS NOT NULL AND EXISTS (SELECT 1 FROM queues b "
         "WHERE b.batch_id = queues.batch_id AND b.state IN ('RUNNING', 'PAUSED', 'WAITING')))"
     ),
+    # An opened attempt's number (task `q`): after the highest of its rows and of the last
+    # one an outcome recorded (`queues.attempts`: rows are pruned, an import brings a count).
+    "NEXT_ATTEMPT": (
+        "1 + (SELECT CASE WHEN coalesce(max(a.attempt), 0) > q.attempts THEN max(a.attempt) "
+        "ELSE q.attempts END FROM attempts a WHERE a.queue_id = q.id)"
+    ),
     # What closing attempts returns for the overview's counts (`stats.count`).
     "CLOSED": (
         "attempts.queue_id, attempts.outcome, attempts.finished_at, "

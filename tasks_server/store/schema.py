@@ -430,4 +430,10 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE stats_lateness;
     DROP TABLE stats_failures
     """,
+    # 12: an attempt is numbered after the highest its task has (its rows, or
+    # `queues.attempts`, which the outcome write keeps at the number it records): opening an
+    # attempt writes no task row (PostgreSQL migration 13).
+    """
+    DROP TRIGGER attempts_counted
+    """,
 )

@@ -180,7 +180,8 @@ async def test_a_start_opens_the_attempt_row_the_task_is_then_in_flight(
     ]
     current = await store.reload(row.id)
     assert current is not None
-    assert (current.attempts, current.in_flight, current.version) == (1, True, 0)
+    # The task row is not written: its count is the last attempt an outcome recorded.
+    assert (current.attempts, current.in_flight, current.version) == (0, True, 0)
 
 
 async def test_no_attempt_starts_for_a_changed_or_lost_task(store: TaskStore, owner: str) -> None:

@@ -7,6 +7,7 @@ from ulid import ULID
 from tasks_server.lifecycle import Change
 from tasks_server.store.base import AttemptRow, Due, NewTask, QueueRow, Result, TaskStore
 from tests.store.conftest import add
+from tests.store.test_imports import task as original_task
 
 MINUTE_MS = 60_000
 
@@ -184,18 +185,37 @@ async def test_a_retry_or_a_discarded_outcome_inserts_no_callback(
     assert (await current(store, due.id)).callback_id is None
 
 
+async def test_attempts_are_numbered_after_the_highest_their_task_had(
+    store: TaskStore, owner: str
+) -> None:
+    """An aborted attempt, pruned rows or an imported count: the next number is never one
+    already used, and the outcome write keeps the task's count at the number it records."""
+    due, start = await running(store, owner)
+    await store.aborted(holder="a", queue_id=due.id, now=start + 1, started=start)
+    assert await store.started(holder="a", due=due, now=start + 2) == 2
+    retry = ended(2, start + 3, state=None, retry_at=start)
+    assert await store.record(holder="a", due=due, result=retry, keep=1)  # keeps #2 alone
+    assert (await current(store, due.id)).attempts == 2
+    (due,) = await store.claim(holder="a", window_ms=0, lease_ms=MINUTE_MS, limit=1)
+    assert await store.started(holder="a", due=due, now=start + 4) == 3
+    imported = original_task(owner, estimate_execution_at=start - 10, attempts=4)
+    assert await store.import_tasks([imported]) == [imported.id]
+    (due,) = await store.claim(holder="a", window_ms=0, lease_ms=MINUTE_MS, limit=1)
+    assert await store.started(holder="a", due=due, now=start + 5) == imported.attempts + 1
+
+
 async def test_an_abort_closes_that_attempt_and_reads_the_task(
     store: TaskStore, owner: str
 ) -> None:
     due, start = await running(store, owner)
     unchanged = await store.aborted(holder="a", queue_id=due.id, now=start + 1, started=None)
     assert unchanged is not None and unchanged.in_flight
-    for holder, started in (("b", (1, start)), ("a", (1, start + 1)), ("a", (2, start))):
+    for holder, started in (("b", start), ("a", start + 1)):
         row = await store.aborted(holder=holder, queue_id=due.id, now=start + 1, started=started)
         assert row is not None and row.in_flight  # not that attempt: it stays open
-    row = await store.aborted(holder="a", queue_id=due.id, now=start + 4, started=(1, start))
+    row = await store.aborted(holder="a", queue_id=due.id, now=start + 4, started=start)
     assert row == await current(store, due.id)
-    assert (row.state, row.version, row.attempts, row.in_flight) == ("RUNNING", 0, 1, False)
+    assert (row.state, row.version, row.in_flight) == ("RUNNING", 0, False)
     (attempt,) = await store.attempts(due.id, limit=10, offset=0)
     assert (attempt.outcome, attempt.finished_at) == ("ABORTED", start + 4)
     assert await store.leased_versions("a") == {due.id: ("RUNNING", 0)}

@@ -100,7 +100,7 @@ async def test_attempts_closed_without_an_answer_are_counted_too(
         await _started(store, "a", now, lease_ms=MINUTE_MS) for _ in range(3)
     ]
     dead = await _started(store, "dead", now, lease_ms=1)
-    await store.aborted(holder="a", queue_id=aborted, now=now + 1, started=(1, now))
+    await store.aborted(holder="a", queue_id=aborted, now=now + 1, started=now)
     await store.abandon(holder="a", queue_id=abandoned, now=now + 1)
     await store.release_holder("a", now=now + 1)
     await past(store, await store.now() + 1)  # the dead holder's 1 ms lease has ended

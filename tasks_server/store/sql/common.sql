@@ -183,9 +183,10 @@ SELECT count(*) FROM queues
 -- name: flow_advance
 UPDATE flows SET next_start_at = $1 WHERE owner_id = $2 AND key = $3
 
+-- A holder has at most one attempt of a task open: its start time tells it from older ones.
 -- name: abort_open
 UPDATE attempts SET finished_at = $1, outcome = 'ABORTED'
- WHERE queue_id = $2 AND holder = $3 AND attempt = $4 AND started_at = $5 AND finished_at = 0
+ WHERE queue_id = $2 AND holder = $3 AND started_at = $4 AND finished_at = 0
 RETURNING @CLOSED@
 
 -- name: release_lease

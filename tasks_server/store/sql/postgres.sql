@@ -149,30 +149,31 @@ UPDATE attempts SET finished_at = $2, outcome = 'INTERRUPTED'
 RETURNING @CLOSED@
 
 -- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
--- open, numbered after the stored count, which a stale `Due` may lag (a trigger counts them:
--- migration 6). The task rows are locked, so a change committed meanwhile is seen.
+-- open, each numbered after the highest its task has (`queues.attempts` is the last one an
+-- outcome recorded, or the count an import brought). The task rows are locked, so a change
+-- committed meanwhile is seen.
 -- name: open_attempts
 INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
-SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
+SELECT q.id, @NEXT_ATTEMPT@, v.holder, q.estimate_execution_at, v.now
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]) AS v (id, holder, version, now)
   JOIN queues q ON q.id = v.id
  WHERE q.lease_owner = v.holder AND q.version = v.version AND q.state = 'RUNNING'
    FOR UPDATE OF q
 RETURNING queue_id, attempt
 
--- Rows (id, holder, version, state, status, response, now, retry at, outcome): an ending
--- outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome
--- applies only for the version it was run with, by the lease's holder.
+-- Rows (id, holder, version, state, status, response, now, retry at, outcome, attempt): an
+-- ending outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An
+-- outcome applies only for the version it was run with, by the lease's holder.
 -- name: record_outcomes
 UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_code,
-       response = v.response, outcome = v.outcome,
+       response = v.response, outcome = v.outcome, attempts = greatest(q.attempts, v.attempt),
        estimate_end_at = CASE WHEN v.state IS NULL THEN q.estimate_end_at ELSE v.now END,
        estimate_execution_at = coalesce(v.retry_at, q.estimate_execution_at),
        retry_count = q.retry_count + CASE WHEN v.state IS NULL THEN 1 ELSE 0 END,
        lease_owner = NULL, lease_until = NULL, version = q.version + 1
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::bytea[],
-              $7::bigint[], $8::bigint[], $9::text[])
-    AS v (id, holder, version, state, status_code, response, now, retry_at, outcome)
+              $7::bigint[], $8::bigint[], $9::text[], $10::integer[])
+    AS v (id, holder, version, state, status_code, response, now, retry_at, outcome, attempt)
  WHERE q.id = v.id AND q.lease_owner = v.holder AND q.version = v.version
 RETURNING q.id, q.has_dependents
 

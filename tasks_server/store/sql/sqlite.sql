@@ -129,19 +129,20 @@ RETURNING @CLOSED@
 -- name: open_attempts
 WITH v(id, holder, version, now) AS (VALUES {values})
 INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
-SELECT q.id, q.attempts + 1, v.holder, q.estimate_execution_at, v.now
+SELECT q.id, @NEXT_ATTEMPT@, v.holder, q.estimate_execution_at, v.now
   FROM v JOIN queues q ON q.id = v.id
  WHERE q.lease_owner = v.holder AND q.version = v.version AND q.state = 'RUNNING'
 RETURNING queue_id, attempt
 
--- Rows (id, holder, version, state, status, response, now, retry at, outcome): an ending
--- outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An outcome
--- applies only for the version it was run with, by the lease's holder.
+-- Rows (id, holder, version, state, status, response, now, retry at, outcome, attempt): an
+-- ending outcome (`state` set) finishes the task, otherwise it retries at `retry at`. An
+-- outcome applies only for the version it was run with, by the lease's holder.
 -- name: record_outcomes
-WITH v(id, holder, version, state, status_code, response, now, retry_at, outcome)
+WITH v(id, holder, version, state, status_code, response, now, retry_at, outcome, attempt)
   AS (VALUES {values})
 UPDATE queues SET state = coalesce(v.state, queues.state), status_code = v.status_code,
                   response = v.response, outcome = v.outcome,
+                  attempts = max(queues.attempts, v.attempt),
                   estimate_end_at = iif(v.state IS NULL, queues.estimate_end_at, v.now),
                   estimate_execution_at = iif(v.state IS NULL, v.retry_at,
                                               queues.estimate_execution_at),
