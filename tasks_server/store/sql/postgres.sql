@@ -151,17 +151,19 @@ RETURNING @CLOSED@
 -- Rows (id, holder, version, now): the attempts of the tasks still held as they were claimed
 -- open, each numbered after the highest its task has (`queues.attempts` is the last one an
 -- outcome recorded, or the count an import brought). The task rows are locked, so a change
--- committed meanwhile is seen. The holder is compared with IS NOT DISTINCT FROM, which no
--- index serves, so each task is found by its key (here and in `record_outcomes`): with `=`, a
--- planner whose statistics were taken while nothing was leased (the partial `queues_lease`
--- then looks empty) merged on that index, reading every row its holder leased per statement.
+-- committed meanwhile is seen. The tasks are found by their keys whatever the statistics
+-- say (here and in `record_outcomes`): `id = ANY` reads exactly them through the primary
+-- key, and the holder is compared with IS NOT DISTINCT FROM, which no index serves. With a
+-- plain join, a planner whose statistics were taken while nothing was leased (the partial
+-- `queues_lease` then looks empty) merged on that index, reading every row its holder leased
+-- per statement; and one that thought `queues` small hashed a scan of the whole table.
 -- name: open_attempts
 INSERT INTO attempts (queue_id, attempt, holder, due_at, started_at)
 SELECT q.id, @NEXT_ATTEMPT@, v.holder, q.estimate_execution_at, v.now
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]) AS v (id, holder, version, now)
   JOIN queues q ON q.id = v.id
- WHERE q.lease_owner IS NOT DISTINCT FROM v.holder AND q.version = v.version
-   AND q.state = 'RUNNING'
+ WHERE q.id = ANY($1::text[]) AND q.lease_owner IS NOT DISTINCT FROM v.holder
+   AND q.version = v.version AND q.state = 'RUNNING'
    FOR UPDATE OF q
 RETURNING queue_id, attempt
 
@@ -178,7 +180,8 @@ UPDATE queues q SET state = coalesce(v.state, q.state), status_code = v.status_c
   FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::bytea[],
               $7::bigint[], $8::bigint[], $9::text[], $10::integer[])
     AS v (id, holder, version, state, status_code, response, now, retry_at, outcome, attempt)
- WHERE q.id = v.id AND q.lease_owner IS NOT DISTINCT FROM v.holder AND q.version = v.version
+ WHERE q.id = ANY($1::text[]) AND q.id = v.id AND q.lease_owner IS NOT DISTINCT FROM v.holder
+   AND q.version = v.version
 RETURNING q.id, q.has_dependents
 
 -- Rows (id, attempt, finished at, status, outcome, error, response, what was sent).
