@@ -21,6 +21,7 @@ from tasks_server.models.queues import QueueRegistration
 from tasks_server.store.base import Flow
 
 CACHED_REQUEST_BYTES = 16_384  # larger documents are validated on each open
+DESTINATIONS_KEPT = 1_024  # (owner, URL) pairs whose destination is kept
 
 
 def _validate(plain: bytes) -> QueueRegistration:
@@ -39,6 +40,10 @@ class TaskCodec:
         # once while it is recent. Per codec, so per app: the plaintexts it keeps (owners'
         # credentials among them) are never shared with another app in the process.
         self._stored = functools.lru_cache(maxsize=256)(_validate)
+        # Every attempt of a task names its destination: the address parsed from the URL and
+        # its keyed digest cost more than the rest of the circuit check, so the recent ones
+        # are kept (per codec: the digests are of this app's key).
+        self._destinations = functools.lru_cache(maxsize=DESTINATIONS_KEPT)(self._destination)
 
     def seal_request(self, reg: QueueRegistration, queue_id: str) -> bytes:
         """Stores the request without its metadata and labels (which have their own columns)."""
@@ -75,7 +80,10 @@ class TaskCodec:
         None when it opted out (`circuitBreaker: false`)."""
         if not reg.config.circuit_breaker:
             return None
-        where = destinations.address(reg.http_request.url)
+        return self._destinations(owner_id, reg.http_request.url)
+
+    def _destination(self, owner_id: str, url: str) -> Destination:
+        where = destinations.address(url)
         return Destination(self._cipher.destination(owner_id, where), where)
 
     def idempotency_key(self, owner_id: str, key: str) -> str:

@@ -42,3 +42,29 @@ def test_two_codecs_share_no_validated_document() -> None:
     opened = one.open_request(one.seal_request(reg, "ID1"), "ID1")
     assert one.open_request(one.seal_request(reg, "ID2"), "ID2") is opened
     assert two.open_request(two.seal_request(reg, "ID1"), "ID1") is not opened
+
+
+def test_a_destination_is_digested_once_per_owner_and_url_by_each_codec() -> None:
+    """Every attempt names its destination: the digest is kept per owner and URL, keyed by
+    the codec's own secret (another app's codec digests it anew, to another id)."""
+    one, two = TaskCodec(Cipher.from_secret("one")), TaskCodec(Cipher.from_secret("two"))
+    reg = _registration()
+    first = one.destination(reg, "OWNER1")
+    assert first is not None and first.address == "http://127.0.0.1:9"
+    assert one.destination(_registration("other body"), "OWNER1") is first
+    other_owner = one.destination(reg, "OWNER2")
+    assert other_owner is not None and other_owner.id != first.id
+    assert other_owner.address == first.address
+    elsewhere = two.destination(reg, "OWNER1")
+    assert elsewhere is not None and elsewhere.id != first.id
+
+
+def test_a_task_that_opted_out_of_the_circuit_breaker_has_no_destination() -> None:
+    reg = QueueRegistration.model_validate(
+        {
+            "httpRequest": {"url": "http://127.0.0.1:9/a", "method": "GET"},
+            "config": {"circuitBreaker": False},
+        },
+        context={"stored": True},
+    )
+    assert TaskCodec(Cipher.from_secret("one")).destination(reg, "OWNER1") is None
