@@ -182,7 +182,10 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._reader: aiosqlite.Connection | None = None
-        self._pending: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        # Units reach the writer a loop turn at a time: one hand-over (and at most one wake-up
+        # of the writer thread) per turn, however many attempts started or ended in it.
+        self._pending: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._turn: list[_Pending] = []  # this loop turn's units, not yet handed over
         self._thread: threading.Thread | None = None
         self._accepting = False
 
@@ -216,6 +219,7 @@ class Database:
         """Commit every write queued so far, then close the connections."""
         self._accepting = False
         if self._thread is not None:
+            self._hand_over()
             self._pending.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -233,8 +237,11 @@ class Database:
         return this item's result once durably committed."""
         if not self._accepting:  # (cleared by the writer thread as it ends, too)
             raise RuntimeError("database is not open")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.put((write, item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._turn:
+            loop.call_soon(self._hand_over)
+        self._turn.append((write, item, future))
         # A cancelled caller cancels only its future: the write goes on (settling skips a
         # future already done), so no shield is needed to keep it whole.
         with _available():
@@ -265,13 +272,20 @@ class Database:
             self._accepting = False
             conn.close()
 
+    def _hand_over(self) -> None:
+        """Queue this turn's units for the writer."""
+        if self._turn:
+            self._pending.put(self._turn)
+            self._turn = []
+
     def _next_batch(self) -> list[_Pending] | None:
-        """What was queued while the last batch ran (waiting for one unit if nothing was), up
-        to `_MAX_BATCH`; None once `close()` asked to stop and nothing is left before that."""
+        """What was handed over while the last batch ran (waiting for a loop turn's units if
+        nothing was), whole turns until `_MAX_BATCH` is reached; None once `close()` asked to
+        stop and nothing is left before that."""
         first = self._pending.get()
         if first is None:
             return None
-        batch = [first]
+        batch = first
         while len(batch) < _MAX_BATCH:
             try:
                 pending = self._pending.get_nowait()
@@ -280,7 +294,7 @@ class Database:
             if pending is None:
                 self._pending.put(None)  # stop after this batch
                 break
-            batch.append(pending)
+            batch += pending
         return batch
 
 

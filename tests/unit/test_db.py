@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -101,6 +102,25 @@ async def test_shared_writes_queued_together_run_once_for_all(db: Database) -> N
     assert await asyncio.gather(*shared) == [0, 2, 4, 6, 8]
     assert await plain == "plain"
     assert calls == [[0, 1, 2, 3, 4]]
+
+
+async def test_the_writes_of_one_loop_turn_reach_the_writer_together(db: Database) -> None:
+    """An idle writer is handed a loop turn's units at once, not woken by the first one to
+    commit it alone: a burst's starts and outcomes cost one transaction per turn."""
+    calls: list[list[int]] = []
+
+    def double(conn: sqlite3.Connection, items: list[int]) -> list[int]:
+        calls.append(items)
+        return [2 * item for item in items]
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a writer woken mid-turn would get the GIL at once
+    try:
+        shared = [asyncio.ensure_future(db.share(double, n)) for n in range(200)]
+        assert await asyncio.gather(*shared) == [2 * n for n in range(200)]
+    finally:
+        sys.setswitchinterval(switching)
+    assert calls == [list(range(200))]
 
 
 async def test_a_failing_item_of_a_shared_write_fails_only_itself(db: Database) -> None:
