@@ -116,7 +116,6 @@ class QueueRow:
             self.retry_count,
             self.retry_limit,
             self.version,
-            self.attempts,
             self.request,
             self.has_dependents,
         )
@@ -136,7 +135,6 @@ class Due:
     retry_count: int
     retry_limit: int
     version: int
-    attempts: int
     request: bytes
     has_dependents: bool = False  # its response is kept for their placeholders
     flow_key: str | None = None  # its digest, as `Flow.key`

@@ -33,8 +33,7 @@ FRAGMENTS = {
     # What the scheduler needs of a due task: never the response blob.
     "DUE_COLUMNS": (
         "queues.id, queues.owner_id, queues.estimate_execution_at, queues.retry_count, "
-        "queues.retry_limit, queues.version, queues.attempts, queues.request, "
-        "queues.has_dependents"
+        "queues.retry_limit, queues.version, queues.request, queues.has_dependents"
     ),
     "SUMMARY_COLUMNS": (
         "id, state, created_at, status_code, estimate_execution_at, estimate_end_at, "

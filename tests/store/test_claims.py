@@ -52,7 +52,7 @@ async def test_a_claimed_task_is_due_as_registered(store: TaskStore, owner: str)
     now = await store.now()
     row = await add(store, owner, due=now - 1, retry_limit=4)
     claimed = await store.claim(holder="a", window_ms=0, lease_ms=MINUTE_MS, limit=10)
-    assert claimed == [Due(row.id, owner, now - 1, 0, 4, 0, 0, row.request)]
+    assert claimed == [Due(row.id, owner, now - 1, 0, 4, 0, row.request)]
 
 
 async def test_a_lease_passes_to_another_holder_only_once_expired(

@@ -8,7 +8,7 @@ from tasks_server.store.flow import Candidate, plan, spacing_ms
 
 def candidates(dues: list[int], parallelism: int | None, rate: float | None) -> list[Candidate]:
     return [
-        Candidate(Due(f"t{n}", "o", due, 0, 0, 0, 0, b"", "k"), parallelism, rate)
+        Candidate(Due(f"t{n}", "o", due, 0, 0, 0, b"", "k"), parallelism, rate)
         for n, due in enumerate(dues)
     ]
 

@@ -188,7 +188,7 @@ def test_an_outcome_ends_the_task_or_tries_again(
 
 
 def test_expired_counts_lateness_from_the_due_time() -> None:
-    due = Due("q", "o", 1_000, 0, 0, 1, 0, b"", start_at=5_000)
+    due = Due("q", "o", 1_000, 0, 0, 1, b"", start_at=5_000)
     assert not expired(due, 999_999, None)
     assert not expired(due, 3_000, 2_000)  # exactly the limit late: still sent
     assert expired(due, 3_001, 2_000)  # a flow-control start later counts too
