@@ -46,7 +46,7 @@ async def claim(d: Driver, *, holder: str, window_ms: int, lease_ms: int, limit:
             rows = await tx.fetch(
                 "flow_candidates", holder, owner_id, key, now, horizon, limit - len(claimed)
             )
-            candidates = [flow.Candidate(Due(*row[:9]), row[9], row[10]) for row in rows]
+            candidates = [flow.Candidate(Due(*row[:-2]), row[-2], row[-1]) for row in rows]
             planned = flow.plan(
                 candidates, busy=busy, next_start_at=locked[0], now=now, horizon=horizon
             )
