@@ -1,10 +1,15 @@
 """What destination health costs (SPEC §20: at most 5 % of burst throughput): the same burst
 drained with the circuit breaker and lateness checks on (the default breaker, a maxLateness no
-task reaches) and off (`circuitBreaker: false`, no maxLateness), in turns, the best of each."""
+task reaches) and off (`circuitBreaker: false`, no maxLateness), the median of each.
+
+One drain of a burst swings by a quarter from one run to the next here, more than the checks
+cost, so the two kinds take turns in an order that alternates each round (on off, off on,
+...): neither always runs first, on a target or box that is warming or cooling."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from scripts.benchmark.phases.burst import BURST
@@ -17,20 +22,21 @@ CHECKS: dict[str, dict[str, Any]] = {
     "on": {"maxLateness": 3_600_000},
     "off": {"circuitBreaker": False},
 }
-ROUNDS = 2  # on, off, on, off: a machine that slows down meanwhile slows both
+ROUNDS = 3
 TARGET = 0.95
 
 
 def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
     print(f"breaker: a burst of {BURST:,} with the health checks on and off", flush=True)
     rates: dict[str, list[float]] = {name: [] for name in CHECKS}
+    kinds = list(CHECKS)
     for turn in range(ROUNDS):
-        for name, config in CHECKS.items():
-            drained = drain(profile, procs, work, f"breaker-{name}-{turn}", BURST, config)
+        for name in kinds if turn % 2 == 0 else kinds[::-1]:
+            drained = drain(profile, procs, work, f"breaker-{name}-{turn}", BURST, CHECKS[name])
             if drained.states != {"SUCCESS": BURST}:
                 print(f"  ! not every task succeeded ({name}): {drained.states}")
             rates[name].append(drained.rate)
-    on, off = max(rates["on"]), max(rates["off"])
+    on, off = median(rates["on"]), median(rates["off"])
     report.details["breaker"] = {"tasks": BURST, "attempts_per_s": rates}
     report.add(
         Row(
@@ -41,5 +47,6 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
             "checks off",
             f">={TARGET}x off",
             on >= TARGET * off,
+            note=f"medians of {ROUNDS}",
         )
     )

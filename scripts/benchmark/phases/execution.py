@@ -22,6 +22,7 @@ from scripts.benchmark.cluster import (
     per_attempt,
     versus,
 )
+from scripts.benchmark.executor import executor_rps
 from scripts.benchmark.processes import Processes, cpu_s, start_server
 from scripts.benchmark.profiles import Profile
 from scripts.benchmark.report import Report, Row
@@ -100,6 +101,7 @@ class Drained:
     arrivals: list[float]  # at the target (epoch ms), in order
     server_cpu_s: float  # from the end of seeding to the end of the burst
     states: dict[str, int]  # the tasks' states at the end
+    executor_rps: float | None = None  # the executor alone (`executor.executor_rps`)
 
 
 def drain(
@@ -109,11 +111,16 @@ def drain(
     name: str,
     tasks: int,
     config: dict[str, Any] | None = None,
+    *,
+    executor: bool = False,
 ) -> Drained:
-    """The raw loop against a fresh target, then `tasks` (with `config`) seeded due `LEAD_MS`
-    ahead while a server runs, drained."""
+    """The raw loop against a fresh target (and with `executor`, the executor alone), then
+    `tasks` (with `config`) seeded due `LEAD_MS` ahead while a server runs, drained."""
     target = start_target(procs)
     raw = raw_curl(f"{target.url}/raw", tasks, profile.raw_concurrency)
+    alone = None
+    if executor:
+        alone = executor_rps(f"{target.url}/executor", tasks, profile.raw_concurrency)
     target.dump()
     with open_db(work / f"{name}.db") as db:
         (owner,) = db.create_owners([f"bench-{name}"])
@@ -127,7 +134,8 @@ def drain(
         states = db.states()
     arrivals = sorted(target.dump().values())
     procs.stop(target.proc)
-    return Drained(raw, due, tasks / (done_at - due / 1000), arrivals, server_cpu, states)
+    rate = tasks / (done_at - due / 1000)
+    return Drained(raw, due, rate, arrivals, server_cpu, states, alone)
 
 
 def run(profile: Profile, procs: Processes, work: Path, report: Report) -> float:
