@@ -23,6 +23,7 @@ class Profile:
     pg_burst: int  # --postgres: tasks due at one instant
     pg_load_s: int  # --postgres: seconds of 1,000 tasks a second falling due
     pg_lead_ms: int = 2_500  # --postgres: seeded tasks fall due this long after seeding
+    pg_rounds: int = 1  # --postgres: rounds of the burst on every configuration (median)
 
 
 FULL = Profile(
@@ -41,6 +42,7 @@ FULL = Profile(
     scale_waiting=1_000_000,
     pg_burst=10_000,
     pg_load_s=10,
+    pg_rounds=3,
 )
 QUICK = Profile(
     name="quick",
@@ -76,4 +78,5 @@ TINY = replace(
     pg_burst=200,
     pg_load_s=1,
     pg_lead_ms=500,
+    pg_rounds=2,  # so the test suite runs the rounds too
 )
