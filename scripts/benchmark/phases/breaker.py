@@ -38,7 +38,7 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
             if drained.states != {"SUCCESS": BURST}:
                 print(f"  ! not every task succeeded ({name}): {drained.states}")
             rates[name].append(drained.rate)
-            cpu[name].append(drained.server_cpu_s / BURST * 1e6)
+            cpu[name].append(drained.server_cpu_us)
     on, off = median(rates["on"]), median(rates["off"])
     report.details["breaker"] = {"tasks": BURST, "attempts_per_s": rates, "cpu_us": cpu}
     report.add(

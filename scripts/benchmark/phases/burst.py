@@ -18,7 +18,6 @@ TARGET = 0.4  # SPEC §20: of the same run's raw CurlMulti loop
 def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
     print(f"burst: {BURST:,} tasks due at one instant", flush=True)
     drained = drain(profile, procs, work, "burst", BURST, executor=True)
-    cpu_us = drained.server_cpu_s / BURST * 1e6
     late = [arrival - drained.due for arrival in drained.arrivals]
     p99 = late[min(len(late) - 1, int(len(late) * 0.99))] if late else float("nan")
     report.details["burst"] = {
@@ -27,7 +26,7 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
         "drain_per_s": drained.rate,
         "p99_ms": p99,
         "executor_alone_per_s": drained.executor_rps,
-        "server_cpu_us_per_attempt": cpu_us,
+        "server_cpu_us_per_attempt": drained.server_cpu_us,
     }
     report.add(
         Row(
@@ -48,7 +47,7 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> None:
             "raw CurlMulti",
             f">={TARGET}x raw",
             drained.rate >= TARGET * drained.raw_rps and len(drained.arrivals) == BURST,
-            note=f"server CPU {cpu_us:,.0f} µs/attempt",
+            note=f"server CPU {drained.server_cpu_us:,.0f} µs/attempt",
         )
     )
     report.add(Row(f"burst of {BURST:,}: start lateness p99", "ms", p99, None, ""))

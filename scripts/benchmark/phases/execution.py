@@ -99,7 +99,7 @@ class Drained:
     due: int  # epoch ms
     rate: float  # tasks / (none RUNNING - due): attempts per second
     arrivals: list[float]  # at the target (epoch ms), in order
-    server_cpu_s: float  # from the end of seeding to the end of the burst
+    server_cpu_us: float  # per attempt, from the end of seeding to the end of the burst
     states: dict[str, int]  # the tasks' states at the end
     executor_rps: float | None = None  # the executor alone (`executor.executor_rps`)
 
@@ -135,7 +135,7 @@ def drain(
     arrivals = sorted(target.dump().values())
     procs.stop(target.proc)
     rate = tasks / (done_at - due / 1000)
-    return Drained(raw, due, rate, arrivals, server_cpu, states, alone)
+    return Drained(raw, due, rate, arrivals, server_cpu / tasks * 1e6, states, alone)
 
 
 def run(profile: Profile, procs: Processes, work: Path, report: Report) -> float:
@@ -151,7 +151,7 @@ def run(profile: Profile, procs: Processes, work: Path, report: Report) -> float
         "attempts_per_s": rate,
         "started_per_s": started_rate,
         "first_start_after_due_ms": arrivals[0] - due if arrivals else None,
-        "server_cpu_us_per_attempt": drained.server_cpu_s / profile.exec_tasks * 1e6,
+        "server_cpu_us_per_attempt": drained.server_cpu_us,
         "states": drained.states,
     }
     if drained.states != {"SUCCESS": profile.exec_tasks}:
